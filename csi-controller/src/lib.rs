@@ -1,0 +1,1 @@
+//! CSI Controller and Identity services of cstor.csi.openebs.io

@@ -1,0 +1,1 @@
+//! CSI Node and Identity services of cstor.csi.openebs.io

@@ -1,0 +1,1 @@
+//! Typed wrapper over open-iscsi's iscsiadm behind the shared command runner

@@ -1,0 +1,1 @@
+//! The data-engine seam: zpool/zfs commands of the cStor data engine.

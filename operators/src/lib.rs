@@ -1,0 +1,3 @@
+//! cStor operators: cspc-operator, pool-manager, cvc-operator and volume-manager.
+
+pub mod engine;

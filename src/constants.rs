@@ -1,0 +1,161 @@
+//! Every label, annotation, finalizer, environment variable and well-known value that cStor
+//! components exchange through the Kubernetes API. Upstream's Go operators read and write exactly
+//! these strings, so they must never change.
+
+/// API groups and versions.
+pub mod group {
+    pub const CSTOR: &str = "cstor.openebs.io";
+    pub const CSTOR_VERSION: &str = "v1";
+    pub const CSTOR_API_VERSION: &str = "cstor.openebs.io/v1";
+    pub const NDM: &str = "openebs.io";
+    pub const NDM_VERSION: &str = "v1alpha1";
+    pub const NDM_API_VERSION: &str = "openebs.io/v1alpha1";
+}
+
+/// Label keys.
+pub mod label {
+    /// CSPC name, on CSPI, pool Deployment and pod, BDC, CVC, PDB.
+    pub const CSTOR_POOL_CLUSTER: &str = "openebs.io/cstor-pool-cluster";
+    /// CSPI name, on the pool Deployment and pod.
+    pub const CSTOR_POOL_INSTANCE: &str = "openebs.io/cstor-pool-instance";
+    /// Node hostname label (the label's value, not the node name).
+    pub const HOSTNAME: &str = "kubernetes.io/hostname";
+    pub const VERSION: &str = "openebs.io/version";
+    pub const CAS_TYPE: &str = "openebs.io/cas-type";
+    pub const APP: &str = "app";
+    /// CSPI name, on CVR and CStorBackup.
+    pub const CSPI_NAME: &str = "cstorpoolinstance.openebs.io/name";
+    /// CSPI UID, on CVR and CStorBackup: a pool-manager selects its own replicas with it.
+    pub const CSPI_UID: &str = "cstorpoolinstance.openebs.io/uid";
+    /// Legacy (pre-CSPC) pool UID label, still recognised on old CVRs.
+    pub const LEGACY_CSP_UID: &str = "cstorpool.openebs.io/uid";
+    /// PV name on a CVR: forms the zvol name.
+    pub const CSTOR_VOLUME_NAME: &str = "cstorvolume.openebs.io/name";
+    pub const PERSISTENT_VOLUME: &str = "openebs.io/persistent-volume";
+    pub const PERSISTENT_VOLUME_CLAIM: &str = "openebs.io/persistent-volume-claim";
+    pub const SOURCE_VOLUME: &str = "openebs.io/source-volume";
+    pub const CLONED: &str = "openebs.io/cloned";
+    pub const POD_DISRUPTION_BUDGET: &str = "openebs.io/pod-disruption-budget";
+    pub const TEMPLATE_HASH: &str = "cstor.openebs.io/template-hash";
+    pub const TARGET_SERVICE: &str = "openebs.io/target-service";
+    pub const STORAGE_ENGINE_TYPE: &str = "openebs.io/storage-engine-type";
+    pub const TARGET: &str = "openebs.io/target";
+    pub const MONITORING: &str = "monitoring";
+    pub const BLOCK_DEVICE_TAG: &str = "openebs.io/block-device-tag";
+    pub const COMPONENT_NAME: &str = "openebs.io/component-name";
+    pub const BACKUP: &str = "openebs.io/backup";
+    /// CVA labels written by the CSI node plugin (upstream's exact, oddly cased keys).
+    pub const CVA_NODE_ID: &str = "nodeID";
+    pub const CVA_VOLNAME: &str = "Volname";
+}
+
+/// Well-known label values.
+pub mod value {
+    pub const CAS_TYPE_CSTOR: &str = "cstor";
+    pub const APP_CSTOR_POOL: &str = "cstor-pool";
+    pub const APP_VOLUME_MANAGER: &str = "cstor-volume-manager";
+    pub const APP_ADMISSION_WEBHOOK: &str = "cstor-admission-webhook";
+    pub const TARGET_SERVICE_CSTOR: &str = "cstor-target-svc";
+    pub const STORAGE_ENGINE_CSTOR: &str = "cstor";
+    pub const TARGET_CSTOR: &str = "cstor-target";
+    pub const MONITORING_VOLUME_EXPORTER: &str = "volume_exporter_prometheus";
+    pub const MONITORING_POOL_EXPORTER: &str = "pool_exporter_prometheus";
+    pub const TRUE: &str = "true";
+    pub const CREATED_THROUGH_RESTORE: &str = "restore";
+}
+
+/// Annotation keys.
+pub mod annotation {
+    pub const RECONCILE_DISABLE: &str = "reconcile.openebs.io/disable";
+    pub const RECONCILE_DISABLE_DEPENDANTS: &str = "reconcile.openebs.io/disable-dependants";
+    pub const ALLOWED_BD_TAGS: &str = "openebs.io/allowed-bd-tags";
+    pub const EXISTING_POOL_NAME: &str = "import.cspi.cstor.openebs.io/existing-pool-name";
+    pub const BD_PREDECESSOR: &str = "openebs.io/bd-predecessor";
+    pub const CSPI_HOSTNAME: &str = "cstorpoolinstance.openebs.io/hostname";
+    pub const SOURCE_VOLUME: &str = "openebs.io/source-volume";
+    pub const SNAPSHOT: &str = "openebs.io/snapshot";
+    pub const IS_RESTORE_VOL: &str = "isRestoreVol";
+    pub const RESTORE_COMPLETED: &str = "openebs.io/restore-completed";
+    pub const VOLUME_POLICY: &str = "openebs.io/volume-policy";
+    pub const VOLUME_ID: &str = "openebs.io/volumeID";
+    pub const PERSISTENT_VOLUME_CLAIM: &str = "openebs.io/persistent-volume-claim";
+    pub const CREATED_THROUGH: &str = "openebs.io/created-through";
+    pub const MONITORING: &str = "openebs.io/monitoring";
+    pub const PROMETHEUS_PATH: &str = "prometheus.io/path";
+    pub const PROMETHEUS_PORT: &str = "prometheus.io/port";
+    pub const PROMETHEUS_SCRAPE: &str = "prometheus.io/scrape";
+    pub const SAFE_TO_EVICT: &str = "cluster-autoscaler.kubernetes.io/safe-to-evict";
+    pub const VOLUME_MONITOR: &str = "openebs.io/volume-monitor";
+    pub const VOLUME_TYPE: &str = "openebs.io/volume-type";
+}
+
+/// Finalizers.
+pub mod finalizer {
+    /// cspc-operator: on CSPC, CSPI (at creation) and BDC (at creation).
+    pub const CSPC: &str = "cstorpoolcluster.openebs.io/finalizer";
+    /// pool-manager: on CSPI, removed after `zpool destroy` and labelclear.
+    pub const POOL_PROTECTION: &str = "openebs.io/pool-protection";
+    /// CSI controller, at CVC creation; removed by the cvc-operator on deletion.
+    pub const CVC: &str = "cvc.openebs.io/finalizer";
+    /// cvc-operator, on CVR; removed by the pool-manager after `zfs destroy -R`.
+    pub const CVR: &str = "cstorvolumereplica.openebs.io/finalizer";
+}
+
+/// Environment variables the components read (names kept from upstream).
+pub mod env {
+    pub const OPENEBS_NAMESPACE: &str = "OPENEBS_NAMESPACE";
+    pub const OPENEBS_NODE_ID: &str = "OPENEBS_NODE_ID";
+    pub const OPENEBS_NODE_DRIVER: &str = "OPENEBS_NODE_DRIVER";
+    pub const REMOUNT: &str = "REMOUNT";
+    pub const RESYNC_INTERVAL: &str = "RESYNC_INTERVAL";
+    pub const OPENEBS_IO_CSPI_ID: &str = "OPENEBS_IO_CSPI_ID";
+    pub const OPENEBS_IO_POOL_NAME: &str = "OPENEBS_IO_POOL_NAME";
+    pub const OPENEBS_IO_CSTOR_ID: &str = "OPENEBS_IO_CSTOR_ID";
+    pub const OPENEBS_IO_CSTOR_VOLUME_ID: &str = "OPENEBS_IO_CSTOR_VOLUME_ID";
+    pub const OPENEBS_IO_BASE_DIR: &str = "OPENEBS_IO_BASE_DIR";
+    pub const OPENEBS_IO_CSTOR_POOL_SPARSE_DIR: &str = "OPENEBS_IO_CSTOR_POOL_SPARSE_DIR";
+    pub const OPENEBS_IO_CSPI_MGMT_IMAGE: &str = "OPENEBS_IO_CSPI_MGMT_IMAGE";
+    pub const OPENEBS_IO_CSTOR_POOL_IMAGE: &str = "OPENEBS_IO_CSTOR_POOL_IMAGE";
+    pub const OPENEBS_IO_CSTOR_POOL_EXPORTER_IMAGE: &str = "OPENEBS_IO_CSTOR_POOL_EXPORTER_IMAGE";
+    pub const OPENEBS_IO_CSTOR_TARGET_IMAGE: &str = "OPENEBS_IO_CSTOR_TARGET_IMAGE";
+    pub const OPENEBS_IO_VOLUME_MONITOR_IMAGE: &str = "OPENEBS_IO_VOLUME_MONITOR_IMAGE";
+    pub const OPENEBS_IO_CSTOR_VOLUME_MGMT_IMAGE: &str = "OPENEBS_IO_CSTOR_VOLUME_MGMT_IMAGE";
+    pub const OPENEBS_IO_IMAGE_PULL_SECRETS: &str = "OPENEBS_IO_IMAGE_PULL_SECRETS";
+    pub const OPENEBS_SERVICEACCOUNT_NAME: &str = "OPENEBS_SERVICEACCOUNT_NAME";
+    pub const POD_NAME: &str = "POD_NAME";
+    pub const NAMESPACE: &str = "NAMESPACE";
+    pub const NODE_NAME: &str = "NODE_NAME";
+    pub const QUEUE_DEPTH: &str = "QueueDepth";
+    pub const LU_WORKERS: &str = "Luworkers";
+}
+
+/// CSI-side names.
+pub mod csi {
+    pub const DRIVER_NAME: &str = "cstor.csi.openebs.io";
+    /// Topology key owned by the driver; StorageClasses in the field use it in `allowedTopologies`.
+    pub const TOPOLOGY_NODE_KEY: &str = "topology.cstor.openebs.io/nodeName";
+    /// StorageClass parameters.
+    pub const PARAM_CSPC: &str = "cstorPoolCluster";
+    pub const PARAM_REPLICA_COUNT: &str = "replicaCount";
+    pub const PARAM_CAS_TYPE: &str = "cas-type";
+    pub const PARAM_FS_TYPE: &str = "fsType";
+    pub const PARAM_VOLUME_POLICY: &str = "cstorVolumePolicy";
+    /// Passed by external-provisioner with `--extra-create-metadata`.
+    pub const PARAM_PVC_NAME: &str = "csi.storage.k8s.io/pvc/name";
+    pub const PARAM_PVC_NAMESPACE: &str = "csi.storage.k8s.io/pvc/namespace";
+    pub const PARAM_PV_NAME: &str = "csi.storage.k8s.io/pv/name";
+}
+
+/// Data-engine facts shared by operators and the CSI driver.
+pub mod engine {
+    /// Prefix of every cStor zpool name: `cstor-<CSPC uid>`.
+    pub const POOL_PREFIX: &str = "cstor-";
+    /// IQN prefix of every cStor target (`NodeBase` in istgt.conf).
+    pub const IQN_PREFIX: &str = "iqn.2016-09.com.openebs.cstor";
+    pub const ISCSI_PORT: u16 = 3260;
+    pub const SNAPSHOT_GRPC_PORT: u16 = 7777;
+    pub const MGMT_PORT: u16 = 6060;
+    pub const EXPORTER_PORT: u16 = 9500;
+    pub const ISCSI_INTERFACE: &str = "default";
+    pub const LUN: u32 = 0;
+}

@@ -1,0 +1,1 @@
+//! cstor.openebs.io/v1 kinds.

@@ -1,0 +1,9 @@
+//! cStor API: CRD types, naming rules, label/annotation/finalizer names, the shared command
+//! runner and the generated gRPC bindings (CSI v1.12 and the target's snapshot service).
+
+pub mod constants;
+pub mod cstor;
+pub mod exec;
+pub mod naming;
+pub mod ndm;
+pub mod proto;

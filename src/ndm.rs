@@ -1,0 +1,1 @@
+//! NDM kinds (openebs.io/v1alpha1): BlockDevice, BlockDeviceClaim.
