@@ -2,6 +2,7 @@
 //! runner and the generated gRPC bindings (CSI v1.12 and the target's snapshot service).
 
 pub mod constants;
+pub mod crdgen;
 pub mod cstor;
 pub mod exec;
 pub mod naming;

@@ -1,0 +1,217 @@
+//! NodePublishVolume (bind mount of the staging path, or of the device for raw block, with
+//! `ro` and the capability's mount flags) and NodeUnpublishVolume (unmount, then remove the
+//! directory or file the publish created). Both are idempotent and decide from the mount table.
+
+use std::{
+    os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt, OpenOptionsExt},
+    path::Path,
+};
+
+use cstor_api::{
+    naming::cva_name,
+    proto::csi::v1::{
+        NodePublishVolumeRequest, NodePublishVolumeResponse, NodeUnpublishVolumeRequest,
+        NodeUnpublishVolumeResponse,
+    },
+};
+
+use crate::{
+    error::{NodeError, Result},
+    guard::Operation,
+    node::{Capability, NodeDriver, require_id, require_path},
+};
+
+impl NodeDriver {
+    pub async fn publish(&self, req: NodePublishVolumeRequest) -> Result<NodePublishVolumeResponse> {
+        let volume = require_id(&req.volume_id, "volume_id")?;
+        let target = require_path(&req.target_path, "target_path")?;
+        if req.staging_target_path.is_empty() {
+            return Err(NodeError::Precondition(
+                "staging_target_path is missing: this driver stages volumes (STAGE_UNSTAGE_VOLUME), call NodeStageVolume first and pass its path".into(),
+            ));
+        }
+        let staging = require_path(&req.staging_target_path, "staging_target_path")?;
+        let cap = Capability::from_request(req.volume_capability.as_ref())?;
+        let parent = target.parent().unwrap_or(Path::new("/"));
+        if !parent.is_dir() {
+            return Err(NodeError::Invalid(format!(
+                "target_path {}: its parent directory {} does not exist; the CO must create it",
+                target.display(),
+                parent.display()
+            )));
+        }
+        let _guard = self.guards().try_lock(volume, Operation::Publish)?;
+        let name = cva_name(volume, self.node());
+        let mut cva = self
+            .inner
+            .api
+            .attachment(&name)
+            .await
+            .map_err(NodeError::api(format!("cannot read CStorVolumeAttachment {name}")))?
+            .filter(|c| !c.deleting && !c.staging_target_path.is_empty())
+            .ok_or_else(|| {
+                NodeError::Precondition(format!(
+                    "volume {volume} is not staged on node {}: call NodeStageVolume first",
+                    self.node()
+                ))
+            })?;
+        let table = self.mounts()?;
+        let source = match &cap {
+            Capability::Mount { .. } => {
+                let staged = table.at(staging).ok_or_else(|| {
+                    NodeError::Precondition(format!(
+                        "volume {volume} is not staged at {}: nothing is mounted there; call NodeStageVolume first",
+                        staging.display()
+                    ))
+                })?;
+                if let Some(existing) = table.at(target) {
+                    let same = existing.majmin == staged.majmin && existing.root == staged.root;
+                    let ro = existing.mount_options.contains_key("ro");
+                    if same && ro == req.readonly {
+                        tracing::info!(volume, target = %target.display(), "already published");
+                        return Ok(NodePublishVolumeResponse {});
+                    }
+                    return Err(NodeError::AlreadyExists(format!(
+                        "target_path {} already has {} mounted ({}): unpublish it first",
+                        target.display(),
+                        if same { format!("volume {volume}") } else { existing.source.clone() },
+                        if ro { "read-only" } else { "read-write" }
+                    )));
+                }
+                staging.to_path_buf()
+            }
+            Capability::Block => {
+                let dev = Path::new(&cva.device_path);
+                let meta = std::fs::metadata(dev).ok().filter(|m| m.file_type().is_block_device()).ok_or_else(|| {
+                    NodeError::Precondition(format!(
+                        "the device {} of volume {volume} is not present: stage the volume again (NodeStageVolume)",
+                        cva.device_path
+                    ))
+                })?;
+                if table.is_mount_point(target) {
+                    let cur = std::fs::metadata(target).ok();
+                    let same = cur.as_ref().is_some_and(|c| c.file_type().is_block_device() && c.rdev() == meta.rdev());
+                    let ro = table.at(target).is_some_and(|m| m.mount_options.contains_key("ro"));
+                    if same && ro == req.readonly {
+                        return Ok(NodePublishVolumeResponse {});
+                    }
+                    return Err(NodeError::AlreadyExists(format!(
+                        "target_path {} already has another device or mode published: unpublish it first",
+                        target.display()
+                    )));
+                }
+                dev.to_path_buf()
+            }
+        };
+
+        let created = create_target(target, matches!(cap, Capability::Block))?;
+        let flags = match &cap {
+            Capability::Mount { flags, .. } => flags.clone(),
+            Capability::Block => Vec::new(),
+        };
+        if let Err(e) = self.inner.fs.bind(&source, target, req.readonly, &flags).await {
+            if created {
+                remove_target(target);
+            }
+            return Err(NodeError::fs(format!(
+                "could not mount {} at {}",
+                source.display(),
+                target.display()
+            ))(e));
+        }
+        let t = target.to_string_lossy().into_owned();
+        if cva.target_path != t {
+            cva.target_path = t;
+            self.inner
+                .api
+                .update_attachment(&cva)
+                .await
+                .map_err(NodeError::api(format!("cannot record the target path in CStorVolumeAttachment {name}")))?;
+        }
+        tracing::info!(volume, target = %target.display(), readonly = req.readonly, "published");
+        Ok(NodePublishVolumeResponse {})
+    }
+
+    pub async fn unpublish(&self, req: NodeUnpublishVolumeRequest) -> Result<NodeUnpublishVolumeResponse> {
+        let volume = require_id(&req.volume_id, "volume_id")?;
+        let target = require_path(&req.target_path, "target_path")?;
+        let _guard = self.guards().try_lock(volume, Operation::Unpublish)?;
+        while self.mounts()?.is_mount_point(target) {
+            self.inner
+                .fs
+                .umount(target)
+                .await
+                .map_err(NodeError::fs(format!("could not unmount {}", target.display())))?;
+        }
+        match std::fs::symlink_metadata(target) {
+            Ok(m) if m.is_dir() => std::fs::remove_dir(target).map_err(|e| {
+                NodeError::Precondition(format!(
+                    "cannot remove target_path {} after unmounting it ({e}); it holds files that are not on the volume, remove them by hand",
+                    target.display()
+                ))
+            })?,
+            Ok(_) => std::fs::remove_file(target).map_err(NodeError::io("cannot remove", target))?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(NodeError::io("cannot inspect", target)(e)),
+        }
+        let name = cva_name(volume, self.node());
+        let cva = self
+            .inner
+            .api
+            .attachment(&name)
+            .await
+            .map_err(NodeError::api(format!("cannot read CStorVolumeAttachment {name}")))?;
+        if let Some(mut cva) = cva
+            && cva.target_path == req.target_path
+        {
+            cva.target_path.clear();
+            self.inner
+                .api
+                .update_attachment(&cva)
+                .await
+                .map_err(NodeError::api(format!("cannot update CStorVolumeAttachment {name}")))?;
+        }
+        tracing::info!(volume, target = %target.display(), "unpublished");
+        Ok(NodeUnpublishVolumeResponse {})
+    }
+}
+
+/// Creates the publish target (directory for a filesystem, empty file for a block device) when
+/// missing. Returns whether it created it.
+fn create_target(target: &Path, file: bool) -> Result<bool> {
+    let res = if file {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o640)
+            .open(target)
+            .map(|_| ())
+    } else {
+        std::fs::DirBuilder::new().mode(0o750).create(target)
+    };
+    match res {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            let is_dir = target.is_dir();
+            if is_dir == file {
+                return Err(NodeError::Invalid(format!(
+                    "target_path {} exists but is a {}; a {} volume needs a {}",
+                    target.display(),
+                    if is_dir { "directory" } else { "file" },
+                    if file { "block" } else { "mount" },
+                    if file { "file" } else { "directory" }
+                )));
+            }
+            Ok(false)
+        }
+        Err(e) => Err(NodeError::io("cannot create", target)(e)),
+    }
+}
+
+fn remove_target(target: &Path) {
+    let _ = if target.is_dir() {
+        std::fs::remove_dir(target)
+    } else {
+        std::fs::remove_file(target)
+    };
+}
