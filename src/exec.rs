@@ -18,13 +18,15 @@ use async_trait::async_trait;
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// One command line to run, without a shell.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct Cmd {
     pub program: String,
     pub args: Vec<String>,
     pub env: BTreeMap<String, String>,
     pub stdin: Option<Vec<u8>>,
     pub timeout: Duration,
+    /// Indexes into `args` of values that must never reach a log or an error (CHAP secrets).
+    pub secret: Vec<usize>,
 }
 
 impl Cmd {
@@ -35,6 +37,7 @@ impl Cmd {
             env: BTreeMap::new(),
             stdin: None,
             timeout: DEFAULT_TIMEOUT,
+            secret: Vec::new(),
         }
     }
 
@@ -49,6 +52,13 @@ impl Cmd {
         S: Into<String>,
     {
         self.args.extend(args.into_iter().map(Into::into));
+        self
+    }
+
+    /// Adds an argument that is passed to the program but shown as `***` in logs and errors.
+    pub fn secret_arg(mut self, a: impl Into<String>) -> Self {
+        self.secret.push(self.args.len());
+        self.args.push(a.into());
         self
     }
 
@@ -67,14 +77,26 @@ impl Cmd {
         self
     }
 
-    /// `program arg1 arg2 ...`, for logs, errors and matching recorded answers.
+    /// `program arg1 arg2 ...`, for logs, errors and matching recorded answers; secret
+    /// arguments appear as `***`.
     pub fn line(&self) -> String {
         let mut s = self.program.clone();
-        for a in &self.args {
+        for (i, a) in self.args.iter().enumerate() {
             s.push(' ');
-            s.push_str(a);
+            s.push_str(if self.secret.contains(&i) { "***" } else { a });
         }
         s
+    }
+}
+
+impl fmt::Debug for Cmd {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Cmd")
+            .field("line", &self.line())
+            .field("env", &self.env.keys().collect::<Vec<_>>())
+            .field("stdin", &self.stdin.as_ref().map(Vec::len))
+            .field("timeout", &self.timeout)
+            .finish()
     }
 }
 
@@ -318,11 +340,14 @@ impl Runner for ScriptedRunner {
     }
 }
 
+/// A command that was run, with its exit code (`None` for runner errors or signals).
+pub type Call = (Cmd, Option<i32>);
+
 /// Wraps a runner and remembers every command it was asked to run, with its result code.
 #[derive(Clone, Debug)]
 pub struct RecordingRunner {
     inner: Arc<dyn Runner>,
-    calls: Arc<Mutex<Vec<(Cmd, Option<i32>)>>>,
+    calls: Arc<Mutex<Vec<Call>>>,
 }
 
 impl RecordingRunner {
@@ -344,7 +369,7 @@ impl RecordingRunner {
     }
 
     /// Every command run so far with its exit code (`None` for runner errors or signals).
-    pub fn calls(&self) -> Vec<(Cmd, Option<i32>)> {
+    pub fn calls(&self) -> Vec<Call> {
         self.calls.lock().expect("calls lock").clone()
     }
 
@@ -400,6 +425,17 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(out.stdout, "in-vx");
+    }
+
+    #[test]
+    fn secret_arguments_are_redacted_in_lines() {
+        let c = Cmd::new("iscsiadm")
+            .args(["-n", "node.session.auth.password", "-v"])
+            .secret_arg("s3cret");
+        assert_eq!(c.line(), "iscsiadm -n node.session.auth.password -v ***");
+        assert_eq!(c.args[3], "s3cret");
+        assert!(!format!("{c}").contains("s3cret"));
+        assert!(!format!("{c:?}").contains("s3cret"));
     }
 
     #[tokio::test]

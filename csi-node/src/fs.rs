@@ -269,6 +269,16 @@ impl Fs {
         Ok(())
     }
 
+    /// Marks a block device read-only or read-write in the kernel (`blockdev --setro/--setrw`).
+    /// A read-only bind of a device node does not stop writes through it; this does.
+    pub async fn set_read_only(&self, device: &Path, read_only: bool) -> Result<(), FsError> {
+        let flag = if read_only { "--setro" } else { "--setrw" };
+        self.runner
+            .run_ok(&Cmd::new("blockdev").args([flag, &path_str(device)]))
+            .await?;
+        Ok(())
+    }
+
     /// Size of a block device in bytes (`blockdev --getsize64`).
     pub async fn device_size(&self, device: &Path) -> Result<u64, FsError> {
         let out = self

@@ -104,6 +104,13 @@ impl NodeDriver {
             }
         };
 
+        if let Capability::Block = cap {
+            self.inner
+                .fs
+                .set_read_only(&source, req.readonly)
+                .await
+                .map_err(NodeError::fs(format!("cannot set the device of volume {volume} read-{}", if req.readonly { "only" } else { "write" })))?;
+        }
         let created = create_target(target, matches!(cap, Capability::Block))?;
         let flags = match &cap {
             Capability::Mount { flags, .. } => flags.clone(),

@@ -402,6 +402,14 @@ async fn failed_login_deletes_the_node_record_and_keeps_code_and_message() {
     );
     let text = err.to_string();
     assert!(text.contains("CHAP"), "{text}");
+    assert!(!text.contains("wrong-secret"), "{text}");
+    // The secret reaches iscsiadm but is shown as *** in every line.
+    assert!(
+        sim.recorder
+            .calls()
+            .iter()
+            .any(|(c, _)| c.args.last().map(String::as_str) == Some("wrong-secret"))
+    );
     assert_eq!(
         sim.lines(),
         vec![
@@ -410,7 +418,7 @@ async fn failed_login_deletes_the_node_record_and_keeps_code_and_message() {
             node("-o update -n node.startup -v manual"),
             node("-o update -n node.session.auth.authmethod -v CHAP"),
             node("-o update -n node.session.auth.username -v user"),
-            node("-o update -n node.session.auth.password -v wrong-secret"),
+            node("-o update -n node.session.auth.password -v ***"),
             node("--login"),
             node("-o delete"),
         ]

@@ -284,7 +284,7 @@ async fn destroy_export_labelclear_replace_and_properties() {
     let props = e.get_properties(POOL, &["compression", "canmount"]).await.unwrap();
     assert_eq!(props.get("compression"), Some(&Some("on".to_string())));
     assert_eq!(props.get("canmount"), Some(&Some("off".to_string())));
-    assert_eq!(rec.lines().len(), 13, "{:?}", rec.lines());
+    assert_eq!(rec.lines().len(), 12, "{:?}", rec.lines());
 }
 
 #[tokio::test]
