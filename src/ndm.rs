@@ -280,38 +280,30 @@ pub struct BlockDeviceStatus {
 string_enum! {
     schema = closed;
     /// `status.claimState` of a BlockDevice.
+    #[derive(Default)]
     pub enum DeviceClaimState {
         /// Bound to a claim.
         Claimed = "Claimed",
         /// Free.
+        #[default]
         Unclaimed = "Unclaimed",
         /// Claim deleted, device being cleaned up.
         Released = "Released",
     }
 }
 
-impl Default for DeviceClaimState {
-    fn default() -> Self {
-        Self::Unclaimed
-    }
-}
-
 string_enum! {
     schema = closed;
     /// `status.state` of a BlockDevice.
+    #[derive(Default)]
     pub enum BlockDeviceState {
         /// Present.
         Active = "Active",
         /// Gone.
         Inactive = "Inactive",
         /// Unknown.
+        #[default]
         Unknown = "Unknown",
-    }
-}
-
-impl Default for BlockDeviceState {
-    fn default() -> Self {
-        Self::Unknown
     }
 }
 
@@ -432,8 +424,10 @@ pub struct DeviceClaimStatus {
 string_enum! {
     schema = open;
     /// `status.phase` of a BlockDeviceClaim.
+    #[derive(Default)]
     pub enum DeviceClaimPhase {
         /// Not processed yet.
+        #[default]
         Empty = "",
         /// Waiting for a matching device.
         Pending = "Pending",
@@ -441,11 +435,5 @@ string_enum! {
         InvalidCapacityRequest = "Invalid Capacity Request",
         /// Bound to a device.
         Bound = "Bound",
-    }
-}
-
-impl Default for DeviceClaimPhase {
-    fn default() -> Self {
-        Self::Empty
     }
 }

@@ -33,7 +33,10 @@ fn upstream_crds() -> BTreeMap<String, Value> {
         for doc in serde_yaml::Deserializer::from_str(&text) {
             let value = Value::deserialize(doc).unwrap_or_else(|e| panic!("parse {path}: {e}"));
             if value.get("kind").and_then(Value::as_str) == Some("CustomResourceDefinition") {
-                let name = value["metadata"]["name"].as_str().expect("CRD name").to_owned();
+                let name = value["metadata"]["name"]
+                    .as_str()
+                    .expect("CRD name")
+                    .to_owned();
                 out.insert(name, value);
             }
         }
@@ -57,7 +60,12 @@ fn ours() -> BTreeMap<String, Value> {
 fn every_upstream_crd_is_defined_or_listed_as_not_modelled() {
     let upstream = upstream_crds();
     let ours = ours();
-    assert_eq!(upstream.len(), 14, "upstream files changed: {:?}", upstream.keys());
+    assert_eq!(
+        upstream.len(),
+        14,
+        "upstream files changed: {:?}",
+        upstream.keys()
+    );
     for name in upstream.keys() {
         let skipped = NOT_MODELLED.iter().any(|(n, _)| n == name);
         assert!(
@@ -66,7 +74,10 @@ fn every_upstream_crd_is_defined_or_listed_as_not_modelled() {
         );
     }
     for name in ours.keys() {
-        assert!(upstream.contains_key(name), "{name} has no upstream counterpart");
+        assert!(
+            upstream.contains_key(name),
+            "{name} has no upstream counterpart"
+        );
     }
 }
 
@@ -79,7 +90,14 @@ fn names_scope_versions_and_printer_columns_match_upstream() {
         let (m, t) = (&mine["spec"], &theirs["spec"]);
         assert_eq!(m["group"], t["group"], "{name}: group");
         assert_eq!(m["scope"], t["scope"], "{name}: scope");
-        for key in ["kind", "listKind", "plural", "singular", "shortNames", "categories"] {
+        for key in [
+            "kind",
+            "listKind",
+            "plural",
+            "singular",
+            "shortNames",
+            "categories",
+        ] {
             assert_eq!(m["names"][key], t["names"][key], "{name}: names.{key}");
         }
         let (mv, tv) = (versions(m), versions(t));
@@ -145,17 +163,25 @@ fn compare(theirs: &Value, ours: &Value, path: &str, problems: &mut Vec<String>)
     }
     if flag(theirs, "x-kubernetes-int-or-string") {
         if !flag(ours, "x-kubernetes-int-or-string") {
-            problems.push(format!("{at}: upstream is int-or-string, ours is {:?}", ours.get("type")));
+            problems.push(format!(
+                "{at}: upstream is int-or-string, ours is {:?}",
+                ours.get("type")
+            ));
         }
     } else if let Some(t) = theirs.get("type") {
         if ours.get("type") != Some(t) {
-            problems.push(format!("{at}: upstream type {t}, ours {:?}", ours.get("type")));
+            problems.push(format!(
+                "{at}: upstream type {t}, ours {:?}",
+                ours.get("type")
+            ));
         }
     }
     if flag(theirs, "nullable") && !flag(ours, "nullable") {
         problems.push(format!("{at}: upstream is nullable, ours is not"));
     }
-    if let (Some(Value::String(tf)), Some(Value::String(of))) = (theirs.get("format"), ours.get("format")) {
+    if let (Some(Value::String(tf)), Some(Value::String(of))) =
+        (theirs.get("format"), ours.get("format"))
+    {
         let widened = tf == "int32" && of == "int64";
         if tf != of && !widened {
             problems.push(format!("{at}: upstream format {tf}, ours {of}"));
@@ -174,16 +200,33 @@ fn compare(theirs: &Value, ours: &Value, path: &str, problems: &mut Vec<String>)
     if ours.get("enum").is_some() {
         let (te, oe) = (strings(theirs.get("enum")), strings(ours.get("enum")));
         if theirs.get("enum").is_none() {
-            problems.push(format!("{at}: ours restricts to enum {oe:?}, upstream does not"));
+            problems.push(format!(
+                "{at}: ours restricts to enum {oe:?}, upstream does not"
+            ));
         } else if !te.is_subset(&oe) {
-            problems.push(format!("{at}: our enum {oe:?} misses upstream values {:?}", &te - &oe));
+            problems.push(format!(
+                "{at}: our enum {oe:?} misses upstream values {:?}",
+                &te - &oe
+            ));
         }
     }
     let extra_required = &strings(ours.get("required")) - &strings(theirs.get("required"));
     if !extra_required.is_empty() {
-        problems.push(format!("{at}: ours requires {extra_required:?}, upstream does not"));
+        problems.push(format!(
+            "{at}: ours requires {extra_required:?}, upstream does not"
+        ));
     }
-    for key in ["pattern", "minimum", "maximum", "minLength", "maxLength", "minItems", "maxItems", "maxProperties", "minProperties"] {
+    for key in [
+        "pattern",
+        "minimum",
+        "maximum",
+        "minLength",
+        "maxLength",
+        "minItems",
+        "maxItems",
+        "maxProperties",
+        "minProperties",
+    ] {
         if let Some(v) = ours.get(key) {
             if theirs.get(key) != Some(v) {
                 problems.push(format!("{at}: ours adds `{key}: {v}`"));

@@ -4,7 +4,7 @@
 
 use std::{collections::BTreeSet, path::Path, process::Command};
 
-use cstor_api::{cstor, crdgen, ndm};
+use cstor_api::{crdgen, cstor, ndm};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
     CustomResourceDefinition, JSONSchemaProps,
 };
@@ -30,9 +30,15 @@ fn committed_files_are_valid_crds_equal_to_the_generated_ones() {
         let path = Path::new(crdgen::DEFAULT_DIR).join(crdgen::file_name(crd));
         let text = std::fs::read_to_string(&path)
             .unwrap_or_else(|e| panic!("{}: {e}; run `cargo run --bin crdgen`", path.display()));
-        let parsed: CustomResourceDefinition = serde_yaml::from_str(&text)
-            .unwrap_or_else(|e| panic!("{} is not a CustomResourceDefinition: {e}", path.display()));
-        assert_eq!(&parsed, crd, "{} differs from the generated CRD", path.display());
+        let parsed: CustomResourceDefinition = serde_yaml::from_str(&text).unwrap_or_else(|e| {
+            panic!("{} is not a CustomResourceDefinition: {e}", path.display())
+        });
+        assert_eq!(
+            &parsed,
+            crd,
+            "{} differs from the generated CRD",
+            path.display()
+        );
         assert!(!text.contains("$ref"), "{} contains a $ref", path.display());
     }
 }
@@ -70,7 +76,10 @@ fn every_schema_is_structural() {
         let props: JSONSchemaProps = serde_json::from_value(schema).expect("JSONSchemaProps");
         let root = props.properties.expect("root properties");
         assert_eq!(root["metadata"].type_.as_deref(), Some("object"), "{name}");
-        assert!(root["spec"].properties.is_some(), "{name}: spec has properties");
+        assert!(
+            root["spec"].properties.is_some(),
+            "{name}: spec has properties"
+        );
     }
 }
 
@@ -120,21 +129,32 @@ fn quirky_fields_are_declared_as_upstream_spells_them() {
     assert!(cvc["properties"]["status"]["properties"]["condition"].is_object());
     assert!(cvc["properties"]["status"]["properties"]["conditions"].is_null());
     assert!(cvc["properties"]["publish"]["properties"]["nodeId"].is_object());
-    assert_eq!(cvc["required"], serde_json::json!(["spec", "status", "versionDetails"]));
+    assert_eq!(
+        cvc["required"],
+        serde_json::json!(["spec", "status", "versionDetails"])
+    );
     let cvr = schema_of("cstorvolumereplicas.cstor.openebs.io");
     assert!(cvr["properties"]["spec"]["properties"]["replicaid"].is_object());
     assert!(cvr["properties"]["spec"]["properties"]["targetIP"].is_object());
     let cva = schema_of("cstorvolumeattachments.cstor.openebs.io");
     assert_eq!(cva["properties"]["status"]["type"], "string");
-    assert!(cva["properties"]["spec"]["properties"]["volume"]["properties"]["ownerNodeID"].is_object());
+    assert!(
+        cva["properties"]["spec"]["properties"]["volume"]["properties"]["ownerNodeID"].is_object()
+    );
     let backup = schema_of("cstorbackups.cstor.openebs.io");
     assert_eq!(backup["properties"]["status"]["type"], "string");
     let cv = schema_of("cstorvolumes.cstor.openebs.io");
     let rs = &cv["properties"]["status"]["properties"]["replicaStatuses"]["items"];
     assert!(rs["properties"]["checkpointedIOSeq"].is_object());
-    assert_eq!(cv["properties"]["spec"]["properties"]["capacity"]["x-kubernetes-int-or-string"], true);
+    assert_eq!(
+        cv["properties"]["spec"]["properties"]["capacity"]["x-kubernetes-int-or-string"],
+        true
+    );
     let bd = schema_of("blockdevices.openebs.io");
-    assert!(bd.get("required").is_none(), "NDM's BD CRD does not require spec");
+    assert!(
+        bd.get("required").is_none(),
+        "NDM's BD CRD does not require spec"
+    );
 }
 
 #[test]
@@ -147,7 +167,11 @@ fn custom_resource_ext_agrees_with_crdgen() {
         assert_eq!(ar.plural, crd.spec.names.plural);
         assert_eq!(ar.kind, crd.spec.names.kind);
         assert_eq!(ar.api_version, K::api_version(&()));
-        assert!(crdgen::all_crds().contains(&crd), "{} missing from all_crds", K::crd_name());
+        assert!(
+            crdgen::all_crds().contains(&crd),
+            "{} missing from all_crds",
+            K::crd_name()
+        );
     }
     check::<cstor::CStorPoolCluster>("cspc");
     check::<cstor::CStorPoolInstance>("cspi");
@@ -184,7 +208,11 @@ fn crdgen_check_names_the_files_that_differ() {
     let d = dir.path().to_str().unwrap();
 
     let out = crdgen_bin(&["--dir", d]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let written: BTreeSet<String> = std::fs::read_dir(dir.path())
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
@@ -193,7 +221,11 @@ fn crdgen_check_names_the_files_that_differ() {
     assert_eq!(written, expected);
 
     let out = crdgen_bin(&["--check", "--dir", d]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     let cvc = dir.path().join("cstorvolumeconfigs.cstor.openebs.io.yaml");
     let text = std::fs::read_to_string(&cvc).unwrap();
@@ -204,10 +236,22 @@ fn crdgen_check_names_the_files_that_differ() {
     let out = crdgen_bin(&["--check", "--dir", d]);
     assert!(!out.status.success(), "--check must fail on drift");
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("cstorvolumeconfigs.cstor.openebs.io.yaml differs"), "{stderr}");
-    assert!(stderr.contains("blockdevices.openebs.io.yaml is missing"), "{stderr}");
-    assert!(stderr.contains("old.cstor.openebs.io.yaml is not produced by crdgen"), "{stderr}");
-    assert!(!stderr.contains("cstorpoolclusters"), "unchanged files are not reported: {stderr}");
+    assert!(
+        stderr.contains("cstorvolumeconfigs.cstor.openebs.io.yaml differs"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("blockdevices.openebs.io.yaml is missing"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("old.cstor.openebs.io.yaml is not produced by crdgen"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("cstorpoolclusters"),
+        "unchanged files are not reported: {stderr}"
+    );
     assert!(stderr.contains("cargo run --bin crdgen"), "{stderr}");
 
     let out = crdgen_bin(&["--bogus"]);

@@ -18,7 +18,7 @@ pub mod fs;
 pub mod guard;
 pub mod iscsi;
 pub mod kube;
-// pub mod kube_client;
+pub mod kube_client;
 pub mod memory;
 pub mod mount_table;
 pub mod node;

@@ -18,6 +18,7 @@ use cstor_api::{
 use crate::{
     error::{NodeError, Result},
     guard::Operation,
+    kube::AccessType,
     node::{Capability, NodeDriver, require_id, require_path},
 };
 
@@ -168,6 +169,17 @@ impl NodeDriver {
             .attachment(&name)
             .await
             .map_err(NodeError::api(format!("cannot read CStorVolumeAttachment {name}")))?;
+        if let Some(c) = &cva
+            && c.access_type == AccessType::Block
+            && Path::new(&c.device_path).exists()
+        {
+            // Undo a read-only publish: the flag is on the device itself.
+            self.inner
+                .fs
+                .set_read_only(Path::new(&c.device_path), false)
+                .await
+                .map_err(NodeError::fs(format!("cannot make the device of volume {volume} writable again")))?;
+        }
         if let Some(mut cva) = cva
             && cva.target_path == req.target_path
         {

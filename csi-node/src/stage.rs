@@ -65,15 +65,17 @@ impl NodeDriver {
             self.release_attachment(&mut cva).await;
             return Err(e);
         }
-        let device = self
-            .inner
-            .attacher
-            .attach(&itarget)
-            .await
-            .map_err(NodeError::attach(format!(
-                "cannot attach volume {volume} (iSCSI {} at {})",
-                itarget.iqn, itarget.portal
-            )))?;
+        let device = match self.inner.attacher.attach(&itarget).await {
+            Ok(d) => d,
+            Err(e) => {
+                // The attacher undoes its own half-done login; nothing is held on this node.
+                self.release_attachment(&mut cva).await;
+                return Err(NodeError::attach(format!(
+                    "cannot attach volume {volume} (iSCSI {} at {})",
+                    itarget.iqn, itarget.portal
+                ))(e));
+            }
+        };
         tracing::info!(volume, device = %device.display(), "attached");
 
         let Capability::Mount { fs, flags } = cap else {

@@ -131,7 +131,14 @@ fn block_full_cycle_keeps_data() {
             f.read_exact(&mut buf).unwrap();
             assert_eq!(&buf, b"raw block data");
         }
-        assert!(std::fs::OpenOptions::new().write(true).open(&target).is_err(), "read-only block publish");
+        {
+            use std::io::Write;
+            let written = std::fs::OpenOptions::new()
+                .write(true)
+                .open(&target)
+                .and_then(|mut f| f.write_all(&[0u8; 4096]).and_then(|_| f.sync_all()));
+            assert!(written.is_err(), "read-only block publish must refuse writes");
+        }
         h.driver.unpublish(unpublish_req(pv, &target)).await.unwrap();
         h.driver.unstage(unstage_req(pv, &staging)).await.unwrap();
         assert!(h.our_mounts().is_empty());

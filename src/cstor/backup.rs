@@ -60,8 +60,10 @@ pub struct CStorBackupSpec {
 string_enum! {
     schema = open;
     /// `status` of a CStorBackup or CStorRestore: a bare string.
+    #[derive(Default)]
     pub enum CStorBackupStatus {
         /// Unset.
+        #[default]
         Empty = "",
         /// Finished.
         Done = "Done",
@@ -75,12 +77,6 @@ string_enum! {
         InProgress = "InProgress",
         /// Not processable.
         Invalid = "Invalid",
-    }
-}
-
-impl Default for CStorBackupStatus {
-    fn default() -> Self {
-        Self::Empty
     }
 }
 
@@ -122,10 +118,18 @@ pub struct CStorRestoreSpec {
     /// `ip:port` the stream comes from.
     pub restore_src: String,
     /// Maximum retries (JSON key `maxretrycount`).
-    #[serde(rename = "maxretrycount", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "maxretrycount",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub max_retry_count: Option<i64>,
     /// Retries so far (JSON key `retrycount`).
-    #[serde(rename = "retrycount", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "retrycount",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub retry_count: Option<i64>,
     /// StorageClass of the restored volume.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -110,12 +110,14 @@ impl VersionDetails {
 string_enum! {
     schema = open;
     /// `status` of a Kubernetes-style condition.
+    #[derive(Default)]
     pub enum ConditionStatus {
         /// The condition holds.
         True = "True",
         /// The condition does not hold.
         False = "False",
         /// Unknown.
+        #[default]
         Unknown = "Unknown",
     }
 }

@@ -64,7 +64,11 @@ impl ParseError {
     fn new<T>(path: String, message: String) -> Self {
         let full = std::any::type_name::<T>();
         let kind = full.rsplit("::").next().unwrap_or(full).to_owned();
-        Self { kind, path, message }
+        Self {
+            kind,
+            path,
+            message,
+        }
     }
 }
 

@@ -152,7 +152,8 @@ impl PoolConfig {
 
     /// `roThresholdLimit`, or the default (85) when unset.
     pub fn ro_threshold(&self) -> i64 {
-        self.ro_threshold_limit.unwrap_or(Self::DEFAULT_RO_THRESHOLD)
+        self.ro_threshold_limit
+            .unwrap_or(Self::DEFAULT_RO_THRESHOLD)
     }
 
     /// `compression`, or `lz4` when unset or empty.
@@ -167,8 +168,10 @@ impl PoolConfig {
 string_enum! {
     schema = open;
     /// Raid type of a raid group.
+    #[derive(Default)]
     pub enum RaidGroupType {
         /// No redundancy (`zpool create <pool> <vdevs>`).
+        #[default]
         Stripe = "stripe",
         /// Mirror.
         Mirror = "mirror",
@@ -176,12 +179,6 @@ string_enum! {
         Raidz = "raidz",
         /// Double parity.
         Raidz2 = "raidz2",
-    }
-}
-
-impl Default for RaidGroupType {
-    fn default() -> Self {
-        Self::Stripe
     }
 }
 
@@ -274,12 +271,6 @@ pub struct PoolCondition {
     #[serde(flatten)]
     #[schemars(skip)]
     pub extra: Extra,
-}
-
-impl Default for ConditionStatus {
-    fn default() -> Self {
-        Self::Unknown
-    }
 }
 
 /// Condition types and reasons written on CSPCs and CSPIs.

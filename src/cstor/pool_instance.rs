@@ -142,8 +142,10 @@ string_enum! {
     schema = open;
     /// `status.phase` of a CStorPoolInstance. The pool manager mostly writes the raw
     /// `zpool get health` value.
+    #[derive(Default)]
     pub enum CStorPoolInstancePhase {
         /// Not created yet: the pool manager creates the pool if import fails.
+        #[default]
         Empty = "",
         /// Pool healthy.
         Online = "ONLINE",
@@ -171,11 +173,5 @@ string_enum! {
         Init = "Init",
         /// Pool creation failed.
         PoolCreationFailed = "PoolCreationFailed",
-    }
-}
-
-impl Default for CStorPoolInstancePhase {
-    fn default() -> Self {
-        Self::Empty
     }
 }

@@ -107,8 +107,10 @@ pub struct IscsiInfo {
 string_enum! {
     schema = open;
     /// `status` of a CStorVolumeAttachment: a bare string.
+    #[derive(Default)]
     pub enum CStorVolumeAttachmentStatus {
         /// Uninitialized.
+        #[default]
         Empty = "",
         /// Staging in progress.
         MountUnderProgress = "MountUnderProgress",
@@ -130,11 +132,5 @@ string_enum! {
         WaitingForVolumeToBeReady = "WaitingForVolumeToBeReady",
         /// Read-only remount in progress.
         RemountUnderProgress = "RemountUnderProgress",
-    }
-}
-
-impl Default for CStorVolumeAttachmentStatus {
-    fn default() -> Self {
-        Self::Empty
     }
 }

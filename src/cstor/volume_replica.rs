@@ -124,8 +124,10 @@ pub struct CStorSnapshotInfo {
 string_enum! {
     schema = open;
     /// `status.phase` of a CStorVolumeReplica.
+    #[derive(Default)]
     pub enum CStorVolumeReplicaPhase {
         /// Fresh object, nothing done yet.
+        #[default]
         Empty = "",
         /// Object created, zvol not yet.
         Init = "Init",
@@ -149,11 +151,5 @@ string_enum! {
         DeletionFailed = "DeletionFailed",
         /// Invalid.
         Invalid = "Invalid",
-    }
-}
-
-impl Default for CStorVolumeReplicaPhase {
-    fn default() -> Self {
-        Self::Empty
     }
 }

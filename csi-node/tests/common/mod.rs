@@ -85,6 +85,8 @@ pub fn losetup(image: &Path) -> PathBuf {
 }
 
 pub fn losetup_detach(dev: &Path) {
+    // A read-only flag set by a read-only block publish would outlive the attachment.
+    let _ = Command::new("blockdev").arg("--setrw").arg(dev).output();
     let _ = Command::new("losetup").arg("-d").arg(dev).output();
 }
 

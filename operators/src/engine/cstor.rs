@@ -138,7 +138,14 @@ fn usage_rejected(out: &Output, what: &str) -> bool {
 
 fn classify(cmd: &Cmd, out: &Output) -> EngineError {
     let msg = message(out);
-    let name = quoted(&msg).unwrap_or_default();
+    // The object named on the line that carries the reason (zfs-fuse prints
+    // "Defaulting to 4K blocksize ... for '<disk>'" lines before it).
+    let name_on = |phrase: &str| {
+        msg.lines()
+            .find(|l| l.contains(phrase))
+            .and_then(quoted)
+            .unwrap_or_default()
+    };
     if msg.contains("unrecognized command") {
         return EngineError::Unsupported {
             command: cmd.line(),
@@ -146,19 +153,26 @@ fn classify(cmd: &Cmd, out: &Output) -> EngineError {
         };
     }
     if msg.contains("no such pool") && !msg.contains("no such pool available") {
-        return EngineError::PoolNotFound { pool: name };
+        return EngineError::PoolNotFound {
+            pool: name_on("no such pool"),
+        };
     }
-    if msg.contains("pool already exists") {
-        return EngineError::PoolExists { pool: name };
-    }
-    if msg.contains("pool is busy") {
-        return EngineError::PoolBusy { pool: name };
-    }
-    if msg.contains("dataset already exists") {
-        return EngineError::DatasetExists { dataset: name };
-    }
-    if msg.contains("dataset does not exist") {
-        return EngineError::DatasetNotFound { dataset: name };
+    for (phrase, make) in [
+        (
+            "pool already exists",
+            (|n| EngineError::PoolExists { pool: n }) as fn(String) -> EngineError,
+        ),
+        ("pool is busy", |n| EngineError::PoolBusy { pool: n }),
+        ("dataset already exists", |n| EngineError::DatasetExists {
+            dataset: n,
+        }),
+        ("dataset does not exist", |n| EngineError::DatasetNotFound {
+            dataset: n,
+        }),
+    ] {
+        if msg.contains(phrase) {
+            return make(name_on(phrase));
+        }
     }
     EngineError::Failed {
         command: cmd.line(),
@@ -237,7 +251,8 @@ fn group_args(group: &RaidGroup, what: &str) -> Result<Vec<String>, EngineError>
 }
 
 fn size_field(command: &Cmd, text: Option<&str>, what: &str) -> Result<Size, EngineError> {
-    let text = text.ok_or_else(|| EngineError::parse(command.line(), format!("no {what} value")))?;
+    let text =
+        text.ok_or_else(|| EngineError::parse(command.line(), format!("no {what} value")))?;
     Size::parse(text).map_err(|e| EngineError::parse(command.line(), format!("{what}: {e}")))
 }
 
@@ -387,7 +402,11 @@ impl DataEngine for CstorEngine {
         let rest = spec.data_groups[1..]
             .iter()
             .map(|g| (VdevClass::Data, g))
-            .chain(spec.write_cache_groups.iter().map(|g| (VdevClass::WriteCache, g)));
+            .chain(
+                spec.write_cache_groups
+                    .iter()
+                    .map(|g| (VdevClass::WriteCache, g)),
+            );
         for (class, g) in rest {
             if let Err(e) = self.add_raid_group(&pool, class, g).await {
                 failures.push(e.to_string());
@@ -520,7 +539,14 @@ impl DataEngine for CstorEngine {
     /// `logicalused`: `zfs get -H -o value used,available <pool>`.
     async fn pool_capacity(&self, pool: &str) -> Result<PoolCapacity, EngineError> {
         let pool = name_arg("pool name", pool)?;
-        let cmd = Cmd::new(ZFS).args(["get", "-H", "-o", "value", "used,logicalused,available", &pool]);
+        let cmd = Cmd::new(ZFS).args([
+            "get",
+            "-H",
+            "-o",
+            "value",
+            "used,logicalused,available",
+            &pool,
+        ]);
         let out = self.run(&cmd).await?;
         let not_found = |e| match e {
             EngineError::DatasetNotFound { .. } => EngineError::PoolNotFound { pool: pool.clone() },
@@ -542,7 +568,11 @@ impl DataEngine for CstorEngine {
         let v = lines(&out.stdout);
         Ok(PoolCapacity {
             used: size_field(&cmd, v.first().map(String::as_str), "used")?,
-            logical_used: Some(size_field(&cmd, v.get(1).map(String::as_str), "logicalused")?),
+            logical_used: Some(size_field(
+                &cmd,
+                v.get(1).map(String::as_str),
+                "logicalused",
+            )?),
             available: size_field(&cmd, v.get(2).map(String::as_str), "available")?,
         })
     }
@@ -608,19 +638,32 @@ impl DataEngine for CstorEngine {
             }
             keys.push(p);
         }
-        let cmd = Cmd::new(ZFS).args(["get", "-H", "-o", "property,value", &keys.join(","), &dataset]);
+        let cmd = Cmd::new(ZFS).args([
+            "get",
+            "-H",
+            "-o",
+            "property,value",
+            &keys.join(","),
+            &dataset,
+        ]);
         let out = self.run_ok(&cmd).await?;
         let mut found = BTreeMap::new();
         for line in out.stdout.lines().filter(|l| !l.trim().is_empty()) {
             let (k, v) = line.split_once('\t').ok_or_else(|| {
-                EngineError::parse(cmd.line(), format!("line `{line}` is not `property<TAB>value`"))
+                EngineError::parse(
+                    cmd.line(),
+                    format!("line `{line}` is not `property<TAB>value`"),
+                )
             })?;
             let v = v.trim_end_matches(['\r', '\n']);
             found.insert(k.to_string(), (v != "-").then(|| v.to_string()));
         }
         for k in &keys {
             if !found.contains_key(k) {
-                return Err(EngineError::parse(cmd.line(), format!("no value for `{k}`")));
+                return Err(EngineError::parse(
+                    cmd.line(),
+                    format!("no value for `{k}`"),
+                ));
             }
         }
         Ok(found)
@@ -628,7 +671,11 @@ impl DataEngine for CstorEngine {
 
     /// `zfs set <key>=<value> <dataset>`.
     async fn set_property(&self, dataset: &str, key: &str, value: &str) -> Result<(), EngineError> {
-        let cmd = Cmd::new(ZFS).args(["set".to_string(), prop_arg(key, value)?, name_arg("dataset", dataset)?]);
+        let cmd = Cmd::new(ZFS).args([
+            "set".to_string(),
+            prop_arg(key, value)?,
+            name_arg("dataset", dataset)?,
+        ]);
         self.run_ok(&cmd).await.map(drop)
     }
 
@@ -656,12 +703,18 @@ impl DataEngine for CstorEngine {
             .arg("-o")
             .arg(prop_arg("io.openebs:zvol_replica_id", &spec.replica_id)?)
             .arg("-o")
-            .arg(prop_arg("io.openebs:volname", &name_arg("cvr name", &spec.cvr_name)?)?);
+            .arg(prop_arg(
+                "io.openebs:volname",
+                &name_arg("cvr name", &spec.cvr_name)?,
+            )?);
         if let Some(w) = spec.zvol_workers.as_deref().filter(|w| !w.is_empty()) {
             cmd = cmd.arg("-o").arg(prop_arg("io.openebs:zvol_workers", w)?);
         }
         if let Some(ip) = spec.target_ip.as_deref().filter(|ip| !ip.is_empty()) {
-            cmd = cmd.arg("-o").arg(prop_arg("io.openebs:targetip", &name_arg("target ip", ip)?)?);
+            cmd = cmd.arg("-o").arg(prop_arg(
+                "io.openebs:targetip",
+                &name_arg("target ip", ip)?,
+            )?);
         }
         let cmd = cmd.args(["-V", &capacity, &dataset]);
         self.run_ok(&cmd).await.map(drop)
@@ -681,14 +734,20 @@ impl DataEngine for CstorEngine {
         name_arg("replica id", &spec.replica_id)?;
         let mut cmd = Cmd::new(ZFS)
             .args(["clone", "-o", "compression=on", "-o"])
-            .arg(prop_arg("io.openebs:targetip", &name_arg("target ip", &spec.target_ip)?)?)
+            .arg(prop_arg(
+                "io.openebs:targetip",
+                &name_arg("target ip", &spec.target_ip)?,
+            )?)
             .args(["-o", "quorum=on"]);
         if let Some(w) = spec.zvol_workers.as_deref().filter(|w| !w.is_empty()) {
             cmd = cmd.arg("-o").arg(prop_arg("io.openebs:zvol_workers", w)?);
         }
         let cmd = cmd
             .arg("-o")
-            .arg(prop_arg("io.openebs:volname", &name_arg("cvr name", &spec.cvr_name)?)?)
+            .arg(prop_arg(
+                "io.openebs:volname",
+                &name_arg("cvr name", &spec.cvr_name)?,
+            )?)
             .arg("-o")
             .arg(prop_arg("io.openebs:zvol_replica_id", &spec.replica_id)?)
             .args([origin, target]);
@@ -697,7 +756,11 @@ impl DataEngine for CstorEngine {
 
     /// `zfs destroy -R <dataset>`; "dataset does not exist" is success.
     async fn destroy_dataset(&self, dataset: &str) -> Result<(), EngineError> {
-        let cmd = Cmd::new(ZFS).args(["destroy".to_string(), "-R".to_string(), name_arg("dataset", dataset)?]);
+        let cmd = Cmd::new(ZFS).args([
+            "destroy".to_string(),
+            "-R".to_string(),
+            name_arg("dataset", dataset)?,
+        ]);
         let out = self.run(&cmd).await?;
         destroy_result(&cmd, &out)
     }
@@ -774,17 +837,30 @@ impl DataEngine for CstorEngine {
     }
 
     /// `zfs get -H -p -o value logicalreferenced,used <dataset>@<snapshot>`.
-    async fn snapshot_sizes(&self, dataset: &str, snapshot: &str) -> Result<SnapshotSizes, EngineError> {
+    async fn snapshot_sizes(
+        &self,
+        dataset: &str,
+        snapshot: &str,
+    ) -> Result<SnapshotSizes, EngineError> {
         let full = snapshot_name(dataset, snapshot)?;
-        let cmd = Cmd::new(ZFS).args(["get", "-H", "-p", "-o", "value", "logicalreferenced,used", &full]);
+        let cmd = Cmd::new(ZFS).args([
+            "get",
+            "-H",
+            "-p",
+            "-o",
+            "value",
+            "logicalreferenced,used",
+            &full,
+        ]);
         let out = self.run_ok(&cmd).await?;
         let v = lines(&out.stdout);
         let num = |i: usize, what: &str| -> Result<u64, EngineError> {
             let text = v
                 .get(i)
                 .ok_or_else(|| EngineError::parse(cmd.line(), format!("no {what} value")))?;
-            text.parse()
-                .map_err(|_| EngineError::parse(cmd.line(), format!("{what} `{text}` is not a byte count")))
+            text.parse().map_err(|_| {
+                EngineError::parse(cmd.line(), format!("{what} `{text}` is not a byte count"))
+            })
         };
         Ok(SnapshotSizes {
             logical_referenced: num(0, "logicalreferenced")?,
@@ -797,7 +873,11 @@ impl DataEngine for CstorEngine {
         let dataset = name_arg("dataset", dataset)?;
         let cmd = Cmd::new(ZFS).args(["get", "used,logicalreferenced", &dataset]);
         let out = self.run_ok(&cmd).await?;
-        let rows: Vec<&str> = out.stdout.lines().filter(|l| !l.trim().is_empty()).collect();
+        let rows: Vec<&str> = out
+            .stdout
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .collect();
         let value = |i: usize, what: &str| -> Result<Size, EngineError> {
             let row = rows
                 .get(i)

@@ -19,14 +19,18 @@ pub enum EngineError {
         message: String,
     },
 
-    #[error("pool `{pool}` does not exist (it is neither imported nor importable by name); import or create it first")]
+    #[error(
+        "pool `{pool}` does not exist (it is neither imported nor importable by name); import or create it first"
+    )]
     PoolNotFound { pool: String },
 
     #[error("pool `{pool}` already exists; import it instead of creating it")]
     PoolExists { pool: String },
 
     /// Upstream's safety check before `zpool create`: the name shows up in the import listing.
-    #[error("Pool {{{pool}}} is in faulty state.. it is importable but not imported, refusing to create over it: {output}")]
+    #[error(
+        "Pool {{{pool}}} is in faulty state.. it is importable but not imported, refusing to create over it: {output}"
+    )]
     PoolImportable { pool: String, output: String },
 
     #[error("pool `{pool}` is busy; retry the command later")]

@@ -34,8 +34,8 @@ pub use error::EngineError;
 pub use import::parse_import_listing;
 pub use stats::{ReplicaStats, ReplicaStatus, SnapshotList, parse_listsnap, parse_stats};
 pub use topology::{
-    PoolTopology, ResilverProgress, ScanFunc, ScanState, ScanStats, Vdev, VdevState,
-    parse_dump, parse_scan_text, parse_status, strip_partition_suffix,
+    PoolTopology, ResilverProgress, ScanFunc, ScanState, ScanStats, Vdev, VdevState, parse_dump,
+    parse_scan_text, parse_status, strip_partition_suffix,
 };
 pub use types::{
     DEFAULT_CACHE_FILE, ImportOutcome, ImportRequest, ImportablePool, PoolCapacity, PoolHealth,
@@ -56,8 +56,10 @@ pub trait DataEngine: Send + Sync + std::fmt::Debug {
     async fn list_pools(&self) -> Result<Vec<String>, EngineError>;
 
     /// Pools that could be imported (`zpool import [-d dir]`).
-    async fn importable_pools(&self, dev_dir: Option<&Path>)
-    -> Result<Vec<ImportablePool>, EngineError>;
+    async fn importable_pools(
+        &self,
+        dev_dir: Option<&Path>,
+    ) -> Result<Vec<ImportablePool>, EngineError>;
 
     /// Imports the pool if it is not imported yet: by cache file first, then by device scan;
     /// with `existing_name`, imports that pool under the new name.
@@ -116,8 +118,7 @@ pub trait DataEngine: Send + Sync + std::fmt::Debug {
         properties: &[&str],
     ) -> Result<BTreeMap<String, Option<String>>, EngineError>;
 
-    async fn set_property(&self, dataset: &str, key: &str, value: &str)
-    -> Result<(), EngineError>;
+    async fn set_property(&self, dataset: &str, key: &str, value: &str) -> Result<(), EngineError>;
 
     /// Creates a replica zvol with upstream's exact options.
     async fn create_replica(&self, spec: &ReplicaVolumeSpec) -> Result<(), EngineError>;
@@ -149,8 +150,7 @@ pub trait DataEngine: Send + Sync + std::fmt::Debug {
     async fn destroy_snapshot(&self, dataset: &str, snapshot: &str) -> Result<(), EngineError>;
 
     /// `zfs stats` for one replica, or all with `None`.
-    async fn replica_stats(&self, dataset: Option<&str>)
-    -> Result<Vec<ReplicaStats>, EngineError>;
+    async fn replica_stats(&self, dataset: Option<&str>) -> Result<Vec<ReplicaStats>, EngineError>;
 
     /// `zfs listsnap`.
     async fn list_snapshots(&self, dataset: &str) -> Result<SnapshotList, EngineError>;

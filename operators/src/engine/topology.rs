@@ -199,7 +199,12 @@ impl PoolTopology {
     /// Every vdev with its ancestors (top-level vdevs, spares and l2cache, recursively).
     pub fn visit<'a>(&'a self, mut f: impl FnMut(&'a Vdev, &[&'a Vdev])) {
         let mut parents = Vec::new();
-        for v in self.children.iter().chain(&self.spares).chain(&self.l2cache) {
+        for v in self
+            .children
+            .iter()
+            .chain(&self.spares)
+            .chain(&self.l2cache)
+        {
             v.walk(&mut parents, &mut f);
         }
     }
@@ -581,9 +586,8 @@ fn mark_resilvering(topo: &mut PoolTopology, scan: &ScanStats) {
     fn walk(v: &mut Vdev, in_replacing: bool, scan: &ScanStats) {
         let here = in_replacing || v.kind == "replacing" || v.kind == "spare";
         if v.is_leaf() {
-            let concerned = scan.state != ScanState::Scanning
-                || here
-                || v.note.contains("resilvering");
+            let concerned =
+                scan.state != ScanState::Scanning || here || v.note.contains("resilvering");
             if concerned {
                 v.scan = Some(scan.clone());
             }
@@ -629,10 +633,19 @@ mod tests {
             ("/dev/xvdf12", "/dev/xvdf"),
             ("/dev/vdb1", "/dev/vdb"),
             ("/dev/nvme0n1p1", "/dev/nvme0n1"),
-            ("/dev/disk/by-id/ata-QEMU_HARDDISK_QM00001-part1", "/dev/disk/by-id/ata-QEMU_HARDDISK_QM00001"),
-            ("/dev/disk/by-path/pci-0000:00:05.0-scsi-0:0:0:1-part9", "/dev/disk/by-path/pci-0000:00:05.0-scsi-0:0:0:1"),
+            (
+                "/dev/disk/by-id/ata-QEMU_HARDDISK_QM00001-part1",
+                "/dev/disk/by-id/ata-QEMU_HARDDISK_QM00001",
+            ),
+            (
+                "/dev/disk/by-path/pci-0000:00:05.0-scsi-0:0:0:1-part9",
+                "/dev/disk/by-path/pci-0000:00:05.0-scsi-0:0:0:1",
+            ),
             ("/dev/sda", "/dev/sda"),
-            ("/var/openebs/sparse/0-ndm-sparse.img", "/var/openebs/sparse/0-ndm-sparse.img"),
+            (
+                "/var/openebs/sparse/0-ndm-sparse.img",
+                "/var/openebs/sparse/0-ndm-sparse.img",
+            ),
             ("/dev/loop7", "/dev/loop7"),
             ("", ""),
         ] {
@@ -642,15 +655,23 @@ mod tests {
 
     #[test]
     fn scan_lines_of_both_tool_generations() {
-        let s = parse_scan_text("resilver completed after 0h0m with 0 errors on Mon Nov 23 05:53:13 2026").unwrap();
+        let s = parse_scan_text(
+            "resilver completed after 0h0m with 0 errors on Mon Nov 23 05:53:13 2026",
+        )
+        .unwrap();
         assert_eq!((s.func, s.state), (ScanFunc::Resilver, ScanState::Finished));
         let s = parse_scan_text("resilver in progress since Sun Jan  1 00:00:00 2023 1.50G scanned, 1.19G resilvered, 60.00% done, 00:00:03 to go").unwrap();
-        assert_eq!((s.func, s.state, s.percent_done), (ScanFunc::Resilver, ScanState::Scanning, Some(60.0)));
+        assert_eq!(
+            (s.func, s.state, s.percent_done),
+            (ScanFunc::Resilver, ScanState::Scanning, Some(60.0))
+        );
         let s = parse_scan_text("resilver in progress for 0h0m, 45.12% done, 0h1m to go").unwrap();
         assert_eq!(s.percent_done, Some(45.12));
-        let s = parse_scan_text("resilvered 101M in 00:00:02 with 0 errors on Mon Nov 23 2026").unwrap();
+        let s = parse_scan_text("resilvered 101M in 00:00:02 with 0 errors on Mon Nov 23 2026")
+            .unwrap();
         assert_eq!((s.func, s.state), (ScanFunc::Resilver, ScanState::Finished));
-        let s = parse_scan_text("scrub repaired 85.5M in 0h0m with 0 errors on Mon Nov 23 2026").unwrap();
+        let s = parse_scan_text("scrub repaired 85.5M in 0h0m with 0 errors on Mon Nov 23 2026")
+            .unwrap();
         assert_eq!((s.func, s.state), (ScanFunc::Scrub, ScanState::Finished));
         let s = parse_scan_text("scrub canceled on Mon Nov 23 2026").unwrap();
         assert_eq!((s.func, s.state), (ScanFunc::Scrub, ScanState::Canceled));

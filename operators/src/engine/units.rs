@@ -78,11 +78,17 @@ mod tests {
     #[test]
     fn parses_zfs_nicenums_and_exact_bytes() {
         assert_eq!(parse_size("250M"), Ok(Some(250 << 20)));
-        assert_eq!(parse_size("1.11M"), Ok(Some((1.11f64 * 1048576.0).round() as u64)));
+        assert_eq!(
+            parse_size("1.11M"),
+            Ok(Some((1.11f64 * 1048576.0).round() as u64))
+        );
         assert_eq!(parse_size("6K"), Ok(Some(6144)));
         assert_eq!(parse_size("6k"), Ok(Some(6144)));
         assert_eq!(parse_size("0B"), Ok(Some(0)));
-        assert_eq!(parse_size("9.94G"), Ok(Some((9.94f64 * 1073741824.0).round() as u64)));
+        assert_eq!(
+            parse_size("9.94G"),
+            Ok(Some((9.94f64 * 1073741824.0).round() as u64))
+        );
         assert_eq!(parse_size("5GiB"), Ok(Some(5 << 30)));
         assert_eq!(parse_size("106418176"), Ok(Some(106418176)));
         assert_eq!(parse_size("-"), Ok(None));

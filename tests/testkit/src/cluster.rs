@@ -13,7 +13,8 @@ use std::{
 };
 
 use k8s_openapi::{
-    api::core::v1::Namespace, apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
+    api::core::v1::Namespace,
+    apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
 };
 use kube::{
     Api, Client,
@@ -84,7 +85,9 @@ pub enum ClusterError {
 /// Reads every CRD in `*.yaml`/`*.yml` files of `dir` (multi-document files allowed, sorted by
 /// file name). A missing directory yields no CRD.
 pub fn load_crds(dir: &Path) -> Result<Vec<CustomResourceDefinition>, ClusterError> {
-    let Ok(entries) = std::fs::read_dir(dir) else { return Ok(Vec::new()) };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Ok(Vec::new());
+    };
     let mut files: Vec<PathBuf> = entries
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.extension().is_some_and(|x| x == "yaml" || x == "yml"))
@@ -92,14 +95,20 @@ pub fn load_crds(dir: &Path) -> Result<Vec<CustomResourceDefinition>, ClusterErr
     files.sort();
     let mut crds = Vec::new();
     for path in files {
-        let bad = |message: String| ClusterError::CrdFile { path: path.clone(), message };
+        let bad = |message: String| ClusterError::CrdFile {
+            path: path.clone(),
+            message,
+        };
         let text = std::fs::read_to_string(&path).map_err(|e| bad(e.to_string()))?;
         for doc in serde_yaml::Deserializer::from_str(&text) {
             let value = serde_json::Value::deserialize(doc).map_err(|e| bad(e.to_string()))?;
             if value.is_null() {
                 continue;
             }
-            let kind = value.get("kind").and_then(|k| k.as_str()).unwrap_or_default();
+            let kind = value
+                .get("kind")
+                .and_then(|k| k.as_str())
+                .unwrap_or_default();
             if kind != "CustomResourceDefinition" {
                 return Err(bad(format!(
                     "found kind {kind:?}; only CustomResourceDefinition manifests belong in the CRD directory"
@@ -112,7 +121,10 @@ pub fn load_crds(dir: &Path) -> Result<Vec<CustomResourceDefinition>, ClusterErr
 }
 
 /// Applies the CRDs (server-side apply, forced) and waits until each is Established.
-pub async fn install_crds(client: &Client, crds: &[CustomResourceDefinition]) -> Result<Vec<String>, ClusterError> {
+pub async fn install_crds(
+    client: &Client,
+    crds: &[CustomResourceDefinition],
+) -> Result<Vec<String>, ClusterError> {
     let api: Api<CustomResourceDefinition> = Api::all(client.clone());
     let params = PatchParams::apply(FIELD_MANAGER).force();
     let mut names = Vec::new();
@@ -120,13 +132,24 @@ pub async fn install_crds(client: &Client, crds: &[CustomResourceDefinition]) ->
         let name = crd.metadata.name.clone().unwrap_or_default();
         api.patch(&name, &params, &Patch::Apply(crd))
             .await
-            .map_err(|source| ClusterError::Apply { name: name.clone(), source })?;
+            .map_err(|source| ClusterError::Apply {
+                name: name.clone(),
+                source,
+            })?;
         names.push(name);
     }
     for name in &names {
-        wait_for_object(&api, name, CRD_ESTABLISH_DEADLINE, conditions::is_crd_established())
-            .await
-            .map_err(|e| ClusterError::Established { name: name.clone(), message: e.to_string() })?;
+        wait_for_object(
+            &api,
+            name,
+            CRD_ESTABLISH_DEADLINE,
+            conditions::is_crd_established(),
+        )
+        .await
+        .map_err(|e| ClusterError::Established {
+            name: name.clone(),
+            message: e.to_string(),
+        })?;
     }
     Ok(names)
 }
@@ -177,14 +200,25 @@ impl TestCluster {
         let crd_names = install_crds(&client, &crds).await?;
         let namespace = format!("cstor-test-{}", random_suffix(8));
         let ns = Namespace {
-            metadata: ObjectMeta { name: Some(namespace.clone()), ..Default::default() },
+            metadata: ObjectMeta {
+                name: Some(namespace.clone()),
+                ..Default::default()
+            },
             ..Default::default()
         };
         Api::<Namespace>::all(client.clone())
             .create(&PostParams::default(), &ns)
             .await
-            .map_err(|source| ClusterError::Namespace { name: namespace.clone(), source })?;
-        Ok(TestCluster { client, namespace, server, crds: crd_names })
+            .map_err(|source| ClusterError::Namespace {
+                name: namespace.clone(),
+                source,
+            })?;
+        Ok(TestCluster {
+            client,
+            namespace,
+            server,
+            crds: crd_names,
+        })
     }
 
     /// `Some(cluster)` when `CSTOR_TEST_KUBECONFIG` is set; otherwise prints
@@ -192,7 +226,9 @@ impl TestCluster {
     /// returns `None`.
     pub async fn real_only(test_name: &str) -> Option<Self> {
         if std::env::var_os(KUBECONFIG_ENV).is_none_or(|v| v.is_empty()) {
-            println!("SKIPPED {test_name}: {KUBECONFIG_ENV} is not set (runs only against a real cluster)");
+            println!(
+                "SKIPPED {test_name}: {KUBECONFIG_ENV} is not set (runs only against a real cluster)"
+            );
             return None;
         }
         Some(Self::start().await)
@@ -224,7 +260,7 @@ impl TestCluster {
     }
 
     /// Deletes the test namespace (and with it everything the test created in it).
-    pub async fn cleanup(self) -> Result<(), kube::Error> {
+    pub async fn cleanup(&self) -> Result<(), kube::Error> {
         let api = Api::<Namespace>::all(self.client.clone());
         match api.delete(&self.namespace, &DeleteParams::default()).await {
             Ok(_) => Ok(()),
@@ -235,7 +271,10 @@ impl TestCluster {
 }
 
 async fn real_client(path: &Path) -> Result<Client, ClusterError> {
-    let bad = |message: String| ClusterError::Kubeconfig { path: path.to_path_buf(), message };
+    let bad = |message: String| ClusterError::Kubeconfig {
+        path: path.to_path_buf(),
+        message,
+    };
     let kubeconfig = Kubeconfig::read_from(path).map_err(|e| bad(e.to_string()))?;
     let config = kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
         .await

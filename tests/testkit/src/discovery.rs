@@ -43,8 +43,10 @@ fn sorted_versions(mut versions: Vec<String>) -> Vec<String> {
 
 fn group_doc(name: &str, versions: Vec<String>) -> Value {
     let versions = sorted_versions(versions);
-    let entries: Vec<Value> =
-        versions.iter().map(|v| json!({"groupVersion": format!("{name}/{v}"), "version": v})).collect();
+    let entries: Vec<Value> = versions
+        .iter()
+        .map(|v| json!({"groupVersion": format!("{name}/{v}"), "version": v}))
+        .collect();
     json!({
         "kind": "APIGroup",
         "apiVersion": "v1",
@@ -72,10 +74,22 @@ pub(crate) fn group_list(reg: &Registry) -> Value {
 }
 
 pub(crate) fn group(reg: &Registry, name: &str) -> Option<Value> {
-    reg.groups().remove(name).filter(|_| !name.is_empty()).map(|vs| group_doc(name, vs))
+    reg.groups()
+        .remove(name)
+        .filter(|_| !name.is_empty())
+        .map(|vs| group_doc(name, vs))
 }
 
-const VERBS: &[&str] = &["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"];
+const VERBS: &[&str] = &[
+    "create",
+    "delete",
+    "deletecollection",
+    "get",
+    "list",
+    "patch",
+    "update",
+    "watch",
+];
 
 fn resource_entries(d: &ResourceDef) -> Vec<Value> {
     let mut main = json!({
@@ -105,11 +119,20 @@ fn resource_entries(d: &ResourceDef) -> Vec<Value> {
 }
 
 pub(crate) fn resource_list(reg: &Registry, group: &str, version: &str) -> Option<Value> {
-    let defs: Vec<&ResourceDef> = reg.all().filter(|d| d.group == group && d.version == version).collect();
+    let defs: Vec<&ResourceDef> = reg
+        .all()
+        .filter(|d| d.group == group && d.version == version)
+        .collect();
     if defs.is_empty() {
         return None;
     }
-    let gv = if group.is_empty() { version.to_string() } else { format!("{group}/{version}") };
+    let gv = if group.is_empty() {
+        version.to_string()
+    } else {
+        format!("{group}/{version}")
+    };
     let resources: Vec<Value> = defs.into_iter().flat_map(resource_entries).collect();
-    Some(json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": resources}))
+    Some(
+        json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": resources}),
+    )
 }

@@ -19,8 +19,8 @@ use std::collections::HashMap;
 use serde_json::Value;
 
 use crate::store::{
-    CRD_CLEANUP_FINALIZER, FOREGROUND_FINALIZER, Key, Propagation, State, being_deleted, finalizers, meta_mut,
-    meta_str, owner_uids, set_finalizers,
+    CRD_CLEANUP_FINALIZER, FOREGROUND_FINALIZER, Key, Propagation, State, being_deleted,
+    finalizers, meta_mut, meta_str, owner_uids, set_finalizers,
 };
 
 /// Upper bound on GC rounds after one write (each round makes progress or stops).
@@ -45,8 +45,13 @@ impl State {
 
     /// Removes `finalizer` from the object; removes the object when no finalizer is left.
     fn drop_finalizer(&mut self, key: &Key, finalizer: &str) {
-        let Some(old) = self.objects.get(key).cloned() else { return };
-        let fins: Vec<String> = finalizers(&old).into_iter().filter(|f| f != finalizer).collect();
+        let Some(old) = self.objects.get(key).cloned() else {
+            return;
+        };
+        let fins: Vec<String> = finalizers(&old)
+            .into_iter()
+            .filter(|f| f != finalizer)
+            .collect();
         if fins.is_empty() && !key.is_namespace() {
             self.store_remove(key);
         } else {
@@ -63,8 +68,12 @@ impl State {
     }
 
     fn finish_namespaces(&mut self) -> bool {
-        let terminating: Vec<Key> =
-            self.objects.iter().filter(|(k, o)| k.is_namespace() && being_deleted(o)).map(|(k, _)| k.clone()).collect();
+        let terminating: Vec<Key> = self
+            .objects
+            .iter()
+            .filter(|(k, o)| k.is_namespace() && being_deleted(o))
+            .map(|(k, _)| k.clone())
+            .collect();
         let mut changed = false;
         for ns_key in terminating {
             let content: Vec<(Key, bool)> = self
@@ -95,11 +104,21 @@ impl State {
             .objects
             .iter()
             .filter(|(k, o)| {
-                k.is_crd() && being_deleted(o) && finalizers(o).iter().any(|f| f == CRD_CLEANUP_FINALIZER)
+                k.is_crd()
+                    && being_deleted(o)
+                    && finalizers(o).iter().any(|f| f == CRD_CLEANUP_FINALIZER)
             })
             .map(|(k, o)| {
-                let group = o.pointer("/spec/group").and_then(Value::as_str).unwrap_or_default().to_string();
-                let plural = o.pointer("/spec/names/plural").and_then(Value::as_str).unwrap_or_default().to_string();
+                let group = o
+                    .pointer("/spec/group")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_string();
+                let plural = o
+                    .pointer("/spec/names/plural")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_string();
                 (k.clone(), group, plural)
             })
             .collect();
@@ -132,7 +151,8 @@ impl State {
             .iter()
             .filter_map(|(k, o)| {
                 let uid = meta_str(o, "uid")?.to_string();
-                let fg = being_deleted(o) && finalizers(o).iter().any(|f| f == FOREGROUND_FINALIZER);
+                let fg =
+                    being_deleted(o) && finalizers(o).iter().any(|f| f == FOREGROUND_FINALIZER);
                 Some((uid, (k.clone(), fg)))
             })
             .collect()
@@ -140,8 +160,11 @@ impl State {
 
     fn foreground_owners(&mut self) -> bool {
         let index = self.uid_index();
-        let owners: Vec<(String, Key)> =
-            index.iter().filter(|(_, (_, fg))| *fg).map(|(uid, (k, _))| (uid.clone(), k.clone())).collect();
+        let owners: Vec<(String, Key)> = index
+            .iter()
+            .filter(|(_, (_, fg))| *fg)
+            .map(|(uid, (k, _))| (uid.clone(), k.clone()))
+            .collect();
         let mut changed = false;
         for (owner_uid, owner_key) in owners {
             let dependents: Vec<(Key, bool, bool, bool)> = self
@@ -151,7 +174,9 @@ impl State {
                     let refs = owner_uids(o);
                     let (_, block) = refs.iter().find(|(u, _)| *u == owner_uid)?;
                     // Another owner that exists and is not itself going away keeps the dependent.
-                    let solid = refs.iter().any(|(u, _)| *u != owner_uid && index.get(u).is_some_and(|(_, fg)| !fg));
+                    let solid = refs
+                        .iter()
+                        .any(|(u, _)| *u != owner_uid && index.get(u).is_some_and(|(_, fg)| !fg));
                     Some((k.clone(), *block, being_deleted(o), solid))
                 })
                 .collect();
@@ -162,15 +187,20 @@ impl State {
                 if *solid {
                     self.remove_owner_ref(k, &owner_uid);
                 } else {
-                    let policy = if *block { Propagation::Foreground } else { Propagation::Background };
+                    let policy = if *block {
+                        Propagation::Foreground
+                    } else {
+                        Propagation::Background
+                    };
                     self.delete_key(k, policy);
                 }
                 changed = true;
             }
-            let blocking_left = self
-                .objects
-                .values()
-                .any(|o| owner_uids(o).iter().any(|(u, block)| *u == owner_uid && *block));
+            let blocking_left = self.objects.values().any(|o| {
+                owner_uids(o)
+                    .iter()
+                    .any(|(u, block)| *u == owner_uid && *block)
+            });
             if !blocking_left {
                 self.drop_finalizer(&owner_key, FOREGROUND_FINALIZER);
                 changed = true;
@@ -180,7 +210,9 @@ impl State {
     }
 
     fn remove_owner_ref(&mut self, key: &Key, owner_uid: &str) {
-        let Some(old) = self.objects.get(key).cloned() else { return };
+        let Some(old) = self.objects.get(key).cloned() else {
+            return;
+        };
         let mut new = old.clone();
         let m = meta_mut(&mut new);
         if let Some(refs) = m.get_mut("ownerReferences").and_then(Value::as_array_mut) {
@@ -201,7 +233,11 @@ impl State {
             if refs.is_empty() || being_deleted(o) {
                 continue;
             }
-            let missing: Vec<String> = refs.iter().filter(|(u, _)| !index.contains_key(u)).map(|(u, _)| u.clone()).collect();
+            let missing: Vec<String> = refs
+                .iter()
+                .filter(|(u, _)| !index.contains_key(u))
+                .map(|(u, _)| u.clone())
+                .collect();
             if missing.len() == refs.len() {
                 to_delete.push(k.clone());
             } else if !missing.is_empty() {

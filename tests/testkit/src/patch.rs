@@ -36,14 +36,19 @@ pub(crate) enum PatchKind {
 }
 
 /// Picks the patch type from `Content-Type` and the `fieldManager` query parameter.
-pub(crate) fn patch_kind(content_type: &str, field_manager: Option<&str>) -> Result<PatchKind, ApiError> {
+pub(crate) fn patch_kind(
+    content_type: &str,
+    field_manager: Option<&str>,
+) -> Result<PatchKind, ApiError> {
     let ct = content_type.split(';').next().unwrap_or_default().trim();
     match ct {
         "application/merge-patch+json" => Ok(PatchKind::Merge),
         "application/json-patch+json" => Ok(PatchKind::Json),
         "application/strategic-merge-patch+json" => Ok(PatchKind::Strategic),
         "application/apply-patch+yaml" | "application/apply-patch+json" => match field_manager {
-            Some(m) if !m.is_empty() => Ok(PatchKind::Apply { manager: m.to_string() }),
+            Some(m) if !m.is_empty() => Ok(PatchKind::Apply {
+                manager: m.to_string(),
+            }),
             _ => Err(ApiError::bad_request(
                 "PATCH requests with apply-patch content type must include fieldManager: add ?fieldManager=<name>",
             )),
@@ -53,17 +58,24 @@ pub(crate) fn patch_kind(content_type: &str, field_manager: Option<&str>) -> Res
 }
 
 fn decode_json(body: &[u8], what: &str) -> Result<Value, ApiError> {
-    serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("error decoding {what} patch: {e}")))
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_request(format!("error decoding {what} patch: {e}")))
 }
 
 /// Parses a server-side apply body (YAML or JSON) and checks apiVersion/kind/name.
 pub(crate) fn apply_body(def: &ResourceDef, name: &str, body: &[u8]) -> Result<Value, ApiError> {
-    let v: Value = serde_yaml::from_slice(body)
-        .map_err(|e| ApiError::bad_request(format!("error decoding YAML apply configuration: {e}")))?;
+    let v: Value = serde_yaml::from_slice(body).map_err(|e| {
+        ApiError::bad_request(format!("error decoding YAML apply configuration: {e}"))
+    })?;
     if !v.is_object() {
-        return Err(ApiError::bad_request("the apply configuration must be a YAML/JSON object"));
+        return Err(ApiError::bad_request(
+            "the apply configuration must be a YAML/JSON object",
+        ));
     }
-    let api_version = v.get("apiVersion").and_then(Value::as_str).unwrap_or_default();
+    let api_version = v
+        .get("apiVersion")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
     let kind = v.get("kind").and_then(Value::as_str).unwrap_or_default();
     if api_version.is_empty() || kind.is_empty() {
         return Err(ApiError::bad_request(format!(
@@ -83,13 +95,20 @@ pub(crate) fn apply_body(def: &ResourceDef, name: &str, body: &[u8]) -> Result<V
 }
 
 /// Applies a merge, JSON or (approximated) strategic patch to `current`.
-pub(crate) fn apply_patch(def: &ResourceDef, current: &Value, kind: &PatchKind, body: &[u8]) -> Result<Value, ApiError> {
+pub(crate) fn apply_patch(
+    def: &ResourceDef,
+    current: &Value,
+    kind: &PatchKind,
+    body: &[u8],
+) -> Result<Value, ApiError> {
     let mut doc = current.clone();
     match kind {
         PatchKind::Merge => json_patch::merge(&mut doc, &decode_json(body, "merge")?),
         PatchKind::Strategic => {
             if def.custom {
-                return Err(ApiError::unsupported_media_type("application/strategic-merge-patch+json"));
+                return Err(ApiError::unsupported_media_type(
+                    "application/strategic-merge-patch+json",
+                ));
             }
             json_patch::merge(&mut doc, &decode_json(body, "strategic merge")?)
         }
@@ -114,19 +133,36 @@ pub(crate) fn apply_patch(def: &ResourceDef, current: &Value, kind: &PatchKind, 
 /// Removes the metadata fields an apply configuration must not set on the live object.
 pub(crate) fn strip_apply_meta(mut applied: Value) -> Value {
     let m = meta_mut(&mut applied);
-    for f in ["managedFields", "uid", "creationTimestamp", "generation", "deletionTimestamp"] {
+    for f in [
+        "managedFields",
+        "uid",
+        "creationTimestamp",
+        "generation",
+        "deletionTimestamp",
+    ] {
         m.remove(f);
     }
     applied
 }
 
 /// Records (or refreshes) the manager's `Apply` entry in `metadata.managedFields`.
-pub(crate) fn record_apply_manager(def: &ResourceDef, obj: &mut Value, manager: &str, status: bool) {
+pub(crate) fn record_apply_manager(
+    def: &ResourceDef,
+    obj: &mut Value,
+    manager: &str,
+    status: bool,
+) {
     let sub = if status { Some("status") } else { None };
     let m = meta_mut(obj);
-    let mut fields: Vec<Value> = m.get("managedFields").and_then(Value::as_array).cloned().unwrap_or_default();
+    let mut fields: Vec<Value> = m
+        .get("managedFields")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
     fields.retain(|f| {
-        !(f["manager"] == manager && f["operation"] == "Apply" && f.get("subresource").and_then(Value::as_str) == sub)
+        !(f["manager"] == manager
+            && f["operation"] == "Apply"
+            && f.get("subresource").and_then(Value::as_str) == sub)
     });
     let mut entry = json!({
         "manager": manager,

@@ -111,7 +111,11 @@ impl ResourceDef {
 
     /// `apiVersion` of the objects, e.g. `apps/v1` or `v1`.
     pub fn api_version(&self) -> String {
-        if self.group.is_empty() { self.version.clone() } else { format!("{}/{}", self.group, self.version) }
+        if self.group.is_empty() {
+            self.version.clone()
+        } else {
+            format!("{}/{}", self.group, self.version)
+        }
     }
 
     /// Kind of the list objects, e.g. `ConfigMapList`.
@@ -121,12 +125,20 @@ impl ResourceDef {
 
     /// Group-qualified plural as the real API prints it in messages: `pods`, `deployments.apps`.
     pub fn qualified_resource(&self) -> String {
-        if self.group.is_empty() { self.plural.clone() } else { format!("{}.{}", self.plural, self.group) }
+        if self.group.is_empty() {
+            self.plural.clone()
+        } else {
+            format!("{}.{}", self.plural, self.group)
+        }
     }
 
     /// Group-qualified kind as the real API prints it in `Invalid` messages: `Pod`, `Deployment.apps`.
     pub fn qualified_kind(&self) -> String {
-        if self.group.is_empty() { self.kind.clone() } else { format!("{}.{}", self.kind, self.group) }
+        if self.group.is_empty() {
+            self.kind.clone()
+        } else {
+            format!("{}.{}", self.kind, self.group)
+        }
     }
 }
 
@@ -147,16 +159,21 @@ impl Registry {
     }
 
     pub(crate) fn insert(&mut self, def: ResourceDef) {
-        self.defs.insert((def.group.clone(), def.version.clone(), def.plural.clone()), def);
+        self.defs.insert(
+            (def.group.clone(), def.version.clone(), def.plural.clone()),
+            def,
+        );
     }
 
     /// Removes every resource registered by the named CRD.
     pub(crate) fn remove_crd(&mut self, crd_name: &str) {
-        self.defs.retain(|_, d| d.crd_name.as_deref() != Some(crd_name));
+        self.defs
+            .retain(|_, d| d.crd_name.as_deref() != Some(crd_name));
     }
 
     pub(crate) fn get(&self, group: &str, version: &str, plural: &str) -> Option<&ResourceDef> {
-        self.defs.get(&(group.to_string(), version.to_string(), plural.to_string()))
+        self.defs
+            .get(&(group.to_string(), version.to_string(), plural.to_string()))
     }
 
     pub(crate) fn all(&self) -> impl Iterator<Item = &ResourceDef> {
@@ -180,18 +197,37 @@ impl Registry {
 pub fn builtin_resources() -> Vec<ResourceDef> {
     use Scope::{Cluster, Namespaced};
     vec![
-        ResourceDef::new("", "v1", "Namespace", "namespaces", Cluster).with_status_kept_on_create().short_names(&["ns"]),
-        ResourceDef::new("", "v1", "Node", "nodes", Cluster).with_status_kept_on_create().short_names(&["no"]),
-        ResourceDef::new("", "v1", "Pod", "pods", Namespaced).with_status().short_names(&["po"]).categories(&["all"]),
-        ResourceDef::new("", "v1", "Service", "services", Namespaced).with_status().short_names(&["svc"]).categories(&["all"]),
-        ResourceDef::new("", "v1", "Event", "events", Namespaced).short_names(&["ev"]),
-        ResourceDef::new("", "v1", "PersistentVolume", "persistentvolumes", Cluster).with_status().short_names(&["pv"]),
-        ResourceDef::new("", "v1", "PersistentVolumeClaim", "persistentvolumeclaims", Namespaced)
+        ResourceDef::new("", "v1", "Namespace", "namespaces", Cluster)
+            .with_status_kept_on_create()
+            .short_names(&["ns"]),
+        ResourceDef::new("", "v1", "Node", "nodes", Cluster)
+            .with_status_kept_on_create()
+            .short_names(&["no"]),
+        ResourceDef::new("", "v1", "Pod", "pods", Namespaced)
             .with_status()
-            .short_names(&["pvc"]),
+            .short_names(&["po"])
+            .categories(&["all"]),
+        ResourceDef::new("", "v1", "Service", "services", Namespaced)
+            .with_status()
+            .short_names(&["svc"])
+            .categories(&["all"]),
+        ResourceDef::new("", "v1", "Event", "events", Namespaced).short_names(&["ev"]),
+        ResourceDef::new("", "v1", "PersistentVolume", "persistentvolumes", Cluster)
+            .with_status()
+            .short_names(&["pv"]),
+        ResourceDef::new(
+            "",
+            "v1",
+            "PersistentVolumeClaim",
+            "persistentvolumeclaims",
+            Namespaced,
+        )
+        .with_status()
+        .short_names(&["pvc"]),
         ResourceDef::new("", "v1", "Secret", "secrets", Namespaced),
         ResourceDef::new("", "v1", "ConfigMap", "configmaps", Namespaced).short_names(&["cm"]),
-        ResourceDef::new("", "v1", "ServiceAccount", "serviceaccounts", Namespaced).short_names(&["sa"]),
+        ResourceDef::new("", "v1", "ServiceAccount", "serviceaccounts", Namespaced)
+            .short_names(&["sa"]),
         ResourceDef::new("", "v1", "Endpoints", "endpoints", Namespaced).short_names(&["ep"]),
         ResourceDef::new("apps", "v1", "Deployment", "deployments", Namespaced)
             .with_status()
@@ -209,21 +245,71 @@ pub fn builtin_resources() -> Vec<ResourceDef> {
             .with_status()
             .short_names(&["rs"])
             .categories(&["all"]),
-        ResourceDef::new("policy", "v1", "PodDisruptionBudget", "poddisruptionbudgets", Namespaced)
-            .with_status()
-            .short_names(&["pdb"]),
+        ResourceDef::new(
+            "policy",
+            "v1",
+            "PodDisruptionBudget",
+            "poddisruptionbudgets",
+            Namespaced,
+        )
+        .with_status()
+        .short_names(&["pdb"]),
         ResourceDef::new("coordination.k8s.io", "v1", "Lease", "leases", Namespaced),
         ResourceDef::new("events.k8s.io", "v1", "Event", "events", Namespaced).short_names(&["ev"]),
         ResourceDef::new("storage.k8s.io", "v1", "CSIDriver", "csidrivers", Cluster),
         ResourceDef::new("storage.k8s.io", "v1", "CSINode", "csinodes", Cluster),
-        ResourceDef::new("storage.k8s.io", "v1", "StorageClass", "storageclasses", Cluster).short_names(&["sc"]),
-        ResourceDef::new("storage.k8s.io", "v1", "VolumeAttachment", "volumeattachments", Cluster).with_status(),
-        ResourceDef::new("apiextensions.k8s.io", "v1", "CustomResourceDefinition", "customresourcedefinitions", Cluster)
-            .with_status()
-            .short_names(&["crd", "crds"]),
-        ResourceDef::new("rbac.authorization.k8s.io", "v1", "Role", "roles", Namespaced),
-        ResourceDef::new("rbac.authorization.k8s.io", "v1", "RoleBinding", "rolebindings", Namespaced),
-        ResourceDef::new("rbac.authorization.k8s.io", "v1", "ClusterRole", "clusterroles", Cluster),
-        ResourceDef::new("rbac.authorization.k8s.io", "v1", "ClusterRoleBinding", "clusterrolebindings", Cluster),
+        ResourceDef::new(
+            "storage.k8s.io",
+            "v1",
+            "StorageClass",
+            "storageclasses",
+            Cluster,
+        )
+        .short_names(&["sc"]),
+        ResourceDef::new(
+            "storage.k8s.io",
+            "v1",
+            "VolumeAttachment",
+            "volumeattachments",
+            Cluster,
+        )
+        .with_status(),
+        ResourceDef::new(
+            "apiextensions.k8s.io",
+            "v1",
+            "CustomResourceDefinition",
+            "customresourcedefinitions",
+            Cluster,
+        )
+        .with_status()
+        .short_names(&["crd", "crds"]),
+        ResourceDef::new(
+            "rbac.authorization.k8s.io",
+            "v1",
+            "Role",
+            "roles",
+            Namespaced,
+        ),
+        ResourceDef::new(
+            "rbac.authorization.k8s.io",
+            "v1",
+            "RoleBinding",
+            "rolebindings",
+            Namespaced,
+        ),
+        ResourceDef::new(
+            "rbac.authorization.k8s.io",
+            "v1",
+            "ClusterRole",
+            "clusterroles",
+            Cluster,
+        ),
+        ResourceDef::new(
+            "rbac.authorization.k8s.io",
+            "v1",
+            "ClusterRoleBinding",
+            "clusterrolebindings",
+            Cluster,
+        ),
     ]
 }

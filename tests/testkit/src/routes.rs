@@ -48,7 +48,10 @@ type Q = HashMap<String, String>;
 
 fn json_response(code: StatusCode, v: &Value) -> Response {
     let mut r = (code, serde_json::to_vec(v).expect("JSON values serialise")).into_response();
-    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     r
 }
 
@@ -67,11 +70,15 @@ struct Target {
 
 enum Route {
     Document(Value),
-    Resource(Target),
+    Resource(Box<Target>),
 }
 
 fn route(st: &State, address: &str, path: &str) -> Result<Route, ApiError> {
-    let segs: Vec<&str> = path.trim_matches('/').split('/').filter(|s| !s.is_empty()).collect();
+    let segs: Vec<&str> = path
+        .trim_matches('/')
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .collect();
     let reg = &st.registry;
     let doc = |v: Option<Value>| v.map(Route::Document).ok_or_else(ApiError::unknown_path);
     match segs.as_slice() {
@@ -87,12 +94,23 @@ fn route(st: &State, address: &str, path: &str) -> Result<Route, ApiError> {
     }
 }
 
-fn resource_route(st: &State, group: &str, version: &str, rest: &[&str]) -> Result<Route, ApiError> {
+fn resource_route(
+    st: &State,
+    group: &str,
+    version: &str,
+    rest: &[&str],
+) -> Result<Route, ApiError> {
     let reg = &st.registry;
     let namespaced_path = rest.len() >= 3
         && rest[0] == "namespaces"
-        && reg.get(group, version, rest[2]).is_some_and(ResourceDef::namespaced);
-    let (namespace, rest) = if namespaced_path { (Some(rest[1].to_string()), &rest[2..]) } else { (None, rest) };
+        && reg
+            .get(group, version, rest[2])
+            .is_some_and(ResourceDef::namespaced);
+    let (namespace, rest) = if namespaced_path {
+        (Some(rest[1].to_string()), &rest[2..])
+    } else {
+        (None, rest)
+    };
     let Some(def) = reg.get(group, version, rest[0]).cloned() else {
         return Err(ApiError::unknown_path());
     };
@@ -105,22 +123,38 @@ fn resource_route(st: &State, group: &str, version: &str, rest: &[&str]) -> Resu
     if rest.len() > 3 || (def.namespaced() && namespace.is_none() && name.is_some()) {
         return Err(ApiError::unknown_path());
     }
-    Ok(Route::Resource(Target { def, namespace, name, status }))
+    Ok(Route::Resource(Box::new(Target {
+        def,
+        namespace,
+        name,
+        status,
+    })))
 }
 
 /// The axum fallback handler: every request comes through here.
 pub(crate) async fn handle(AxState(shared): AxState<Arc<Shared>>, req: Request) -> Response {
     let (parts, body) = req.into_parts();
-    let query: Q = Query::<Q>::try_from_uri(&parts.uri).map(|q| q.0).unwrap_or_default();
+    let query: Q = Query::<Q>::try_from_uri(&parts.uri)
+        .map(|q| q.0)
+        .unwrap_or_default();
     let path = parts.uri.path().to_string();
     if matches!(path.as_str(), "/healthz" | "/readyz" | "/livez") {
         return (StatusCode::OK, "ok").into_response();
     }
     let bytes = match axum::body::to_bytes(body, MAX_BODY).await {
         Ok(b) => b,
-        Err(e) => return error_response(&ApiError::bad_request(format!("could not read the request body: {e}"))),
+        Err(e) => {
+            return error_response(&ApiError::bad_request(format!(
+                "could not read the request body: {e}"
+            )));
+        }
     };
-    let content_type = parts.headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+    let content_type = parts
+        .headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
     let routed = {
         let st = shared.lock();
         route(&st, &shared.address, &path)
@@ -136,24 +170,39 @@ pub(crate) async fn handle(AxState(shared): AxState<Arc<Shared>>, req: Request) 
         Ok(Route::Resource(t)) => t,
         Err(e) => return error_response(&e),
     };
-    let result = dispatch(&shared, &parts.method, &target, &query, &content_type, &bytes);
+    let result = dispatch(
+        &shared,
+        &parts.method,
+        &target,
+        &query,
+        &content_type,
+        &bytes,
+    );
     match result {
         Ok(Reply::Json(code, v)) => json_response(code, &v),
-        Ok(Reply::Watch(filter, opts)) => start_watch(&shared, filter, opts),
+        Ok(Reply::Watch(w)) => start_watch(&shared, w.0, w.1),
         Err(e) => error_response(&e),
     }
 }
 
 enum Reply {
     Json(StatusCode, Value),
-    Watch(WatchFilter, WatchOptions),
+    Watch(Box<(WatchFilter, WatchOptions)>),
 }
 
 fn is_true(q: &Q, key: &str) -> bool {
-    q.get(key).is_some_and(|v| v == "1" || v.eq_ignore_ascii_case("true"))
+    q.get(key)
+        .is_some_and(|v| v == "1" || v.eq_ignore_ascii_case("true"))
 }
 
-fn dispatch(shared: &Shared, method: &Method, t: &Target, q: &Q, ct: &str, body: &[u8]) -> Result<Reply, ApiError> {
+fn dispatch(
+    shared: &Shared,
+    method: &Method,
+    t: &Target,
+    q: &Q,
+    ct: &str,
+    body: &[u8],
+) -> Result<Reply, ApiError> {
     let ok = |v: Value| Ok(Reply::Json(StatusCode::OK, v));
     let dry_run = q.get("dryRun").is_some_and(|v| v == "All");
     let ns = t.namespace.clone().unwrap_or_default();
@@ -163,24 +212,31 @@ fn dispatch(shared: &Shared, method: &Method, t: &Target, q: &Q, ct: &str, body:
         scratch = guard.scratch();
         &mut scratch
     } else {
-        &mut *guard
+        &mut guard
     };
     match (&t.name, method) {
-        (None, &Method::GET) if is_true(q, "watch") => Ok(Reply::Watch(
+        (None, &Method::GET) if is_true(q, "watch") => Ok(Reply::Watch(Box::new((
             WatchFilter {
                 def: t.def.clone(),
                 namespace: t.namespace.clone(),
-                labels: LabelSelector::parse(q.get("labelSelector").map(String::as_str).unwrap_or(""))?,
-                fields: FieldSelector::parse(q.get("fieldSelector").map(String::as_str).unwrap_or(""))?,
+                labels: LabelSelector::parse(
+                    q.get("labelSelector").map(String::as_str).unwrap_or(""),
+                )?,
+                fields: FieldSelector::parse(
+                    q.get("fieldSelector").map(String::as_str).unwrap_or(""),
+                )?,
             },
             WatchOptions {
                 resource_version: q.get("resourceVersion").cloned().unwrap_or_default(),
                 bookmarks: is_true(q, "allowWatchBookmarks"),
                 send_initial_events: is_true(q, "sendInitialEvents"),
-                timeout: q.get("timeoutSeconds").and_then(|s| s.parse().ok()).map(Duration::from_secs),
+                timeout: q
+                    .get("timeoutSeconds")
+                    .and_then(|s| s.parse().ok())
+                    .map(Duration::from_secs),
                 bookmark_interval: shared.config.bookmark_interval,
             },
-        )),
+        )))),
         (None, &Method::GET) => ok(list(st, &t.def, t.namespace.as_deref(), q)?),
         (None, &Method::POST) => {
             if t.def.namespaced() && t.namespace.is_none() {
@@ -190,12 +246,22 @@ fn dispatch(shared: &Shared, method: &Method, t: &Target, q: &Q, ct: &str, body:
             let created = st.create(&t.def, t.namespace.as_deref(), obj)?;
             Ok(Reply::Json(StatusCode::CREATED, created))
         }
-        (None, &Method::DELETE) => ok(delete_collection(st, &t.def, t.namespace.as_deref(), q, body)?),
+        (None, &Method::DELETE) => ok(delete_collection(
+            st,
+            &t.def,
+            t.namespace.as_deref(),
+            q,
+            body,
+        )?),
         (None, _) => Err(ApiError::method_not_allowed()),
         (Some(name), &Method::GET) => ok(st.get(&t.def, &Key::new(&t.def, &ns, name))?),
         (Some(name), &Method::PUT) => {
             let obj = decode_body(&t.def, ct, body)?;
-            let endpoint = if t.status { Endpoint::Status } else { Endpoint::Main };
+            let endpoint = if t.status {
+                Endpoint::Status
+            } else {
+                Endpoint::Main
+            };
             ok(st.update(&t.def, &ns, name, obj, endpoint)?)
         }
         (Some(name), &Method::PATCH) => {
@@ -207,7 +273,11 @@ fn dispatch(shared: &Shared, method: &Method, t: &Target, q: &Q, ct: &str, body:
             let (propagation, pre) = delete_options(q, body)?;
             let key = Key::new(&t.def, &ns, name);
             let out = st.delete(&t.def, &key, propagation, &pre)?;
-            let code = if st.objects.contains_key(&key) { StatusCode::ACCEPTED } else { StatusCode::OK };
+            let code = if st.objects.contains_key(&key) {
+                StatusCode::ACCEPTED
+            } else {
+                StatusCode::OK
+            };
             Ok(Reply::Json(code, out))
         }
         (Some(_), _) => Err(ApiError::method_not_allowed()),
@@ -237,7 +307,11 @@ fn patch_object(
     body: &[u8],
 ) -> Result<(StatusCode, Value), ApiError> {
     let key = Key::new(&t.def, ns, name);
-    let endpoint = if t.status { Endpoint::Status } else { Endpoint::Main };
+    let endpoint = if t.status {
+        Endpoint::Status
+    } else {
+        Endpoint::Main
+    };
     let Some(current) = st.objects.get(&key).map(|o| as_version(&t.def, o)) else {
         if let PatchKind::Apply { manager } = kind
             && !t.status
@@ -256,7 +330,10 @@ fn patch_object(
     {
         patch::record_apply_manager(&t.def, &mut patched, manager, t.status);
     }
-    Ok((StatusCode::OK, st.update(&t.def, ns, name, patched, endpoint)?))
+    Ok((
+        StatusCode::OK,
+        st.update(&t.def, ns, name, patched, endpoint)?,
+    ))
 }
 
 /// Propagation policy and preconditions from the query and the `DeleteOptions` body.
@@ -264,7 +341,8 @@ fn delete_options(q: &Q, body: &[u8]) -> Result<(Propagation, Preconditions), Ap
     let opts: Value = if body.iter().all(u8::is_ascii_whitespace) {
         Value::Null
     } else {
-        serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("could not decode DeleteOptions: {e}")))?
+        serde_json::from_slice(body)
+            .map_err(|e| ApiError::bad_request(format!("could not decode DeleteOptions: {e}")))?
     };
     let policy = opts
         .get("propagationPolicy")
@@ -285,7 +363,10 @@ fn delete_options(q: &Q, body: &[u8]) -> Result<(Propagation, Preconditions), Ap
         }
     };
     let s = |p: &str| opts.pointer(p).and_then(Value::as_str).map(str::to_string);
-    let pre = Preconditions { uid: s("/preconditions/uid"), resource_version: s("/preconditions/resourceVersion") };
+    let pre = Preconditions {
+        uid: s("/preconditions/uid"),
+        resource_version: s("/preconditions/resourceVersion"),
+    };
     Ok((propagation, pre))
 }
 
@@ -301,10 +382,13 @@ fn hex(s: &str) -> String {
 }
 
 fn unhex(s: &str) -> Option<String> {
-    if s.len() % 2 != 0 {
+    if !s.len().is_multiple_of(2) {
         return None;
     }
-    let bytes: Option<Vec<u8>> = (0..s.len()).step_by(2).map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok()).collect();
+    let bytes: Option<Vec<u8>> = (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
+        .collect();
     String::from_utf8(bytes?).ok()
 }
 
@@ -317,12 +401,20 @@ fn list(st: &State, def: &ResourceDef, ns: Option<&str>, q: &Q) -> Result<Value,
         None => None,
         Some(Ok(0)) => None,
         Some(Ok(n)) => Some(n),
-        Some(Err(_)) => return Err(ApiError::bad_request("limit must be a non-negative integer")),
+        Some(Err(_)) => {
+            return Err(ApiError::bad_request(
+                "limit must be a non-negative integer",
+            ));
+        }
     };
     let (list_rv, after) = match q.get("continue").filter(|c| !c.is_empty()) {
         None => (st.rv, None),
         Some(token) => {
-            let bad = || ApiError::bad_request("continue key is not valid: pass the token from the previous page");
+            let bad = || {
+                ApiError::bad_request(
+                    "continue key is not valid: pass the token from the previous page",
+                )
+            };
             let decoded = unhex(token).ok_or_else(bad)?;
             let mut parts = decoded.splitn(3, '\n');
             let rv: u64 = parts.next().and_then(|s| s.parse().ok()).ok_or_else(bad)?;
@@ -366,7 +458,9 @@ fn list(st: &State, def: &ResourceDef, ns: Option<&str>, q: &Q) -> Result<Value,
         metadata["continue"] = json!(hex(&format!("{list_rv}\n{tns}\n{tname}")));
         metadata["remainingItemCount"] = json!(remaining);
     }
-    Ok(json!({"kind": def.list_kind(), "apiVersion": def.api_version(), "metadata": metadata, "items": items}))
+    Ok(
+        json!({"kind": def.list_kind(), "apiVersion": def.api_version(), "metadata": metadata, "items": items}),
+    )
 }
 
 fn delete_collection(
@@ -409,12 +503,15 @@ fn start_watch(shared: &Shared, filter: WatchFilter, opts: WatchOptions) -> Resp
         let st = shared.lock();
         watch::start(&st, &filter, &opts)
     };
-    let (first, start_rv, rx) = match started {
+    let started = match started {
         Ok(s) => s,
         Err(e) => return error_response(&e),
     };
-    let body_rx = watch::stream(filter, opts, first, start_rv, rx);
+    let body_rx = watch::stream(filter, opts, started);
     let mut r = Response::new(Body::from_stream(ReceiverStream::new(body_rx)));
-    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     r
 }

@@ -53,7 +53,11 @@ fn split_top_level(s: &str) -> Vec<String> {
         }
     }
     parts.push(cur);
-    parts.into_iter().map(|p| p.trim().to_string()).filter(|p| !p.is_empty()).collect()
+    parts
+        .into_iter()
+        .map(|p| p.trim().to_string())
+        .filter(|p| !p.is_empty())
+        .collect()
 }
 
 fn parse_set(s: &str, whole: &str) -> Result<BTreeSet<String>, ApiError> {
@@ -61,19 +65,31 @@ fn parse_set(s: &str, whole: &str) -> Result<BTreeSet<String>, ApiError> {
     let inner = s
         .strip_prefix('(')
         .and_then(|r| r.strip_suffix(')'))
-        .ok_or_else(|| ApiError::bad_request(format!("unable to parse requirement: {whole:?}: expected a parenthesised value set")))?;
-    Ok(inner.split(',').map(|v| v.trim().to_string()).filter(|v| !v.is_empty()).collect())
+        .ok_or_else(|| {
+            ApiError::bad_request(format!(
+                "unable to parse requirement: {whole:?}: expected a parenthesised value set"
+            ))
+        })?;
+    Ok(inner
+        .split(',')
+        .map(|v| v.trim().to_string())
+        .filter(|v| !v.is_empty())
+        .collect())
 }
 
 fn check_key(key: &str, whole: &str) -> Result<String, ApiError> {
     let key = key.trim();
     let ok = !key.is_empty()
         && key.len() <= 317
-        && key.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '/'));
+        && key
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '/'));
     if ok {
         Ok(key.to_string())
     } else {
-        Err(ApiError::bad_request(format!("unable to parse requirement: {whole:?}: invalid label key {key:?}")))
+        Err(ApiError::bad_request(format!(
+            "unable to parse requirement: {whole:?}: invalid label key {key:?}"
+        )))
     }
 }
 
@@ -86,13 +102,25 @@ impl LabelSelector {
             if let Some(key) = p.strip_prefix('!') {
                 reqs.push(LabelRequirement::DoesNotExist(check_key(key, p)?));
             } else if let Some((k, v)) = p.split_once("!=") {
-                reqs.push(LabelRequirement::NotEquals(check_key(k, p)?, v.trim().to_string()));
+                reqs.push(LabelRequirement::NotEquals(
+                    check_key(k, p)?,
+                    v.trim().to_string(),
+                ));
             } else if let Some((k, v)) = p.split_once("==") {
-                reqs.push(LabelRequirement::Equals(check_key(k, p)?, v.trim().to_string()));
+                reqs.push(LabelRequirement::Equals(
+                    check_key(k, p)?,
+                    v.trim().to_string(),
+                ));
             } else if let Some((k, v)) = p.split_once('=') {
-                reqs.push(LabelRequirement::Equals(check_key(k, p)?, v.trim().to_string()));
+                reqs.push(LabelRequirement::Equals(
+                    check_key(k, p)?,
+                    v.trim().to_string(),
+                ));
             } else if let Some((k, rest)) = p.split_once(" notin ") {
-                reqs.push(LabelRequirement::NotIn(check_key(k, p)?, parse_set(rest, p)?));
+                reqs.push(LabelRequirement::NotIn(
+                    check_key(k, p)?,
+                    parse_set(rest, p)?,
+                ));
             } else if let Some((k, rest)) = p.split_once(" in ") {
                 reqs.push(LabelRequirement::In(check_key(k, p)?, parse_set(rest, p)?));
             } else {
@@ -150,16 +178,25 @@ impl FieldSelector {
             };
             let path = path.trim();
             if path.is_empty() || path.split('.').any(str::is_empty) {
-                return Err(ApiError::bad_request(format!("invalid field selector {part:?}: empty field path")));
+                return Err(ApiError::bad_request(format!(
+                    "invalid field selector {part:?}: empty field path"
+                )));
             }
-            reqs.push(FieldRequirement { path: path.to_string(), negated, value: value.trim().to_string() });
+            reqs.push(FieldRequirement {
+                path: path.to_string(),
+                negated,
+                value: value.trim().to_string(),
+            });
         }
         Ok(FieldSelector(reqs))
     }
 
     /// The `metadata.name=<x>` requirement if present (used to narrow watches to one object).
     pub fn name(&self) -> Option<&str> {
-        self.0.iter().find(|r| r.path == "metadata.name" && !r.negated).map(|r| r.value.as_str())
+        self.0
+            .iter()
+            .find(|r| r.path == "metadata.name" && !r.negated)
+            .map(|r| r.value.as_str())
     }
 
     /// `true` when every requirement holds for the object.

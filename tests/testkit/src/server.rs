@@ -28,7 +28,11 @@ pub struct ServerConfig {
 
 impl Default for ServerConfig {
     fn default() -> Self {
-        ServerConfig { history_limit: 1000, bookmark_interval: Duration::from_secs(1), garbage_collection: true }
+        ServerConfig {
+            history_limit: 1000,
+            bookmark_interval: Duration::from_secs(1),
+            garbage_collection: true,
+        }
     }
 }
 
@@ -61,7 +65,12 @@ struct Inner {
 
 impl Drop for Inner {
     fn drop(&mut self) {
-        if let Some(tx) = self.shutdown.lock().unwrap_or_else(|p| p.into_inner()).take() {
+        if let Some(tx) = self
+            .shutdown
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+        {
             let _ = tx.send(());
         }
         let _ = self.shared.lock().tx.send(Signal::Close);
@@ -84,7 +93,9 @@ pub struct TestApiServer {
 
 impl std::fmt::Debug for TestApiServer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TestApiServer").field("url", &self.inner.url).finish()
+        f.debug_struct("TestApiServer")
+            .field("url", &self.inner.url)
+            .finish()
     }
 }
 
@@ -96,16 +107,20 @@ impl TestApiServer {
 
     /// Starts a server with the given settings. Panics if 127.0.0.1 cannot be bound.
     pub async fn start_with(config: ServerConfig) -> Self {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("binding 127.0.0.1:0 for the test API server failed: is the loopback interface up?");
-        let addr = listener.local_addr().expect("a bound listener has an address");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect(
+            "binding 127.0.0.1:0 for the test API server failed: is the loopback interface up?",
+        );
+        let addr = listener
+            .local_addr()
+            .expect("a bound listener has an address");
         let shared = Arc::new(Shared {
             state: Mutex::new(State::new(config.history_limit, config.garbage_collection)),
             config,
             address: addr.to_string(),
         });
-        let app = axum::Router::new().fallback(routes::handle).with_state(shared.clone());
+        let app = axum::Router::new()
+            .fallback(routes::handle)
+            .with_state(shared.clone());
         let (tx, rx) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
             let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
@@ -132,7 +147,11 @@ impl TestApiServer {
 
     /// A `kube::Config` for this server (no TLS, no auth, default namespace `default`).
     pub fn kube_config(&self) -> kube::Config {
-        let uri = self.inner.url.parse().expect("the server URL is a valid URI");
+        let uri = self
+            .inner
+            .url
+            .parse()
+            .expect("the server URL is a valid URI");
         let mut config = kube::Config::new(uri);
         config.default_namespace = "default".to_string();
         config
@@ -141,7 +160,8 @@ impl TestApiServer {
     /// A `kube::Client` built the normal way (`Client::try_from(Config::new(url))`). Must be called
     /// inside a tokio runtime.
     pub fn client(&self) -> kube::Client {
-        kube::Client::try_from(self.kube_config()).expect("building a kube client for the test server failed")
+        kube::Client::try_from(self.kube_config())
+            .expect("building a kube client for the test server failed")
     }
 
     /// Serves an extra resource (for example a custom resource without creating its CRD).
@@ -187,7 +207,11 @@ impl TestApiServer {
     /// Every stored object of a group/plural (all namespaces), in namespace/name order.
     pub fn objects(&self, group: &str, plural: &str) -> Vec<Value> {
         let st = self.inner.shared.lock();
-        st.objects.iter().filter(|(k, _)| k.group == group && k.plural == plural).map(|(_, o)| o.clone()).collect()
+        st.objects
+            .iter()
+            .filter(|(k, _)| k.group == group && k.plural == plural)
+            .map(|(_, o)| o.clone())
+            .collect()
     }
 
     /// Every served resource, built-in and learnt from CRDs.

@@ -31,7 +31,12 @@ pub struct ApiError {
 
 impl ApiError {
     fn new(code: u16, reason: &str, message: impl Into<String>) -> Self {
-        ApiError { code, reason: reason.to_string(), message: message.into(), details: None }
+        ApiError {
+            code,
+            reason: reason.to_string(),
+            message: message.into(),
+            details: None,
+        }
     }
 
     fn with_details(mut self, details: Value) -> Self {
@@ -46,20 +51,33 @@ impl ApiError {
 
     /// 404 for a resource given by group and plural.
     pub fn not_found_resource(group: &str, plural: &str, name: &str) -> Self {
-        let qualified = if group.is_empty() { plural.to_string() } else { format!("{plural}.{group}") };
+        let qualified = if group.is_empty() {
+            plural.to_string()
+        } else {
+            format!("{plural}.{group}")
+        };
         Self::new(404, "NotFound", format!("{qualified} \"{name}\" not found"))
             .with_details(json!({"name": name, "group": group, "kind": plural}))
     }
 
     /// 404 for a path the server does not serve.
     pub fn unknown_path() -> Self {
-        Self::new(404, "NotFound", "the server could not find the requested resource").with_details(json!({}))
+        Self::new(
+            404,
+            "NotFound",
+            "the server could not find the requested resource",
+        )
+        .with_details(json!({}))
     }
 
     /// 409 `<plural>.<group> "<name>" already exists`.
     pub fn already_exists(def: &ResourceDef, name: &str) -> Self {
-        Self::new(409, "AlreadyExists", format!("{} \"{name}\" already exists", def.qualified_resource()))
-            .with_details(json!({"name": name, "group": def.group, "kind": def.plural}))
+        Self::new(
+            409,
+            "AlreadyExists",
+            format!("{} \"{name}\" already exists", def.qualified_resource()),
+        )
+        .with_details(json!({"name": name, "group": def.group, "kind": def.plural}))
     }
 
     /// 409 optimistic-concurrency conflict, worded like the real API.
@@ -67,7 +85,10 @@ impl ApiError {
         Self::new(
             409,
             "Conflict",
-            format!("Operation cannot be fulfilled on {} \"{name}\": {why}", def.qualified_resource()),
+            format!(
+                "Operation cannot be fulfilled on {} \"{name}\": {why}",
+                def.qualified_resource()
+            ),
         )
         .with_details(json!({"name": name, "group": def.group, "kind": def.plural}))
     }
@@ -83,19 +104,46 @@ impl ApiError {
 
     /// 422 `<Kind>.<group> "<name>" is invalid: <causes>`.
     pub fn invalid(def: &ResourceDef, name: &str, causes: Vec<Cause>) -> Self {
-        let joined = causes.iter().map(|c| format!("{}: {}", c.field, c.message)).collect::<Vec<_>>();
-        let joined = if joined.len() == 1 { joined[0].clone() } else { format!("[{}]", joined.join(", ")) };
+        let joined = causes
+            .iter()
+            .map(|c| format!("{}: {}", c.field, c.message))
+            .collect::<Vec<_>>();
+        let joined = if joined.len() == 1 {
+            joined[0].clone()
+        } else {
+            format!("[{}]", joined.join(", "))
+        };
         let causes_json: Vec<Value> = causes
             .iter()
             .map(|c| json!({"reason": c.reason, "message": c.message, "field": c.field}))
             .collect();
-        Self::new(422, "Invalid", format!("{} \"{name}\" is invalid: {joined}", def.qualified_kind()))
-            .with_details(json!({"name": name, "group": def.group, "kind": def.kind, "causes": causes_json}))
+        Self::new(
+            422,
+            "Invalid",
+            format!("{} \"{name}\" is invalid: {joined}", def.qualified_kind()),
+        )
+        .with_details(
+            json!({"name": name, "group": def.group, "kind": def.kind, "causes": causes_json}),
+        )
     }
 
     /// 422 for a single field.
-    pub fn invalid_field(def: &ResourceDef, name: &str, field: &str, reason: &str, message: impl Into<String>) -> Self {
-        Self::invalid(def, name, vec![Cause { field: field.to_string(), reason: reason.to_string(), message: message.into() }])
+    pub fn invalid_field(
+        def: &ResourceDef,
+        name: &str,
+        field: &str,
+        reason: &str,
+        message: impl Into<String>,
+    ) -> Self {
+        Self::invalid(
+            def,
+            name,
+            vec![Cause {
+                field: field.to_string(),
+                reason: reason.to_string(),
+                message: message.into(),
+            }],
+        )
     }
 
     /// 422 for a patch that cannot be applied (e.g. a failing JSON-patch `test` operation).
@@ -110,14 +158,25 @@ impl ApiError {
 
     /// 403 Forbidden (e.g. creating in a terminating namespace).
     pub fn forbidden(def: &ResourceDef, name: &str, why: &str) -> Self {
-        Self::new(403, "Forbidden", format!("{} \"{name}\" is forbidden: {why}", def.qualified_resource()))
-            .with_details(json!({"name": name, "group": def.group, "kind": def.plural}))
+        Self::new(
+            403,
+            "Forbidden",
+            format!(
+                "{} \"{name}\" is forbidden: {why}",
+                def.qualified_resource()
+            ),
+        )
+        .with_details(json!({"name": name, "group": def.group, "kind": def.plural}))
     }
 
     /// 405 MethodNotAllowed.
     pub fn method_not_allowed() -> Self {
-        Self::new(405, "MethodNotAllowed", "the server does not allow this method on the requested resource")
-            .with_details(json!({}))
+        Self::new(
+            405,
+            "MethodNotAllowed",
+            "the server does not allow this method on the requested resource",
+        )
+        .with_details(json!({}))
     }
 
     /// 410 Expired, as answered for a too-old `resourceVersion` or `continue` token.

@@ -35,7 +35,11 @@ impl Key {
         Key {
             group: def.group.clone(),
             plural: def.plural.clone(),
-            namespace: if def.namespaced() { namespace.to_string() } else { String::new() },
+            namespace: if def.namespaced() {
+                namespace.to_string()
+            } else {
+                String::new()
+            },
             name: name.to_string(),
         }
     }
@@ -127,13 +131,19 @@ pub(crate) struct State {
 }
 
 pub(crate) fn now() -> String {
-    k8s_openapi::jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
+    k8s_openapi::jiff::Timestamp::now()
+        .strftime("%Y-%m-%dT%H:%M:%SZ")
+        .to_string()
 }
 
 pub(crate) fn random_suffix(len: usize) -> String {
     const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
     let bytes = uuid::Uuid::new_v4().into_bytes();
-    bytes.iter().take(len).map(|b| ALPHABET[*b as usize % ALPHABET.len()] as char).collect()
+    bytes
+        .iter()
+        .take(len)
+        .map(|b| ALPHABET[*b as usize % ALPHABET.len()] as char)
+        .collect()
 }
 
 pub(crate) fn meta(obj: &Value) -> Option<&Map<String, Value>> {
@@ -144,18 +154,28 @@ pub(crate) fn meta_mut(obj: &mut Value) -> &mut Map<String, Value> {
     if !obj.get("metadata").is_some_and(Value::is_object) {
         obj["metadata"] = json!({});
     }
-    obj["metadata"].as_object_mut().expect("metadata was just made an object")
+    obj["metadata"]
+        .as_object_mut()
+        .expect("metadata was just made an object")
 }
 
 pub(crate) fn meta_str<'a>(obj: &'a Value, field: &str) -> Option<&'a str> {
-    meta(obj).and_then(|m| m.get(field)).and_then(Value::as_str).filter(|s| !s.is_empty())
+    meta(obj)
+        .and_then(|m| m.get(field))
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
 }
 
 pub(crate) fn finalizers(obj: &Value) -> Vec<String> {
     meta(obj)
         .and_then(|m| m.get("finalizers"))
         .and_then(Value::as_array)
-        .map(|a| a.iter().filter_map(Value::as_str).map(str::to_string).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_string)
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -181,7 +201,10 @@ pub(crate) fn owner_uids(obj: &Value) -> Vec<(String, bool)> {
             refs.iter()
                 .filter_map(|r| {
                     let uid = r.get("uid")?.as_str()?.to_string();
-                    let block = r.get("blockOwnerDeletion").and_then(Value::as_bool).unwrap_or(false);
+                    let block = r
+                        .get("blockOwnerDeletion")
+                        .and_then(Value::as_bool)
+                        .unwrap_or(false);
                     Some((uid, block))
                 })
                 .collect()
@@ -192,7 +215,8 @@ pub(crate) fn owner_uids(obj: &Value) -> Vec<(String, bool)> {
 fn is_dns1123_label(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 63
-        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         && !s.starts_with('-')
         && !s.ends_with('-')
 }
@@ -212,7 +236,8 @@ const LABEL_MSG: &str = "a lowercase RFC 1123 label must consist of lower case a
 fn label_value_ok(v: &str) -> bool {
     v.is_empty()
         || (v.len() <= 63
-            && v.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+            && v.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
             && v.as_bytes()[0].is_ascii_alphanumeric()
             && v.as_bytes()[v.len() - 1].is_ascii_alphanumeric())
 }
@@ -221,7 +246,11 @@ fn label_value_ok(v: &str) -> bool {
 fn validate_meta(def: &ResourceDef, obj: &Value) -> Result<(), ApiError> {
     let name = meta_str(obj, "name").unwrap_or_default();
     let label_rule = def.group.is_empty() && def.plural == "namespaces";
-    let ok = if label_rule { is_dns1123_label(name) } else { is_dns1123_subdomain(name) };
+    let ok = if label_rule {
+        is_dns1123_label(name)
+    } else {
+        is_dns1123_subdomain(name)
+    };
     if !ok {
         let msg = if label_rule { LABEL_MSG } else { SUBDOMAIN_MSG };
         return Err(ApiError::invalid_field(
@@ -234,11 +263,15 @@ fn validate_meta(def: &ResourceDef, obj: &Value) -> Result<(), ApiError> {
     }
     if let Some(labels) = meta(obj).and_then(|m| m.get("labels")) {
         let Some(labels) = labels.as_object() else {
-            return Err(ApiError::bad_request("metadata.labels must be a map of string keys to string values"));
+            return Err(ApiError::bad_request(
+                "metadata.labels must be a map of string keys to string values",
+            ));
         };
         for (k, v) in labels {
             let Some(v) = v.as_str() else {
-                return Err(ApiError::bad_request(format!("metadata.labels[{k}] must be a string")));
+                return Err(ApiError::bad_request(format!(
+                    "metadata.labels[{k}] must be a string"
+                )));
             };
             if !label_value_ok(v) {
                 return Err(ApiError::invalid_field(
@@ -272,8 +305,14 @@ fn generation_part(obj: &Value, ignore_status: bool) -> Value {
 }
 
 /// Metadata fields the server owns: a client can't change them through update/patch.
-const SERVER_OWNED_META: &[&str] =
-    &["uid", "creationTimestamp", "generation", "deletionTimestamp", "deletionGracePeriodSeconds", "selfLink"];
+const SERVER_OWNED_META: &[&str] = &[
+    "uid",
+    "creationTimestamp",
+    "generation",
+    "deletionTimestamp",
+    "deletionGracePeriodSeconds",
+    "selfLink",
+];
 
 impl State {
     pub(crate) fn new(history_limit: usize, gc_enabled: bool) -> Self {
@@ -288,7 +327,11 @@ impl State {
             tx,
             gc_enabled,
         };
-        let ns_def = st.registry.get("", "v1", "namespaces").cloned().expect("namespaces are built in");
+        let ns_def = st
+            .registry
+            .get("", "v1", "namespaces")
+            .cloned()
+            .expect("namespaces are built in");
         for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
             st.create(&ns_def, None, json!({"metadata": {"name": ns}}))
                 .expect("built-in namespaces are valid");
@@ -318,7 +361,13 @@ impl State {
 
     /// Records a change in the history and sends it to the open watches.
     fn emit(&mut self, ty: EventType, key: &Key, object: &Value, old: Option<Value>) {
-        let rec = Arc::new(Record { rv: self.rv, key: key.clone(), ty, object: object.clone(), old });
+        let rec = Arc::new(Record {
+            rv: self.rv,
+            key: key.clone(),
+            ty,
+            object: object.clone(),
+            old,
+        });
         self.history.push_back(rec.clone());
         while self.history.len() > self.history_limit {
             if let Some(dropped) = self.history.pop_front() {
@@ -367,18 +416,35 @@ impl State {
 
     /// The object at `key`, served as the given resource version.
     pub(crate) fn get(&self, def: &ResourceDef, key: &Key) -> Result<Value, ApiError> {
-        self.objects.get(key).map(|o| as_version(def, o)).ok_or_else(|| ApiError::not_found(def, &key.name))
+        self.objects
+            .get(key)
+            .map(|o| as_version(def, o))
+            .ok_or_else(|| ApiError::not_found(def, &key.name))
     }
 
     fn namespace_state(&self, ns: &str) -> Option<&Value> {
-        self.objects.get(&Key { group: String::new(), plural: "namespaces".into(), namespace: String::new(), name: ns.into() })
+        self.objects.get(&Key {
+            group: String::new(),
+            plural: "namespaces".into(),
+            namespace: String::new(),
+            name: ns.into(),
+        })
     }
 
     /// Creates an object (POST). `path_ns` is the namespace from the URL.
-    pub(crate) fn create(&mut self, def: &ResourceDef, path_ns: Option<&str>, body: Value) -> Result<Value, ApiError> {
+    pub(crate) fn create(
+        &mut self,
+        def: &ResourceDef,
+        path_ns: Option<&str>,
+        body: Value,
+    ) -> Result<Value, ApiError> {
         let mut obj = check_body(def, body)?;
         let m = meta_mut(&mut obj);
-        let body_ns = m.get("namespace").and_then(Value::as_str).unwrap_or_default().to_string();
+        let body_ns = m
+            .get("namespace")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
         let ns = if def.namespaced() {
             let ns = path_ns.unwrap_or_default().to_string();
             if !body_ns.is_empty() && body_ns != ns {
@@ -392,9 +458,17 @@ impl State {
             m.remove("namespace");
             String::new()
         };
-        let mut name = m.get("name").and_then(Value::as_str).unwrap_or_default().to_string();
+        let mut name = m
+            .get("name")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
         if name.is_empty() {
-            let prefix = m.get("generateName").and_then(Value::as_str).unwrap_or_default().to_string();
+            let prefix = m
+                .get("generateName")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string();
             if prefix.is_empty() {
                 return Err(ApiError::invalid_field(
                     def,
@@ -422,7 +496,9 @@ impl State {
                     return Err(ApiError::forbidden(
                         def,
                         &name,
-                        &format!("unable to create new content in namespace {ns} because it is being terminated"),
+                        &format!(
+                            "unable to create new content in namespace {ns} because it is being terminated"
+                        ),
                     ));
                 }
                 Some(_) => {}
@@ -474,7 +550,9 @@ impl State {
         let Some(old) = self.objects.get(&key).cloned() else {
             return Err(ApiError::not_found(def, name));
         };
-        let current_rv = meta_str(&old, "resourceVersion").unwrap_or_default().to_string();
+        let current_rv = meta_str(&old, "resourceVersion")
+            .unwrap_or_default()
+            .to_string();
         if let Some(rv) = meta_str(&body, "resourceVersion")
             && rv != current_rv
         {
@@ -551,12 +629,19 @@ impl State {
                     name,
                     "metadata.finalizers",
                     "FieldValueForbidden",
-                    format!("Forbidden: no new finalizers can be added if the object is being deleted, found new finalizers {added:?}"),
+                    format!(
+                        "Forbidden: no new finalizers can be added if the object is being deleted, found new finalizers {added:?}"
+                    ),
                 ));
             }
         }
-        if generation_part(&old, def.status_subresource) != generation_part(&new, def.status_subresource) {
-            let g = meta(&old).and_then(|m| m.get("generation")).and_then(Value::as_i64).unwrap_or(0);
+        if generation_part(&old, def.status_subresource)
+            != generation_part(&new, def.status_subresource)
+        {
+            let g = meta(&old)
+                .and_then(|m| m.get("generation"))
+                .and_then(Value::as_i64)
+                .unwrap_or(0);
             meta_mut(&mut new).insert("generation".into(), json!(g + 1));
         }
         if key.is_crd() {
@@ -589,7 +674,9 @@ impl State {
                 return Err(ApiError::conflict(
                     def,
                     &key.name,
-                    &format!("Precondition failed: UID in precondition: {uid}, UID in object meta: {actual}"),
+                    &format!(
+                        "Precondition failed: UID in precondition: {uid}, UID in object meta: {actual}"
+                    ),
                 ));
             }
         }
@@ -620,10 +707,12 @@ impl State {
         }
         let mut new = old.clone();
         let mut fins = finalizers(&new);
-        if propagation == Propagation::Foreground && !fins.iter().any(|f| f == FOREGROUND_FINALIZER) {
+        if propagation == Propagation::Foreground && !fins.iter().any(|f| f == FOREGROUND_FINALIZER)
+        {
             fins.push(FOREGROUND_FINALIZER.to_string());
         }
-        if key.is_crd() && !being_deleted(&old) && !fins.iter().any(|f| f == CRD_CLEANUP_FINALIZER) {
+        if key.is_crd() && !being_deleted(&old) && !fins.iter().any(|f| f == CRD_CLEANUP_FINALIZER)
+        {
             fins.push(CRD_CLEANUP_FINALIZER.to_string());
         }
         set_finalizers(&mut new, &fins);
@@ -673,20 +762,39 @@ impl State {
     /// Validates a CRD, sets its status (Established at once) and serves its resources.
     fn register_crd(&mut self, def: &ResourceDef, crd: &mut Value) -> Result<(), ApiError> {
         let name = meta_str(crd, "name").unwrap_or_default().to_string();
-        let invalid = |field: &str, reason: &str, msg: String| ApiError::invalid_field(def, &name, field, reason, msg);
+        let invalid = |field: &str, reason: &str, msg: String| {
+            ApiError::invalid_field(def, &name, field, reason, msg)
+        };
         let spec = crd.get("spec").cloned().unwrap_or(Value::Null);
-        let s = |p: &str| spec.pointer(p).and_then(Value::as_str).unwrap_or_default().to_string();
+        let s = |p: &str| {
+            spec.pointer(p)
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string()
+        };
         let group = s("/group");
         let plural = s("/names/plural");
         let kind = s("/names/kind");
         if group.is_empty() {
-            return Err(invalid("spec.group", "FieldValueRequired", "Required value".into()));
+            return Err(invalid(
+                "spec.group",
+                "FieldValueRequired",
+                "Required value".into(),
+            ));
         }
         if plural.is_empty() {
-            return Err(invalid("spec.names.plural", "FieldValueRequired", "Required value".into()));
+            return Err(invalid(
+                "spec.names.plural",
+                "FieldValueRequired",
+                "Required value".into(),
+            ));
         }
         if kind.is_empty() {
-            return Err(invalid("spec.names.kind", "FieldValueRequired", "Required value".into()));
+            return Err(invalid(
+                "spec.names.kind",
+                "FieldValueRequired",
+                "Required value".into(),
+            ));
         }
         if name != format!("{plural}.{group}") {
             return Err(invalid(
@@ -702,13 +810,23 @@ impl State {
                 return Err(invalid(
                     "spec.scope",
                     "FieldValueNotSupported",
-                    format!("Unsupported value: \"{other}\": supported values: \"Cluster\", \"Namespaced\""),
+                    format!(
+                        "Unsupported value: \"{other}\": supported values: \"Cluster\", \"Namespaced\""
+                    ),
                 ));
             }
         };
-        let versions = spec.get("versions").and_then(Value::as_array).cloned().unwrap_or_default();
+        let versions = spec
+            .get("versions")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
         if versions.is_empty() {
-            return Err(invalid("spec.versions", "FieldValueRequired", "Required value: must have at least one version".into()));
+            return Err(invalid(
+                "spec.versions",
+                "FieldValueRequired",
+                "Required value: must have at least one version".into(),
+            ));
         }
         let storage: Vec<String> = versions
             .iter()
@@ -719,26 +837,43 @@ impl State {
             return Err(invalid(
                 "spec.versions",
                 "FieldValueInvalid",
-                format!("Invalid value: {storage:?}: must have exactly one version marked as storage version"),
+                format!(
+                    "Invalid value: {storage:?}: must have exactly one version marked as storage version"
+                ),
             ));
         }
         let strs = |p: &str| -> Vec<String> {
             spec.pointer(p)
                 .and_then(Value::as_array)
-                .map(|a| a.iter().filter_map(Value::as_str).map(str::to_string).collect())
+                .map(|a| {
+                    a.iter()
+                        .filter_map(Value::as_str)
+                        .map(str::to_string)
+                        .collect()
+                })
                 .unwrap_or_default()
         };
-        let singular = Some(s("/names/singular")).filter(|x| !x.is_empty()).unwrap_or_else(|| kind.to_ascii_lowercase());
-        let list_kind = Some(s("/names/listKind")).filter(|x| !x.is_empty()).unwrap_or_else(|| format!("{kind}List"));
+        let singular = Some(s("/names/singular"))
+            .filter(|x| !x.is_empty())
+            .unwrap_or_else(|| kind.to_ascii_lowercase());
+        let list_kind = Some(s("/names/listKind"))
+            .filter(|x| !x.is_empty())
+            .unwrap_or_else(|| format!("{kind}List"));
         self.registry.remove_crd(&name);
         for v in &versions {
             let Some(vname) = v.get("name").and_then(Value::as_str) else {
-                return Err(invalid("spec.versions[].name", "FieldValueRequired", "Required value".into()));
+                return Err(invalid(
+                    "spec.versions[].name",
+                    "FieldValueRequired",
+                    "Required value".into(),
+                ));
             };
             if v.get("served").and_then(Value::as_bool) == Some(false) {
                 continue;
             }
-            let mut rd = ResourceDef::new(&group, vname, &kind, &plural, scope).custom().singular(&singular);
+            let mut rd = ResourceDef::new(&group, vname, &kind, &plural, scope)
+                .custom()
+                .singular(&singular);
             rd.short_names = strs("/names/shortNames");
             rd.categories = strs("/names/categories");
             if v.pointer("/subresources/status").is_some() {
@@ -759,8 +894,16 @@ impl State {
                 .map(str::to_string)
                 .unwrap_or_else(|| ts.clone())
         };
-        let mut stored_versions: Vec<String> =
-            crd.pointer("/status/storedVersions").and_then(Value::as_array).map(|a| a.iter().filter_map(Value::as_str).map(str::to_string).collect()).unwrap_or_default();
+        let mut stored_versions: Vec<String> = crd
+            .pointer("/status/storedVersions")
+            .and_then(Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .filter_map(Value::as_str)
+                    .map(str::to_string)
+                    .collect()
+            })
+            .unwrap_or_default();
         if !stored_versions.contains(&storage[0]) {
             stored_versions.push(storage[0].clone());
         }
@@ -809,7 +952,9 @@ fn check_body(def: &ResourceDef, body: Value) -> Result<Value, ApiError> {
             )));
         }
     }
-    if o.get("metadata").is_some_and(|m| !m.is_object() && !m.is_null()) {
+    if o.get("metadata")
+        .is_some_and(|m| !m.is_object() && !m.is_null())
+    {
         return Err(ApiError::bad_request("metadata must be an object"));
     }
     o.insert("apiVersion".into(), json!(def.api_version()));

@@ -79,7 +79,11 @@ where
 }
 
 /// [`wait_for`] with a description of what is awaited, used in the timeout error.
-pub async fn wait_until<F, Fut, R>(what: &str, deadline: Duration, mut condition: F) -> Result<R::Output, WaitTimeout>
+pub async fn wait_until<F, Fut, R>(
+    what: &str,
+    deadline: Duration,
+    mut condition: F,
+) -> Result<R::Output, WaitTimeout>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = R>,
@@ -94,7 +98,10 @@ where
         }
         let now = tokio::time::Instant::now();
         if now >= end {
-            return Err(WaitTimeout { what: what.to_string(), waited: now - start });
+            return Err(WaitTimeout {
+                what: what.to_string(),
+                waited: now - start,
+            });
         }
         tokio::time::sleep(backoff.min(end - now)).await;
         backoff = (backoff * 2).min(Duration::from_millis(200));
@@ -114,9 +121,17 @@ where
     K::DynamicType: Default,
 {
     let what = format!("{} {name:?}", K::kind(&Default::default()));
-    match tokio::time::timeout(deadline, kube::runtime::wait::await_condition(api.clone(), name, cond)).await {
+    match tokio::time::timeout(
+        deadline,
+        kube::runtime::wait::await_condition(api.clone(), name, cond),
+    )
+    .await
+    {
         Ok(Ok(obj)) => Ok(obj),
         Ok(Err(source)) => Err(WaitError::Watch { what, source }),
-        Err(_) => Err(WaitError::Timeout(WaitTimeout { what, waited: deadline })),
+        Err(_) => Err(WaitError::Timeout(WaitTimeout {
+            what,
+            waited: deadline,
+        })),
     }
 }

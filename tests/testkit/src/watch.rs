@@ -40,7 +40,10 @@ impl WatchFilter {
     fn matches_key(&self, key: &Key) -> bool {
         key.group == self.def.group
             && key.plural == self.def.plural
-            && self.namespace.as_ref().is_none_or(|ns| *ns == key.namespace)
+            && self
+                .namespace
+                .as_ref()
+                .is_none_or(|ns| *ns == key.namespace)
     }
 
     fn matches(&self, obj: &Value) -> bool {
@@ -99,17 +102,27 @@ fn event(ty: EventType, obj: Value) -> Value {
 }
 
 fn expired_event(asked: &str, oldest: u64) -> Value {
-    let status = ApiError::expired(format!("too old resource version: {asked} ({oldest})")).to_status();
+    let status =
+        ApiError::expired(format!("too old resource version: {asked} ({oldest})")).to_status();
     json!({"type": "ERROR", "object": status})
 }
 
+/// A watch prepared under the store lock.
+pub(crate) struct Started {
+    /// Events to send before the live ones.
+    first: Vec<Value>,
+    /// The version the live part starts after.
+    start_rv: u64,
+    /// The live subscription; `None` when the stream ends after `first` (410).
+    rx: Option<broadcast::Receiver<Signal>>,
+}
+
 /// Prepares a watch under the store lock: the events to send first and the live subscription.
-/// `None` subscription means the stream ends after the first events (410).
 pub(crate) fn start(
     st: &State,
     filter: &WatchFilter,
     opts: &WatchOptions,
-) -> Result<(Vec<Value>, u64, Option<broadcast::Receiver<Signal>>), ApiError> {
+) -> Result<Started, ApiError> {
     let rv = opts.resource_version.as_str();
     let mut first = Vec::new();
     if rv.is_empty() || rv == "0" || opts.send_initial_events {
@@ -122,7 +135,11 @@ pub(crate) fn start(
         if opts.send_initial_events && opts.bookmarks {
             first.push(filter.bookmark(start_rv, true));
         }
-        return Ok((first, start_rv, Some(st.tx.subscribe())));
+        return Ok(Started {
+            first,
+            start_rv,
+            rx: Some(st.tx.subscribe()),
+        });
     }
     let since: u64 = rv.parse().map_err(|_| {
         ApiError::bad_request(format!(
@@ -130,14 +147,22 @@ pub(crate) fn start(
         ))
     })?;
     if since < st.compacted {
-        return Ok((vec![expired_event(rv, st.compacted)], since, None));
+        return Ok(Started {
+            first: vec![expired_event(rv, st.compacted)],
+            start_rv: since,
+            rx: None,
+        });
     }
     for rec in st.history.iter().filter(|r| r.rv > since) {
         if let Some((ty, obj)) = filter.translate(rec) {
             first.push(event(ty, obj));
         }
     }
-    Ok((first, since.max(st.rv), Some(st.tx.subscribe())))
+    Ok(Started {
+        first,
+        start_rv: since.max(st.rv),
+        rx: Some(st.tx.subscribe()),
+    })
 }
 
 /// Streams the events of one watch into the response body until the timeout, a Close signal, or
@@ -145,11 +170,14 @@ pub(crate) fn start(
 pub(crate) fn stream(
     filter: WatchFilter,
     opts: WatchOptions,
-    first: Vec<Value>,
-    start_rv: u64,
-    rx: Option<broadcast::Receiver<Signal>>,
+    started: Started,
 ) -> mpsc::Receiver<Result<Bytes, Infallible>> {
     let (out, body) = mpsc::channel::<Result<Bytes, Infallible>>(256);
+    let Started {
+        first,
+        start_rv,
+        rx,
+    } = started;
     tokio::spawn(async move {
         for ev in &first {
             if out.send(Ok(line(ev))).await.is_err() {
@@ -162,7 +190,8 @@ pub(crate) fn stream(
         let mut ticker = tokio::time::interval(opts.bookmark_interval);
         ticker.tick().await;
         loop {
-            let sleep_until = deadline.unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(86_400));
+            let sleep_until = deadline
+                .unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(86_400));
             let msg = tokio::select! {
                 m = rx.recv() => m,
                 _ = ticker.tick() => {
@@ -185,13 +214,20 @@ pub(crate) fn stream(
                 }
                 Ok(Signal::Bookmark(rv)) => {
                     last_rv = last_rv.max(rv);
-                    if opts.bookmarks && out.send(Ok(line(&filter.bookmark(last_rv, false)))).await.is_err() {
+                    if opts.bookmarks
+                        && out
+                            .send(Ok(line(&filter.bookmark(last_rv, false))))
+                            .await
+                            .is_err()
+                    {
                         return;
                     }
                 }
                 Ok(Signal::Close) | Err(broadcast::error::RecvError::Closed) => return,
                 Err(broadcast::error::RecvError::Lagged(_)) => {
-                    let _ = out.send(Ok(line(&expired_event(&last_rv.to_string(), last_rv + 1)))).await;
+                    let _ = out
+                        .send(Ok(line(&expired_event(&last_rv.to_string(), last_rv + 1))))
+                        .await;
                     return;
                 }
             }

@@ -4,7 +4,7 @@
 use std::{collections::BTreeMap, time::Duration};
 
 use cstor_testkit::{ServerConfig, TestApiServer};
-use futures::{Stream, StreamExt, TryStreamExt};
+use futures::{Stream, StreamExt};
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::{
     Api,
@@ -18,7 +18,12 @@ fn cm(name: &str, labels: &[(&str, &str)]) -> ConfigMap {
     ConfigMap {
         metadata: ObjectMeta {
             name: Some(name.into()),
-            labels: Some(labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()),
+            labels: Some(
+                labels
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+            ),
             ..Default::default()
         },
         data: Some(BTreeMap::from([("k".to_string(), "1".to_string())])),
@@ -51,12 +56,26 @@ fn describe(e: &WatchEvent<ConfigMap>) -> String {
 async fn watch_streams_changes_and_bookmarks() {
     let srv = TestApiServer::start().await;
     let api: Api<ConfigMap> = Api::namespaced(srv.client(), "default");
-    let rv = api.list(&ListParams::default()).await.unwrap().metadata.resource_version.unwrap();
-    let mut stream = api.watch(&WatchParams::default(), &rv).await.unwrap().boxed();
+    let rv = api
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .metadata
+        .resource_version
+        .unwrap();
+    let mut stream = api
+        .watch(&WatchParams::default(), &rv)
+        .await
+        .unwrap()
+        .boxed();
 
-    api.create(&PostParams::default(), &cm("w", &[])).await.unwrap();
+    api.create(&PostParams::default(), &cm("w", &[]))
+        .await
+        .unwrap();
     let patch = serde_json::json!({"data": {"k": "2"}});
-    api.patch("w", &PatchParams::default(), &Patch::Merge(&patch)).await.unwrap();
+    api.patch("w", &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .unwrap();
     api.delete("w", &Default::default()).await.unwrap();
     assert_eq!(describe(&next(&mut stream).await), "ADDED w");
     let modified = next(&mut stream).await;
@@ -67,21 +86,38 @@ async fn watch_streams_changes_and_bookmarks() {
     assert_eq!(describe(&next(&mut stream).await), "DELETED w");
 
     srv.send_bookmarks();
-    assert_eq!(describe(&next(&mut stream).await), format!("BOOKMARK {}", srv.resource_version()));
+    assert_eq!(
+        describe(&next(&mut stream).await),
+        format!("BOOKMARK {}", srv.resource_version())
+    );
 }
 
 #[tokio::test]
 async fn bookmarks_arrive_periodically_without_changes() {
-    let srv = TestApiServer::start_with(ServerConfig::default().bookmark_interval(Duration::from_millis(50))).await;
+    let srv = TestApiServer::start_with(
+        ServerConfig::default().bookmark_interval(Duration::from_millis(50)),
+    )
+    .await;
     let api: Api<ConfigMap> = Api::namespaced(srv.client(), "default");
     let rv = srv.resource_version().to_string();
-    let mut stream = api.watch(&WatchParams::default(), &rv).await.unwrap().boxed();
+    let mut stream = api
+        .watch(&WatchParams::default(), &rv)
+        .await
+        .unwrap()
+        .boxed();
     assert_eq!(describe(&next(&mut stream).await), format!("BOOKMARK {rv}"));
     assert_eq!(describe(&next(&mut stream).await), format!("BOOKMARK {rv}"));
 
     // without allowWatchBookmarks no bookmark is sent: the next event is the change itself
-    let mut plain = api.watch(&WatchParams::default().disable_bookmarks(), &rv).await.unwrap().boxed();
-    let created = api.create(&PostParams::default(), &cm("after", &[])).await.unwrap();
+    let mut plain = api
+        .watch(&WatchParams::default().disable_bookmarks(), &rv)
+        .await
+        .unwrap()
+        .boxed();
+    let created = api
+        .create(&PostParams::default(), &cm("after", &[]))
+        .await
+        .unwrap();
     assert_eq!(describe(&next(&mut plain).await), "ADDED after");
     drop(created);
 }
@@ -90,26 +126,49 @@ async fn bookmarks_arrive_periodically_without_changes() {
 async fn too_old_resource_version_is_an_expired_error_event() {
     let srv = TestApiServer::start_with(ServerConfig::default().history_limit(3)).await;
     let api: Api<ConfigMap> = Api::namespaced(srv.client(), "default");
-    let old = api.create(&PostParams::default(), &cm("x", &[])).await.unwrap().metadata.resource_version.unwrap();
+    let old = api
+        .create(&PostParams::default(), &cm("x", &[]))
+        .await
+        .unwrap()
+        .metadata
+        .resource_version
+        .unwrap();
     for i in 0..5 {
         let patch = serde_json::json!({"data": {"k": i.to_string()}});
-        api.patch("x", &PatchParams::default(), &Patch::Merge(&patch)).await.unwrap();
+        api.patch("x", &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .unwrap();
     }
-    let mut stream = api.watch(&WatchParams::default(), &old).await.unwrap().boxed();
+    let mut stream = api
+        .watch(&WatchParams::default(), &old)
+        .await
+        .unwrap()
+        .boxed();
     match next(&mut stream).await {
         WatchEvent::Error(e) => {
             assert_eq!(e.code, 410);
             assert_eq!(e.reason, "Expired");
-            assert!(e.message.starts_with(&format!("too old resource version: {old} (")), "{}", e.message);
+            assert!(
+                e.message
+                    .starts_with(&format!("too old resource version: {old} (")),
+                "{}",
+                e.message
+            );
         }
         other => panic!("expected a 410 ERROR event, got {}", describe(&other)),
     }
-    let end = tokio::time::timeout(STEP, stream.next()).await.expect("the stream ends after the error");
+    let end = tokio::time::timeout(STEP, stream.next())
+        .await
+        .expect("the stream ends after the error");
     assert!(end.is_none());
 
     // a version still inside the history replays the later events
     let recent = (srv.resource_version() - 2).to_string();
-    let mut stream = api.watch(&WatchParams::default(), &recent).await.unwrap().boxed();
+    let mut stream = api
+        .watch(&WatchParams::default(), &recent)
+        .await
+        .unwrap()
+        .boxed();
     assert_eq!(describe(&next(&mut stream).await), "MODIFIED x");
     assert_eq!(describe(&next(&mut stream).await), "MODIFIED x");
 }
@@ -119,19 +178,65 @@ async fn selector_watch_sees_objects_enter_and_leave() {
     let srv = TestApiServer::start().await;
     let api: Api<ConfigMap> = Api::namespaced(srv.client(), "default");
     let rv = srv.resource_version().to_string();
-    let mut stream = api.watch(&WatchParams::default().labels("app=x").disable_bookmarks(), &rv).await.unwrap().boxed();
-    let mut by_name = api.watch(&WatchParams::default().fields("metadata.name=s").disable_bookmarks(), &rv).await.unwrap().boxed();
+    let mut stream = api
+        .watch(
+            &WatchParams::default().labels("app=x").disable_bookmarks(),
+            &rv,
+        )
+        .await
+        .unwrap()
+        .boxed();
+    let mut by_name = api
+        .watch(
+            &WatchParams::default()
+                .fields("metadata.name=s")
+                .disable_bookmarks(),
+            &rv,
+        )
+        .await
+        .unwrap()
+        .boxed();
 
-    api.create(&PostParams::default(), &cm("other", &[("app", "y")])).await.unwrap();
-    api.create(&PostParams::default(), &cm("s", &[])).await.unwrap();
+    api.create(&PostParams::default(), &cm("other", &[("app", "y")]))
+        .await
+        .unwrap();
+    api.create(&PostParams::default(), &cm("s", &[]))
+        .await
+        .unwrap();
     let label = |v: serde_json::Value| serde_json::json!({"metadata": {"labels": {"app": v}}});
-    api.patch("s", &PatchParams::default(), &Patch::Merge(label(serde_json::json!("x")))).await.unwrap();
-    api.patch("s", &PatchParams::default(), &Patch::Merge(serde_json::json!({"data": {"k": "2"}}))).await.unwrap();
-    api.patch("s", &PatchParams::default(), &Patch::Merge(label(serde_json::Value::Null))).await.unwrap();
+    api.patch(
+        "s",
+        &PatchParams::default(),
+        &Patch::Merge(label(serde_json::json!("x"))),
+    )
+    .await
+    .unwrap();
+    api.patch(
+        "s",
+        &PatchParams::default(),
+        &Patch::Merge(serde_json::json!({"data": {"k": "2"}})),
+    )
+    .await
+    .unwrap();
+    api.patch(
+        "s",
+        &PatchParams::default(),
+        &Patch::Merge(label(serde_json::Value::Null)),
+    )
+    .await
+    .unwrap();
 
-    assert_eq!(describe(&next(&mut stream).await), "ADDED s", "starts matching: ADDED");
+    assert_eq!(
+        describe(&next(&mut stream).await),
+        "ADDED s",
+        "starts matching: ADDED"
+    );
     assert_eq!(describe(&next(&mut stream).await), "MODIFIED s");
-    assert_eq!(describe(&next(&mut stream).await), "DELETED s", "stops matching: DELETED");
+    assert_eq!(
+        describe(&next(&mut stream).await),
+        "DELETED s",
+        "stops matching: DELETED"
+    );
 
     assert_eq!(describe(&next(&mut by_name).await), "ADDED s");
     for _ in 0..3 {
@@ -143,10 +248,22 @@ async fn selector_watch_sees_objects_enter_and_leave() {
 async fn watch_from_zero_lists_then_follows_and_times_out() {
     let srv = TestApiServer::start().await;
     let api: Api<ConfigMap> = Api::namespaced(srv.client(), "default");
-    api.create(&PostParams::default(), &cm("pre", &[])).await.unwrap();
-    let mut stream = api.watch(&WatchParams::default().timeout(1).disable_bookmarks(), "0").await.unwrap().boxed();
-    assert_eq!(describe(&next(&mut stream).await), "ADDED pre", "synthetic ADDED for existing objects");
-    let end = tokio::time::timeout(STEP, stream.next()).await.expect("timeoutSeconds=1 ends the stream");
+    api.create(&PostParams::default(), &cm("pre", &[]))
+        .await
+        .unwrap();
+    let mut stream = api
+        .watch(&WatchParams::default().timeout(1).disable_bookmarks(), "0")
+        .await
+        .unwrap()
+        .boxed();
+    assert_eq!(
+        describe(&next(&mut stream).await),
+        "ADDED pre",
+        "synthetic ADDED for existing objects"
+    );
+    let end = tokio::time::timeout(STEP, stream.next())
+        .await
+        .expect("timeoutSeconds=1 ends the stream");
     assert!(end.is_none());
 }
 
@@ -154,7 +271,9 @@ async fn watch_from_zero_lists_then_follows_and_times_out() {
 async fn watcher_relists_after_forced_410() {
     let srv = TestApiServer::start().await;
     let api: Api<ConfigMap> = Api::namespaced(srv.client(), "default");
-    api.create(&PostParams::default(), &cm("before", &[])).await.unwrap();
+    api.create(&PostParams::default(), &cm("before", &[]))
+        .await
+        .unwrap();
 
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let w = watcher(api.clone(), watcher::Config::default());
@@ -163,7 +282,9 @@ async fn watcher_relists_after_forced_410() {
         while let Some(ev) = w.next().await {
             let line = match ev {
                 Ok(watcher::Event::Init) => "INIT".to_string(),
-                Ok(watcher::Event::InitApply(o)) => format!("INITAPPLY {}", o.metadata.name.unwrap()),
+                Ok(watcher::Event::InitApply(o)) => {
+                    format!("INITAPPLY {}", o.metadata.name.unwrap())
+                }
                 Ok(watcher::Event::InitDone) => "INITDONE".to_string(),
                 Ok(watcher::Event::Apply(o)) => format!("APPLY {}", o.metadata.name.unwrap()),
                 Ok(watcher::Event::Delete(o)) => format!("DELETE {}", o.metadata.name.unwrap()),
@@ -176,13 +297,18 @@ async fn watcher_relists_after_forced_410() {
         }
     });
     let mut expect = async |want: &str| {
-        let got = tokio::time::timeout(STEP, rx.recv()).await.expect("watcher event within deadline").unwrap();
+        let got = tokio::time::timeout(STEP, rx.recv())
+            .await
+            .expect("watcher event within deadline")
+            .unwrap();
         assert_eq!(got, want);
     };
     expect("INIT").await;
     expect("INITAPPLY before").await;
     expect("INITDONE").await;
-    api.create(&PostParams::default(), &cm("live", &[])).await.unwrap();
+    api.create(&PostParams::default(), &cm("live", &[]))
+        .await
+        .unwrap();
     expect("APPLY live").await;
 
     srv.expire_watch_history();
@@ -191,7 +317,9 @@ async fn watcher_relists_after_forced_410() {
     expect("INITAPPLY before").await;
     expect("INITAPPLY live").await;
     expect("INITDONE").await;
-    api.create(&PostParams::default(), &cm("later", &[])).await.unwrap();
+    api.create(&PostParams::default(), &cm("later", &[]))
+        .await
+        .unwrap();
     expect("APPLY later").await;
     task.abort();
 }
@@ -201,15 +329,27 @@ async fn reflector_store_converges_after_expiry() {
     let srv = TestApiServer::start().await;
     let api: Api<ConfigMap> = Api::namespaced(srv.client(), "default");
     let (reader, writer) = kube::runtime::reflector::store();
-    let stream = watcher(api.clone(), watcher::Config::default()).default_backoff().reflect(writer).applied_objects();
-    let task = tokio::spawn(async move { stream.try_for_each(|_| async { Ok(()) }).await });
+    let stream = watcher(api.clone(), watcher::Config::default())
+        .default_backoff()
+        .reflect(writer)
+        .applied_objects();
+    // Errors (the 410) are part of the stream; keep consuming after them.
+    let task = tokio::spawn(stream.for_each(|_| async {}));
     reader.wait_until_ready().await.unwrap();
-    api.create(&PostParams::default(), &cm("one", &[])).await.unwrap();
+    api.create(&PostParams::default(), &cm("one", &[]))
+        .await
+        .unwrap();
     srv.expire_watch_history();
-    api.create(&PostParams::default(), &cm("two", &[])).await.unwrap();
+    api.create(&PostParams::default(), &cm("two", &[]))
+        .await
+        .unwrap();
     api.delete("one", &Default::default()).await.unwrap();
     cstor_testkit::wait_until("the reflector to hold exactly [two]", STEP, || {
-        let names: Vec<String> = reader.state().iter().map(|c| c.metadata.name.clone().unwrap()).collect();
+        let names: Vec<String> = reader
+            .state()
+            .iter()
+            .map(|c| c.metadata.name.clone().unwrap())
+            .collect();
         async move { names == ["two"] }
     })
     .await
