@@ -172,6 +172,7 @@ pub fn render(cv: &CStorVolume, opts: &ConfOptions) -> Result<String, ConfError>
          [InitiatorGroup1]\n\
          \x20 InitiatorName \"ALL\"\n\
          \x20 Netmask \"ALL\"\n\
+         \n\
          [InitiatorGroup2]\n\
          \x20 InitiatorName \"None\"\n\
          \x20 Netmask \"None\"\n\

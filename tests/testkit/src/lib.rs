@@ -30,6 +30,8 @@
 //!   list resourceVersion; namespaced and cluster-wide (`/api/v1/pods`). `resourceVersion` /
 //!   `resourceVersionMatch` on lists are ignored: lists always read the latest state, and later
 //!   pages read the live store after the previous page's last key.
+//!   Metadata-only requests (`Accept: ...;as=PartialObjectMetadata`, kube's `get_metadata`,
+//!   `list_metadata`, `Api<PartialObjectMeta<K>>` watchers) get `PartialObjectMetadata` answers.
 //! - **Watches** ([`watch`]): one global resourceVersion counter; bounded history
 //!   ([`ServerConfig::history_limit`]); 410 `Expired` ERROR events for versions that left it;
 //!   BOOKMARKs; `timeoutSeconds`; `sendInitialEvents`; selectors.

@@ -66,6 +66,8 @@ struct Target {
     namespace: Option<String>,
     name: Option<String>,
     status: bool,
+    /// Answer `PartialObjectMetadata` (from the Accept header).
+    metadata_only: bool,
 }
 
 enum Route {
@@ -128,6 +130,7 @@ fn resource_route(
         namespace,
         name,
         status,
+        metadata_only: false,
     })))
 }
 
@@ -170,6 +173,14 @@ pub(crate) async fn handle(AxState(shared): AxState<Arc<Shared>>, req: Request) 
         Ok(Route::Resource(t)) => t,
         Err(e) => return error_response(&e),
     };
+    // kube's `*_metadata` calls ask for PartialObjectMetadata through the Accept header.
+    let metadata_only = parts
+        .headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| a.contains("as=PartialObjectMetadata"));
+    let mut target = target;
+    target.metadata_only = metadata_only;
     let result = dispatch(
         &shared,
         &parts.method,
@@ -179,6 +190,7 @@ pub(crate) async fn handle(AxState(shared): AxState<Arc<Shared>>, req: Request) 
         &bytes,
     );
     match result {
+        Ok(Reply::Json(code, v)) if metadata_only => json_response(code, &to_partial(v)),
         Ok(Reply::Json(code, v)) => json_response(code, &v),
         Ok(Reply::Watch(w)) => start_watch(&shared, w.0, w.1),
         Err(e) => error_response(&e),
@@ -219,6 +231,7 @@ fn dispatch(
             WatchFilter {
                 def: t.def.clone(),
                 namespace: t.namespace.clone(),
+                metadata_only: t.metadata_only,
                 labels: LabelSelector::parse(
                     q.get("labelSelector").map(String::as_str).unwrap_or(""),
                 )?,
@@ -281,6 +294,20 @@ fn dispatch(
             Ok(Reply::Json(code, out))
         }
         (Some(_), _) => Err(ApiError::method_not_allowed()),
+    }
+}
+
+/// Turns an object or a list into its PartialObjectMetadata form.
+fn to_partial(v: Value) -> Value {
+    if let Some(items) = v.get("items").and_then(Value::as_array) {
+        json!({
+            "kind": "PartialObjectMetadataList",
+            "apiVersion": "meta.k8s.io/v1",
+            "metadata": v.get("metadata").cloned().unwrap_or_else(|| json!({})),
+            "items": items.iter().map(watch::partial_metadata).collect::<Vec<_>>(),
+        })
+    } else {
+        watch::partial_metadata(&v)
     }
 }
 

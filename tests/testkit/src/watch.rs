@@ -34,9 +34,20 @@ pub(crate) struct WatchFilter {
     pub namespace: Option<String>,
     pub labels: LabelSelector,
     pub fields: FieldSelector,
+    /// Send `PartialObjectMetadata` instead of whole objects (metadata-only watches).
+    pub metadata_only: bool,
 }
 
 impl WatchFilter {
+    fn render(&self, obj: &Value) -> Value {
+        let v = as_version(&self.def, obj);
+        if self.metadata_only {
+            partial_metadata(&v)
+        } else {
+            v
+        }
+    }
+
     fn matches_key(&self, key: &Key) -> bool {
         key.group == self.def.group
             && key.plural == self.def.plural
@@ -69,7 +80,7 @@ impl WatchFilter {
             other if now => other,
             _ => return None,
         };
-        Some((ty, as_version(&self.def, &rec.object)))
+        Some((ty, self.render(&rec.object)))
     }
 
     fn bookmark(&self, rv: u64, initial_end: bool) -> Value {
@@ -129,7 +140,7 @@ pub(crate) fn start(
         let start_rv = st.rv;
         for (k, o) in &st.objects {
             if filter.matches_key(k) && filter.matches(o) {
-                first.push(event(EventType::Added, as_version(&filter.def, o)));
+                first.push(event(EventType::Added, filter.render(o)));
             }
         }
         if opts.send_initial_events && opts.bookmarks {
@@ -234,4 +245,13 @@ pub(crate) fn stream(
         }
     });
     body
+}
+
+/// The `PartialObjectMetadata` form of an object (`Accept: ...;as=PartialObjectMetadata`).
+pub(crate) fn partial_metadata(obj: &Value) -> Value {
+    json!({
+        "kind": "PartialObjectMetadata",
+        "apiVersion": "meta.k8s.io/v1",
+        "metadata": obj.get("metadata").cloned().unwrap_or_else(|| json!({})),
+    })
 }

@@ -28,6 +28,30 @@ async fn cluster_gives_a_fresh_namespace_and_cleans_it_up() {
         cluster.namespace()
     );
     let client = cluster.client();
+    // every CRD of deploy/crds is installed, Established, and its resources are served
+    let repo_crds = load_crds(&crd_dir()).unwrap();
+    assert_eq!(cluster.crds().len(), repo_crds.len());
+    for crd in &repo_crds {
+        for v in crd.spec.versions.iter().filter(|v| v.served) {
+            let ar = kube::discovery::ApiResource {
+                group: crd.spec.group.clone(),
+                version: v.name.clone(),
+                api_version: format!("{}/{}", crd.spec.group, v.name),
+                kind: crd.spec.names.kind.clone(),
+                plural: crd.spec.names.plural.clone(),
+            };
+            let api: Api<DynamicObject> = if crd.spec.scope == "Namespaced" {
+                Api::namespaced_with(client.clone(), cluster.namespace(), &ar)
+            } else {
+                Api::all_with(client.clone(), &ar)
+            };
+            api.list(&ListParams::default().limit(1))
+                .await
+                .unwrap_or_else(|e| {
+                    panic!("{} {} is not served: {e}", crd.spec.names.plural, v.name)
+                });
+        }
+    }
     let nss: Api<Namespace> = Api::all(client.clone());
     nss.get(cluster.namespace())
         .await

@@ -135,3 +135,43 @@ async fn controller_reconciles_and_owned_objects_are_collected() {
     .expect("the Secret is garbage-collected with its owner");
     task.abort();
 }
+
+#[tokio::test]
+async fn event_recorder_publishes_and_aggregates_events() {
+    use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+    let srv = TestApiServer::start().await;
+    let client = srv.client();
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+    let cm = ConfigMap {
+        metadata: ObjectMeta {
+            name: Some("evented".into()),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let cm = cms.create(&PostParams::default(), &cm).await.unwrap();
+    let recorder = Recorder::new(
+        client.clone(),
+        Reporter {
+            controller: MANAGER.into(),
+            instance: None,
+        },
+    );
+    let ev = Event {
+        type_: EventType::Normal,
+        reason: "Reconciled".into(),
+        note: Some("all good".into()),
+        action: "Reconcile".into(),
+        secondary: None,
+    };
+    recorder.publish(&ev, &cm.object_ref(&())).await.unwrap();
+    recorder.publish(&ev, &cm.object_ref(&())).await.unwrap();
+    let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(client, "default");
+    let list = events.list(&Default::default()).await.unwrap().items;
+    assert_eq!(list.len(), 1, "the repeat is aggregated into a series");
+    assert_eq!(
+        list[0].regarding.as_ref().unwrap().name.as_deref(),
+        Some("evented")
+    );
+    assert_eq!(list[0].series.as_ref().map(|s| s.count), Some(2));
+}

@@ -222,3 +222,25 @@ async fn expired_continue_token_is_410() {
         other => panic!("expected 410, got {other:?}"),
     }
 }
+
+#[tokio::test]
+async fn metadata_only_reads_work() {
+    let (_srv, client) = fixture().await;
+    let api: Api<Pod> = Api::namespaced(client, "default");
+    let one = api.get_metadata("a").await.unwrap();
+    assert_eq!(one.metadata.name.as_deref(), Some("a"));
+    assert_eq!(
+        one.types.as_ref().map(|t| t.kind.as_str()),
+        Some("PartialObjectMetadata")
+    );
+    let list = api
+        .list_metadata(&ListParams::default().labels("app"))
+        .await
+        .unwrap();
+    let names: Vec<_> = list
+        .items
+        .iter()
+        .map(|p| p.metadata.name.clone().unwrap())
+        .collect();
+    assert_eq!(names, ["a", "b"]);
+}

@@ -267,18 +267,17 @@ async fn watch_from_zero_lists_then_follows_and_times_out() {
     assert!(end.is_none());
 }
 
-#[tokio::test]
-async fn watcher_relists_after_forced_410() {
-    let srv = TestApiServer::start().await;
-    let api: Api<ConfigMap> = Api::namespaced(srv.client(), "default");
-    api.create(&PostParams::default(), &cm("before", &[]))
-        .await
-        .unwrap();
-
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    let w = watcher(api.clone(), watcher::Config::default());
+/// Runs a kube-runtime watcher in a task and hands its events over as short strings.
+fn spawn_watcher(
+    api: Api<ConfigMap>,
+    config: watcher::Config,
+) -> (
+    tokio::task::JoinHandle<()>,
+    tokio::sync::mpsc::UnboundedReceiver<String>,
+) {
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     let task = tokio::spawn(async move {
-        let mut w = w.boxed();
+        let mut w = watcher(api, config).boxed();
         while let Some(ev) = w.next().await {
             let line = match ev {
                 Ok(watcher::Event::Init) => "INIT".to_string(),
@@ -296,31 +295,65 @@ async fn watcher_relists_after_forced_410() {
             }
         }
     });
-    let mut expect = async |want: &str| {
-        let got = tokio::time::timeout(STEP, rx.recv())
-            .await
-            .expect("watcher event within deadline")
-            .unwrap();
-        assert_eq!(got, want);
-    };
-    expect("INIT").await;
-    expect("INITAPPLY before").await;
-    expect("INITDONE").await;
+    (task, rx)
+}
+
+async fn expect_line(rx: &mut tokio::sync::mpsc::UnboundedReceiver<String>, want: &str) {
+    let got = tokio::time::timeout(STEP, rx.recv())
+        .await
+        .expect("watcher event within deadline")
+        .expect("the watcher task ended");
+    assert_eq!(got, want);
+}
+
+#[tokio::test]
+async fn watcher_relists_after_forced_410() {
+    let srv = TestApiServer::start().await;
+    let api: Api<ConfigMap> = Api::namespaced(srv.client(), "default");
+    api.create(&PostParams::default(), &cm("before", &[]))
+        .await
+        .unwrap();
+    let (task, mut rx) = spawn_watcher(api.clone(), watcher::Config::default());
+    for want in ["INIT", "INITAPPLY before", "INITDONE"] {
+        expect_line(&mut rx, want).await;
+    }
     api.create(&PostParams::default(), &cm("live", &[]))
         .await
         .unwrap();
-    expect("APPLY live").await;
+    expect_line(&mut rx, "APPLY live").await;
 
     srv.expire_watch_history();
-    expect("ERROR 410").await;
-    expect("INIT").await;
-    expect("INITAPPLY before").await;
-    expect("INITAPPLY live").await;
-    expect("INITDONE").await;
+    for want in [
+        "ERROR 410",
+        "INIT",
+        "INITAPPLY before",
+        "INITAPPLY live",
+        "INITDONE",
+    ] {
+        expect_line(&mut rx, want).await;
+    }
     api.create(&PostParams::default(), &cm("later", &[]))
         .await
         .unwrap();
-    expect("APPLY later").await;
+    expect_line(&mut rx, "APPLY later").await;
+    task.abort();
+}
+
+#[tokio::test]
+async fn streaming_list_watcher_sees_initial_events_end() {
+    let srv = TestApiServer::start().await;
+    let api: Api<ConfigMap> = Api::namespaced(srv.client(), "default");
+    api.create(&PostParams::default(), &cm("s1", &[]))
+        .await
+        .unwrap();
+    let (task, mut rx) = spawn_watcher(api.clone(), watcher::Config::default().streaming_lists());
+    for want in ["INIT", "INITAPPLY s1", "INITDONE"] {
+        expect_line(&mut rx, want).await;
+    }
+    api.create(&PostParams::default(), &cm("s2", &[]))
+        .await
+        .unwrap();
+    expect_line(&mut rx, "APPLY s2").await;
     task.abort();
 }
 
@@ -355,4 +388,42 @@ async fn reflector_store_converges_after_expiry() {
     .await
     .unwrap();
     task.abort();
+}
+
+#[tokio::test]
+async fn metadata_watcher_gets_partial_objects() {
+    let srv = TestApiServer::start().await;
+    let api: Api<ConfigMap> = Api::namespaced(srv.client(), "default");
+    api.create(&PostParams::default(), &cm("m1", &[]))
+        .await
+        .unwrap();
+    let meta_api: Api<kube::core::PartialObjectMeta<ConfigMap>> =
+        Api::namespaced(srv.client(), "default");
+    let mut w = watcher(meta_api, watcher::Config::default())
+        .applied_objects()
+        .boxed();
+    let first = next_applied(&mut w).await;
+    assert_eq!(first.metadata.name.as_deref(), Some("m1"));
+    assert_eq!(
+        first.types.as_ref().map(|t| t.kind.as_str()),
+        Some("PartialObjectMetadata")
+    );
+    api.create(&PostParams::default(), &cm("m2", &[]))
+        .await
+        .unwrap();
+    assert_eq!(
+        next_applied(&mut w).await.metadata.name.as_deref(),
+        Some("m2")
+    );
+}
+
+async fn next_applied<S, T>(s: &mut S) -> T
+where
+    S: Stream<Item = Result<T, watcher::Error>> + Unpin,
+{
+    tokio::time::timeout(STEP, s.next())
+        .await
+        .expect("no watcher event within the deadline")
+        .expect("the watcher ended")
+        .expect("the watcher failed")
 }

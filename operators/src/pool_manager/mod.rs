@@ -1,0 +1,217 @@
+//! pool-manager: realises one CStorPoolInstance (the one whose UID is `OPENEBS_IO_CSPI_ID`) as a
+//! zpool, and the CStorVolumeReplicas placed on it as zvols.
+//!
+//! Two kube-runtime controllers share one [`Context`]: the CSPI controller ([`reconcile`]) and
+//! the CVR controller ([`replica::reconcile`]). Every step is re-runnable: a crash at any point
+//! converges on the next pass (the pool is looked up before it is created, raid groups are added
+//! only when none of their disks is in the pool, finalizers go last).
+
+pub mod destroy;
+pub mod devices;
+pub mod expand;
+pub mod import;
+pub mod reconcile;
+pub mod replace;
+pub mod replica;
+pub mod status;
+
+use std::{sync::Arc, time::Duration};
+
+use cstor_api::cstor::{CStorPoolInstance, CStorVolumeReplica, PoolCondition};
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::ObjectReference;
+use kube::{
+    Api, Client, Resource, ResourceExt,
+    runtime::{
+        Controller,
+        controller::Action,
+        events::{Event, EventType, Recorder, Reporter},
+        watcher,
+    },
+};
+
+use crate::engine::{DataEngine, EngineError};
+
+pub use reconcile::{error_policy, reconcile};
+
+/// Condition set on a CSPI whose deletion waits for its replicas to go.
+pub const DELETION_BLOCKED: &str = "PoolDeletionBlocked";
+/// Reason of [`DELETION_BLOCKED`].
+pub const REPLICAS_EXIST: &str = "VolumeReplicasExist";
+
+/// Everything a pool-manager pass needs.
+#[derive(Clone, Debug)]
+pub struct Context {
+    pub client: Client,
+    pub engine: Arc<dyn DataEngine>,
+    pub recorder: Recorder,
+    /// Namespace of the CSPI, its CVRs, BlockDevices and BDCs.
+    pub namespace: String,
+    /// UID of the CSPI this pool manager serves (`OPENEBS_IO_CSPI_ID`).
+    pub cspi_uid: String,
+    /// The zpool name, `cstor-<CSPC uid>` (`OPENEBS_IO_POOL_NAME` with the prefix).
+    pub pool: String,
+    /// Slow resync of both controllers.
+    pub resync: Duration,
+    /// Serialises pool and replica commands (upstream's global mutex).
+    pub lock: Arc<tokio::sync::Mutex<()>>,
+}
+
+impl Context {
+    pub fn new(
+        client: Client,
+        engine: Arc<dyn DataEngine>,
+        namespace: impl Into<String>,
+        cspi_uid: impl Into<String>,
+        cspc_uid: &str,
+    ) -> Self {
+        let recorder = Recorder::new(
+            client.clone(),
+            Reporter {
+                controller: "cstor-pool-manager".into(),
+                instance: std::env::var(cstor_api::constants::env::POD_NAME).ok(),
+            },
+        );
+        Self {
+            client,
+            engine,
+            recorder,
+            namespace: namespace.into(),
+            cspi_uid: cspi_uid.into(),
+            pool: cstor_api::naming::pool_name(cspc_uid),
+            resync: Duration::from_secs(30),
+            lock: Arc::default(),
+        }
+    }
+
+    pub fn with_resync(mut self, resync: Duration) -> Self {
+        self.resync = resync;
+        self
+    }
+
+    pub fn cspis(&self) -> Api<CStorPoolInstance> {
+        Api::namespaced(self.client.clone(), &self.namespace)
+    }
+
+    pub fn cvrs(&self) -> Api<CStorVolumeReplica> {
+        Api::namespaced(self.client.clone(), &self.namespace)
+    }
+
+    /// Publishes an Event about `obj`; a failure to publish is logged, never fatal.
+    pub async fn event<K: Resource<DynamicType = ()>>(
+        &self,
+        obj: &K,
+        type_: EventType,
+        reason: &str,
+        note: impl Into<String>,
+    ) {
+        let reference: ObjectReference = obj.object_ref(&());
+        let ev = Event {
+            type_,
+            reason: reason.into(),
+            note: Some(note.into()),
+            action: reason.into(),
+            secondary: None,
+        };
+        if let Err(e) = self.recorder.publish(&ev, &reference).await {
+            tracing::warn!(object = %obj.name_any(), reason, error = %e, "publishing event failed");
+        }
+    }
+}
+
+/// Errors of a pool-manager pass; every one is retried with backoff.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("kubernetes API: {0}")]
+    Kube(#[from] kube::Error),
+    #[error("data engine: {0}")]
+    Engine(#[from] EngineError),
+    #[error("invalid {what}: {detail}")]
+    Invalid { what: String, detail: String },
+    #[error("waiting: {0}")]
+    Waiting(String),
+    #[error("finalizer: {0}")]
+    Finalizer(String),
+}
+
+impl Error {
+    pub fn invalid(what: impl Into<String>, detail: impl Into<String>) -> Self {
+        Error::Invalid {
+            what: what.into(),
+            detail: detail.into(),
+        }
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Sets condition `new` in `conditions` (same type replaced; `lastTransitionTime` kept when the
+/// status did not change). Returns whether anything but the update time changed.
+pub fn set_condition(conditions: &mut Option<Vec<PoolCondition>>, mut new: PoolCondition) -> bool {
+    let list = conditions.get_or_insert_with(Vec::new);
+    let now = k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(k8s_openapi::jiff::Timestamp::now());
+    match list.iter_mut().find(|c| c.type_ == new.type_) {
+        Some(old) => {
+            if old.status == new.status && old.reason == new.reason && old.message == new.message {
+                return false;
+            }
+            new.last_transition_time = if old.status == new.status {
+                old.last_transition_time.clone()
+            } else {
+                Some(now.clone())
+            };
+            new.last_update_time = Some(now);
+            *old = new;
+            true
+        }
+        None => {
+            new.last_transition_time = Some(now.clone());
+            new.last_update_time = Some(now);
+            list.push(new);
+            true
+        }
+    }
+}
+
+/// A condition value with `status`, `reason` and `message`.
+pub fn condition(
+    type_: &str,
+    status: cstor_api::cstor::ConditionStatus,
+    reason: &str,
+    message: impl Into<String>,
+) -> PoolCondition {
+    PoolCondition {
+        type_: type_.into(),
+        status,
+        reason: Some(reason.into()),
+        message: Some(message.into()),
+        ..Default::default()
+    }
+}
+
+/// Runs the CSPI and CVR controllers until the stream ends (or the future is dropped).
+pub async fn run(ctx: Context) {
+    let ctx = Arc::new(ctx);
+    let cspis = ctx.cspis();
+    let cspi_ctl = Controller::new(cspis, watcher::Config::default())
+        .run(reconcile, error_policy, ctx.clone())
+        .for_each(|res| async move {
+            if let Err(e) = res {
+                tracing::debug!(error = %e, "cspi reconcile");
+            }
+        });
+    let selector = format!("{}={}", cstor_api::constants::labels::CSPI_UID, ctx.cspi_uid);
+    let cvr_ctl = Controller::new(ctx.cvrs(), watcher::Config::default().labels(&selector))
+        .run(replica::reconcile, replica::error_policy, ctx.clone())
+        .for_each(|res| async move {
+            if let Err(e) = res {
+                tracing::debug!(error = %e, "cvr reconcile");
+            }
+        });
+    futures::join!(cspi_ctl, cvr_ctl);
+}
+
+/// Requeue after a successful pass.
+pub fn resync(ctx: &Context) -> Action {
+    Action::requeue(ctx.resync)
+}
