@@ -168,13 +168,13 @@ fn compare(theirs: &Value, ours: &Value, path: &str, problems: &mut Vec<String>)
                 ours.get("type")
             ));
         }
-    } else if let Some(t) = theirs.get("type") {
-        if ours.get("type") != Some(t) {
-            problems.push(format!(
-                "{at}: upstream type {t}, ours {:?}",
-                ours.get("type")
-            ));
-        }
+    } else if let Some(t) = theirs.get("type")
+        && ours.get("type") != Some(t)
+    {
+        problems.push(format!(
+            "{at}: upstream type {t}, ours {:?}",
+            ours.get("type")
+        ));
     }
     if flag(theirs, "nullable") && !flag(ours, "nullable") {
         problems.push(format!("{at}: upstream is nullable, ours is not"));
@@ -227,10 +227,10 @@ fn compare(theirs: &Value, ours: &Value, path: &str, problems: &mut Vec<String>)
         "maxProperties",
         "minProperties",
     ] {
-        if let Some(v) = ours.get(key) {
-            if theirs.get(key) != Some(v) {
-                problems.push(format!("{at}: ours adds `{key}: {v}`"));
-            }
+        if let Some(v) = ours.get(key)
+            && theirs.get(key) != Some(v)
+        {
+            problems.push(format!("{at}: ours adds `{key}: {v}`"));
         }
     }
 

@@ -91,9 +91,9 @@ pub enum CreateError {
     /// Another operation holds the volume.
     #[error(transparent)]
     Busy(#[from] Busy),
-    /// Taking the internal snapshot of a clone's source failed.
-    #[error("taking the snapshot to clone volume {source_volume} failed: {error}")]
-    CloneSnapshot {
+    /// Reading or taking the source's snapshot failed (restore, clone).
+    #[error("snapshot of source volume {source_volume}: {error}")]
+    SourceSnapshot {
         /// Source volume.
         source_volume: String,
         /// The snapshot failure.
@@ -118,7 +118,7 @@ impl From<CreateError> for Status {
             CreateError::SourceNotReady(_) => Code::Unavailable,
             CreateError::Exists { .. } => Code::AlreadyExists,
             CreateError::Deleting(_) | CreateError::Busy(_) => Code::Aborted,
-            CreateError::CloneSnapshot { error, .. } => error.code(),
+            CreateError::SourceSnapshot { error, .. } => error.code(),
             CreateError::Kube(k) => k.code(),
         };
         status(code, "CreateVolume", e.to_string())

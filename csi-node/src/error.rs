@@ -4,7 +4,9 @@
 
 use tonic::{Code, Status};
 
-use crate::{attach::AttachError, fs::FsError, guard::Busy, kube::ApiError, mount_table::MountTableError};
+use crate::{
+    attach::AttachError, fs::FsError, guard::Busy, kube::ApiError, mount_table::MountTableError,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum NodeError {
@@ -71,7 +73,10 @@ impl NodeError {
         move |source| NodeError::Attach { what, source }
     }
 
-    pub fn io(what: &'static str, path: &std::path::Path) -> impl FnOnce(std::io::Error) -> NodeError {
+    pub fn io(
+        what: &'static str,
+        path: &std::path::Path,
+    ) -> impl FnOnce(std::io::Error) -> NodeError {
         let path = path.display().to_string();
         move |source| NodeError::Io { what, path, source }
     }

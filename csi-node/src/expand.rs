@@ -24,11 +24,16 @@ impl NodeDriver {
         if let Some(r) = &req.capacity_range
             && (r.required_bytes < 0 || r.limit_bytes < 0)
         {
-            return Err(NodeError::Invalid("capacity_range must not be negative".into()));
+            return Err(NodeError::Invalid(
+                "capacity_range must not be negative".into(),
+            ));
         }
         let meta = std::fs::metadata(path).map_err(|e| {
             if e.kind() == std::io::ErrorKind::NotFound {
-                NodeError::NotFound(format!("volume_path {} does not exist: is volume {volume} published there?", path.display()))
+                NodeError::NotFound(format!(
+                    "volume_path {} does not exist: is volume {volume} published there?",
+                    path.display()
+                ))
             } else {
                 NodeError::io("cannot inspect", path)(e)
             }
@@ -40,7 +45,9 @@ impl NodeDriver {
             .api
             .attachment(&name)
             .await
-            .map_err(NodeError::api(format!("cannot read CStorVolumeAttachment {name}")))?
+            .map_err(NodeError::api(format!(
+                "cannot read CStorVolumeAttachment {name}"
+            )))?
             .ok_or_else(|| {
                 NodeError::NotFound(format!(
                     "volume {volume} is not staged on node {} (no CStorVolumeAttachment {name})",
@@ -52,12 +59,16 @@ impl NodeDriver {
             .attacher
             .rescan(&target)
             .await
-            .map_err(NodeError::attach(format!("cannot rescan the iSCSI session of volume {volume}")))?;
+            .map_err(NodeError::attach(format!(
+                "cannot rescan the iSCSI session of volume {volume}"
+            )))?;
 
         if meta.file_type().is_block_device() {
             let size = self.device_size(path).await?;
             tracing::info!(volume, size, "block volume rescanned");
-            return Ok(NodeExpandVolumeResponse { capacity_bytes: size });
+            return Ok(NodeExpandVolumeResponse {
+                capacity_bytes: size,
+            });
         }
         let table = self.mounts()?;
         let m = table.at(path).ok_or_else(|| {
@@ -66,23 +77,29 @@ impl NodeDriver {
                 path.display()
             ))
         })?;
-        let fs = FsType::parse(&m.fs_type).filter(|_| !m.fs_type.is_empty()).ok_or_else(|| {
-            NodeError::Precondition(format!(
-                "the {} filesystem at {} cannot be grown by this driver (only {})",
-                m.fs_type,
-                path.display(),
-                FsType::SUPPORTED
-            ))
-        })?;
+        let fs = FsType::parse(&m.fs_type)
+            .filter(|_| !m.fs_type.is_empty())
+            .ok_or_else(|| {
+                NodeError::Precondition(format!(
+                    "the {} filesystem at {} cannot be grown by this driver (only {})",
+                    m.fs_type,
+                    path.display(),
+                    FsType::SUPPORTED
+                ))
+            })?;
         let device = Path::new(&m.source).to_path_buf();
         self.inner
             .fs
             .grow(fs, &device, path)
             .await
-            .map_err(NodeError::fs(format!("cannot grow the {fs} filesystem of volume {volume}")))?;
+            .map_err(NodeError::fs(format!(
+                "cannot grow the {fs} filesystem of volume {volume}"
+            )))?;
         let size = self.device_size(&device).await?;
         tracing::info!(volume, %fs, size, "filesystem grown");
-        Ok(NodeExpandVolumeResponse { capacity_bytes: size })
+        Ok(NodeExpandVolumeResponse {
+            capacity_bytes: size,
+        })
     }
 
     async fn device_size(&self, device: &Path) -> Result<i64> {
@@ -91,7 +108,10 @@ impl NodeDriver {
             .fs
             .device_size(device)
             .await
-            .map_err(NodeError::fs(format!("cannot read the size of {}", device.display())))?;
+            .map_err(NodeError::fs(format!(
+                "cannot read the size of {}",
+                device.display()
+            )))?;
         Ok(i64::try_from(size).unwrap_or(i64::MAX))
     }
 }

@@ -173,7 +173,9 @@ impl Fs {
 
     /// `fsck -a <dev>`: 0 clean, 1 errors corrected (fine); 4 and up is a failure.
     pub async fn fsck(&self, device: &Path) -> Result<(), FsError> {
-        let cmd = Cmd::new("fsck").args(["-a", &path_str(device)]).timeout(MKFS_TIMEOUT);
+        let cmd = Cmd::new("fsck")
+            .args(["-a", &path_str(device)])
+            .timeout(MKFS_TIMEOUT);
         let out = self.runner.run(&cmd).await?;
         match out.code {
             Some(0) => Ok(()),
@@ -222,14 +224,20 @@ impl Fs {
         readonly: bool,
         options: &[String],
     ) -> Result<(), FsError> {
-        let cmd = Cmd::new("mount").args(["--bind".to_string(), path_str(source), path_str(target)]);
+        let cmd =
+            Cmd::new("mount").args(["--bind".to_string(), path_str(source), path_str(target)]);
         self.runner.run_ok(&cmd).await?;
         if readonly || !options.is_empty() {
             let mut opts = vec!["remount".to_string(), "bind".to_string()];
             if readonly {
                 opts.push("ro".into());
             }
-            opts.extend(options.iter().filter(|o| *o != "bind" && *o != "remount").cloned());
+            opts.extend(
+                options
+                    .iter()
+                    .filter(|o| *o != "bind" && *o != "remount")
+                    .cloned(),
+            );
             let cmd = Cmd::new("mount").args(["-o".to_string(), opts.join(","), path_str(target)]);
             if let Err(e) = self.runner.run_ok(&cmd).await {
                 // Do not leave a writable bind behind when read-only was asked for.
@@ -311,7 +319,11 @@ mod tests {
         );
         s.on_line("mkfs.xfs /dev/x", Output::ok(""));
         let (fs, rec) = fs_with(s);
-        assert!(fs.ensure_filesystem(Path::new("/dev/x"), FsType::Xfs).await.unwrap());
+        assert!(
+            fs.ensure_filesystem(Path::new("/dev/x"), FsType::Xfs)
+                .await
+                .unwrap()
+        );
         assert_eq!(rec.lines().last().unwrap(), "mkfs.xfs /dev/x");
     }
 
@@ -359,12 +371,20 @@ mod tests {
     async fn readonly_bind_is_remounted_and_undone_on_failure() {
         let s = ScriptedRunner::new();
         s.on_line("mount --bind /s /t", Output::ok(""));
-        s.on_line("mount -o remount,bind,ro,noatime /t", Output::fail(32, "nope"));
+        s.on_line(
+            "mount -o remount,bind,ro,noatime /t",
+            Output::fail(32, "nope"),
+        );
         s.on_line("umount /t", Output::ok(""));
         let (fs, rec) = fs_with(s);
-        fs.bind(Path::new("/s"), Path::new("/t"), true, &["noatime".into(), "bind".into()])
-            .await
-            .unwrap_err();
+        fs.bind(
+            Path::new("/s"),
+            Path::new("/t"),
+            true,
+            &["noatime".into(), "bind".into()],
+        )
+        .await
+        .unwrap_err();
         assert_eq!(
             rec.lines(),
             vec![

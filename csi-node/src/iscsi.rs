@@ -52,11 +52,12 @@ impl Attacher for IscsiAttacher {
         match Self::target(t) {
             Ok(target) => self.adm.device_waiter().link_path(&target, t.lun),
             // An invalid address has no link; attach reports the validation error.
-            Err(_) => self
-                .adm
-                .device_waiter()
-                .root()
-                .join(format!("ip-{}-iscsi-{}-{}", t.portal, t.iqn, cstor_iscsi::lun_suffix(t.lun))),
+            Err(_) => self.adm.device_waiter().root().join(format!(
+                "ip-{}-iscsi-{}-{}",
+                t.portal,
+                t.iqn,
+                cstor_iscsi::lun_suffix(t.lun)
+            )),
         }
     }
 
@@ -83,8 +84,17 @@ impl Attacher for IscsiAttacher {
 
     async fn rescan(&self, t: &IscsiTarget) -> Result<(), AttachError> {
         let target = Self::target(t)?;
-        match self.adm.session_for(&target).await.map_err(|e| AttachError(Box::new(e)))? {
-            Some(s) => self.adm.rescan(&s).await.map_err(|e| AttachError(Box::new(e))),
+        match self
+            .adm
+            .session_for(&target)
+            .await
+            .map_err(|e| AttachError(Box::new(e)))?
+        {
+            Some(s) => self
+                .adm
+                .rescan(&s)
+                .await
+                .map_err(|e| AttachError(Box::new(e))),
             None => Err(AttachError::msg(format!(
                 "no iSCSI session to {target}: the volume is not attached on this node; stage it again"
             ))),

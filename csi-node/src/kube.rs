@@ -105,7 +105,14 @@ pub struct Attachment {
 
 impl Attachment {
     /// A new attachment of `volume` on `node`, with the target's addressing filled in.
-    pub fn new(volume: &str, node: &str, access: AccessType, fs_type: &str, target: &VolumeTarget, device_path: String) -> Self {
+    pub fn new(
+        volume: &str,
+        node: &str,
+        access: AccessType,
+        fs_type: &str,
+        target: &VolumeTarget,
+        device_path: String,
+    ) -> Self {
         Self {
             name: cstor_api::naming::cva_name(volume, node),
             volume: volume.to_string(),

@@ -30,7 +30,9 @@ pub struct KubeVolumeApi {
 
 impl std::fmt::Debug for KubeVolumeApi {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("KubeVolumeApi").field("namespace", &self.namespace).finish()
+        f.debug_struct("KubeVolumeApi")
+            .field("namespace", &self.namespace)
+            .finish()
     }
 }
 
@@ -83,7 +85,8 @@ pub fn from_cva(c: &CStorVolumeAttachment) -> Attachment {
         } else {
             v.owner_node_id.clone()
         },
-        access_type: AccessType::parse(v.access_type.as_deref().unwrap_or("mount")).unwrap_or(AccessType::Mount),
+        access_type: AccessType::parse(v.access_type.as_deref().unwrap_or("mount"))
+            .unwrap_or(AccessType::Mount),
         fs_type: s(&v.fs_type),
         staging_target_path: s(&v.staging_target_path),
         target_path: s(&v.target_path),
@@ -193,11 +196,21 @@ impl VolumeApi for KubeVolumeApi {
     }
 
     async fn attachment(&self, name: &str) -> Result<Option<Attachment>, ApiError> {
-        Ok(self.cvas().get_opt(name).await.map_err(kube_err)?.as_ref().map(from_cva))
+        Ok(self
+            .cvas()
+            .get_opt(name)
+            .await
+            .map_err(kube_err)?
+            .as_ref()
+            .map(from_cva))
     }
 
     async fn create_attachment(&self, a: &Attachment, owner: &NodeInfo) -> Result<(), ApiError> {
-        let mut cva = CStorVolumeAttachment::namespaced(&a.name, &self.namespace, CStorVolumeAttachmentSpec::default());
+        let mut cva = CStorVolumeAttachment::namespaced(
+            &a.name,
+            &self.namespace,
+            CStorVolumeAttachmentSpec::default(),
+        );
         apply_to_cva(a, &mut cva);
         cva.metadata.owner_references = Some(vec![OwnerReference {
             api_version: "v1".into(),
@@ -208,7 +221,10 @@ impl VolumeApi for KubeVolumeApi {
         }]);
         match self.cvas().create(&PostParams::default(), &cva).await {
             Ok(_) => Ok(()),
-            Err(e) if is_status(&e, 409) => Err(ApiError::Conflict { kind: CVA, name: a.name.clone() }),
+            Err(e) if is_status(&e, 409) => Err(ApiError::Conflict {
+                kind: CVA,
+                name: a.name.clone(),
+            }),
             Err(e) => Err(kube_err(e)),
         }
     }
@@ -219,7 +235,10 @@ impl VolumeApi for KubeVolumeApi {
         apply_to_cva(a, &mut cur);
         match api.replace(&a.name, &PostParams::default(), &cur).await {
             Ok(_) => Ok(()),
-            Err(e) if is_status(&e, 409) => Err(ApiError::Conflict { kind: CVA, name: a.name.clone() }),
+            Err(e) if is_status(&e, 409) => Err(ApiError::Conflict {
+                kind: CVA,
+                name: a.name.clone(),
+            }),
             // Clearing the last finalizer of an object being deleted removes it.
             Err(e) if is_status(&e, 404) => Ok(()),
             Err(e) => Err(kube_err(e)),

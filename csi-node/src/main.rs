@@ -10,15 +10,22 @@ use cstor_api::{
     exec::{HostRunner, Runner},
 };
 use cstor_csi_node::{
-    NodeConfig, NodeDriver, NodeService, iscsi::IscsiAttacher, kube_client::KubeVolumeApi,
-    server,
+    NodeConfig, NodeDriver, NodeService, iscsi::IscsiAttacher, kube_client::KubeVolumeApi, server,
 };
 
 #[derive(Debug, Parser)]
-#[command(name = "cstor-csi-node", version, about = "CSI node plugin of cstor.csi.openebs.io")]
+#[command(
+    name = "cstor-csi-node",
+    version,
+    about = "CSI node plugin of cstor.csi.openebs.io"
+)]
 struct Args {
     /// CSI endpoint: unix:///path/to/csi.sock.
-    #[arg(long, env = "OPENEBS_CSI_ENDPOINT", default_value = "unix:///plugin/csi.sock")]
+    #[arg(
+        long,
+        env = "OPENEBS_CSI_ENDPOINT",
+        default_value = "unix:///plugin/csi.sock"
+    )]
     endpoint: String,
     /// This node's Kubernetes name.
     #[arg(long = "nodeid", env = env::OPENEBS_NODE_ID)]
@@ -90,11 +97,12 @@ async fn main() -> anyhow_free::Result {
         return Err("OPENEBS_NAMESPACE environment variable not set".into());
     }
     let _ = &args.url;
-    let client = kube::Client::try_default()
-        .await
-        .map_err(|e| format!("cannot build a Kubernetes client (in-cluster config or KUBECONFIG): {e}"))?;
+    let client = kube::Client::try_default().await.map_err(|e| {
+        format!("cannot build a Kubernetes client (in-cluster config or KUBECONFIG): {e}")
+    })?;
     let runner: Arc<dyn Runner> = Arc::new(HostRunner::new());
-    let attacher = IscsiAttacher::new(runner.clone(), &args.device_root).with_program(&args.iscsiadm);
+    let attacher =
+        IscsiAttacher::new(runner.clone(), &args.device_root).with_program(&args.iscsiadm);
     let mut cfg = NodeConfig::new(&args.node_id, &args.namespace);
     cfg.driver_name = args.name.clone();
     cfg.version = args.version_string.clone();
@@ -108,7 +116,9 @@ async fn main() -> anyhow_free::Result {
     match driver.cleanup().await {
         Ok(done) if !done.is_empty() => tracing::info!(?done, "start-up cleanup"),
         Ok(_) => {}
-        Err(e) => tracing::warn!(error = %e, "start-up cleanup failed; the remount monitor retries it"),
+        Err(e) => {
+            tracing::warn!(error = %e, "start-up cleanup failed; the remount monitor retries it")
+        }
     }
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let monitor = args.remount.then(|| {

@@ -90,11 +90,23 @@ impl VolumeApi for MemoryVolumeApi {
     }
 
     async fn attachments_of_volume(&self, volume: &str) -> Result<Vec<Attachment>, ApiError> {
-        Ok(self.lock().cva.values().filter(|a| a.volume == volume).cloned().collect())
+        Ok(self
+            .lock()
+            .cva
+            .values()
+            .filter(|a| a.volume == volume)
+            .cloned()
+            .collect())
     }
 
     async fn attachments_of_node(&self, node: &str) -> Result<Vec<Attachment>, ApiError> {
-        Ok(self.lock().cva.values().filter(|a| a.node == node).cloned().collect())
+        Ok(self
+            .lock()
+            .cva
+            .values()
+            .filter(|a| a.node == node)
+            .cloned()
+            .collect())
     }
 
     async fn attachment(&self, name: &str) -> Result<Option<Attachment>, ApiError> {
@@ -118,7 +130,9 @@ impl VolumeApi for MemoryVolumeApi {
     async fn update_attachment(&self, cva: &Attachment) -> Result<(), ApiError> {
         let mut s = self.lock();
         let Some(old) = s.cva.get(&cva.name) else {
-            return Err(ApiError::Kube(format!("cstorvolumeattachments {} not found", cva.name).into()));
+            return Err(ApiError::Kube(
+                format!("cstorvolumeattachments {} not found", cva.name).into(),
+            ));
         };
         let deleting = old.deleting;
         let mut cva = cva.clone();

@@ -101,7 +101,10 @@ impl MountTable {
     /// Every mount stacked at `path`, oldest first.
     pub fn all_at(&self, path: &Path) -> Vec<&Mount> {
         let path = normalize(path);
-        self.mounts.iter().filter(|m| m.mount_point == path).collect()
+        self.mounts
+            .iter()
+            .filter(|m| m.mount_point == path)
+            .collect()
     }
 
     pub fn is_mount_point(&self, path: &Path) -> bool {
@@ -158,7 +161,9 @@ fn unescape(s: &str) -> String {
     while i < bytes.len() {
         if bytes[i] == b'\\'
             && i + 4 <= bytes.len()
-            && bytes[i + 1..i + 4].iter().all(|b| (b'0'..=b'7').contains(b))
+            && bytes[i + 1..i + 4]
+                .iter()
+                .all(|b| (b'0'..=b'7').contains(b))
         {
             let v = (bytes[i + 1] - b'0') as u32 * 64
                 + (bytes[i + 2] - b'0') as u32 * 8

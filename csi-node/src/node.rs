@@ -199,7 +199,9 @@ impl Capability {
 /// A required id field.
 pub(crate) fn require_id<'a>(value: &'a str, field: &str) -> Result<&'a str> {
     if value.is_empty() {
-        return Err(NodeError::Invalid(format!("{field} is missing: it must name the volume (the PV name)")));
+        return Err(NodeError::Invalid(format!(
+            "{field} is missing: it must name the volume (the PV name)"
+        )));
     }
     if value.len() > 253 || value.contains('/') || value.chars().any(char::is_whitespace) {
         return Err(NodeError::Invalid(format!(
@@ -212,7 +214,9 @@ pub(crate) fn require_id<'a>(value: &'a str, field: &str) -> Result<&'a str> {
 /// A required absolute path without `..`.
 pub(crate) fn require_path<'a>(value: &'a str, field: &str) -> Result<&'a Path> {
     if value.is_empty() {
-        return Err(NodeError::Invalid(format!("{field} is missing: give an absolute path")));
+        return Err(NodeError::Invalid(format!(
+            "{field} is missing: give an absolute path"
+        )));
     }
     let p = Path::new(value);
     if !p.is_absolute() || p.components().any(|c| c == Component::ParentDir) {

@@ -23,7 +23,10 @@ use crate::{
 };
 
 impl NodeDriver {
-    pub async fn publish(&self, req: NodePublishVolumeRequest) -> Result<NodePublishVolumeResponse> {
+    pub async fn publish(
+        &self,
+        req: NodePublishVolumeRequest,
+    ) -> Result<NodePublishVolumeResponse> {
         let volume = require_id(&req.volume_id, "volume_id")?;
         let target = require_path(&req.target_path, "target_path")?;
         if req.staging_target_path.is_empty() {
@@ -48,7 +51,9 @@ impl NodeDriver {
             .api
             .attachment(&name)
             .await
-            .map_err(NodeError::api(format!("cannot read CStorVolumeAttachment {name}")))?
+            .map_err(NodeError::api(format!(
+                "cannot read CStorVolumeAttachment {name}"
+            )))?
             .filter(|c| !c.deleting && !c.staging_target_path.is_empty())
             .ok_or_else(|| {
                 NodeError::Precondition(format!(
@@ -75,7 +80,11 @@ impl NodeDriver {
                     return Err(NodeError::AlreadyExists(format!(
                         "target_path {} already has {} mounted ({}): unpublish it first",
                         target.display(),
-                        if same { format!("volume {volume}") } else { existing.source.clone() },
+                        if same {
+                            format!("volume {volume}")
+                        } else {
+                            existing.source.clone()
+                        },
                         if ro { "read-only" } else { "read-write" }
                     )));
                 }
@@ -91,8 +100,12 @@ impl NodeDriver {
                 })?;
                 if table.is_mount_point(target) {
                     let cur = std::fs::metadata(target).ok();
-                    let same = cur.as_ref().is_some_and(|c| c.file_type().is_block_device() && c.rdev() == meta.rdev());
-                    let ro = table.at(target).is_some_and(|m| m.mount_options.contains_key("ro"));
+                    let same = cur.as_ref().is_some_and(|c| {
+                        c.file_type().is_block_device() && c.rdev() == meta.rdev()
+                    });
+                    let ro = table
+                        .at(target)
+                        .is_some_and(|m| m.mount_options.contains_key("ro"));
                     if same && ro == req.readonly {
                         return Ok(NodePublishVolumeResponse {});
                     }
@@ -110,14 +123,22 @@ impl NodeDriver {
                 .fs
                 .set_read_only(&source, req.readonly)
                 .await
-                .map_err(NodeError::fs(format!("cannot set the device of volume {volume} read-{}", if req.readonly { "only" } else { "write" })))?;
+                .map_err(NodeError::fs(format!(
+                    "cannot set the device of volume {volume} read-{}",
+                    if req.readonly { "only" } else { "write" }
+                )))?;
         }
         let created = create_target(target, matches!(cap, Capability::Block))?;
         let flags = match &cap {
             Capability::Mount { flags, .. } => flags.clone(),
             Capability::Block => Vec::new(),
         };
-        if let Err(e) = self.inner.fs.bind(&source, target, req.readonly, &flags).await {
+        if let Err(e) = self
+            .inner
+            .fs
+            .bind(&source, target, req.readonly, &flags)
+            .await
+        {
             if created {
                 remove_target(target);
             }
@@ -134,13 +155,18 @@ impl NodeDriver {
                 .api
                 .update_attachment(&cva)
                 .await
-                .map_err(NodeError::api(format!("cannot record the target path in CStorVolumeAttachment {name}")))?;
+                .map_err(NodeError::api(format!(
+                    "cannot record the target path in CStorVolumeAttachment {name}"
+                )))?;
         }
         tracing::info!(volume, target = %target.display(), readonly = req.readonly, "published");
         Ok(NodePublishVolumeResponse {})
     }
 
-    pub async fn unpublish(&self, req: NodeUnpublishVolumeRequest) -> Result<NodeUnpublishVolumeResponse> {
+    pub async fn unpublish(
+        &self,
+        req: NodeUnpublishVolumeRequest,
+    ) -> Result<NodeUnpublishVolumeResponse> {
         let volume = require_id(&req.volume_id, "volume_id")?;
         let target = require_path(&req.target_path, "target_path")?;
         let _guard = self.guards().try_lock(volume, Operation::Unpublish)?;
@@ -149,7 +175,10 @@ impl NodeDriver {
                 .fs
                 .umount(target)
                 .await
-                .map_err(NodeError::fs(format!("could not unmount {}", target.display())))?;
+                .map_err(NodeError::fs(format!(
+                    "could not unmount {}",
+                    target.display()
+                )))?;
         }
         match std::fs::symlink_metadata(target) {
             Ok(m) if m.is_dir() => std::fs::remove_dir(target).map_err(|e| {
@@ -168,7 +197,9 @@ impl NodeDriver {
             .api
             .attachment(&name)
             .await
-            .map_err(NodeError::api(format!("cannot read CStorVolumeAttachment {name}")))?;
+            .map_err(NodeError::api(format!(
+                "cannot read CStorVolumeAttachment {name}"
+            )))?;
         if let Some(c) = &cva
             && c.access_type == AccessType::Block
             && Path::new(&c.device_path).exists()
@@ -178,7 +209,9 @@ impl NodeDriver {
                 .fs
                 .set_read_only(Path::new(&c.device_path), false)
                 .await
-                .map_err(NodeError::fs(format!("cannot make the device of volume {volume} writable again")))?;
+                .map_err(NodeError::fs(format!(
+                    "cannot make the device of volume {volume} writable again"
+                )))?;
         }
         if let Some(mut cva) = cva
             && cva.target_path == req.target_path
@@ -188,7 +221,9 @@ impl NodeDriver {
                 .api
                 .update_attachment(&cva)
                 .await
-                .map_err(NodeError::api(format!("cannot update CStorVolumeAttachment {name}")))?;
+                .map_err(NodeError::api(format!(
+                    "cannot update CStorVolumeAttachment {name}"
+                )))?;
         }
         tracing::info!(volume, target = %target.display(), "unpublished");
         Ok(NodeUnpublishVolumeResponse {})

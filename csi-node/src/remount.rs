@@ -21,10 +21,17 @@ use crate::{
 /// What a pass did with one volume.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum PassOutcome {
-    Remounted { volume: String },
+    Remounted {
+        volume: String,
+    },
     /// Not healthy, but not remounted now (volume not ready, busy, failure); retried next pass.
-    Deferred { volume: String, reason: String },
-    CleanedUp { volume: String },
+    Deferred {
+        volume: String,
+        reason: String,
+    },
+    CleanedUp {
+        volume: String,
+    },
 }
 
 impl NodeDriver {
@@ -35,7 +42,10 @@ impl NodeDriver {
             .api
             .attachments_of_node(self.node())
             .await
-            .map_err(NodeError::api(format!("cannot list the CStorVolumeAttachments of node {}", self.node())))?;
+            .map_err(NodeError::api(format!(
+                "cannot list the CStorVolumeAttachments of node {}",
+                self.node()
+            )))?;
         let mut out = Vec::new();
         for cva in cvas {
             if cva.node != self.node() {
@@ -43,8 +53,13 @@ impl NodeDriver {
             }
             if cva.deleting {
                 match self.cleanup_one(&cva).await {
-                    Ok(()) => out.push(PassOutcome::CleanedUp { volume: cva.volume.clone() }),
-                    Err(e) => out.push(PassOutcome::Deferred { volume: cva.volume.clone(), reason: e.to_string() }),
+                    Ok(()) => out.push(PassOutcome::CleanedUp {
+                        volume: cva.volume.clone(),
+                    }),
+                    Err(e) => out.push(PassOutcome::Deferred {
+                        volume: cva.volume.clone(),
+                        reason: e.to_string(),
+                    }),
                 }
                 continue;
             }
@@ -62,11 +77,16 @@ impl NodeDriver {
             match self.remount_one(&cva).await {
                 Ok(()) => {
                     tracing::info!(volume = %cva.volume, "Remount successful for vol: {}", cva.volume);
-                    out.push(PassOutcome::Remounted { volume: cva.volume.clone() });
+                    out.push(PassOutcome::Remounted {
+                        volume: cva.volume.clone(),
+                    });
                 }
                 Err(e) => {
                     tracing::warn!(volume = %cva.volume, error = %e, "Remount failed for vol: {}", cva.volume);
-                    out.push(PassOutcome::Deferred { volume: cva.volume.clone(), reason: e.to_string() });
+                    out.push(PassOutcome::Deferred {
+                        volume: cva.volume.clone(),
+                        reason: e.to_string(),
+                    });
                 }
             }
         }
@@ -78,7 +98,11 @@ impl NodeDriver {
         let _guard = self.guards().try_lock(volume, Operation::Remount)?;
         // Re-read under the guard: a stage or unstage may have finished meanwhile.
         let staging = Path::new(&cva.staging_target_path);
-        if self.mounts()?.at(staging).is_some_and(|m| !m.is_read_only()) {
+        if self
+            .mounts()?
+            .at(staging)
+            .is_some_and(|m| !m.is_read_only())
+        {
             return Ok(());
         }
         let target = self
@@ -95,7 +119,10 @@ impl NodeDriver {
         )
         .await;
         if !matches!(reach, Ok(Ok(_))) {
-            return Err(NodeError::NotReady(format!("Volume {volume} is not reachable at {}", target.target_portal)));
+            return Err(NodeError::NotReady(format!(
+                "Volume {volume} is not reachable at {}",
+                target.target_portal
+            )));
         }
         let device = Path::new(&cva.device_path);
         if !device.exists() {
@@ -111,7 +138,11 @@ impl NodeDriver {
             .is_some_and(|m| m.mount_options.contains_key("ro"));
         if let Some(t) = pub_target {
             while self.mounts()?.is_mount_point(t) {
-                self.inner.fs.umount(t).await.map_err(NodeError::fs(format!("cannot unmount {}", t.display())))?;
+                self.inner
+                    .fs
+                    .umount(t)
+                    .await
+                    .map_err(NodeError::fs(format!("cannot unmount {}", t.display())))?;
             }
         }
         while self.mounts()?.is_mount_point(staging) {
@@ -119,14 +150,21 @@ impl NodeDriver {
                 .fs
                 .umount(staging)
                 .await
-                .map_err(NodeError::fs(format!("cannot unmount {}", staging.display())))?;
+                .map_err(NodeError::fs(format!(
+                    "cannot unmount {}",
+                    staging.display()
+                )))?;
         }
         let fs = (!cva.fs_type.is_empty()).then_some(cva.fs_type.as_str());
         self.inner
             .fs
             .mount(device, staging, fs, &["rw".to_string()])
             .await
-            .map_err(NodeError::fs(format!("cannot mount {} at {}", device.display(), staging.display())))?;
+            .map_err(NodeError::fs(format!(
+                "cannot mount {} at {}",
+                device.display(),
+                staging.display()
+            )))?;
         if let Some(t) = pub_target
             && t.exists()
         {
@@ -134,7 +172,11 @@ impl NodeDriver {
                 .fs
                 .bind(staging, t, pub_ro, &[])
                 .await
-                .map_err(NodeError::fs(format!("cannot bind {} at {}", staging.display(), t.display())))?;
+                .map_err(NodeError::fs(format!(
+                    "cannot bind {} at {}",
+                    staging.display(),
+                    t.display()
+                )))?;
         }
         Ok(())
     }
@@ -146,11 +188,16 @@ impl NodeDriver {
         if !cva.target_path.is_empty() {
             let t = Path::new(&cva.target_path);
             while self.mounts()?.is_mount_point(t) {
-                self.inner.fs.umount(t).await.map_err(NodeError::fs(format!("cannot unmount {}", t.display())))?;
+                self.inner
+                    .fs
+                    .umount(t)
+                    .await
+                    .map_err(NodeError::fs(format!("cannot unmount {}", t.display())))?;
             }
         }
         if !cva.staging_target_path.is_empty() {
-            self.unmount_staging(volume, Path::new(&cva.staging_target_path)).await?;
+            self.unmount_staging(volume, Path::new(&cva.staging_target_path))
+                .await?;
         }
         if !cva.iqn.is_empty() && !cva.target_portal.is_empty() {
             self.inner
@@ -167,7 +214,10 @@ impl NodeDriver {
             .api
             .update_attachment(&c)
             .await
-            .map_err(NodeError::api(format!("cannot release CStorVolumeAttachment {}", cva.name)))?;
+            .map_err(NodeError::api(format!(
+                "cannot release CStorVolumeAttachment {}",
+                cva.name
+            )))?;
         tracing::info!(volume, cva = %cva.name, "cleaned up an attachment being deleted");
         Ok(())
     }
@@ -179,19 +229,32 @@ impl NodeDriver {
             .api
             .attachments_of_node(self.node())
             .await
-            .map_err(NodeError::api(format!("cannot list the CStorVolumeAttachments of node {}", self.node())))?;
+            .map_err(NodeError::api(format!(
+                "cannot list the CStorVolumeAttachments of node {}",
+                self.node()
+            )))?;
         let mut out = Vec::new();
-        for cva in cvas.into_iter().filter(|c| c.deleting && c.node == self.node()) {
+        for cva in cvas
+            .into_iter()
+            .filter(|c| c.deleting && c.node == self.node())
+        {
             match self.cleanup_one(&cva).await {
                 Ok(()) => out.push(PassOutcome::CleanedUp { volume: cva.volume }),
-                Err(e) => out.push(PassOutcome::Deferred { volume: cva.volume, reason: e.to_string() }),
+                Err(e) => out.push(PassOutcome::Deferred {
+                    volume: cva.volume,
+                    reason: e.to_string(),
+                }),
             }
         }
         Ok(out)
     }
 
     /// Runs [`NodeDriver::remount_pass`] every `interval` until `shutdown` resolves.
-    pub async fn run_remount_monitor(&self, interval: Duration, shutdown: impl std::future::Future<Output = ()>) {
+    pub async fn run_remount_monitor(
+        &self,
+        interval: Duration,
+        shutdown: impl std::future::Future<Output = ()>,
+    ) {
         tokio::pin!(shutdown);
         let mut tick = tokio::time::interval(interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

@@ -57,11 +57,21 @@ pub fn bind(path: &Path) -> Result<UnixListener, ServeError> {
                 return Err(ServeError::InUse { path: p });
             }
             tracing::info!(path = %p, "removing stale socket");
-            std::fs::remove_file(path).map_err(|source| ServeError::Io { what: "remove stale socket", path: p.clone(), source })?;
+            std::fs::remove_file(path).map_err(|source| ServeError::Io {
+                what: "remove stale socket",
+                path: p.clone(),
+                source,
+            })?;
         }
         Ok(_) => return Err(ServeError::NotASocket { path: p }),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(source) => return Err(ServeError::Io { what: "inspect", path: p, source }),
+        Err(source) => {
+            return Err(ServeError::Io {
+                what: "inspect",
+                path: p,
+                source,
+            });
+        }
     }
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(|source| ServeError::Io {
@@ -75,9 +85,18 @@ pub fn bind(path: &Path) -> Result<UnixListener, ServeError> {
     let old = nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o177));
     let listener = UnixListener::bind(path);
     nix::sys::stat::umask(old);
-    let listener = listener.map_err(|source| ServeError::Io { what: "listen on", path: p.clone(), source })?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
-        .map_err(|source| ServeError::Io { what: "chmod", path: p, source })?;
+    let listener = listener.map_err(|source| ServeError::Io {
+        what: "listen on",
+        path: p.clone(),
+        source,
+    })?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(|source| {
+        ServeError::Io {
+            what: "chmod",
+            path: p,
+            source,
+        }
+    })?;
     Ok(listener)
 }
 
@@ -105,8 +124,14 @@ mod tests {
 
     #[test]
     fn endpoints() {
-        assert_eq!(socket_path("unix:///csi/csi.sock").unwrap(), PathBuf::from("/csi/csi.sock"));
-        assert_eq!(socket_path("unix://csi/csi.sock").unwrap(), PathBuf::from("/csi/csi.sock"));
+        assert_eq!(
+            socket_path("unix:///csi/csi.sock").unwrap(),
+            PathBuf::from("/csi/csi.sock")
+        );
+        assert_eq!(
+            socket_path("unix://csi/csi.sock").unwrap(),
+            PathBuf::from("/csi/csi.sock")
+        );
         assert!(socket_path("tcp://127.0.0.1:10000").is_err());
         assert!(socket_path("unix://").is_err());
     }

@@ -82,7 +82,9 @@ impl Node for NodeService {
         &self,
         request: Request<NodeGetVolumeStatsRequest>,
     ) -> Result<Response<NodeGetVolumeStatsResponse>, Status> {
-        Ok(Response::new(self.driver.stats(request.into_inner()).await?))
+        Ok(Response::new(
+            self.driver.stats(request.into_inner()).await?,
+        ))
     }
 
     async fn node_expand_volume(
@@ -169,7 +171,9 @@ impl Identity for NodeService {
                 })),
             },
         ];
-        Ok(Response::new(GetPluginCapabilitiesResponse { capabilities }))
+        Ok(Response::new(GetPluginCapabilitiesResponse {
+            capabilities,
+        }))
     }
 
     async fn probe(

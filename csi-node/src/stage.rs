@@ -7,10 +7,7 @@
 //! Every decision is taken from the mount table and the objects in the API, so a repeat, or a
 //! retry after the plugin died half-way, converges.
 
-use std::{
-    path::Path,
-    time::Duration,
-};
+use std::{path::Path, time::Duration};
 
 use cstor_api::{
     naming::cva_name,
@@ -41,7 +38,9 @@ impl NodeDriver {
         let target = self.ready_target(volume).await?;
         let itarget = IscsiTarget::new(&target.iqn, &target.target_portal);
         let link = self.inner.attacher.device_link(&itarget);
-        let mut cva = self.record_attachment(volume, staging, &cap, &target, &link).await?;
+        let mut cva = self
+            .record_attachment(volume, staging, &cap, &target, &link)
+            .await?;
 
         if let Capability::Mount { .. } = cap
             && let Some(m) = self.mounts()?.at(staging)
@@ -82,12 +81,14 @@ impl NodeDriver {
             return Ok(NodeStageVolumeResponse {});
         };
         let result = async {
-            let formatted = self
-                .inner
-                .fs
-                .ensure_filesystem(&device, fs)
-                .await
-                .map_err(NodeError::fs(format!("cannot prepare a {fs} filesystem for volume {volume}")))?;
+            let formatted =
+                self.inner
+                    .fs
+                    .ensure_filesystem(&device, fs)
+                    .await
+                    .map_err(NodeError::fs(format!(
+                        "cannot prepare a {fs} filesystem for volume {volume}"
+                    )))?;
             if formatted {
                 tracing::info!(volume, %fs, "created filesystem");
             }
@@ -114,7 +115,10 @@ impl NodeDriver {
         Ok(NodeStageVolumeResponse {})
     }
 
-    pub async fn unstage(&self, req: NodeUnstageVolumeRequest) -> Result<NodeUnstageVolumeResponse> {
+    pub async fn unstage(
+        &self,
+        req: NodeUnstageVolumeRequest,
+    ) -> Result<NodeUnstageVolumeResponse> {
         let volume = require_id(&req.volume_id, "volume_id")?;
         let staging = require_path(&req.staging_target_path, "staging_target_path")?;
         let _guard = self.guards().try_lock(volume, Operation::Unstage)?;
@@ -124,7 +128,9 @@ impl NodeDriver {
             .api
             .attachment(&name)
             .await
-            .map_err(NodeError::api(format!("cannot read CStorVolumeAttachment {name}")))?;
+            .map_err(NodeError::api(format!(
+                "cannot read CStorVolumeAttachment {name}"
+            )))?;
 
         if let Some(cva) = &cva
             && !cva.target_path.is_empty()
@@ -164,12 +170,16 @@ impl NodeDriver {
                 .api
                 .update_attachment(&cva)
                 .await
-                .map_err(NodeError::api(format!("cannot update CStorVolumeAttachment {name}")))?;
+                .map_err(NodeError::api(format!(
+                    "cannot update CStorVolumeAttachment {name}"
+                )))?;
             self.inner
                 .api
                 .delete_attachment(&name)
                 .await
-                .map_err(NodeError::api(format!("cannot delete CStorVolumeAttachment {name}")))?;
+                .map_err(NodeError::api(format!(
+                    "cannot delete CStorVolumeAttachment {name}"
+                )))?;
         }
         tracing::info!(volume, "unstaged");
         Ok(NodeUnstageVolumeResponse {})
@@ -199,7 +209,10 @@ impl NodeDriver {
                 .fs
                 .umount(staging)
                 .await
-                .map_err(NodeError::fs(format!("cannot unmount {}", staging.display())))?;
+                .map_err(NodeError::fs(format!(
+                    "cannot unmount {}",
+                    staging.display()
+                )))?;
         }
     }
 
@@ -211,10 +224,9 @@ impl NodeDriver {
         let api = &self.inner.api;
         let deadline = Instant::now() + waits.cvc_bound;
         loop {
-            let phase = api
-                .cvc_phase(volume)
-                .await
-                .map_err(NodeError::api(format!("cannot read CStorVolumeConfig {volume}")))?;
+            let phase = api.cvc_phase(volume).await.map_err(NodeError::api(format!(
+                "cannot read CStorVolumeConfig {volume}"
+            )))?;
             match phase.as_deref() {
                 None => {
                     return Err(NodeError::NotFound(format!(
@@ -298,7 +310,9 @@ impl NodeDriver {
         let all = api
             .attachments_of_volume(volume)
             .await
-            .map_err(NodeError::api(format!("cannot list CStorVolumeAttachments of {volume}")))?;
+            .map_err(NodeError::api(format!(
+                "cannot list CStorVolumeAttachments of {volume}"
+            )))?;
         let mut mine = None;
         for a in all {
             if a.name == name {
@@ -310,13 +324,10 @@ impl NodeDriver {
                 mine = Some(a);
                 continue;
             }
-            let other = api
-                .node(&a.node)
-                .await
-                .map_err(NodeError::api(format!(
-                    "failed to get node {} details to know previous mounts",
-                    a.node
-                )))?;
+            let other = api.node(&a.node).await.map_err(NodeError::api(format!(
+                "failed to get node {} details to know previous mounts",
+                a.node
+            )))?;
             match other {
                 Some(n) if n.ready && a.node != me => {
                     return Err(NodeError::Precondition(format!(
@@ -332,17 +343,30 @@ impl NodeDriver {
                         a2.finalizers.clear();
                         api.update_attachment(&a2)
                             .await
-                            .map_err(NodeError::api(format!("cannot update CStorVolumeAttachment {}", a.name)))?;
+                            .map_err(NodeError::api(format!(
+                                "cannot update CStorVolumeAttachment {}",
+                                a.name
+                            )))?;
                     }
                     api.delete_attachment(&a.name)
                         .await
-                        .map_err(NodeError::api(format!("cannot delete CStorVolumeAttachment {}", a.name)))?;
+                        .map_err(NodeError::api(format!(
+                            "cannot delete CStorVolumeAttachment {}",
+                            a.name
+                        )))?;
                 }
             }
         }
         let link = link.to_string_lossy().into_owned();
         let mut cva = mine.clone().unwrap_or_else(|| {
-            Attachment::new(volume, me, cap.access_type(), cap.fs_type(), target, link.clone())
+            Attachment::new(
+                volume,
+                me,
+                cap.access_type(),
+                cap.fs_type(),
+                target,
+                link.clone(),
+            )
         });
         cva.access_type = cap.access_type();
         cva.fs_type = cap.fs_type().to_string();
@@ -357,7 +381,9 @@ impl NodeDriver {
             if mine.as_ref() != Some(&cva) {
                 api.update_attachment(&cva)
                     .await
-                    .map_err(NodeError::api(format!("cannot update CStorVolumeAttachment {name}")))?;
+                    .map_err(NodeError::api(format!(
+                        "cannot update CStorVolumeAttachment {name}"
+                    )))?;
             }
         } else {
             let node = api
@@ -371,7 +397,9 @@ impl NodeDriver {
                 })?;
             api.create_attachment(&cva, &node)
                 .await
-                .map_err(NodeError::api(format!("cannot create CStorVolumeAttachment {name}")))?;
+                .map_err(NodeError::api(format!(
+                    "cannot create CStorVolumeAttachment {name}"
+                )))?;
         }
         Ok(cva)
     }
@@ -406,4 +434,3 @@ pub(crate) fn require_dir(path: &Path, field: &str) -> Result<()> {
         Err(e) => Err(NodeError::io("cannot inspect", path)(e)),
     }
 }
-

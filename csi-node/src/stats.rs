@@ -14,7 +14,10 @@ use crate::{
 };
 
 impl NodeDriver {
-    pub async fn stats(&self, req: NodeGetVolumeStatsRequest) -> Result<NodeGetVolumeStatsResponse> {
+    pub async fn stats(
+        &self,
+        req: NodeGetVolumeStatsRequest,
+    ) -> Result<NodeGetVolumeStatsResponse> {
         let volume = require_id(&req.volume_id, "volume_id")?;
         let path = require_path(&req.volume_path, "volume_path")?;
         let meta = std::fs::metadata(path).map_err(|e| {
@@ -35,7 +38,10 @@ impl NodeDriver {
                 .fs
                 .device_size(path)
                 .await
-                .map_err(NodeError::fs(format!("cannot read the size of {}", path.display())))?;
+                .map_err(NodeError::fs(format!(
+                    "cannot read the size of {}",
+                    path.display()
+                )))?;
             return Ok(NodeGetVolumeStatsResponse {
                 usage: vec![VolumeUsage {
                     total: i64::try_from(size).unwrap_or(i64::MAX),
@@ -45,7 +51,10 @@ impl NodeDriver {
                 volume_condition: Some(condition(
                     mounted.is_none(),
                     if mounted.is_none() {
-                        format!("the block device of volume {volume} is no longer bound at {}", path.display())
+                        format!(
+                            "the block device of volume {volume} is no longer bound at {}",
+                            path.display()
+                        )
                     } else {
                         "volume is attached".into()
                     },

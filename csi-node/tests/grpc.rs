@@ -14,7 +14,9 @@ use cstor_api::{
         node_client::NodeClient, node_service_capability,
     },
 };
-use cstor_csi_node::{NodeConfig, NodeDriver, NodeService, iscsi::IscsiAttacher, memory::MemoryVolumeApi, server};
+use cstor_csi_node::{
+    NodeConfig, NodeDriver, NodeService, iscsi::IscsiAttacher, memory::MemoryVolumeApi, server,
+};
 use hyper_util::rt::TokioIo;
 use tonic::transport::{Endpoint, Uri};
 use tower::service_fn;
@@ -24,7 +26,9 @@ async fn channel(path: std::path::PathBuf) -> tonic::transport::Channel {
         .unwrap()
         .connect_with_connector(service_fn(move |_: Uri| {
             let path = path.clone();
-            async move { Ok::<_, std::io::Error>(TokioIo::new(tokio::net::UnixStream::connect(path).await?)) }
+            async move {
+                Ok::<_, std::io::Error>(TokioIo::new(tokio::net::UnixStream::connect(path).await?))
+            }
         }))
         .await
         .unwrap()
@@ -40,24 +44,40 @@ async fn serves_identity_and_node_on_a_private_socket() {
     let mut cfg = NodeConfig::new(NODE, NS);
     cfg.max_volumes = 7;
     let runner = Arc::new(HostRunner::new());
-    let driver = NodeDriver::new(cfg, runner.clone(), Arc::new(MemoryVolumeApi::new()), Arc::new(IscsiAttacher::new(runner, dir.path())));
+    let driver = NodeDriver::new(
+        cfg,
+        runner.clone(),
+        Arc::new(MemoryVolumeApi::new()),
+        Arc::new(IscsiAttacher::new(runner, dir.path())),
+    );
     let endpoint = format!("unix://{}", sock.display());
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn({
         let endpoint = endpoint.clone();
-        async move { server::serve(NodeService::new(driver), &endpoint, async { let _ = rx.await; }).await }
+        async move {
+            server::serve(NodeService::new(driver), &endpoint, async {
+                let _ = rx.await;
+            })
+            .await
+        }
     });
     // Wait for the socket to accept.
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
     while tokio::net::UnixStream::connect(&sock).await.is_err() {
-        assert!(tokio::time::Instant::now() < deadline, "server did not start");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "server did not start"
+        );
         tokio::task::yield_now().await;
     }
     let mode = std::fs::metadata(&sock).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600);
     // A second server on the same live socket is refused and leaves it alone.
     let err = server::bind(&sock).unwrap_err();
-    assert!(err.to_string().contains("another process is serving"), "{err}");
+    assert!(
+        err.to_string().contains("another process is serving"),
+        "{err}"
+    );
     // A regular file is never removed.
     let file = dir.path().join("not-a-socket");
     std::fs::write(&file, b"x").unwrap();
@@ -66,17 +86,43 @@ async fn serves_identity_and_node_on_a_private_socket() {
 
     let ch = channel(sock.clone()).await;
     let mut id = IdentityClient::new(ch.clone());
-    let info = id.get_plugin_info(GetPluginInfoRequest {}).await.unwrap().into_inner();
+    let info = id
+        .get_plugin_info(GetPluginInfoRequest {})
+        .await
+        .unwrap()
+        .into_inner();
     assert_eq!(info.name, "cstor.csi.openebs.io");
     assert!(!info.vendor_version.is_empty());
-    assert_eq!(id.probe(ProbeRequest {}).await.unwrap().into_inner().ready, Some(true));
-    assert_eq!(id.get_plugin_capabilities(GetPluginCapabilitiesRequest {}).await.unwrap().into_inner().capabilities.len(), 3);
+    assert_eq!(
+        id.probe(ProbeRequest {}).await.unwrap().into_inner().ready,
+        Some(true)
+    );
+    assert_eq!(
+        id.get_plugin_capabilities(GetPluginCapabilitiesRequest {})
+            .await
+            .unwrap()
+            .into_inner()
+            .capabilities
+            .len(),
+        3
+    );
 
     let mut node = NodeClient::new(ch);
-    let ni = node.node_get_info(NodeGetInfoRequest {}).await.unwrap().into_inner();
+    let ni = node
+        .node_get_info(NodeGetInfoRequest {})
+        .await
+        .unwrap()
+        .into_inner();
     assert_eq!(ni.node_id, NODE);
     assert_eq!(ni.max_volumes_per_node, 7);
-    assert_eq!(ni.accessible_topology.unwrap().segments.get("topology.cstor.openebs.io/nodeName").map(String::as_str), Some(NODE));
+    assert_eq!(
+        ni.accessible_topology
+            .unwrap()
+            .segments
+            .get("topology.cstor.openebs.io/nodeName")
+            .map(String::as_str),
+        Some(NODE)
+    );
     let caps: Vec<i32> = node
         .node_get_capabilities(NodeGetCapabilitiesRequest {})
         .await
@@ -90,12 +136,24 @@ async fn serves_identity_and_node_on_a_private_socket() {
         })
         .collect();
     use node_service_capability::rpc::Type as R;
-    for want in [R::StageUnstageVolume, R::ExpandVolume, R::GetVolumeStats, R::VolumeCondition] {
+    for want in [
+        R::StageUnstageVolume,
+        R::ExpandVolume,
+        R::GetVolumeStats,
+        R::VolumeCondition,
+    ] {
         assert!(caps.contains(&(want as i32)), "{want:?} missing");
     }
-    let err = node.node_stage_volume(NodeStageVolumeRequest::default()).await.unwrap_err();
+    let err = node
+        .node_stage_volume(NodeStageVolumeRequest::default())
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), tonic::Code::InvalidArgument);
-    assert!(err.message().contains("volume_id is missing"), "{}", err.message());
+    assert!(
+        err.message().contains("volume_id is missing"),
+        "{}",
+        err.message()
+    );
 
     tx.send(()).unwrap();
     server.await.unwrap().unwrap();

@@ -52,7 +52,12 @@ fn stage_and_unstage_write_upstream_shaped_attachments() {
             "apiVersion": "v1", "kind": "Node",
             "metadata": { "name": node_name, "labels": { "kubernetes.io/hostname": node_name } },
         })).await;
-        set_status(&nodes, &node_name, json!({ "conditions": [{ "type": "Ready", "status": "True" }] })).await;
+        set_status(
+            &nodes,
+            &node_name,
+            json!({ "conditions": [{ "type": "Ready", "status": "True" }] }),
+        )
+        .await;
 
         let pv = "pvc-kube-flow";
         let image = h.dir.path().join("lun.img");
@@ -62,7 +67,7 @@ fn stage_and_unstage_write_upstream_shaped_attachments() {
         create_json(&cvcs, json!({
             "apiVersion": "cstor.openebs.io/v1", "kind": "CStorVolumeConfig",
             "metadata": { "name": pv, "namespace": ns },
-            "spec": { "capacity": { "storage": "1Gi" }, "provision": { "capacity": { "storage": "1Gi" }, "replicaCount": 1 } },
+            "spec": { "capacity": { "storage": "1Gi" }, "policy": {}, "provision": { "capacity": { "storage": "1Gi" }, "replicaCount": 1 } },
             "status": { "phase": "Pending" },
             "versionDetails": { "desired": "3.6.0", "status": { "current": "3.6.0", "dependentsUpgraded": true } },
         })).await;
@@ -75,13 +80,24 @@ fn stage_and_unstage_write_upstream_shaped_attachments() {
             cfg,
             runner.clone(),
             Arc::new(api.clone()),
-            Arc::new(IscsiAttacher::new(runner, &h.dev_root).with_device_timeout(Duration::from_secs(5))),
+            Arc::new(
+                IscsiAttacher::new(runner, &h.dev_root).with_device_timeout(Duration::from_secs(5)),
+            ),
         );
         let staging = h.mkdir("staging");
 
         // CVC still Pending: upstream's message, nothing attached.
-        let e = tonic::Status::from(d.stage(stage_req(pv, &staging, mount_cap("ext4"))).await.unwrap_err());
-        assert!(e.message().contains(&format!("Waiting for {pv}'s CVC to be bound")), "{}", e.message());
+        let e = tonic::Status::from(
+            d.stage(stage_req(pv, &staging, mount_cap("ext4")))
+                .await
+                .unwrap_err(),
+        );
+        assert!(
+            e.message()
+                .contains(&format!("Waiting for {pv}'s CVC to be bound")),
+            "{}",
+            e.message()
+        );
         assert_eq!(h.iscsi.logins(), 0);
 
         // Bound, CStorVolume Healthy.
@@ -96,7 +112,9 @@ fn stage_and_unstage_write_upstream_shaped_attachments() {
         set_status(&cvs, pv, json!({ "phase": "Healthy" })).await;
         assert_eq!(api.cvc_phase(pv).await.unwrap().as_deref(), Some("Bound"));
 
-        d.stage(stage_req(pv, &staging, mount_cap("ext4"))).await.unwrap();
+        d.stage(stage_req(pv, &staging, mount_cap("ext4")))
+            .await
+            .unwrap();
         assert!(h.mounts().is_mount_point(&staging));
 
         // The attachment as upstream writes it.
@@ -118,7 +136,11 @@ fn stage_and_unstage_write_upstream_shaped_attachments() {
         assert_eq!(v["fsType"], json!("ext4"));
         assert_eq!(v["readOnly"], json!(false));
         assert_eq!(v["stagingTargetPath"], json!(staging.display().to_string()));
-        assert!(v["devicePath"].as_str().unwrap().ends_with(&format!("ip-{}-iscsi-{}-lun-0", h.portal, cstor_api::naming::iqn(pv))));
+        assert!(v["devicePath"].as_str().unwrap().ends_with(&format!(
+            "ip-{}-iscsi-{}-lun-0",
+            h.portal,
+            cstor_api::naming::iqn(pv)
+        )));
         let i = &raw["spec"]["iscsi"];
         assert_eq!(i["iqn"], json!(cstor_api::naming::iqn(pv)));
         assert_eq!(i["targetPortal"], json!(h.portal));
@@ -127,17 +149,25 @@ fn stage_and_unstage_write_upstream_shaped_attachments() {
 
         // Staging again changes nothing in the API (no delete/recreate, no terminating CVA).
         let rv = cvas.get(&name).await.unwrap().metadata.resource_version;
-        d.stage(stage_req(pv, &staging, mount_cap("ext4"))).await.unwrap();
+        d.stage(stage_req(pv, &staging, mount_cap("ext4")))
+            .await
+            .unwrap();
         let again = cvas.get(&name).await.unwrap();
         assert_eq!(again.metadata.resource_version, rv);
         assert!(again.metadata.deletion_timestamp.is_none());
 
         d.unstage(unstage_req(pv, &staging)).await.unwrap();
-        assert!(cvas.get_opt(&name).await.unwrap().is_none(), "CVA deleted after its finalizer was released");
+        assert!(
+            cvas.get_opt(&name).await.unwrap().is_none(),
+            "CVA deleted after its finalizer was released"
+        );
         d.unstage(unstage_req(pv, &staging)).await.unwrap();
         assert!(h.our_mounts().is_empty());
 
-        nodes.delete(&node_name, &DeleteParams::default()).await.unwrap();
+        nodes
+            .delete(&node_name, &DeleteParams::default())
+            .await
+            .unwrap();
         cluster.cleanup().await.unwrap();
     });
 }

@@ -41,7 +41,8 @@ impl Runner for Gate {
 fn driver_over(runner: Arc<dyn Runner>, h: &Harness) -> NodeDriver {
     let mut cfg = NodeConfig::new(NODE, NS);
     cfg.waits = short_waits();
-    let attacher = IscsiAttacher::new(runner.clone(), &h.dev_root).with_device_timeout(Duration::from_secs(5));
+    let attacher =
+        IscsiAttacher::new(runner.clone(), &h.dev_root).with_device_timeout(Duration::from_secs(5));
     let api: Arc<dyn VolumeApi> = Arc::new(h.api.clone());
     NodeDriver::new(cfg, runner, api, Arc::new(attacher))
 }
@@ -59,17 +60,23 @@ fn killed_between_attach_and_mount_then_retried_stage_converges() {
             reached: Notify::new(),
         });
         let first = driver_over(gate.clone(), &h);
-        let stage = first.stage(stage_req(pv, &staging, mount_cap("ext4")));
-        tokio::pin!(stage);
+        let mut stage = Box::pin(first.stage(stage_req(pv, &staging, mount_cap("ext4"))));
         tokio::select! {
             r = &mut stage => panic!("stage finished past the gate: {r:?}"),
             _ = gate.reached.notified() => {}
         }
         // Meanwhile a second call for the same volume is refused with ABORTED...
-        let busy = first.stage(stage_req(pv, &staging, mount_cap("ext4"))).await.unwrap_err();
+        let busy = first
+            .stage(stage_req(pv, &staging, mount_cap("ext4")))
+            .await
+            .unwrap_err();
         let busy = tonic::Status::from(busy);
         assert_eq!(busy.code(), Code::Aborted, "{busy:?}");
-        assert!(busy.message().contains("busy with NodeStageVolume"), "{}", busy.message());
+        assert!(
+            busy.message().contains("busy with NodeStageVolume"),
+            "{}",
+            busy.message()
+        );
         let busy = first.unstage(unstage_req(pv, &staging)).await.unwrap_err();
         assert_eq!(tonic::Status::from(busy).code(), Code::Aborted);
 
@@ -77,15 +84,29 @@ fn killed_between_attach_and_mount_then_retried_stage_converges() {
         drop(stage);
         drop(first);
         assert_eq!(h.iscsi.logins(), 1, "attached before the kill");
-        assert!(!h.mounts().is_mount_point(&staging), "killed before the mount");
+        assert!(
+            !h.mounts().is_mount_point(&staging),
+            "killed before the mount"
+        );
         let cva = h.api.attachments().pop().unwrap();
-        assert_eq!(cva.finalizers, vec![NODE.to_string()], "the attachment records the half-done stage");
+        assert_eq!(
+            cva.finalizers,
+            vec![NODE.to_string()],
+            "the attachment records the half-done stage"
+        );
 
         // A new plugin process; the CO retries NodeStage.
         let second = driver_over(Arc::new(h.rec.clone()), &h);
-        second.stage(stage_req(pv, &staging, mount_cap("ext4"))).await.unwrap();
+        second
+            .stage(stage_req(pv, &staging, mount_cap("ext4")))
+            .await
+            .unwrap();
         assert!(h.mounts().is_mount_point(&staging));
-        assert_eq!(h.iscsi.logins(), 1, "the existing session was reused, no second login");
+        assert_eq!(
+            h.iscsi.logins(),
+            1,
+            "the existing session was reused, no second login"
+        );
         assert_eq!(h.commands("mkfs.ext4").len(), 1);
         assert_eq!(h.api.attachments().len(), 1);
         second.unstage(unstage_req(pv, &staging)).await.unwrap();
@@ -103,18 +124,35 @@ fn real_iscsiadm_login_failure_is_reported_and_cleaned_up() {
         let staging = h.mkdir("staging");
         let rec = RecordingRunner::new(Arc::new(HostRunner::new()));
         let d = driver_over(Arc::new(rec.clone()), &h);
-        let err = d.stage(stage_req(pv, &staging, mount_cap("ext4"))).await.unwrap_err();
+        let err = d
+            .stage(stage_req(pv, &staging, mount_cap("ext4")))
+            .await
+            .unwrap_err();
         let s = tonic::Status::from(err);
         assert_eq!(s.code(), Code::Internal, "{s:?}");
-        assert!(s.message().contains(&format!("cannot attach volume {pv}")), "{}", s.message());
-        assert!(s.message().contains("iscsi"), "iscsiadm's own words are kept: {}", s.message());
+        assert!(
+            s.message().contains(&format!("cannot attach volume {pv}")),
+            "{}",
+            s.message()
+        );
+        assert!(
+            s.message().contains("iscsi"),
+            "iscsiadm's own words are kept: {}",
+            s.message()
+        );
         let lines = rec.lines();
         assert!(lines.iter().any(|l| l.contains("--login")), "{lines:?}");
         // The node record made for the login was deleted again; nothing is mounted; the
         // attachment holds no finalizer.
         let iqn = cstor_api::naming::iqn(pv);
-        let out = std::process::Command::new("iscsiadm").args(["-m", "node"]).output().unwrap();
-        assert!(!String::from_utf8_lossy(&out.stdout).contains(&iqn), "record left behind");
+        let out = std::process::Command::new("iscsiadm")
+            .args(["-m", "node"])
+            .output()
+            .unwrap();
+        assert!(
+            !String::from_utf8_lossy(&out.stdout).contains(&iqn),
+            "record left behind"
+        );
         assert!(h.our_mounts().is_empty());
         assert!(h.api.attachments().iter().all(|a| a.finalizers.is_empty()));
 
@@ -131,44 +169,117 @@ fn waits_end_with_upstream_messages() {
         let h = Harness::new();
         let staging = h.mkdir("staging");
         h.api.set_cvc_phase("pvc-pending", "Pending");
-        let e = tonic::Status::from(h.driver.stage(stage_req("pvc-pending", &staging, mount_cap("ext4"))).await.unwrap_err());
+        let e = tonic::Status::from(
+            h.driver
+                .stage(stage_req("pvc-pending", &staging, mount_cap("ext4")))
+                .await
+                .unwrap_err(),
+        );
         assert_eq!(e.code(), Code::Unavailable);
-        assert!(e.message().contains("Waiting for pvc-pending's CVC to be bound"), "{}", e.message());
+        assert!(
+            e.message()
+                .contains("Waiting for pvc-pending's CVC to be bound"),
+            "{}",
+            e.message()
+        );
 
         h.add_volume("pvc-init", 16 * MIB);
         h.api.set_volume_phase("pvc-init", "Init");
-        let e = tonic::Status::from(h.driver.stage(stage_req("pvc-init", &staging, mount_cap("ext4"))).await.unwrap_err());
+        let e = tonic::Status::from(
+            h.driver
+                .stage(stage_req("pvc-init", &staging, mount_cap("ext4")))
+                .await
+                .unwrap_err(),
+        );
         assert_eq!(e.code(), Code::Unavailable);
-        assert!(e.message().contains("Volume pvc-init is not ready: Replicas yet to connect to controller"), "{}", e.message());
+        assert!(
+            e.message()
+                .contains("Volume pvc-init is not ready: Replicas yet to connect to controller"),
+            "{}",
+            e.message()
+        );
 
         // Target down: nothing listens on the portal.
         let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let portal = closed.local_addr().unwrap().to_string();
         drop(closed);
         h.api.add_ready_volume("pvc-down", &portal);
-        let e = tonic::Status::from(h.driver.stage(stage_req("pvc-down", &staging, mount_cap("ext4"))).await.unwrap_err());
+        let e = tonic::Status::from(
+            h.driver
+                .stage(stage_req("pvc-down", &staging, mount_cap("ext4")))
+                .await
+                .unwrap_err(),
+        );
         assert_eq!(e.code(), Code::Unavailable);
-        assert!(e.message().contains(&format!("iSCSI Target not reachable for pvc-down, TargetPortal {portal}")), "{}", e.message());
-        assert!(h.api.attachments().iter().all(|a| a.finalizers.is_empty()), "finalizer released");
+        assert!(
+            e.message().contains(&format!(
+                "iSCSI Target not reachable for pvc-down, TargetPortal {portal}"
+            )),
+            "{}",
+            e.message()
+        );
+        assert!(
+            h.api.attachments().iter().all(|a| a.finalizers.is_empty()),
+            "finalizer released"
+        );
         assert!(h.commands("iscsiadm").is_empty());
 
         // Another node that is Ready still has it: refused with the fix in the message.
         h.add_volume("pvc-elsewhere", 16 * MIB);
-        h.api.set_node(cstor_csi_node::kube::NodeInfo { name: "node-b".into(), uid: "u-b".into(), ready: true });
+        h.api.set_node(cstor_csi_node::kube::NodeInfo {
+            name: "node-b".into(),
+            uid: "u-b".into(),
+            ready: true,
+        });
         let target = h.api.volume_target("pvc-elsewhere").await.unwrap().unwrap();
-        let mut other = cstor_csi_node::kube::Attachment::new("pvc-elsewhere", "node-b", cstor_csi_node::kube::AccessType::Mount, "ext4", &target, String::new());
+        let mut other = cstor_csi_node::kube::Attachment::new(
+            "pvc-elsewhere",
+            "node-b",
+            cstor_csi_node::kube::AccessType::Mount,
+            "ext4",
+            &target,
+            String::new(),
+        );
         other.finalizers = vec!["node-b".into()];
         h.api.put_attachment(other.clone());
-        let e = tonic::Status::from(h.driver.stage(stage_req("pvc-elsewhere", &staging, mount_cap("ext4"))).await.unwrap_err());
+        let e = tonic::Status::from(
+            h.driver
+                .stage(stage_req("pvc-elsewhere", &staging, mount_cap("ext4")))
+                .await
+                .unwrap_err(),
+        );
         assert_eq!(e.code(), Code::FailedPrecondition);
-        assert!(e.message().contains("Volume pvc-elsewhere still mounted on node node-b"), "{}", e.message());
-        assert!(e.message().contains("kubectl delete cva pvc-elsewhere-node-b -n openebs"), "{}", e.message());
+        assert!(
+            e.message()
+                .contains("Volume pvc-elsewhere still mounted on node node-b"),
+            "{}",
+            e.message()
+        );
+        assert!(
+            e.message()
+                .contains("kubectl delete cva pvc-elsewhere-node-b -n openebs"),
+            "{}",
+            e.message()
+        );
         // Once that node is gone, its stale attachment is removed and the stage goes ahead.
-        h.api.set_node(cstor_csi_node::kube::NodeInfo { name: "node-b".into(), uid: "u-b".into(), ready: false });
-        h.driver.stage(stage_req("pvc-elsewhere", &staging, mount_cap("ext4"))).await.unwrap();
+        h.api.set_node(cstor_csi_node::kube::NodeInfo {
+            name: "node-b".into(),
+            uid: "u-b".into(),
+            ready: false,
+        });
+        h.driver
+            .stage(stage_req("pvc-elsewhere", &staging, mount_cap("ext4")))
+            .await
+            .unwrap();
         let cvas = h.api.attachments();
-        let stale = cvas.iter().find(|a| a.node == "node-b").expect("kept until node-b's cleanup");
+        let stale = cvas
+            .iter()
+            .find(|a| a.node == "node-b")
+            .expect("kept until node-b's cleanup");
         assert!(stale.deleting, "marked for deletion");
-        h.driver.unstage(unstage_req("pvc-elsewhere", &staging)).await.unwrap();
+        h.driver
+            .unstage(unstage_req("pvc-elsewhere", &staging))
+            .await
+            .unwrap();
     });
 }

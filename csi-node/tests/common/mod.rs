@@ -42,7 +42,8 @@ where
     Fut: Future<Output = ()>,
 {
     let handle = std::thread::spawn(move || {
-        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS).expect("unshare(CLONE_NEWNS): tests must run as root");
+        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS)
+            .expect("unshare(CLONE_NEWNS): tests must run as root");
         nix::mount::mount(
             None::<&str>,
             "/",
@@ -80,7 +81,11 @@ pub fn losetup(image: &Path) -> PathBuf {
         .arg(image)
         .output()
         .expect("run losetup");
-    assert!(out.status.success(), "losetup -f --show: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "losetup -f --show: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
 }
 
@@ -134,7 +139,11 @@ impl FakeIscsi {
 
     /// The image file that `--login` to `iqn` attaches.
     pub fn add_lun(&self, iqn: &str, image: &Path) {
-        self.inner.lock().unwrap().luns.insert(iqn.into(), image.into());
+        self.inner
+            .lock()
+            .unwrap()
+            .luns
+            .insert(iqn.into(), image.into());
     }
 
     pub fn logins(&self) -> u32 {
@@ -152,7 +161,12 @@ impl FakeIscsi {
     }
 
     pub fn has_record(&self, iqn: &str) -> bool {
-        self.inner.lock().unwrap().records.keys().any(|(i, _)| i == iqn)
+        self.inner
+            .lock()
+            .unwrap()
+            .records
+            .keys()
+            .any(|(i, _)| i == iqn)
     }
 
     /// Answers the iscsiadm command lines `cstor-iscsi` runs; `None` for anything else.
@@ -162,7 +176,12 @@ impl FakeIscsi {
         }
         let a: Vec<&str> = cmd.args.iter().map(String::as_str).collect();
         let mut s = self.inner.lock().unwrap();
-        let arg = |k: &str| a.iter().position(|x| *x == k).and_then(|i| a.get(i + 1)).map(|v| v.to_string());
+        let arg = |k: &str| {
+            a.iter()
+                .position(|x| *x == k)
+                .and_then(|i| a.get(i + 1))
+                .map(|v| v.to_string())
+        };
         Some(Ok(match a.as_slice() {
             ["-m", "session"] => {
                 if s.sessions.is_empty() {
@@ -171,7 +190,9 @@ impl FakeIscsi {
                     Output::ok(
                         s.sessions
                             .iter()
-                            .map(|((iqn, portal), (sid, _))| format!("tcp: [{sid}] {portal},1 {iqn} (non-flash)\n"))
+                            .map(|((iqn, portal), (sid, _))| {
+                                format!("tcp: [{sid}] {portal},1 {iqn} (non-flash)\n")
+                            })
                             .collect::<String>(),
                     )
                 }
@@ -212,13 +233,21 @@ impl FakeIscsi {
                         if !s.records.contains_key(&key) {
                             Output::fail(21, "iscsiadm: No records found")
                         } else if s.sessions.contains_key(&key) {
-                            Output::fail(15, "iscsiadm: default: 1 session requested, but 1 already present.")
+                            Output::fail(
+                                15,
+                                "iscsiadm: default: 1 session requested, but 1 already present.",
+                            )
                         } else {
                             let Some(image) = s.luns.get(&key.0).cloned() else {
-                                return Some(Ok(Output::fail(24, "iscsiadm: Login failed: target not found")));
+                                return Some(Ok(Output::fail(
+                                    24,
+                                    "iscsiadm: Login failed: target not found",
+                                )));
                             };
                             let dev = losetup(&image);
-                            let link = s.dev_root.join(format!("ip-{}-iscsi-{}-lun-0", key.1, key.0));
+                            let link = s
+                                .dev_root
+                                .join(format!("ip-{}-iscsi-{}-lun-0", key.1, key.0));
                             let _ = std::fs::remove_file(&link);
                             std::os::unix::fs::symlink(&dev, &link).unwrap();
                             let sid = s.next_sid;
@@ -230,7 +259,9 @@ impl FakeIscsi {
                     }
                     ["--logout"] => match s.sessions.remove(&key) {
                         Some((_, dev)) => {
-                            let link = s.dev_root.join(format!("ip-{}-iscsi-{}-lun-0", key.1, key.0));
+                            let link = s
+                                .dev_root
+                                .join(format!("ip-{}-iscsi-{}-lun-0", key.1, key.0));
                             let _ = std::fs::remove_file(&link);
                             losetup_detach(&dev);
                             Output::ok("Logout successful.")
@@ -311,11 +342,16 @@ impl Harness {
         }
     }
 
-    pub fn driver_with(rec: &RecordingRunner, api: &MemoryVolumeApi, dev_root: &Path) -> NodeDriver {
+    pub fn driver_with(
+        rec: &RecordingRunner,
+        api: &MemoryVolumeApi,
+        dev_root: &Path,
+    ) -> NodeDriver {
         let mut cfg = NodeConfig::new(NODE, NS);
         cfg.waits = short_waits();
         let runner: Arc<dyn Runner> = Arc::new(rec.clone());
-        let attacher = IscsiAttacher::new(runner.clone(), dev_root).with_device_timeout(Duration::from_secs(5));
+        let attacher = IscsiAttacher::new(runner.clone(), dev_root)
+            .with_device_timeout(Duration::from_secs(5));
         let api: Arc<dyn VolumeApi> = Arc::new(api.clone());
         NodeDriver::new(cfg, runner, api, Arc::new(attacher))
     }
@@ -360,13 +396,19 @@ impl Harness {
     }
 
     pub fn commands(&self, program: &str) -> Vec<String> {
-        self.rec.lines().into_iter().filter(|l| l.starts_with(&format!("{program} "))).collect()
+        self.rec
+            .lines()
+            .into_iter()
+            .filter(|l| l.starts_with(&format!("{program} ")))
+            .collect()
     }
 }
 
 pub fn mount_cap(fs: &str) -> VolumeCapability {
     VolumeCapability {
-        access_mode: Some(AccessMode { mode: Mode::SingleNodeWriter as i32 }),
+        access_mode: Some(AccessMode {
+            mode: Mode::SingleNodeWriter as i32,
+        }),
         access_type: Some(AccessType::Mount(MountVolume {
             fs_type: fs.into(),
             mount_flags: vec![],
@@ -377,7 +419,9 @@ pub fn mount_cap(fs: &str) -> VolumeCapability {
 
 pub fn block_cap() -> VolumeCapability {
     VolumeCapability {
-        access_mode: Some(AccessMode { mode: Mode::SingleNodeWriter as i32 }),
+        access_mode: Some(AccessMode {
+            mode: Mode::SingleNodeWriter as i32,
+        }),
         access_type: Some(AccessType::Block(BlockVolume {})),
     }
 }
@@ -398,7 +442,13 @@ pub fn unstage_req(pv: &str, staging: &Path) -> NodeUnstageVolumeRequest {
     }
 }
 
-pub fn publish_req(pv: &str, staging: &Path, target: &Path, cap: VolumeCapability, readonly: bool) -> NodePublishVolumeRequest {
+pub fn publish_req(
+    pv: &str,
+    staging: &Path,
+    target: &Path,
+    cap: VolumeCapability,
+    readonly: bool,
+) -> NodePublishVolumeRequest {
     NodePublishVolumeRequest {
         volume_id: pv.into(),
         staging_target_path: staging.display().to_string(),

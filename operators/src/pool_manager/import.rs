@@ -4,7 +4,7 @@
 //! therefore finds the pool on the next pass and never creates a second one.
 
 use cstor_api::{
-    constants::annotations,
+    constants::annotation as annotations,
     cstor::{CStorPoolInstance, CStorPoolInstancePhase, ConditionStatus, pool_conditions},
 };
 use kube::runtime::events::EventType;

@@ -40,7 +40,7 @@ pub const DELETION_BLOCKED: &str = "PoolDeletionBlocked";
 pub const REPLICAS_EXIST: &str = "VolumeReplicasExist";
 
 /// Everything a pool-manager pass needs.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Context {
     pub client: Client,
     pub engine: Arc<dyn DataEngine>,
@@ -55,6 +55,12 @@ pub struct Context {
     pub resync: Duration,
     /// Serialises pool and replica commands (upstream's global mutex).
     pub lock: Arc<tokio::sync::Mutex<()>>,
+}
+
+impl std::fmt::Debug for Context {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Context").field("pool", &self.pool).field("cspi_uid", &self.cspi_uid).finish()
+    }
 }
 
 impl Context {
@@ -200,7 +206,7 @@ pub async fn run(ctx: Context) {
                 tracing::debug!(error = %e, "cspi reconcile");
             }
         });
-    let selector = format!("{}={}", cstor_api::constants::labels::CSPI_UID, ctx.cspi_uid);
+    let selector = format!("{}={}", cstor_api::constants::label::CSPI_UID, ctx.cspi_uid);
     let cvr_ctl = Controller::new(ctx.cvrs(), watcher::Config::default().labels(&selector))
         .run(replica::reconcile, replica::error_policy, ctx.clone())
         .for_each(|res| async move {

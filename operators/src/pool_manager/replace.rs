@@ -4,7 +4,7 @@
 //! completed the old claim is released, the old disk's labels cleared and the annotation dropped.
 
 use cstor_api::{
-    constants::{annotations, finalizers, labels},
+    constants::{annotation as annotations, finalizer as finalizers, label as labels},
     cstor::{CStorPoolInstance, ConditionStatus, pool_conditions},
     ndm::BlockDeviceClaim,
 };

@@ -333,7 +333,7 @@ impl VolumeManager {
         .map_err(api_err(format!("updating status of CStorVolume {name}")))?;
         if let Some(phase) = changed {
             let msg = format!("Volume is in {phase} state");
-            self.record(&updated, status::event_type(&phase), phase.as_str(), &msg, Some(format!("{name}.{phase}")))
+            self.record(&updated, status::event_type(&phase), phase.as_str(), &msg, Some(format!("{name}.{}", phase.as_str().to_ascii_lowercase())))
                 .await;
         }
         report.map(drop).map_err(ManagerError::from)
@@ -502,7 +502,9 @@ impl VolumeManager {
     }
 
     /// Records a core/v1 Event on the CV. With `fixed_name` the event is created once and its
-    /// `count` incremented afterwards (upstream's `<cv>.<phase>` events). Failures are logged.
+    /// `count` incremented afterwards (upstream's `<cv>.<phase>` events; the phase is
+    /// lower-cased here because the API refuses upper-case object names, which made upstream's
+    /// own phase events fail). Failures are logged.
     async fn record(&self, cv: &CStorVolume, type_: &str, reason: &str, message: &str, fixed_name: Option<String>) {
         let name = name_of(cv);
         if let Err(e) = self.try_record(cv, type_, reason, message, fixed_name).await {

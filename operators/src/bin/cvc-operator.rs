@@ -1,0 +1,61 @@
+//! `cvc-operator`: provisions cStor volumes from CStorVolumeConfigs (see
+//! `cstor_operators::cvc_operator`).
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use cstor_operators::cvc_operator::{self, Config, Context};
+
+/// Turns Pending CStorVolumeConfigs into cStor volumes and keeps them in line with their spec.
+#[derive(Debug, Parser)]
+#[command(name = "cvc-operator", version)]
+struct Args {
+    /// Seconds between periodic resyncs of every CVC.
+    #[arg(long, env = "RESYNC_INTERVAL", default_value_t = 30)]
+    resync_interval: u64,
+    /// Accepted for compatibility with upstream manifests (the REST server is not provided).
+    #[arg(long, default_value = "")]
+    bind: String,
+    /// Accepted for compatibility with upstream manifests (leader election is not provided).
+    #[arg(long, default_value_t = false)]
+    leader_election: bool,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    let args = Args::parse();
+    if args.leader_election {
+        eprintln!("cvc-operator: --leader-election is not supported; run a single replica");
+        return ExitCode::FAILURE;
+    }
+    let mut config = match Config::from_env() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("cvc-operator: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    config.resync = std::time::Duration::from_secs(args.resync_interval.max(1));
+    let client = match kube::Client::try_default().await {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!(
+                "cvc-operator: cannot build a Kubernetes client (in-cluster config or KUBECONFIG): {e}"
+            );
+            return ExitCode::FAILURE;
+        }
+    };
+    tracing::info!(namespace = %config.namespace, "starting cvc-operator");
+    let ctx = Context::new(client, config);
+    cvc_operator::run(ctx, async {
+        let _ = tokio::signal::ctrl_c().await;
+    })
+    .await;
+    ExitCode::SUCCESS
+}

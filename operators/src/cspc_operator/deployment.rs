@@ -1,0 +1,220 @@
+//! The pool-manager Deployment of a CSPI (upstream §3.4, `GetPoolDeploySpec`).
+
+use std::collections::BTreeMap;
+
+use cstor_api::{
+    constants::{annotation as annotations, env, label as labels, value as values},
+    cstor::{CStorPoolCluster, CStorPoolInstance},
+};
+use k8s_openapi::{
+    api::{
+        apps::v1::{Deployment, DeploymentSpec, DeploymentStrategy},
+        core::v1::{
+            Container, ContainerPort, EmptyDirVolumeSource, EnvVar, EnvVarSource, ExecAction, HostPathVolumeSource,
+            LifecycleHandler, Lifecycle, LocalObjectReference, ObjectFieldSelector, PodSpec, PodTemplateSpec, Probe,
+            SecurityContext, Volume, VolumeMount,
+        },
+    },
+    apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta},
+};
+use kube::{Resource, ResourceExt};
+
+/// Images and host paths, from the operator's environment (upstream defaults).
+#[derive(Clone, Debug)]
+pub struct DeployConfig {
+    pub pool_manager_image: String,
+    pub pool_image: String,
+    pub exporter_image: String,
+    pub service_account: String,
+    pub image_pull_secrets: Vec<String>,
+    pub base_dir: String,
+    pub sparse_dir: String,
+}
+
+impl Default for DeployConfig {
+    fn default() -> Self {
+        Self {
+            pool_manager_image: "quay.io/openebs/cstor-pool-manager-amd64:ci".into(),
+            pool_image: "quay.io/openebs/cstor-pool:ci".into(),
+            exporter_image: "quay.io/openebs/m-exporter:ci".into(),
+            service_account: "openebs-maya-operator".into(),
+            image_pull_secrets: vec![],
+            base_dir: "/var/openebs".into(),
+            sparse_dir: "/var/openebs/sparse".into(),
+        }
+    }
+}
+
+impl DeployConfig {
+    /// Reads the upstream environment variables, keeping defaults for the unset ones.
+    pub fn from_env() -> Self {
+        let d = Self::default();
+        let get = |k: &str, dflt: String| std::env::var(k).ok().filter(|v| !v.is_empty()).unwrap_or(dflt);
+        Self {
+            pool_manager_image: get(env::OPENEBS_IO_CSPI_MGMT_IMAGE, d.pool_manager_image),
+            pool_image: get(env::OPENEBS_IO_CSTOR_POOL_IMAGE, d.pool_image),
+            exporter_image: get(env::OPENEBS_IO_CSTOR_POOL_EXPORTER_IMAGE, d.exporter_image),
+            service_account: get(env::OPENEBS_SERVICEACCOUNT_NAME, d.service_account),
+            image_pull_secrets: std::env::var(env::OPENEBS_IO_IMAGE_PULL_SECRETS)
+                .unwrap_or_default()
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+                .collect(),
+            base_dir: get(env::OPENEBS_IO_BASE_DIR, d.base_dir),
+            sparse_dir: get(env::OPENEBS_IO_CSTOR_POOL_SPARSE_DIR, d.sparse_dir),
+        }
+    }
+}
+
+fn env_var(name: &str, value: &str) -> EnvVar {
+    EnvVar { name: name.into(), value: Some(value.into()), ..Default::default() }
+}
+
+fn field_env(name: &str, path: &str) -> EnvVar {
+    EnvVar {
+        name: name.into(),
+        value_from: Some(EnvVarSource {
+            field_ref: Some(ObjectFieldSelector { field_path: path.into(), ..Default::default() }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+fn mounts(sparse: &str) -> Vec<VolumeMount> {
+    [("device", "/dev"), ("tmp", "/tmp"), ("udev", "/run/udev"), ("storagepath", "/var/openebs/cstor-pool"), ("sockfile", "/var/tmp/sock"), ("sparse", sparse)]
+        .into_iter()
+        .map(|(n, p)| VolumeMount { name: n.into(), mount_path: p.into(), ..Default::default() })
+        .collect()
+}
+
+fn host_path(name: &str, path: &str, type_: &str) -> Volume {
+    Volume {
+        name: name.into(),
+        host_path: Some(HostPathVolumeSource { path: path.into(), type_: Some(type_.into()) }),
+        ..Default::default()
+    }
+}
+
+fn privileged() -> Option<SecurityContext> {
+    Some(SecurityContext { privileged: Some(true), ..Default::default() })
+}
+
+fn shell(cmd: &str) -> Option<ExecAction> {
+    Some(ExecAction { command: Some(vec!["/bin/sh".into(), "-c".into(), cmd.into()]) })
+}
+
+/// The Deployment for `cspi` (name = CSPI name, controller reference to the CSPI).
+pub fn build(cfg: &DeployConfig, version: &str, cspc: &CStorPoolCluster, cspi: &CStorPoolInstance) -> Deployment {
+    let cspc_name = cspc.name_any();
+    let cspc_uid = cspc.uid().unwrap_or_default();
+    let cspi_uid = cspi.uid().unwrap_or_default();
+    let config = cspi.spec.pool_config.clone().unwrap_or_default();
+    let labels_map = BTreeMap::from([
+        (labels::CSTOR_POOL_CLUSTER.to_string(), cspc_name.clone()),
+        (labels::APP.to_string(), values::APP_CSTOR_POOL.to_string()),
+        (labels::CSTOR_POOL_INSTANCE.to_string(), cspi.name_any()),
+        (labels::VERSION.to_string(), version.to_string()),
+    ]);
+    let monitoring = BTreeMap::from([(annotations::MONITORING.to_string(), values::MONITORING_POOL_EXPORTER.to_string())]);
+    let mut pod_annotations = monitoring.clone();
+    pod_annotations.extend([
+        (annotations::PROMETHEUS_PATH.to_string(), "/metrics".to_string()),
+        (annotations::PROMETHEUS_PORT.to_string(), "9500".to_string()),
+        (annotations::PROMETHEUS_SCRAPE.to_string(), "true".to_string()),
+        (annotations::SAFE_TO_EVICT.to_string(), "false".to_string()),
+    ]);
+    let storage = format!("{}/cstor-pool/{cspc_name}", cfg.base_dir);
+    let port = |p: i32| ContainerPort { container_port: p, protocol: Some("TCP".into()), ..Default::default() };
+    let mgmt = Container {
+        name: "cstor-pool-mgmt".into(),
+        image: Some(cfg.pool_manager_image.clone()),
+        image_pull_policy: Some("IfNotPresent".into()),
+        security_context: privileged(),
+        env: Some(vec![
+            env_var(env::OPENEBS_IO_CSPI_ID, &cspi_uid),
+            env_var(env::RESYNC_INTERVAL, "30"),
+            field_env(env::POD_NAME, "metadata.name"),
+            field_env(env::NAMESPACE, "metadata.namespace"),
+            env_var(env::OPENEBS_IO_POOL_NAME, &cspc_uid),
+        ]),
+        resources: Some(config.aux_resources.clone().unwrap_or_default()),
+        volume_mounts: Some(mounts(&cfg.sparse_dir)),
+        ..Default::default()
+    };
+    let pool = Container {
+        name: "cstor-pool".into(),
+        image: Some(cfg.pool_image.clone()),
+        image_pull_policy: Some("IfNotPresent".into()),
+        security_context: privileged(),
+        resources: Some(config.resources.clone().unwrap_or_default()),
+        ports: Some(vec![port(12000), port(3232), port(3233)]),
+        env: Some(vec![env_var(env::OPENEBS_IO_CSTOR_ID, &cspi_uid), env_var(env::OPENEBS_IO_POOL_NAME, &cspc_uid)]),
+        lifecycle: Some(Lifecycle { post_start: Some(LifecycleHandler { exec: shell("sleep 2"), ..Default::default() }), ..Default::default() }),
+        liveness_probe: Some(Probe {
+            exec: shell("timeout 120 zfs set io.openebs:livenesstimestamp=\"$(date +%s)\" cstor-$OPENEBS_IO_POOL_NAME"),
+            failure_threshold: Some(3),
+            initial_delay_seconds: Some(300),
+            period_seconds: Some(60),
+            timeout_seconds: Some(150),
+            ..Default::default()
+        }),
+        volume_mounts: Some(mounts(&cfg.sparse_dir)),
+        ..Default::default()
+    };
+    let exporter = Container {
+        name: "maya-exporter".into(),
+        image: Some(cfg.exporter_image.clone()),
+        image_pull_policy: Some("IfNotPresent".into()),
+        security_context: privileged(),
+        ports: Some(vec![port(9500)]),
+        command: Some(vec!["maya-exporter".into()]),
+        args: Some(vec!["-e=pool".into()]),
+        volume_mounts: Some(mounts(&cfg.sparse_dir)),
+        ..Default::default()
+    };
+    Deployment {
+        metadata: ObjectMeta {
+            name: Some(cspi.name_any()),
+            namespace: cspi.namespace(),
+            labels: Some(labels_map.clone()),
+            annotations: Some(monitoring),
+            owner_references: cspi.controller_owner_ref(&()).map(|r| vec![r]),
+            ..Default::default()
+        },
+        spec: Some(DeploymentSpec {
+            replicas: Some(1),
+            strategy: Some(DeploymentStrategy { type_: Some("Recreate".into()), ..Default::default() }),
+            selector: LabelSelector {
+                match_labels: Some(BTreeMap::from([(labels::APP.to_string(), values::APP_CSTOR_POOL.to_string())])),
+                ..Default::default()
+            },
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta { labels: Some(labels_map), annotations: Some(pod_annotations), ..Default::default() }),
+                spec: Some(PodSpec {
+                    priority_class_name: Some(config.priority_class_name.clone().unwrap_or_default()),
+                    node_selector: Some(cspi.spec.node_selector.clone()),
+                    service_account_name: Some(cfg.service_account.clone()),
+                    tolerations: config.tolerations.clone(),
+                    image_pull_secrets: (!cfg.image_pull_secrets.is_empty()).then(|| {
+                        cfg.image_pull_secrets.iter().map(|s| LocalObjectReference { name: s.clone() }).collect()
+                    }),
+                    containers: vec![mgmt, pool, exporter],
+                    volumes: Some(vec![
+                        host_path("device", "/dev", "Directory"),
+                        host_path("udev", "/run/udev", "Directory"),
+                        host_path("tmp", &storage, "DirectoryOrCreate"),
+                        host_path("storagepath", &storage, "DirectoryOrCreate"),
+                        host_path("sparse", &cfg.sparse_dir, "DirectoryOrCreate"),
+                        Volume { name: "sockfile".into(), empty_dir: Some(EmptyDirVolumeSource::default()), ..Default::default() },
+                    ]),
+                    ..Default::default()
+                }),
+            },
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}

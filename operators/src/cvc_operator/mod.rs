@@ -1,0 +1,396 @@
+//! cvc-operator: turns a Pending CStorVolumeConfig into a target Service, a CStorVolume, a
+//! target Deployment and CStorVolumeReplicas, then keeps them in line with the CVC (replica
+//! scale up/down, resize, policy changes, deletion).
+//!
+//! Event driven: a kube-runtime [`Controller`] on the CVCs of the OpenEBS namespace, woken by
+//! changes of the CVCs and of the objects they own (CV and Service directly; target Deployment
+//! and CVRs through the `openebs.io/persistent-volume` label), with a periodic resync.
+//!
+//! Crash safety: every object has a deterministic name (the PDB included), so a create that
+//! answers 409 AlreadyExists means "already done"; replica placement is decided from the CVRs
+//! that exist (listed from the API, never a cache), so a reconcile interrupted at any point and
+//! run again never puts two replicas of a volume on one pool nor creates a second target.
+//!
+//! One file per capability: [`provision`] (the get-or-create chain), [`placement`] (which pools
+//! get replicas), [`target`] (Service and Deployment), [`scale`], [`resize`], [`delete`],
+//! [`pdb`], [`status`] (conditions and events).
+
+pub mod delete;
+pub mod pdb;
+pub mod placement;
+pub mod provision;
+pub mod resize;
+pub mod scale;
+pub mod status;
+pub mod target;
+
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Duration,
+};
+
+use cstor_api::{
+    constants::{env, label},
+    cstor::{CStorVolume, CStorVolumeConfig, CStorVolumeConfigPhase, CStorVolumeReplica},
+};
+use futures::StreamExt;
+use k8s_openapi::api::{apps::v1::Deployment, core::v1::Service};
+use kube::{
+    Api, Client, Resource, ResourceExt,
+    runtime::{
+        Controller,
+        controller::Action,
+        events::{Event, EventType, Recorder, Reporter},
+        reflector::ObjectRef,
+        watcher,
+    },
+};
+use tracing::{debug, info, warn};
+
+/// Version written into labels and `versionDetails` (upstream's operator version string).
+pub const DEFAULT_VERSION: &str = "3.6.0";
+
+/// Operator settings (images, namespace, timings). [`Config::from_env`] reads upstream's
+/// environment variables; tests build it directly.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Namespace of CVCs, CVs, CVRs, CSPIs, policies, targets (`OPENEBS_NAMESPACE`).
+    pub namespace: String,
+    /// Operator version (labels `openebs.io/version`, `versionDetails`).
+    pub version: String,
+    /// `OPENEBS_IO_CSTOR_TARGET_IMAGE`.
+    pub target_image: String,
+    /// `OPENEBS_IO_VOLUME_MONITOR_IMAGE`.
+    pub exporter_image: String,
+    /// `OPENEBS_IO_CSTOR_VOLUME_MGMT_IMAGE`.
+    pub volume_mgmt_image: String,
+    /// `OPENEBS_SERVICEACCOUNT_NAME` (target pod service account).
+    pub service_account: Option<String>,
+    /// `OPENEBS_IO_IMAGE_PULL_SECRETS` (comma separated).
+    pub image_pull_secrets: Vec<String>,
+    /// `OPENEBS_IO_BASE_DIR` (default `/var/openebs`).
+    pub base_dir: String,
+    /// Periodic resync of every CVC.
+    pub resync: Duration,
+    /// Retry delay after an error (a volume that cannot be provisioned yet, a conflict...).
+    pub retry: Duration,
+    /// Retry delay while waiting on another component (target IP, scale down progress).
+    pub wait_retry: Duration,
+}
+
+impl Config {
+    /// Defaults for `namespace`, as upstream's manifests configure them.
+    pub fn new(namespace: impl Into<String>) -> Self {
+        Self {
+            namespace: namespace.into(),
+            version: DEFAULT_VERSION.to_owned(),
+            target_image: "openebs/cstor-istgt:ci".to_owned(),
+            exporter_image: "openebs/m-exporter:ci".to_owned(),
+            volume_mgmt_image: "openebs/cstor-volume-manager-amd64:ci".to_owned(),
+            service_account: None,
+            image_pull_secrets: Vec::new(),
+            base_dir: "/var/openebs".to_owned(),
+            resync: Duration::from_secs(30),
+            retry: Duration::from_secs(5),
+            wait_retry: Duration::from_secs(2),
+        }
+    }
+
+    /// Reads upstream's environment variables; `OPENEBS_NAMESPACE` is required.
+    pub fn from_env() -> Result<Self, String> {
+        let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+        let namespace = var(env::OPENEBS_NAMESPACE).ok_or_else(|| {
+            format!(
+                "environment variable {} is not set: set it to the namespace OpenEBS runs in",
+                env::OPENEBS_NAMESPACE
+            )
+        })?;
+        let mut c = Self::new(namespace);
+        if let Some(v) = var(env::OPENEBS_IO_CSTOR_TARGET_IMAGE) {
+            c.target_image = v;
+        }
+        if let Some(v) = var(env::OPENEBS_IO_VOLUME_MONITOR_IMAGE) {
+            c.exporter_image = v;
+        }
+        if let Some(v) = var(env::OPENEBS_IO_CSTOR_VOLUME_MGMT_IMAGE) {
+            c.volume_mgmt_image = v;
+        }
+        c.service_account = var(env::OPENEBS_SERVICEACCOUNT_NAME);
+        if let Some(v) = var(env::OPENEBS_IO_IMAGE_PULL_SECRETS) {
+            c.image_pull_secrets = v
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+                .collect();
+        }
+        if let Some(v) = var(env::OPENEBS_IO_BASE_DIR) {
+            c.base_dir = v;
+        }
+        if let Some(v) = var("OPENEBS_IO_VERSION") {
+            c.version = v;
+        }
+        Ok(c)
+    }
+}
+
+/// Shared state of the reconciler.
+pub struct Context {
+    /// API client.
+    pub client: Client,
+    /// Settings.
+    pub config: Config,
+    /// Event recorder (reporting controller `cvc-operator`).
+    pub recorder: Recorder,
+    writes: AtomicU64,
+}
+
+impl Context {
+    /// A context for `client` and `config`.
+    pub fn new(client: Client, config: Config) -> Arc<Self> {
+        let reporter = Reporter {
+            controller: "cvc-operator".to_owned(),
+            instance: std::env::var(env::POD_NAME).ok(),
+        };
+        Arc::new(Self {
+            recorder: Recorder::new(client.clone(), reporter),
+            client,
+            config,
+            writes: AtomicU64::new(0),
+        })
+    }
+
+    /// Number of API writes (creates, updates, patches, deletes, events) issued so far.
+    pub fn api_writes(&self) -> u64 {
+        self.writes.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn count_write(&self) {
+        self.writes.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn api<K>(&self) -> Api<K>
+    where
+        K: Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+        K::DynamicType: Default,
+    {
+        Api::namespaced(self.client.clone(), &self.config.namespace)
+    }
+
+    /// Publishes an event about `obj`; failures are logged, never fatal.
+    pub(crate) async fn event<K: Resource<DynamicType = ()>>(
+        &self,
+        obj: &K,
+        type_: EventType,
+        reason: &str,
+        note: impl Into<String>,
+    ) {
+        self.count_write();
+        let ev = Event {
+            type_,
+            reason: reason.to_owned(),
+            note: Some(note.into()),
+            action: reason.to_owned(),
+            secondary: None,
+        };
+        if let Err(e) = self.recorder.publish(&ev, &obj.object_ref(&())).await {
+            warn!(error = %e, reason, "failed to publish event");
+        }
+    }
+}
+
+/// Why a reconcile did not complete.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// An API call failed.
+    #[error("{action}: {source}")]
+    Kube {
+        /// What was being done (`create CStorVolume pvc-1`).
+        action: String,
+        /// The API error.
+        source: kube::Error,
+    },
+    /// The volume cannot progress because of its spec or its surroundings; `reason` is the
+    /// machine-readable cause shown in the CVC condition, `message` says what to do.
+    #[error("{message}")]
+    Blocked {
+        /// Condition/event reason (`NotEnoughPools`, `InvalidSpec`...).
+        reason: &'static str,
+        /// Human-readable cause.
+        message: String,
+    },
+    /// Waiting on another component (target IP, volume manager); retried sooner.
+    #[error("{message}")]
+    Waiting {
+        /// Condition reason.
+        reason: &'static str,
+        /// What is awaited.
+        message: String,
+    },
+}
+
+impl Error {
+    pub(crate) fn kube(action: impl Into<String>) -> impl FnOnce(kube::Error) -> Error {
+        let action = action.into();
+        move |source| Error::Kube { action, source }
+    }
+
+    pub(crate) fn blocked(reason: &'static str, message: impl Into<String>) -> Self {
+        Error::Blocked {
+            reason,
+            message: message.into(),
+        }
+    }
+
+    /// The condition reason for this error.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Error::Kube { .. } => "APIError",
+            Error::Blocked { reason, .. } | Error::Waiting { reason, .. } => reason,
+        }
+    }
+}
+
+/// Whether an API error is 404.
+pub(crate) fn is_not_found(e: &kube::Error) -> bool {
+    matches!(e, kube::Error::Api(s) if s.code == 404)
+}
+
+/// Whether an API error is 409 AlreadyExists (a create that was already done).
+pub(crate) fn is_already_exists(e: &kube::Error) -> bool {
+    matches!(e, kube::Error::Api(s) if s.code == 409 && s.reason == "AlreadyExists")
+}
+
+/// Whether an API error is 409 Conflict (stale resourceVersion).
+pub(crate) fn is_conflict(e: &kube::Error) -> bool {
+    matches!(e, kube::Error::Api(s) if s.code == 409 && s.reason == "Conflict")
+}
+
+/// PV name of a CVC (= CVC name).
+pub(crate) fn pv_name(cvc: &CStorVolumeConfig) -> String {
+    cvc.name_any()
+}
+
+/// Reconciles one CVC (upstream `syncCVC`, §5.1).
+pub async fn reconcile(cvc: Arc<CStorVolumeConfig>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let name = cvc.name_any();
+    if cvc.metadata.deletion_timestamp.is_some() {
+        delete::finalize(&cvc, &ctx).await?;
+        return Ok(Action::await_change());
+    }
+    let current = cvc.version_details.current();
+    if !current.is_empty() && !versions_match(current, &ctx.config.version) {
+        ctx.event(
+            cvc.as_ref(),
+            EventType::Warning,
+            "CVC Reconcile",
+            format!(
+                "can not reconcile cvc {name}: it is at version {current} and this operator is {}; upgrade the volume first",
+                ctx.config.version
+            ),
+        )
+        .await;
+        return Ok(Action::await_change());
+    }
+    match cvc.status.phase.as_ref() {
+        Some(CStorVolumeConfigPhase::Pending) => {
+            match provision::provision(&cvc, &ctx).await {
+                Ok(()) => {
+                    info!(cvc = %name, "volume bound");
+                    Ok(Action::requeue(ctx.config.resync))
+                }
+                Err(e) => {
+                    status::record_provision_failure(&cvc, &ctx, &e).await;
+                    Err(e)
+                }
+            }
+        }
+        Some(CStorVolumeConfigPhase::Bound) => {
+            let mut cvc = (*cvc).clone();
+            resize::sync(&mut cvc, &ctx).await?;
+            scale::sync(&mut cvc, &ctx).await?;
+            target::sync_policy(&mut cvc, &ctx).await?;
+            status::sync_health(&mut cvc, &ctx).await?;
+            Ok(Action::requeue(ctx.config.resync))
+        }
+        _ => {
+            debug!(cvc = %name, "phase is neither Pending nor Bound: nothing to do");
+            Ok(Action::await_change())
+        }
+    }
+}
+
+/// Requeue policy after an error: waiting states retry sooner than failures.
+pub fn error_policy(cvc: Arc<CStorVolumeConfig>, err: &Error, ctx: Arc<Context>) -> Action {
+    match err {
+        Error::Waiting { .. } => Action::requeue(ctx.config.wait_retry),
+        Error::Kube { source, .. } if is_conflict(source) => {
+            Action::requeue(ctx.config.wait_retry.min(Duration::from_millis(200)))
+        }
+        _ => {
+            warn!(cvc = %cvc.name_any(), error = %err, "reconcile failed");
+            Action::requeue(ctx.config.retry)
+        }
+    }
+}
+
+/// `a` and `b` name the same release, ignoring a `-suffix`.
+fn versions_match(a: &str, b: &str) -> bool {
+    let base = |v: &str| v.split('-').next().unwrap_or(v).to_owned();
+    base(a) == base(b)
+}
+
+/// Maps an object carrying `openebs.io/persistent-volume` to its CVC.
+fn by_pv_label<K: Resource>(obj: K, ns: &str) -> Option<ObjectRef<CStorVolumeConfig>> {
+    obj.meta()
+        .labels
+        .as_ref()?
+        .get(label::PERSISTENT_VOLUME)
+        .map(|pv| ObjectRef::new(pv).within(ns))
+}
+
+/// Builds the controller (not started): CVCs of the namespace, woken by their CVs, Services,
+/// target Deployments and CVRs.
+pub fn controller(ctx: &Arc<Context>) -> Controller<CStorVolumeConfig> {
+    let wc = watcher::Config::default();
+    let ns = ctx.config.namespace.clone();
+    let ns2 = ns.clone();
+    let pv_selector = watcher::Config::default().labels(label::PERSISTENT_VOLUME);
+    Controller::new(ctx.api::<CStorVolumeConfig>(), wc.clone())
+        .owns(ctx.api::<CStorVolume>(), wc.clone())
+        .owns(ctx.api::<Service>(), pv_selector.clone())
+        .watches(ctx.api::<Deployment>(), pv_selector.clone(), move |d| {
+            by_pv_label(d, &ns)
+        })
+        .watches(ctx.api::<CStorVolumeReplica>(), pv_selector, move |r| {
+            by_pv_label(r, &ns2)
+        })
+}
+
+/// Runs the controller until `shutdown` resolves.
+pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + Sync + 'static) {
+    controller(&ctx)
+        .graceful_shutdown_on(shutdown)
+        .run(reconcile, error_policy, ctx.clone())
+        .for_each(|res| async move {
+            match res {
+                Ok((obj, _)) => debug!(cvc = %obj.name, "reconciled"),
+                Err(e) => debug!(error = %e, "reconcile error"),
+            }
+        })
+        .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn version_suffix_is_ignored() {
+        assert!(versions_match("3.6.0", "3.6.0-RC1"));
+        assert!(!versions_match("3.5.0", "3.6.0"));
+    }
+}

@@ -1,0 +1,146 @@
+//! Resize (§5.5): CVC `spec.capacity` → CV `spec.capacity` → (volume manager) target; done
+//! when the CV's `status.capacity` reaches the size. Shrinking is ignored.
+
+use cstor_api::cstor::{CStorVolume, CStorVolumeConfig, volume_config_conditions};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use kube::{api::PostParams, runtime::events::EventType};
+
+use super::{Context, Error, pv_name, status};
+
+/// Bytes of a Kubernetes quantity (`5Gi`, `500M`, `1073741824`); `None` when unparsable.
+pub fn bytes(q: &Quantity) -> Option<u128> {
+    let s = q.0.trim();
+    let split = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(s.len());
+    let (num, suffix) = s.split_at(split);
+    let mult: u128 = match suffix {
+        "" => 1,
+        "Ki" => 1 << 10,
+        "Mi" => 1 << 20,
+        "Gi" => 1 << 30,
+        "Ti" => 1 << 40,
+        "Pi" => 1 << 50,
+        "Ei" => 1 << 60,
+        "k" | "K" => 1_000,
+        "M" => 1_000_000,
+        "G" => 1_000_000_000,
+        "T" => 1_000_000_000_000,
+        "P" => 1_000_000_000_000_000,
+        "E" => 1_000_000_000_000_000_000,
+        _ => return None,
+    };
+    match num.split_once('.') {
+        None => num.parse::<u128>().ok().map(|n| n * mult),
+        Some((int, frac)) => {
+            let int: u128 = if int.is_empty() { 0 } else { int.parse().ok()? };
+            let scale = 10u128.checked_pow(frac.len() as u32)?;
+            let frac: u128 = if frac.is_empty() { 0 } else { frac.parse().ok()? };
+            Some(int * mult + frac * mult / scale)
+        }
+    }
+}
+
+fn storage(list: Option<&cstor_api::cstor::ResourceList>) -> Option<Quantity> {
+    list.and_then(|l| l.get("storage")).cloned()
+}
+
+/// One resize step for a bound CVC.
+pub async fn sync(cvc: &mut CStorVolumeConfig, ctx: &Context) -> Result<(), Error> {
+    let Some(desired) = storage(Some(&cvc.spec.capacity)) else {
+        return Ok(());
+    };
+    let current = storage(cvc.status.capacity.as_ref());
+    let (Some(want), Some(have)) = (bytes(&desired), current.as_ref().and_then(bytes)) else {
+        return Ok(());
+    };
+    if want <= have {
+        return Ok(());
+    }
+    let pv = pv_name(cvc);
+    let cvs = ctx.api::<CStorVolume>();
+    let mut cv = cvs
+        .get(&pv)
+        .await
+        .map_err(Error::kube(format!("get CStorVolume {pv}")))?;
+    let cv_spec = cv.spec.capacity.as_ref().and_then(bytes);
+    let cv_status = cv
+        .status
+        .as_ref()
+        .and_then(|s| s.capacity.as_ref())
+        .and_then(bytes);
+    if cv_status == Some(want) {
+        cvc.status.capacity = Some(cvc.spec.capacity.clone());
+        status::clear_condition(cvc, volume_config_conditions::RESIZING);
+        status::clear_condition(cvc, volume_config_conditions::VOLUME_RESIZE_PENDING);
+        status::replace_cvc(cvc, ctx).await?;
+        ctx.event(
+            cvc,
+            EventType::Normal,
+            "VolumeResizeSuccessful",
+            "Resize volume succeeded",
+        )
+        .await;
+        return Ok(());
+    }
+    if cv_spec == Some(want) || matches!((cv_spec, cv_status), (Some(s), Some(st)) if s > st) {
+        // The target is working on it; a CV update wakes us when it is done.
+        if status::condition(cvc, volume_config_conditions::RESIZING).is_none() {
+            ctx.event(
+                cvc,
+                EventType::Normal,
+                "Resizing",
+                format!("Resize already in progress {pv}"),
+            )
+            .await;
+        }
+        return Ok(());
+    }
+    status::set_condition(
+        cvc,
+        volume_config_conditions::RESIZING,
+        "Resizing",
+        &format!(
+            "resizing volume from {} to {}: waiting for the target to apply the new size",
+            current.map(|q| q.0).unwrap_or_default(),
+            desired.0
+        ),
+    );
+    status::replace_cvc(cvc, ctx).await?;
+    ctx.event(
+        cvc,
+        EventType::Normal,
+        "Resizing",
+        format!("CVCController is resizing volume {pv}"),
+    )
+    .await;
+    cv.spec.capacity = Some(desired);
+    ctx.count_write();
+    if let Err(e) = cvs.replace(&pv, &PostParams::default(), &cv).await {
+        ctx.event(
+            cvc,
+            EventType::Warning,
+            "VolumeResizeFailed",
+            format!("failed to set the new size on CStorVolume {pv}: {e}"),
+        )
+        .await;
+        return Err(Error::kube(format!("update CStorVolume {pv}"))(e));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quantities() {
+        let q = |s: &str| bytes(&Quantity(s.into()));
+        assert_eq!(q("5Gi"), Some(5 << 30));
+        assert_eq!(q("1.5Gi"), Some(3 << 29));
+        assert_eq!(q("10G"), Some(10_000_000_000));
+        assert_eq!(q("1024"), Some(1024));
+        assert_eq!(q("5Xi"), None);
+        assert!(q("6Gi") > q("5Gi"));
+    }
+}

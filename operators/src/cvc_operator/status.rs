@@ -1,0 +1,294 @@
+//! Conditions and events that tell a user why a volume is not Bound or not Healthy (issue item
+//! 3), and the plain-update status writes (no status subresource, §1.6).
+//!
+//! CVC `status.condition` entries added by this operator (besides upstream's `Resizing`):
+//! - `ProvisionFailed` while a Pending CVC cannot be bound; reason is the cause
+//!   (`InvalidSpec`, `PolicyNotFound`, `PoolClusterNotFound`, `NotEnoughPools`,
+//!   `TargetServiceIPPending`, `APIError`...), message says what is wrong and what to do.
+//!   Removed when the CVC binds.
+//! - `ScalingReplicas` while a replica scale up/down is in progress or refused.
+//! - `VolumeNotHealthy` while the bound volume's CStorVolume is not `Healthy`; the message lists
+//!   the replicas that are not healthy and the state of their pools.
+//!
+//! On the CStorVolume, condition `VolumeHealthy` (`True`/`False`) carries the same summary.
+
+use std::collections::BTreeMap;
+
+use cstor_api::{
+    constants::label,
+    cstor::{
+        CStorPoolInstance, CStorVolume, CStorVolumeCondition, CStorVolumeConfig,
+        CStorVolumeConfigCondition, CStorVolumePhase, CStorVolumeReplica,
+        CStorVolumeReplicaPhase,
+    },
+};
+use k8s_openapi::{apimachinery::pkg::apis::meta::v1::Time, jiff::Timestamp};
+use kube::{
+    ResourceExt,
+    api::{ListParams, PostParams},
+    runtime::events::EventType,
+};
+
+use super::{Context, Error, is_conflict, is_not_found, pv_name};
+
+/// CVC condition: the CVC cannot be bound (yet).
+pub const PROVISION_FAILED: &str = "ProvisionFailed";
+/// CVC condition: replica scaling in progress or refused.
+pub const SCALING_REPLICAS: &str = "ScalingReplicas";
+/// CVC condition: the bound volume is not healthy.
+pub const VOLUME_NOT_HEALTHY: &str = "VolumeNotHealthy";
+/// CV condition type summarising replica health.
+pub const CV_VOLUME_HEALTHY: &str = "VolumeHealthy";
+
+/// Replaces the CVC (spec, metadata and status in one plain update) and refreshes `cvc` with
+/// the stored object.
+pub async fn replace_cvc(cvc: &mut CStorVolumeConfig, ctx: &Context) -> Result<(), Error> {
+    let name = cvc.name_any();
+    ctx.count_write();
+    *cvc = ctx
+        .api::<CStorVolumeConfig>()
+        .replace(&name, &PostParams::default(), cvc)
+        .await
+        .map_err(Error::kube(format!("update CStorVolumeConfig {name}")))?;
+    Ok(())
+}
+
+/// The condition of type `type_`, if present.
+pub fn condition<'a>(
+    cvc: &'a CStorVolumeConfig,
+    type_: &str,
+) -> Option<&'a CStorVolumeConfigCondition> {
+    cvc.status.conditions().iter().find(|c| c.type_ == type_)
+}
+
+/// Sets (or replaces) a condition in memory. Returns whether anything changed.
+pub fn set_condition(
+    cvc: &mut CStorVolumeConfig,
+    type_: &str,
+    reason: &str,
+    message: &str,
+) -> bool {
+    if let Some(c) = condition(cvc, type_)
+        && c.reason == reason
+        && c.message == message
+    {
+        return false;
+    }
+    let list = cvc.status.conditions.get_or_insert_with(Vec::new);
+    list.retain(|c| c.type_ != type_);
+    list.push(CStorVolumeConfigCondition {
+        type_: type_.to_owned(),
+        last_transition_time: Some(Time(Timestamp::now())),
+        reason: reason.to_owned(),
+        message: message.to_owned(),
+        ..Default::default()
+    });
+    true
+}
+
+/// Removes a condition in memory. Returns whether anything changed.
+pub fn clear_condition(cvc: &mut CStorVolumeConfig, type_: &str) -> bool {
+    let Some(list) = cvc.status.conditions.as_mut() else {
+        return false;
+    };
+    let before = list.len();
+    list.retain(|c| c.type_ != type_);
+    let changed = list.len() != before;
+    if list.is_empty() {
+        cvc.status.conditions = None;
+    }
+    changed
+}
+
+/// Records why a Pending CVC could not be bound: `ProvisionFailed` condition and a Warning
+/// `Provisioning` event, both only when the cause changed (a retry loop does not flood the API).
+pub async fn record_provision_failure(cvc: &CStorVolumeConfig, ctx: &Context, err: &Error) {
+    if let Error::Kube { source, .. } = err
+        && is_conflict(source)
+    {
+        return;
+    }
+    let mut cvc = cvc.clone();
+    let message = err.to_string();
+    if !set_condition(&mut cvc, PROVISION_FAILED, err.reason(), &message) {
+        return;
+    }
+    let event_type = match err {
+        Error::Waiting { .. } => EventType::Normal,
+        _ => EventType::Warning,
+    };
+    ctx.event(&cvc, event_type, "Provisioning", &message).await;
+    if let Err(e) = replace_cvc(&mut cvc, ctx).await {
+        tracing::debug!(error = %e, "could not record the provisioning condition");
+    }
+}
+
+/// Records a scaling problem/progress (condition `ScalingReplicas` + event) when it changed.
+pub async fn record_scaling(
+    cvc: &mut CStorVolumeConfig,
+    ctx: &Context,
+    event_type: EventType,
+    event_reason: &str,
+    reason: &str,
+    message: &str,
+) -> Result<(), Error> {
+    if set_condition(cvc, SCALING_REPLICAS, reason, message) {
+        ctx.event(cvc, event_type, event_reason, message).await;
+        replace_cvc(cvc, ctx).await?;
+    }
+    Ok(())
+}
+
+fn replica_healthy(phase: &CStorVolumeReplicaPhase) -> bool {
+    matches!(phase, CStorVolumeReplicaPhase::Healthy)
+}
+
+/// Builds the health summary of a bound volume: `None` when the CV is Healthy, otherwise
+/// `(reason, message)`.
+pub fn health_summary(
+    cv: Option<&CStorVolume>,
+    cvrs: &[CStorVolumeReplica],
+    pools: &BTreeMap<String, CStorPoolInstance>,
+) -> Option<(String, String)> {
+    let Some(cv) = cv else {
+        return Some((
+            "CStorVolumeMissing".to_owned(),
+            "the CStorVolume of this volume does not exist".to_owned(),
+        ));
+    };
+    let phase = cv.status.as_ref().and_then(|s| s.phase.clone());
+    if phase == Some(CStorVolumePhase::Healthy) {
+        return None;
+    }
+    let mut parts = Vec::new();
+    match &phase {
+        None | Some(CStorVolumePhase::Init) => parts.push(
+            "the target has not reported the volume yet (CStorVolume phase Init): check the target pod"
+                .to_owned(),
+        ),
+        Some(p) => parts.push(format!("CStorVolume phase is {p}")),
+    }
+    for cvr in cvrs {
+        let rphase = cvr
+            .status
+            .as_ref()
+            .and_then(|s| s.phase.clone())
+            .unwrap_or_default();
+        if replica_healthy(&rphase) {
+            continue;
+        }
+        let pool = cvr
+            .labels()
+            .get(label::CSPI_NAME)
+            .cloned()
+            .unwrap_or_default();
+        let pool_state = match pools.get(&pool) {
+            None => "pool not found".to_owned(),
+            Some(p) => {
+                let s = p.status.as_ref();
+                let ph = s.and_then(|s| s.phase.clone()).unwrap_or_default();
+                let ro = if s.is_some_and(|s| s.read_only) {
+                    ", read-only"
+                } else {
+                    ""
+                };
+                format!("pool phase {}{ro}", if ph.as_str().is_empty() { "unknown" } else { ph.as_str() })
+            }
+        };
+        let rp = if rphase.as_str().is_empty() {
+            "not created yet by the pool manager"
+        } else {
+            rphase.as_str()
+        };
+        parts.push(format!("replica {} on {pool}: {rp} ({pool_state})", cvr.name_any()));
+    }
+    let reason = match phase {
+        None => "Init".to_owned(),
+        Some(p) => p.as_str().to_owned(),
+    };
+    Some((reason, parts.join("; ")))
+}
+
+/// Keeps `VolumeNotHealthy` on the CVC and `VolumeHealthy` on the CV in line with the CV's
+/// state; writes only when the summary changed.
+pub async fn sync_health(cvc: &mut CStorVolumeConfig, ctx: &Context) -> Result<(), Error> {
+    let pv = pv_name(cvc);
+    let cvs = ctx.api::<CStorVolume>();
+    let cv = cvs
+        .get_opt(&pv)
+        .await
+        .map_err(Error::kube(format!("get CStorVolume {pv}")))?;
+    let healthy = cv
+        .as_ref()
+        .and_then(|c| c.status.as_ref())
+        .and_then(|s| s.phase.as_ref())
+        == Some(&CStorVolumePhase::Healthy);
+    let summary = if healthy {
+        None
+    } else {
+        let cvrs = ctx
+            .api::<CStorVolumeReplica>()
+            .list(&ListParams::default().labels(&format!("{}={pv}", label::PERSISTENT_VOLUME)))
+            .await
+            .map_err(Error::kube(format!("list CStorVolumeReplicas of {pv}")))?
+            .items;
+        let mut pools = BTreeMap::new();
+        for cvr in &cvrs {
+            if let Some(p) = cvr.labels().get(label::CSPI_NAME) {
+                match ctx.api::<CStorPoolInstance>().get(p).await {
+                    Ok(cspi) => {
+                        pools.insert(p.clone(), cspi);
+                    }
+                    Err(e) if is_not_found(&e) => {}
+                    Err(e) => return Err(Error::kube(format!("get CStorPoolInstance {p}"))(e)),
+                }
+            }
+        }
+        health_summary(cv.as_ref(), &cvrs, &pools)
+    };
+    let changed = match &summary {
+        None => clear_condition(cvc, VOLUME_NOT_HEALTHY),
+        Some((reason, message)) => set_condition(cvc, VOLUME_NOT_HEALTHY, reason, message),
+    };
+    if changed {
+        if let Some((reason, message)) = &summary {
+            ctx.event(cvc, EventType::Warning, "VolumeNotHealthy", message.as_str())
+                .await;
+            tracing::info!(cvc = %pv, reason, message, "volume not healthy");
+        }
+        replace_cvc(cvc, ctx).await?;
+    }
+    if let Some(mut cv) = cv {
+        let (status, reason, message) = match &summary {
+            None => ("True", "Healthy".to_owned(), "all replicas are healthy".to_owned()),
+            Some((r, m)) => ("False", r.clone(), m.clone()),
+        };
+        let st = cv.status.get_or_insert_with(Default::default);
+        let conds = st.conditions.get_or_insert_with(Vec::new);
+        let same = conds.iter().any(|c| {
+            c.type_ == CV_VOLUME_HEALTHY
+                && c.status == status
+                && c.reason.as_deref() == Some(reason.as_str())
+                && c.message.as_deref() == Some(message.as_str())
+        });
+        if !same {
+            conds.retain(|c| c.type_ != CV_VOLUME_HEALTHY);
+            conds.push(CStorVolumeCondition {
+                type_: CV_VOLUME_HEALTHY.to_owned(),
+                status: status.to_owned(),
+                last_transition_time: Some(Time(Timestamp::now())),
+                reason: Some(reason),
+                message: Some(message),
+                ..Default::default()
+            });
+            ctx.count_write();
+            match cvs.replace(&pv, &PostParams::default(), &cv).await {
+                Ok(_) => {}
+                // The volume manager wrote the CV meanwhile: retried on the next sync.
+                Err(e) if is_conflict(&e) => {}
+                Err(e) => return Err(Error::kube(format!("update CStorVolume {pv}"))(e)),
+            }
+        }
+    }
+    Ok(())
+}

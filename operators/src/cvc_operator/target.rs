@@ -1,0 +1,414 @@
+//! Target Service and Deployment (§5.2 step 2, §5.4) and the policy sync of the Deployment
+//! (§5.8).
+
+use std::collections::BTreeMap;
+
+use cstor_api::{
+    constants::{annotation, engine, env, label, value},
+    cstor::{CStorVolume, CStorVolumeConfig, CStorVolumePolicySpec},
+    naming,
+};
+use k8s_openapi::{
+    api::{
+        apps::v1::{Deployment, DeploymentSpec, DeploymentStrategy},
+        core::v1::{
+            Affinity, Container, ContainerPort, EmptyDirVolumeSource, EnvVar, EnvVarSource,
+            HostPathVolumeSource, LocalObjectReference, ObjectFieldSelector, PodSpec,
+            PodTemplateSpec, SecurityContext, Service, ServicePort, ServiceSpec, Toleration,
+            Volume, VolumeMount,
+        },
+    },
+    apimachinery::pkg::{apis::meta::v1::LabelSelector, util::intstr::IntOrString},
+};
+use kube::{
+    Resource, ResourceExt,
+    api::{ObjectMeta, PostParams},
+    runtime::events::EventType,
+};
+
+use super::{Context, Error, is_not_found, pv_name};
+
+fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect()
+}
+
+/// The target Service `<pv>` (ClusterIP; iSCSI 3260, gRPC 7777, mgmt 6060, exporter 9500).
+pub fn build_service(cvc: &CStorVolumeConfig, version: &str) -> Service {
+    let pv = pv_name(cvc);
+    let port = |name: &str, p: u16| ServicePort {
+        name: Some(name.to_owned()),
+        port: i32::from(p),
+        target_port: Some(IntOrString::Int(i32::from(p))),
+        protocol: Some("TCP".to_owned()),
+        ..Default::default()
+    };
+    Service {
+        metadata: ObjectMeta {
+            name: Some(pv.clone()),
+            namespace: cvc.namespace(),
+            labels: Some(labels(&[
+                (label::TARGET_SERVICE, value::TARGET_SERVICE_CSTOR),
+                (label::STORAGE_ENGINE_TYPE, value::STORAGE_ENGINE_CSTOR),
+                (label::CAS_TYPE, value::CAS_TYPE_CSTOR),
+                (label::PERSISTENT_VOLUME, &pv),
+                (label::VERSION, version),
+            ])),
+            owner_references: cvc.controller_owner_ref(&()).map(|o| vec![o]),
+            ..Default::default()
+        },
+        spec: Some(ServiceSpec {
+            selector: Some(labels(&[
+                (label::APP, value::APP_VOLUME_MANAGER),
+                (label::TARGET, value::TARGET_CSTOR),
+                (label::PERSISTENT_VOLUME, &pv),
+            ])),
+            ports: Some(vec![
+                port("cstor-iscsi", engine::ISCSI_PORT),
+                port("cstor-grpc", engine::SNAPSHOT_GRPC_PORT),
+                port("mgmt", engine::MGMT_PORT),
+                port("exporter", engine::EXPORTER_PORT),
+            ]),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+fn default_tolerations() -> Vec<Toleration> {
+    [
+        "node.alpha.kubernetes.io/notReady",
+        "node.alpha.kubernetes.io/unreachable",
+        "node.kubernetes.io/not-ready",
+        "node.kubernetes.io/unreachable",
+    ]
+    .iter()
+    .map(|key| Toleration {
+        key: Some((*key).to_owned()),
+        operator: Some("Exists".to_owned()),
+        effect: Some("NoExecute".to_owned()),
+        toleration_seconds: Some(30),
+        ..Default::default()
+    })
+    .collect()
+}
+
+fn field_env(name: &str, path: &str) -> EnvVar {
+    EnvVar {
+        name: name.to_owned(),
+        value_from: Some(EnvVarSource {
+            field_ref: Some(ObjectFieldSelector {
+                field_path: path.to_owned(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+fn plain_env(name: &str, value: impl Into<String>) -> EnvVar {
+    EnvVar {
+        name: name.to_owned(),
+        value: Some(value.into()),
+        ..Default::default()
+    }
+}
+
+/// The target Deployment `<pv>-target` for the CV and the (defaulted) policy.
+pub fn build_deployment(
+    cvc: &CStorVolumeConfig,
+    cv: &CStorVolume,
+    policy: &CStorVolumePolicySpec,
+    config: &super::Config,
+) -> Deployment {
+    let pv = pv_name(cvc);
+    let pvc = cvc
+        .annotations()
+        .get(annotation::PERSISTENT_VOLUME_CLAIM)
+        .cloned()
+        .unwrap_or_default();
+    let version = config.version.as_str();
+    let target = policy.target.clone().unwrap_or_default();
+    let selector = labels(&[
+        (label::APP, value::APP_VOLUME_MANAGER),
+        (label::TARGET, value::TARGET_CSTOR),
+        (label::PERSISTENT_VOLUME, &pv),
+    ]);
+    let mounts = vec![
+        VolumeMount {
+            name: "sockfile".to_owned(),
+            mount_path: "/var/run".to_owned(),
+            ..Default::default()
+        },
+        VolumeMount {
+            name: "conf".to_owned(),
+            mount_path: "/usr/local/etc/istgt".to_owned(),
+            ..Default::default()
+        },
+        VolumeMount {
+            name: "storagepath".to_owned(),
+            mount_path: "/var/openebs/cstor-target".to_owned(),
+            ..Default::default()
+        },
+    ];
+    let privileged = Some(SecurityContext {
+        privileged: Some(true),
+        ..Default::default()
+    });
+    let port = |p: u16| {
+        Some(vec![ContainerPort {
+            container_port: i32::from(p),
+            ..Default::default()
+        }])
+    };
+    let istgt = Container {
+        name: "cstor-istgt".to_owned(),
+        image: Some(config.target_image.clone()),
+        image_pull_policy: Some("IfNotPresent".to_owned()),
+        ports: port(engine::ISCSI_PORT),
+        env: Some(vec![
+            plain_env(
+                env::QUEUE_DEPTH,
+                target.queue_depth.clone().unwrap_or_else(|| "32".to_owned()),
+            ),
+            plain_env(env::LU_WORKERS, target.lu_workers.unwrap_or(6).to_string()),
+        ]),
+        resources: target.resources.clone(),
+        security_context: privileged.clone(),
+        volume_mounts: Some(mounts.clone()),
+        ..Default::default()
+    };
+    let exporter = Container {
+        name: "maya-volume-exporter".to_owned(),
+        image: Some(config.exporter_image.clone()),
+        command: Some(vec!["maya-exporter".to_owned()]),
+        args: Some(vec!["-e=cstor".to_owned()]),
+        ports: port(engine::EXPORTER_PORT),
+        resources: target.aux_resources.clone(),
+        volume_mounts: Some(mounts.clone()),
+        ..Default::default()
+    };
+    let mgmt = Container {
+        name: "cstor-volume-mgmt".to_owned(),
+        image: Some(config.volume_mgmt_image.clone()),
+        image_pull_policy: Some("IfNotPresent".to_owned()),
+        ports: port(80),
+        env: Some(vec![
+            plain_env(
+                env::OPENEBS_IO_CSTOR_VOLUME_ID,
+                cv.metadata.uid.clone().unwrap_or_default(),
+            ),
+            plain_env(env::RESYNC_INTERVAL, "30"),
+            field_env(env::NODE_NAME, "spec.nodeName"),
+            field_env(env::POD_NAME, "metadata.name"),
+            field_env(env::OPENEBS_NAMESPACE, "metadata.namespace"),
+        ]),
+        resources: target.aux_resources.clone(),
+        security_context: privileged,
+        volume_mounts: Some(mounts),
+        ..Default::default()
+    };
+    let mut pod_labels = selector.clone();
+    pod_labels.insert(
+        label::MONITORING.to_owned(),
+        value::MONITORING_VOLUME_EXPORTER.to_owned(),
+    );
+    pod_labels.insert(label::PERSISTENT_VOLUME_CLAIM.to_owned(), pvc.clone());
+    pod_labels.insert(label::VERSION.to_owned(), version.to_owned());
+    let mut deploy_labels = labels(&[
+        (label::APP, value::APP_VOLUME_MANAGER),
+        (label::TARGET, value::TARGET_CSTOR),
+        (label::STORAGE_ENGINE_TYPE, value::STORAGE_ENGINE_CSTOR),
+        (label::CAS_TYPE, value::CAS_TYPE_CSTOR),
+        (label::PERSISTENT_VOLUME, &pv),
+        (label::VERSION, version),
+    ]);
+    deploy_labels.insert(label::PERSISTENT_VOLUME_CLAIM.to_owned(), pvc);
+    let tolerations = match &target.tolerations {
+        Some(t) if !t.is_empty() => t.clone(),
+        _ => default_tolerations(),
+    };
+    Deployment {
+        metadata: ObjectMeta {
+            name: Some(naming::target_deployment_name(&pv)),
+            namespace: cvc.namespace(),
+            labels: Some(deploy_labels),
+            annotations: Some(labels(&[
+                (annotation::VOLUME_MONITOR, value::TRUE),
+                (annotation::VOLUME_TYPE, value::CAS_TYPE_CSTOR),
+            ])),
+            owner_references: cv.controller_owner_ref(&()).map(|o| vec![o]),
+            ..Default::default()
+        },
+        spec: Some(DeploymentSpec {
+            replicas: Some(1),
+            strategy: Some(DeploymentStrategy {
+                type_: Some("Recreate".to_owned()),
+                ..Default::default()
+            }),
+            selector: LabelSelector {
+                match_labels: Some(selector),
+                ..Default::default()
+            },
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: Some(pod_labels),
+                    annotations: Some(labels(&[
+                        (annotation::PROMETHEUS_PATH, "/metrics"),
+                        (annotation::PROMETHEUS_PORT, "9500"),
+                        (annotation::PROMETHEUS_SCRAPE, "true"),
+                    ])),
+                    ..Default::default()
+                }),
+                spec: Some(PodSpec {
+                    service_account_name: config.service_account.clone(),
+                    affinity: Some(Affinity {
+                        pod_affinity: target.affinity.clone(),
+                        ..Default::default()
+                    }),
+                    priority_class_name: target.priority_class_name.clone(),
+                    node_selector: target.node_selector.clone(),
+                    tolerations: Some(tolerations),
+                    image_pull_secrets: (!config.image_pull_secrets.is_empty()).then(|| {
+                        config
+                            .image_pull_secrets
+                            .iter()
+                            .map(|s| LocalObjectReference { name: s.clone() })
+                            .collect()
+                    }),
+                    containers: vec![istgt, exporter, mgmt],
+                    volumes: Some(vec![
+                        Volume {
+                            name: "sockfile".to_owned(),
+                            empty_dir: Some(EmptyDirVolumeSource::default()),
+                            ..Default::default()
+                        },
+                        Volume {
+                            name: "conf".to_owned(),
+                            empty_dir: Some(EmptyDirVolumeSource::default()),
+                            ..Default::default()
+                        },
+                        Volume {
+                            name: "storagepath".to_owned(),
+                            host_path: Some(HostPathVolumeSource {
+                                path: format!("{}/cstor-target/{pv}", config.base_dir),
+                                type_: Some("DirectoryOrCreate".to_owned()),
+                            }),
+                            ..Default::default()
+                        },
+                    ]),
+                    ..Default::default()
+                }),
+            },
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// Stable hash of a policy: 32-bit FNV-1 of its JSON (label `cstor.openebs.io/template-hash`).
+/// `replicaPoolInfo` is left out: it does not shape the target, and scaling must not look
+/// like a policy change.
+pub fn policy_hash(policy: &CStorVolumePolicySpec) -> String {
+    let mut policy = policy.clone();
+    policy.replica_pool_info = None;
+    let bytes = serde_json::to_vec(&policy).unwrap_or_default();
+    let mut h: u32 = 0x811c_9dc5;
+    for b in bytes {
+        h = h.wrapping_mul(0x0100_0193);
+        h ^= u32::from(b);
+    }
+    h.to_string()
+}
+
+/// Policy sync (§5.8): when `spec.policy` changed since the last sync (template-hash label),
+/// rebuild the target pod template and replace it on the Deployment, then record the hash.
+pub async fn sync_policy(cvc: &mut CStorVolumeConfig, ctx: &Context) -> Result<(), Error> {
+    let hash = policy_hash(&cvc.spec.policy);
+    if cvc.labels().get(cstor_api::constants::label::TEMPLATE_HASH) == Some(&hash) {
+        return Ok(());
+    }
+    let pv = pv_name(cvc);
+    let cv: CStorVolume = ctx
+        .api()
+        .get(&pv)
+        .await
+        .map_err(Error::kube(format!("get CStorVolume {pv}")))?;
+    let name = naming::target_deployment_name(&pv);
+    let deployments = ctx.api::<Deployment>();
+    let mut current = match deployments.get(&name).await {
+        Ok(d) => d,
+        Err(e) if is_not_found(&e) => {
+            ctx.event(
+                cvc,
+                EventType::Warning,
+                "PolicySync",
+                format!("target deployment {name} not found: cannot apply spec.policy"),
+            )
+            .await;
+            return Err(Error::Waiting {
+                reason: "TargetDeploymentMissing",
+                message: format!("target deployment {name} of cvc {pv} does not exist"),
+            });
+        }
+        Err(e) => return Err(Error::kube(format!("get Deployment {name}"))(e)),
+    };
+    let wanted = build_deployment(cvc, &cv, &cvc.spec.policy, &ctx.config);
+    if let (Some(spec), Some(w)) = (current.spec.as_mut(), wanted.spec) {
+        if spec.template != w.template {
+            spec.template = w.template;
+            ctx.count_write();
+            deployments
+                .replace(&name, &PostParams::default(), &current)
+                .await
+                .map_err(Error::kube(format!("update Deployment {name}")))?;
+        }
+    }
+    cvc.labels_mut()
+        .insert(cstor_api::constants::label::TEMPLATE_HASH.to_owned(), hash);
+    super::status::replace_cvc(cvc, ctx).await?;
+    ctx.event(
+        cvc,
+        EventType::Normal,
+        "PolicySync",
+        format!("successfully sync policy for cvc {pv}"),
+    )
+    .await;
+    Ok(())
+}
+
+/// Fills the policy defaults of §5.2 step 1.
+pub fn with_defaults(mut policy: CStorVolumePolicySpec) -> CStorVolumePolicySpec {
+    use k8s_openapi::{
+        api::core::v1::ResourceRequirements, apimachinery::pkg::api::resource::Quantity,
+    };
+    let zero = || {
+        let list: BTreeMap<String, Quantity> = [
+            ("cpu".to_owned(), Quantity("0".to_owned())),
+            ("memory".to_owned(), Quantity("0".to_owned())),
+        ]
+        .into();
+        ResourceRequirements {
+            limits: Some(list.clone()),
+            requests: Some(list),
+            ..Default::default()
+        }
+    };
+    let target = policy.target.get_or_insert_with(Default::default);
+    if target.resources.is_none() {
+        target.resources = Some(zero());
+    }
+    if target.aux_resources.is_none() {
+        target.aux_resources = Some(zero());
+    }
+    if target.lu_workers.unwrap_or(0) == 0 {
+        target.lu_workers = Some(6);
+    }
+    if target.queue_depth.as_deref().unwrap_or("").is_empty() {
+        target.queue_depth = Some("32".to_owned());
+    }
+    policy
+}

@@ -1,0 +1,228 @@
+//! The CVR controller (upstream §4.10/§4.11): CVRs labelled with this pool's CSPI UID become
+//! zvols `<pool>/<cstorvolume.openebs.io/name>`; deletion runs `zfs destroy -R` and then drops
+//! the `cstorvolumereplica.openebs.io/finalizer`.
+
+use std::sync::Arc;
+
+use cstor_api::{
+    constants::{annotation as annotations, finalizer as finalizers, label as labels},
+    cstor::{CStorVolumeReplica, CStorVolumeReplicaCapacityDetails, CStorVolumeReplicaPhase as Phase},
+    naming::replica_id_from_uid,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::{
+    ResourceExt,
+    api::PostParams,
+    runtime::{
+        controller::Action,
+        events::EventType,
+        finalizer::{Event as Finalizer, finalizer},
+    },
+};
+
+use super::{Context, Error, Result, resync};
+use crate::engine::{ReplicaCloneSpec, ReplicaStatus, ReplicaVolumeSpec};
+
+pub async fn reconcile(cvr: Arc<CStorVolumeReplica>, ctx: Arc<Context>) -> Result<Action> {
+    if cvr.labels().get(labels::CSPI_UID) != Some(&ctx.cspi_uid) {
+        return Ok(Action::await_change());
+    }
+    let api = ctx.cvrs();
+    finalizer(&api, finalizers::CVR, cvr, |event| async {
+        match event {
+            Finalizer::Apply(c) => apply(&c, &ctx).await,
+            Finalizer::Cleanup(c) => cleanup(&c, &ctx).await,
+        }
+    })
+    .await
+    .map_err(|e| match e {
+        kube::runtime::finalizer::Error::ApplyFailed(e)
+        | kube::runtime::finalizer::Error::CleanupFailed(e) => e,
+        other => Error::Finalizer(other.to_string()),
+    })
+}
+
+pub fn error_policy(_cvr: Arc<CStorVolumeReplica>, err: &Error, ctx: Arc<Context>) -> Action {
+    tracing::warn!(error = %err, "cvr reconcile failed");
+    Action::requeue(ctx.resync.min(std::time::Duration::from_secs(5)))
+}
+
+/// The zvol of a CVR, or why the CVR is invalid.
+pub fn zvol(ctx: &Context, cvr: &CStorVolumeReplica) -> Result<String> {
+    let volume = cvr
+        .labels()
+        .get(labels::CSTOR_VOLUME_NAME)
+        .filter(|v| !v.is_empty())
+        .ok_or_else(|| Error::invalid("CVR label cstorvolume.openebs.io/name", "missing or empty"))?;
+    if cvr.spec.target_ip.as_deref().unwrap_or("").is_empty() {
+        return Err(Error::invalid("CVR spec.targetIP", "missing or empty"));
+    }
+    if cvr.spec.capacity.as_deref().unwrap_or("").is_empty() {
+        return Err(Error::invalid("CVR spec.capacity", "missing or empty"));
+    }
+    Ok(format!("{}/{volume}", ctx.pool))
+}
+
+/// Phase from `zfs stats` (upstream mapping).
+pub fn phase_of(status: &ReplicaStatus, quorum: u64) -> Phase {
+    match status {
+        ReplicaStatus::Healthy => Phase::Healthy,
+        ReplicaStatus::Offline => Phase::Offline,
+        ReplicaStatus::Degraded if quorum == 1 => Phase::Degraded,
+        ReplicaStatus::Degraded => Phase::NewReplicaDegraded,
+        ReplicaStatus::Rebuilding if quorum == 1 => Phase::Rebuilding,
+        ReplicaStatus::Rebuilding => Phase::ReconstructingNewReplica,
+        ReplicaStatus::Other(_) => Phase::Error,
+    }
+}
+
+async fn stats_phase(ctx: &Context, zvol: &str) -> Result<Phase> {
+    let stats = ctx.engine.replica_stats(Some(zvol)).await?;
+    Ok(stats
+        .iter()
+        .find(|s| s.name == zvol)
+        .or(stats.first())
+        .map(|s| phase_of(&s.status, s.quorum))
+        .unwrap_or(Phase::Error))
+}
+
+async fn apply(cvr: &CStorVolumeReplica, ctx: &Context) -> Result<Action> {
+    let mut work = cvr.clone();
+    let outcome = pass(ctx, &mut work).await;
+    let status = work.status.get_or_insert_with(Default::default);
+    let (phase, message) = match &outcome {
+        Ok(p) => (Some(p.clone()), None),
+        Err(Error::Invalid { .. }) => (Some(Phase::Offline), outcome.as_ref().err().map(|e| e.to_string())),
+        Err(e) => (None, Some(e.to_string())),
+    };
+    if let Some(p) = phase
+        && status.phase.as_ref() != Some(&p)
+    {
+        status.phase = Some(p);
+        status.last_transition_time = Some(Time(k8s_openapi::jiff::Timestamp::now()));
+    }
+    status.message = message;
+    if work != *cvr {
+        work.status.get_or_insert_with(Default::default).last_update_time =
+            Some(Time(k8s_openapi::jiff::Timestamp::now()));
+        ctx.cvrs().replace(&work.name_any(), &PostParams::default(), &work).await?;
+    }
+    outcome.map(|_| resync(ctx))
+}
+
+/// Creates the zvol when needed and returns the phase to record.
+async fn pass(ctx: &Context, cvr: &mut CStorVolumeReplica) -> Result<Phase> {
+    let zvol = match zvol(ctx, cvr) {
+        Ok(z) => z,
+        Err(e) => {
+            ctx.event(cvr, EventType::Warning, "FailValidate", e.to_string()).await;
+            return Err(e);
+        }
+    };
+    let _guard = ctx.lock.lock().await;
+    if !ctx.engine.pool_exists(&ctx.pool).await? {
+        return Err(Error::Waiting(format!("pool {} not found", ctx.pool)));
+    }
+    let phase = cvr.status.as_ref().and_then(|s| s.phase.clone()).unwrap_or_default();
+    if ctx.engine.dataset_exists(&zvol).await? {
+        if cvr.spec.replica_id.as_deref().unwrap_or("").is_empty() {
+            let props = ctx.engine.get_properties(&zvol, &["io.openebs:zvol_replica_id"]).await?;
+            cvr.spec.replica_id = props.get("io.openebs:zvol_replica_id").cloned().flatten();
+        }
+    } else if matches!(phase, Phase::Empty | Phase::Init | Phase::Recreate) {
+        create(ctx, cvr, &zvol, &phase).await?;
+    } else {
+        return Ok(Phase::Offline);
+    }
+    let new_phase = match stats_phase(ctx, &zvol).await {
+        Ok(p) => p,
+        Err(e) => {
+            ctx.event(cvr, EventType::Warning, "FailStatusSync", format!("zfs stats {zvol}: {e}")).await;
+            return Err(e);
+        }
+    };
+    match ctx.engine.replica_capacity(&zvol).await {
+        Ok(c) => {
+            cvr.status.get_or_insert_with(Default::default).capacity =
+                Some(CStorVolumeReplicaCapacityDetails { total: c.total.text, used: c.used.text, ..Default::default() });
+        }
+        Err(e) => tracing::warn!(zvol, error = %e, "replica capacity unavailable"),
+    }
+    Ok(new_phase)
+}
+
+async fn create(ctx: &Context, cvr: &mut CStorVolumeReplica, zvol: &str, phase: &Phase) -> Result<()> {
+    if cvr.spec.replica_id.as_deref().unwrap_or("").is_empty() {
+        if matches!(phase, Phase::Empty | Phase::Init) {
+            cvr.spec.replica_id = Some(replica_id_from_uid(&cvr.uid().unwrap_or_default()));
+        } else {
+            return Err(Error::invalid("CVR spec.replicaid", "empty on a replica to recreate"));
+        }
+    }
+    let volume = zvol.rsplit('/').next().unwrap_or_default().to_owned();
+    let replica_id = cvr.spec.replica_id.clone().unwrap_or_default();
+    let target_ip = cvr.spec.target_ip.clone().unwrap_or_default();
+    let anns = cvr.annotations().clone();
+    let cloned = cvr.labels().get(labels::CLONED).map(String::as_str) == Some("true");
+    let result = if cloned {
+        let source_volume = anns.get(annotations::SOURCE_VOLUME).cloned().unwrap_or_default();
+        let snapshot = anns.get(annotations::SNAPSHOT).cloned().unwrap_or_default();
+        if source_volume.is_empty() || snapshot.is_empty() {
+            return Err(Error::invalid("clone CVR annotations", "openebs.io/source-volume and openebs.io/snapshot are required"));
+        }
+        ctx.engine
+            .clone_replica(&ReplicaCloneSpec {
+                pool: ctx.pool.clone(),
+                volume,
+                source_volume,
+                snapshot,
+                target_ip,
+                zvol_workers: cvr.spec.zvol_workers.clone().filter(|w| !w.is_empty()),
+                replica_id,
+                cvr_name: cvr.name_any(),
+            })
+            .await
+    } else {
+        let restore = anns.get(annotations::IS_RESTORE_VOL).map(String::as_str) == Some("true");
+        ctx.engine
+            .create_replica(&ReplicaVolumeSpec {
+                pool: ctx.pool.clone(),
+                volume,
+                capacity: cvr.spec.capacity.clone().unwrap_or_default(),
+                quorum: *phase != Phase::Recreate,
+                replica_id,
+                cvr_name: cvr.name_any(),
+                zvol_workers: cvr.spec.zvol_workers.clone().filter(|w| !w.is_empty()),
+                target_ip: (!restore).then_some(target_ip),
+            })
+            .await
+    };
+    match result {
+        Ok(()) => {
+            ctx.event(cvr, EventType::Normal, "Created", format!("Replica volume {zvol} created")).await;
+            Ok(())
+        }
+        Err(e) => {
+            ctx.event(cvr, EventType::Warning, "FailCreate", format!("creating {zvol}: {e}")).await;
+            Err(e.into())
+        }
+    }
+}
+
+async fn cleanup(cvr: &CStorVolumeReplica, ctx: &Context) -> Result<Action> {
+    let volume = cvr.labels().get(labels::CSTOR_VOLUME_NAME).cloned().unwrap_or_default();
+    if volume.is_empty() {
+        // Nothing was ever created for a CVR without a volume name.
+        return Ok(Action::await_change());
+    }
+    let zvol = format!("{}/{volume}", ctx.pool);
+    let _guard = ctx.lock.lock().await;
+    if let Err(e) = ctx.engine.destroy_dataset(&zvol).await {
+        let mut latest = ctx.cvrs().get(&cvr.name_any()).await?;
+        latest.status.get_or_insert_with(Default::default).phase = Some(Phase::DeletionFailed);
+        ctx.cvrs().replace(&cvr.name_any(), &PostParams::default(), &latest).await?;
+        ctx.event(cvr, EventType::Warning, "FailDestroy", format!("zfs destroy -R {zvol}: {e}")).await;
+        return Err(e.into());
+    }
+    Ok(Action::await_change())
+}

@@ -1,0 +1,207 @@
+//! Shared support for the pool-manager / cspc-operator scenario tests: the zfs-fuse daemon
+//! (started when its socket does not answer), sparse-file block devices published as NDM
+//! BlockDevices, a stand-in for NDM's claim binding, and a runner shim that plays the uZFS-only
+//! zvol commands (zfs-fuse has no zvols) while everything else runs on the real tools.
+#![allow(dead_code)]
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    path::PathBuf,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use async_trait::async_trait;
+use cstor_api::{
+    constants::label,
+    exec::{Cmd, ExecError, HostRunner, Output, RecordingRunner, Runner},
+    ndm::{BlockDevice, BlockDeviceClaim, BlockDeviceSpec, BlockDeviceState, BlockDeviceStatus, DeviceCapacity, DeviceClaimPhase, DeviceClaimState, DeviceClaimStatus},
+};
+use k8s_openapi::api::core::v1::{Node, ObjectReference};
+use kube::{Api, Client, ResourceExt, api::{DeleteParams, ListParams, PostParams}};
+
+const PID_FILE: &str = "/var/run/zfs-fuse.pid";
+const START_LOCK: &str = "/var/lock/cstor-zfs-fuse-start.lock";
+pub const DISK_SIZE: u64 = 128 << 20;
+
+fn zfs_fuse_binary() -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(["/usr/sbin".into(), "/sbin".into()])
+        .map(|d| d.join("zfs-fuse"))
+        .find(|p| p.is_file())
+}
+
+async fn answering(runner: &HostRunner) -> bool {
+    let cmd = Cmd::new("zpool").arg("list").timeout(Duration::from_secs(10));
+    runner.run(&cmd).await.is_ok_and(|o| o.success())
+}
+
+/// Makes sure a zfs-fuse daemon answers; `Err(reason)` only when the binary is missing.
+pub async fn ensure_zfs_fuse() -> Result<(), String> {
+    static IN_PROCESS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    let Some(binary) = zfs_fuse_binary() else {
+        return Err("zfs-fuse is not installed (apt-get install -y zfs-fuse)".into());
+    };
+    let runner = HostRunner::new();
+    if answering(&runner).await {
+        return Ok(());
+    }
+    let _guard = IN_PROCESS.lock().await;
+    let lock = tokio::task::spawn_blocking(|| -> std::io::Result<std::fs::File> {
+        let f = std::fs::File::create(START_LOCK)?;
+        f.lock()?;
+        Ok(f)
+    })
+    .await
+    .expect("lock task")
+    .expect("take the zfs-fuse start lock");
+    if !answering(&runner).await {
+        match std::fs::remove_file(PID_FILE) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => panic!("remove stale {PID_FILE}: {e}"),
+        }
+        let start = Cmd::new(binary.to_string_lossy())
+            .args(["-p", PID_FILE, "--no-kstat-mount", "-m", "256"])
+            .timeout(Duration::from_secs(30));
+        let out = runner.run(&start).await.expect("start zfs-fuse");
+        assert!(out.success(), "zfs-fuse did not start: {out:?}");
+        cstor_testkit::wait_until("zpool list answering", Duration::from_secs(30), || answering(&runner))
+            .await
+            .expect("zfs-fuse started but `zpool list` did not answer");
+    }
+    drop(lock);
+    Ok(())
+}
+
+/// Plays the uZFS zvol commands zfs-fuse lacks: `zfs create -V`, `zfs clone`, `zfs stats`,
+/// `zfs get used,logicalreferenced <zvol>`, `zfs destroy -R <zvol>`, and adds the zvols to the
+/// dataset listings. Everything else runs on `inner`.
+#[derive(Debug)]
+pub struct ZvolShim {
+    inner: Arc<dyn Runner>,
+    pub zvols: Mutex<BTreeSet<String>>,
+}
+
+impl ZvolShim {
+    pub fn new(inner: Arc<dyn Runner>) -> Self {
+        Self { inner, zvols: Mutex::default() }
+    }
+}
+
+#[async_trait]
+impl Runner for ZvolShim {
+    async fn run(&self, cmd: &Cmd) -> Result<Output, ExecError> {
+        let a: Vec<&str> = cmd.args.iter().map(String::as_str).collect();
+        if cmd.program == "zfs" {
+            let zvols = || self.zvols.lock().unwrap().clone();
+            match a.as_slice() {
+                ["create", .., "-V", _, ds] => {
+                    self.zvols.lock().unwrap().insert(ds.to_string());
+                    return Ok(Output::ok(""));
+                }
+                ["stats", ds] if zvols().contains(*ds) => {
+                    return Ok(Output::ok(format!(
+                        r#"{{"stats":[{{"name":"{ds}","status":"Healthy","rebuildStatus":"DONE","quorum":1,"isIOAckSenderCreated":1,"isIOReceiverCreated":1,"runningIONum":0,"checkpointedIONum":0,"degradedCheckpointedIONum":0,"checkpointedTime":0,"rebuildBytes":0,"rebuildCnt":0,"rebuildDoneCnt":0,"rebuildFailedCnt":0}}]}}"#
+                    )));
+                }
+                ["stats"] => {
+                    let list: Vec<String> = zvols().iter().map(|z| format!(r#"{{"name":"{z}","status":"Healthy","quorum":1}}"#)).collect();
+                    return Ok(Output::ok(format!(r#"{{"stats":[{}]}}"#, list.join(","))));
+                }
+                ["get", "used,logicalreferenced", ds] if zvols().contains(*ds) => {
+                    return Ok(Output::ok(format!(
+                        "NAME PROPERTY VALUE SOURCE\n{ds} used 6K -\n{ds} logicalreferenced 6K -\n"
+                    )));
+                }
+                ["destroy", "-R", ds] if zvols().contains(*ds) => {
+                    self.zvols.lock().unwrap().remove(*ds);
+                    return Ok(Output::ok(""));
+                }
+                ["get", "-Hp", "name", "-o", "name"] | ["list", "-H", "-o", "name"] => {
+                    let mut out = self.inner.run(cmd).await?;
+                    for z in zvols() {
+                        out.stdout.push_str(&z);
+                        out.stdout.push('\n');
+                    }
+                    return Ok(out);
+                }
+                _ => {}
+            }
+        }
+        self.inner.run(cmd).await
+    }
+}
+
+/// The runner chain of a test: recording → shim → host.
+pub fn runners() -> (Arc<RecordingRunner>, Arc<ZvolShim>) {
+    let shim = Arc::new(ZvolShim::new(Arc::new(HostRunner::new())));
+    let rec = Arc::new(RecordingRunner::new(shim.clone()));
+    (rec, shim)
+}
+
+pub fn unique(prefix: &str) -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos());
+    format!("{prefix}-{:010x}", h.finish() & 0xff_ffff_ffff)
+}
+
+/// A Node whose `kubernetes.io/hostname` is its name; deleted by [`Fixture::cleanup`].
+pub async fn create_node(client: &Client, name: &str) {
+    let mut n = Node::default();
+    n.metadata.name = Some(name.into());
+    n.metadata.labels = Some(BTreeMap::from([(label::HOSTNAME.to_string(), name.to_string())]));
+    Api::<Node>::all(client.clone()).create(&PostParams::default(), &n).await.expect("create node");
+}
+
+/// Creates a sparse file and its Active, Unclaimed BlockDevice on `node`.
+pub async fn create_bd(client: &Client, ns: &str, dir: &std::path::Path, name: &str, node: &str) -> String {
+    let path = dir.join(format!("{name}.img"));
+    let f = std::fs::File::create(&path).expect("create sparse disk");
+    f.set_len(DISK_SIZE).expect("size sparse disk");
+    let path = path.to_string_lossy().into_owned();
+    let mut bd = BlockDevice::namespaced(name, ns, BlockDeviceSpec {
+        path: path.clone(),
+        capacity: DeviceCapacity { storage: DISK_SIZE, ..Default::default() },
+        ..Default::default()
+    });
+    bd.spec.node_attributes.node_name = Some(node.into());
+    bd.metadata.labels = Some(BTreeMap::from([(label::HOSTNAME.to_string(), node.to_string())]));
+    bd.status = Some(BlockDeviceStatus { claim_state: DeviceClaimState::Unclaimed, state: BlockDeviceState::Active, ..Default::default() });
+    Api::<BlockDevice>::namespaced(client.clone(), ns).create(&PostParams::default(), &bd).await.expect("create bd");
+    path
+}
+
+/// What NDM does: binds every unbound claim to its block device. Returns how many it bound.
+pub async fn bind_claims(client: &Client, ns: &str) -> usize {
+    let bdcs: Api<BlockDeviceClaim> = Api::namespaced(client.clone(), ns);
+    let bds: Api<BlockDevice> = Api::namespaced(client.clone(), ns);
+    let mut n = 0;
+    for mut c in bdcs.list(&ListParams::default()).await.expect("list bdcs").items {
+        if c.status.as_ref().is_some_and(|s| s.phase == DeviceClaimPhase::Bound) || c.metadata.deletion_timestamp.is_some() {
+            continue;
+        }
+        let bd_name = c.spec.block_device_name.clone().expect("claim names its block device");
+        let mut bd = bds.get(&bd_name).await.expect("claimed bd");
+        bd.spec.claim_ref = Some(ObjectReference { name: Some(c.name_any()), namespace: Some(ns.into()), kind: Some("BlockDeviceClaim".into()), uid: c.uid(), ..Default::default() });
+        bd.status.get_or_insert_with(Default::default).claim_state = DeviceClaimState::Claimed;
+        bds.replace(&bd_name, &PostParams::default(), &bd).await.expect("bind bd");
+        c.status = Some(DeviceClaimStatus { phase: DeviceClaimPhase::Bound, ..Default::default() });
+        bdcs.replace(&c.name_any(), &PostParams::default(), &c).await.expect("bind bdc");
+        n += 1;
+    }
+    n
+}
+
+pub async fn delete_node(client: &Client, name: &str) {
+    let _ = Api::<Node>::all(client.clone()).delete(name, &DeleteParams::default()).await;
+}
+
+/// Destroys every pool whose name starts with `prefix` (test cleanup).
+pub async fn destroy_pools(runner: &dyn Runner, pools: &[String]) {
+    for p in pools {
+        let _ = runner.run(&Cmd::new("zpool").args(["destroy", "-f", p.as_str()])).await;
+    }
+}
