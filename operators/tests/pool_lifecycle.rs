@@ -35,6 +35,7 @@ fn pool_spec(node: &str, raid: RaidGroupType, groups: Vec<RaidGroup>) -> PoolSpe
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stripe_pool_lifecycle() {
+    support::init_tracing();
     if let Err(why) = support::ensure_zfs_fuse().await {
         eprintln!("SKIP stripe_pool_lifecycle: {why}");
         return;

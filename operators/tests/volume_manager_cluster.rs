@@ -22,7 +22,11 @@ use tokio::{
 const DEADLINE: Duration = Duration::from_secs(30);
 
 fn fixture_cv(namespace: &str) -> CStorVolume {
-    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/volume_manager/cv-pvc-1.yaml")).unwrap();
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/volume_manager/cv-pvc-1.yaml"
+    ))
+    .unwrap();
     let mut cv: CStorVolume = cstor::from_yaml(&text).unwrap();
     cv.metadata.uid = None;
     cv.metadata.namespace = Some(namespace.into());
@@ -39,9 +43,16 @@ where
     F: Fn(&CStorVolume) -> bool,
 {
     let pred = &pred;
-    wait_for(DEADLINE, || async move { api.get(name).await.ok().filter(|cv| pred(cv)) })
-        .await
-        .unwrap_or_else(|e| panic!("{what}: {e}; CV now: {:?}", futures::executor::block_on(api.get(name)).ok()))
+    wait_for(DEADLINE, || async move {
+        api.get(name).await.ok().filter(|cv| pred(cv))
+    })
+    .await
+    .unwrap_or_else(|e| {
+        panic!(
+            "{what}: {e}; CV now: {:?}",
+            futures::executor::block_on(api.get(name)).ok()
+        )
+    })
 }
 
 fn phase(cv: &CStorVolume) -> Option<CStorVolumePhase> {
@@ -50,20 +61,35 @@ fn phase(cv: &CStorVolume) -> Option<CStorVolumePhase> {
 
 #[tokio::test]
 async fn status_resize_drf_and_shutdown() {
-    let _ = tracing_subscriber::fmt().with_test_writer().with_env_filter("cstor_operators=debug").try_init();
+    let _ = tracing_subscriber::fmt()
+        .with_test_writer()
+        .with_env_filter("cstor_operators=debug")
+        .try_init();
     let cluster = TestCluster::start().await;
     let ns = cluster.namespace().to_owned();
     let api: Api<CStorVolume> = Api::namespaced(cluster.client(), &ns);
     // Both known replicas already reported by istgt (spec and status agree).
     let mut cv = fixture_cv(&ns);
-    cv.status = Some(CStorVolumeStatus { replica_details: cv.spec.replica_details.clone(), ..Default::default() });
+    cv.status = Some(CStorVolumeStatus {
+        replica_details: cv.spec.replica_details.clone(),
+        ..Default::default()
+    });
     let cv = api.create(&PostParams::default(), &cv).await.unwrap();
     let name = cv.metadata.name.clone().unwrap();
     let uid = cv.metadata.uid.clone().unwrap();
 
     let dir = tempfile::tempdir().unwrap();
-    let fake = FakeIstgt::start(dir.path().join("istgt_ctl_sock")).await.unwrap();
-    fake.set_replica_json(replica_json(&name, "Degraded", &[replica("11", "Healthy", "1"), replica("22", "Degraded", "0")]));
+    let fake = FakeIstgt::start(dir.path().join("istgt_ctl_sock"))
+        .await
+        .unwrap();
+    fake.set_replica_json(replica_json(
+        &name,
+        "Degraded",
+        &[
+            replica("11", "Healthy", "1"),
+            replica("22", "Degraded", "0"),
+        ],
+    ));
     let conf = Arc::new(IstgtConf::new(dir.path().join("istgt.conf")));
     let cfg = ManagerConfig {
         namespace: ns.clone(),
@@ -74,7 +100,12 @@ async fn status_resize_drf_and_shutdown() {
         node_name: "node-1".into(),
         conf_options: ConfOptions::default(),
     };
-    let manager = VolumeManager::new(cluster.client(), ControlClient::new(fake.path()), conf.clone(), cfg);
+    let manager = VolumeManager::new(
+        cluster.client(),
+        ControlClient::new(fake.path()),
+        conf.clone(),
+        cfg,
+    );
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(manager.run(async move {
         let _ = stopped.await;
@@ -83,24 +114,53 @@ async fn status_resize_drf_and_shutdown() {
     // add: istgt.conf written and REFRESH sent; then REPLICA → Degraded with both replicas.
     let cv = wait_cv(&api, &name, "CV Degraded", |cv| {
         phase(cv) == Some(CStorVolumePhase::Degraded)
-            && cv.status.as_ref().is_some_and(|s| s.replica_statuses().len() == 2)
+            && cv
+                .status
+                .as_ref()
+                .is_some_and(|s| s.replica_statuses().len() == 2)
     })
     .await;
     let st = cv.status.clone().unwrap();
     assert_eq!(st.capacity, Some(Quantity("5Gi".into())));
     let r0 = &st.replica_statuses()[0];
-    assert_eq!((r0.replica_id.as_str(), r0.mode.as_str(), r0.quorum.as_str()), ("11", "Healthy", "1"));
-    assert_eq!((r0.checkpointed_io_seq.as_str(), r0.inflight_write.as_str(), r0.up_time), ("1234", "5", 42));
+    assert_eq!(
+        (r0.replica_id.as_str(), r0.mode.as_str(), r0.quorum.as_str()),
+        ("11", "Healthy", "1")
+    );
+    assert_eq!(
+        (
+            r0.checkpointed_io_seq.as_str(),
+            r0.inflight_write.as_str(),
+            r0.up_time
+        ),
+        ("1234", "5", 42)
+    );
     assert_eq!(st.replica_statuses()[1].mode, "Degraded");
     assert!(st.last_transition_time.is_some() && st.last_update_time.is_some());
-    assert_eq!(conf.read().await.unwrap(), render(&cv, &ConfOptions::default()).unwrap());
+    assert_eq!(
+        conf.read().await.unwrap(),
+        render(&cv, &ConfOptions::default()).unwrap()
+    );
     let reqs = fake.requests();
-    assert_eq!(reqs.first().map(String::as_str), Some("STATUS\r\n"), "{reqs:?}");
-    assert!(reqs.contains(&"REFRESH\r\n".to_string()) && reqs.contains(&"REPLICA\r\n".to_string()), "{reqs:?}");
+    assert_eq!(
+        reqs.first().map(String::as_str),
+        Some("STATUS\r\n"),
+        "{reqs:?}"
+    );
+    assert!(
+        reqs.contains(&"REFRESH\r\n".to_string()) && reqs.contains(&"REPLICA\r\n".to_string()),
+        "{reqs:?}"
+    );
     let events: Api<Event> = Api::namespaced(cluster.client(), &ns);
-    let ev = wait_for(DEADLINE, || async { events.get_opt(&format!("{name}.degraded")).await.ok().flatten() })
-        .await
-        .expect("phase event <cv>.degraded");
+    let ev = wait_for(DEADLINE, || async {
+        events
+            .get_opt(&format!("{name}.degraded"))
+            .await
+            .ok()
+            .flatten()
+    })
+    .await
+    .expect("phase event <cv>.degraded");
     assert_eq!(ev.reason.as_deref(), Some("Degraded"));
     assert_eq!(ev.message.as_deref(), Some("Volume is in Degraded state"));
     assert_eq!(ev.type_.as_deref(), Some("Normal"));
@@ -109,10 +169,18 @@ async fn status_resize_drf_and_shutdown() {
     fake.set_replica_json(replica_json(
         &name,
         "Healthy",
-        &[replica("11", "Healthy", "1"), replica("22", "Healthy", "1"), replica("33", "Healthy", "1")],
+        &[
+            replica("11", "Healthy", "1"),
+            replica("22", "Healthy", "1"),
+            replica("33", "Healthy", "1"),
+        ],
     ));
     wait_cv(&api, &name, "CV Healthy", |cv| {
-        phase(cv) == Some(CStorVolumePhase::Healthy) && cv.status.as_ref().is_some_and(|s| s.replica_statuses().len() == 3)
+        phase(cv) == Some(CStorVolumePhase::Healthy)
+            && cv
+                .status
+                .as_ref()
+                .is_some_and(|s| s.replica_statuses().len() == 3)
     })
     .await;
 
@@ -122,15 +190,32 @@ async fn status_resize_drf_and_shutdown() {
         Ok::<_, ()>(true)
     })
     .await
-    .map_err(|_| "update").unwrap();
+    .map_err(|_| "update")
+    .unwrap();
     let resize = format!("RESIZE {name} 10Gi 10 60\r\n");
-    fake.wait_for_request(DEADLINE, |r| r == resize).await.expect("RESIZE sent");
+    fake.wait_for_request(DEADLINE, |r| r == resize)
+        .await
+        .expect("RESIZE sent");
     let cv = wait_cv(&api, &name, "capacity 10Gi", |cv| {
-        cv.status.as_ref().is_some_and(|s| s.capacity == Some(Quantity("10Gi".into())))
+        cv.status
+            .as_ref()
+            .is_some_and(|s| s.capacity == Some(Quantity("10Gi".into())))
     })
     .await;
-    assert!(cv.status.unwrap().conditions.unwrap_or_default().iter().all(|c| c.type_ != "Resizing"));
-    assert!(conf.read().await.unwrap().contains("\n  LUN0 Storage 10Gi 32K\n"));
+    assert!(
+        cv.status
+            .unwrap()
+            .conditions
+            .unwrap_or_default()
+            .iter()
+            .all(|c| c.type_ != "Resizing")
+    );
+    assert!(
+        conf.read()
+            .await
+            .unwrap()
+            .contains("\n  LUN0 Storage 10Gi 32K\n")
+    );
 
     // Resize refused by istgt: condition keeps the error, capacity unchanged.
     fake.set_reply("RESIZE", FakeReply::err("ERR failed RESIZE"));
@@ -139,11 +224,20 @@ async fn status_resize_drf_and_shutdown() {
         Ok::<_, ()>(true)
     })
     .await
-    .map_err(|_| "update").unwrap();
+    .map_err(|_| "update")
+    .unwrap();
     let cv = wait_cv(&api, &name, "Resizing condition with error", |cv| {
-        cv.status.as_ref().and_then(|s| s.conditions.as_ref()).is_some_and(|c| {
-            c.iter().any(|c| c.type_ == "Resizing" && c.message.as_deref().is_some_and(|m| m.contains("ERR failed RESIZE")))
-        })
+        cv.status
+            .as_ref()
+            .and_then(|s| s.conditions.as_ref())
+            .is_some_and(|c| {
+                c.iter().any(|c| {
+                    c.type_ == "Resizing"
+                        && c.message
+                            .as_deref()
+                            .is_some_and(|m| m.contains("ERR failed RESIZE"))
+                })
+            })
     })
     .await;
     assert_eq!(cv.status.unwrap().capacity, Some(Quantity("10Gi".into())));
@@ -154,20 +248,38 @@ async fn status_resize_drf_and_shutdown() {
         Ok::<_, ()>(true)
     })
     .await
-    .map_err(|_| "update").unwrap();
+    .map_err(|_| "update")
+    .unwrap();
     let drf = format!("DRF {name} 4\r\n");
-    fake.wait_for_request(DEADLINE, |r| r == drf).await.expect("DRF sent");
-    wait_for(DEADLINE, || async { conf.read().await.unwrap().contains("\n  DesiredReplicationFactor 4\n") })
+    fake.wait_for_request(DEADLINE, |r| r == drf)
         .await
-        .expect("conf DesiredReplicationFactor 4");
+        .expect("DRF sent");
+    wait_for(DEADLINE, || async {
+        conf.read()
+            .await
+            .unwrap()
+            .contains("\n  DesiredReplicationFactor 4\n")
+    })
+    .await
+    .expect("conf DesiredReplicationFactor 4");
 
     // REPLICA failing → Error.
-    fake.set_reply("REPLICA", FakeReply::err("ERR replication module not initialized"));
-    wait_cv(&api, &name, "CV Error", |cv| phase(cv) == Some(CStorVolumePhase::Error)).await;
+    fake.set_reply(
+        "REPLICA",
+        FakeReply::err("ERR replication module not initialized"),
+    );
+    wait_cv(&api, &name, "CV Error", |cv| {
+        phase(cv) == Some(CStorVolumePhase::Error)
+    })
+    .await;
 
     // Shutdown → Offline without replica statuses.
     stop.send(()).unwrap();
-    tokio::time::timeout(DEADLINE, task).await.expect("manager stops").unwrap().unwrap();
+    tokio::time::timeout(DEADLINE, task)
+        .await
+        .expect("manager stops")
+        .unwrap()
+        .unwrap();
     let cv = api.get(&name).await.unwrap();
     let st = cv.status.unwrap();
     assert_eq!(st.phase, Some(CStorVolumePhase::Offline));
@@ -196,10 +308,22 @@ async fn invalid_cv_is_marked_invalid() {
         node_name: String::new(),
         conf_options: ConfOptions::default(),
     };
-    let manager = VolumeManager::new(cluster.client(), ControlClient::new(fake.path()), conf.clone(), cfg);
+    let manager = VolumeManager::new(
+        cluster.client(),
+        ControlClient::new(fake.path()),
+        conf.clone(),
+        cfg,
+    );
     let err = manager.add(&cv).await.unwrap_err();
-    assert!(err.to_string().contains("spec.replicationFactor 3 is smaller than spec.consistencyFactor 5"), "{err}");
-    assert_eq!(phase(&api.get(&name).await.unwrap()), Some(CStorVolumePhase::Invalid));
+    assert!(
+        err.to_string()
+            .contains("spec.replicationFactor 3 is smaller than spec.consistencyFactor 5"),
+        "{err}"
+    );
+    assert_eq!(
+        phase(&api.get(&name).await.unwrap()),
+        Some(CStorVolumePhase::Invalid)
+    );
     assert!(!conf.path().exists(), "no istgt.conf for an invalid CV");
     assert!(!fake.requests().contains(&"REFRESH\r\n".to_string()));
     cluster.cleanup().await.unwrap();
@@ -209,7 +333,10 @@ async fn report(path: &std::path::Path, line: &str) -> String {
     let mut s = UnixStream::connect(path).await.unwrap();
     s.write_all(line.as_bytes()).await.unwrap();
     let mut answer = String::new();
-    tokio::time::timeout(DEADLINE, s.read_to_string(&mut answer)).await.expect("answer").unwrap();
+    tokio::time::timeout(DEADLINE, s.read_to_string(&mut answer))
+        .await
+        .expect("answer")
+        .unwrap();
     answer
 }
 
@@ -225,7 +352,9 @@ async fn known_replicas_from_istgt_are_persisted() {
 
     let dir = tempfile::tempdir().unwrap();
     let conf = Arc::new(IstgtConf::new(dir.path().join("istgt.conf")));
-    conf.write(&render(&cv, &ConfOptions::default()).unwrap()).await.unwrap();
+    conf.write(&render(&cv, &ConfOptions::default()).unwrap())
+        .await
+        .unwrap();
     let sock = dir.path().join("volume_mgmt_sock");
     let listener = KnownReplicaServer::bind(&sock).unwrap();
     let server = KnownReplicaServer::new(cluster.client(), &ns, conf.clone());
@@ -239,32 +368,63 @@ async fn known_replicas_from_istgt_are_persisted() {
     );
     assert_eq!(report(&sock, &line).await, "Ok\r\n");
     let cv = api.get(&name).await.unwrap();
-    let spec_known = cv.spec.replica_details.as_ref().and_then(|d| d.known_replicas.clone()).unwrap();
+    let spec_known = cv
+        .spec
+        .replica_details
+        .as_ref()
+        .and_then(|d| d.known_replicas.clone())
+        .unwrap();
     assert_eq!(spec_known.get("6061").map(String::as_str), Some("98765"));
-    let status_known = cv.status.as_ref().and_then(|s| s.replica_details.as_ref()).and_then(|d| d.known_replicas.clone()).unwrap();
+    let status_known = cv
+        .status
+        .as_ref()
+        .and_then(|s| s.replica_details.as_ref())
+        .and_then(|d| d.known_replicas.clone())
+        .unwrap();
     assert_eq!(status_known.get("6061").map(String::as_str), Some("98765"));
     let text = conf.read().await.unwrap();
-    assert!(text.ends_with("  LUN0 Option XCOPY Disable\n  Replica 6061 98765\n"), "{text}");
+    assert!(
+        text.ends_with("  LUN0 Option XCOPY Disable\n  Replica 6061 98765\n"),
+        "{text}"
+    );
 
     // istgt running with a lower RF than the CV: refused, nothing changes.
-    let lower = line.replace("\"replicationFactor\":3", "\"replicationFactor\":1").replace("6061", "7071");
+    let lower = line
+        .replace("\"replicationFactor\":3", "\"replicationFactor\":1")
+        .replace("6061", "7071");
     assert_eq!(report(&sock, &lower).await, "Err\r\n");
     // Unknown volume and garbage: refused.
-    let other = line.replace(&name, "pvc-does-not-exist").replace("6061", "8081");
+    let other = line
+        .replace(&name, "pvc-does-not-exist")
+        .replace("6061", "8081");
     assert_eq!(report(&sock, &other).await, "Err\r\n");
     assert_eq!(report(&sock, "not json\r\n").await, "Err\r\n");
     let cv = api.get(&name).await.unwrap();
-    assert_eq!(cv.spec.replica_details.and_then(|d| d.known_replicas).unwrap().len(), 1);
+    assert_eq!(
+        cv.spec
+            .replica_details
+            .and_then(|d| d.known_replicas)
+            .unwrap()
+            .len(),
+        1
+    );
     assert!(!conf.read().await.unwrap().contains("7071"));
 
     stop.send(()).unwrap();
-    tokio::time::timeout(DEADLINE, task).await.expect("server stops").unwrap();
+    tokio::time::timeout(DEADLINE, task)
+        .await
+        .expect("server stops")
+        .unwrap();
     cluster.cleanup().await.unwrap();
 }
 
 fn details(ids: &[&str]) -> Option<cstor::CStorVolumeReplicaDetails> {
     Some(cstor::CStorVolumeReplicaDetails {
-        known_replicas: Some(ids.iter().map(|i| (i.to_string(), format!("guid-{i}"))).collect()),
+        known_replicas: Some(
+            ids.iter()
+                .map(|i| (i.to_string(), format!("guid-{i}")))
+                .collect(),
+        ),
         ..Default::default()
     })
 }
@@ -284,11 +444,16 @@ async fn drf_scale_down_removes_the_dropped_replica() {
     let name = created.metadata.name.clone().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let conf = Arc::new(IstgtConf::new(dir.path().join("istgt.conf")));
-    conf.write(&render(&created, &ConfOptions::default()).unwrap()).await.unwrap();
+    conf.write(&render(&created, &ConfOptions::default()).unwrap())
+        .await
+        .unwrap();
     let cv = update_cv(&api, &name, |cv| {
         cv.spec.desired_replication_factor = Some(1);
         cv.spec.replica_details = details(&["11"]);
-        cv.status = Some(CStorVolumeStatus { replica_details: details(&["11", "22"]), ..Default::default() });
+        cv.status = Some(CStorVolumeStatus {
+            replica_details: details(&["11", "22"]),
+            ..Default::default()
+        });
         Ok::<_, ()>(true)
     })
     .await
@@ -305,25 +470,54 @@ async fn drf_scale_down_removes_the_dropped_replica() {
         node_name: String::new(),
         conf_options: ConfOptions::default(),
     };
-    let manager = VolumeManager::new(cluster.client(), ControlClient::new(fake.path()), conf.clone(), cfg);
+    let manager = VolumeManager::new(
+        cluster.client(),
+        ControlClient::new(fake.path()),
+        conf.clone(),
+        cfg,
+    );
 
     // Not while the volume is degraded.
-    fake.set_replica_json(replica_json(&name, "Degraded", &[replica("11", "Degraded", "1")]));
+    fake.set_replica_json(replica_json(
+        &name,
+        "Degraded",
+        &[replica("11", "Degraded", "1")],
+    ));
     let err = manager.drf(&cv).await.unwrap_err();
     assert!(err.to_string().contains("must be Healthy"), "{err}");
     assert!(!fake.requests().iter().any(|r| r.starts_with("DRF")));
 
-    fake.set_replica_json(replica_json(&name, "Healthy", &[replica("11", "Healthy", "1")]));
+    fake.set_replica_json(replica_json(
+        &name,
+        "Healthy",
+        &[replica("11", "Healthy", "1")],
+    ));
     manager.drf(&cv).await.unwrap();
-    assert!(fake.requests().contains(&format!("DRF {name} 1 11\r\n")), "{:?}", fake.requests());
+    assert!(
+        fake.requests().contains(&format!("DRF {name} 1 11\r\n")),
+        "{:?}",
+        fake.requests()
+    );
     let text = conf.read().await.unwrap();
-    for line in ["\n  ReplicationFactor 1\n", "\n  ConsistencyFactor 1\n", "\n  DesiredReplicationFactor 1\n", "\n  Replica 11 guid-11\n"] {
+    for line in [
+        "\n  ReplicationFactor 1\n",
+        "\n  ConsistencyFactor 1\n",
+        "\n  DesiredReplicationFactor 1\n",
+        "\n  Replica 11 guid-11\n",
+    ] {
         assert!(text.contains(line), "{line:?} missing in {text}");
     }
     assert!(!text.contains("Replica 22"), "{text}");
     let cv = api.get(&name).await.unwrap();
-    assert_eq!((cv.spec.replication_factor, cv.spec.consistency_factor), (Some(1), Some(1)));
-    let status_known = cv.status.and_then(|s| s.replica_details).and_then(|d| d.known_replicas).unwrap();
+    assert_eq!(
+        (cv.spec.replication_factor, cv.spec.consistency_factor),
+        (Some(1), Some(1))
+    );
+    let status_known = cv
+        .status
+        .and_then(|s| s.replica_details)
+        .and_then(|d| d.known_replicas)
+        .unwrap();
     assert_eq!(status_known.keys().collect::<Vec<_>>(), vec!["11"]);
     cluster.cleanup().await.unwrap();
 }
@@ -331,7 +525,9 @@ async fn drf_scale_down_removes_the_dropped_replica() {
 /// The three parts together, as the binary runs them.
 #[tokio::test]
 async fn run_serves_all_three_parts_and_goes_offline() {
-    use cstor_api::proto::snapshot::v1alpha1::{VolumeSnapCreateRequest, run_snap_command_client::RunSnapCommandClient};
+    use cstor_api::proto::snapshot::v1alpha1::{
+        VolumeSnapCreateRequest, run_snap_command_client::RunSnapCommandClient,
+    };
     use cstor_operators::volume_manager::{Settings, run};
 
     let cluster = TestCluster::start().await;
@@ -343,9 +539,19 @@ async fn run_serves_all_three_parts_and_goes_offline() {
     let name = cv.metadata.name.clone().unwrap();
 
     let dir = tempfile::tempdir().unwrap();
-    let fake = FakeIstgt::start(dir.path().join("istgt_ctl_sock")).await.unwrap();
-    fake.set_replica_json(replica_json(&name, "Healthy", &[replica("11", "Healthy", "1"), replica("22", "Healthy", "1")]));
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let fake = FakeIstgt::start(dir.path().join("istgt_ctl_sock"))
+        .await
+        .unwrap();
+    fake.set_replica_json(replica_json(
+        &name,
+        "Healthy",
+        &[replica("11", "Healthy", "1"), replica("22", "Healthy", "1")],
+    ));
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let settings = Settings {
         istgt_socket: fake.path().to_path_buf(),
         known_replica_socket: dir.path().join("volume_mgmt_sock"),
@@ -365,26 +571,53 @@ async fn run_serves_all_three_parts_and_goes_offline() {
     let task = tokio::spawn(run(cluster.client(), settings.clone(), async move {
         let _ = stopped.await;
     }));
-    wait_cv(&api, &name, "CV Healthy", |cv| phase(cv) == Some(CStorVolumePhase::Healthy)).await;
+    wait_cv(&api, &name, "CV Healthy", |cv| {
+        phase(cv) == Some(CStorVolumePhase::Healthy)
+    })
+    .await;
     assert!(settings.conf_path.exists());
 
     let line = format!(
         "{{\"replicaId\":\"11\",\"replicaZvolGuid\":\"4242\",\"volumeName\":\"{name}\",\"replicationFactor\":3,\"consistencyFactor\":2}}\r\n"
     );
-    assert_eq!(report(&settings.known_replica_socket, &line).await, "Ok\r\n");
-    let mut client = RunSnapCommandClient::connect(format!("http://127.0.0.1:{port}")).await.unwrap();
+    assert_eq!(
+        report(&settings.known_replica_socket, &line).await,
+        "Ok\r\n"
+    );
+    let mut client = RunSnapCommandClient::connect(format!("http://127.0.0.1:{port}"))
+        .await
+        .unwrap();
     let resp = client
-        .run_volume_snap_create_command(VolumeSnapCreateRequest { version: 1, volume: name.clone(), snapname: "s1".into() })
+        .run_volume_snap_create_command(VolumeSnapCreateRequest {
+            version: 1,
+            volume: name.clone(),
+            snapname: "s1".into(),
+        })
         .await
         .unwrap()
         .into_inner();
     assert_eq!(resp.status, br#"{"response":"OK SNAPCREATE\r\n"}"#.to_vec());
 
     stop.send(()).unwrap();
-    tokio::time::timeout(DEADLINE, task).await.expect("run stops").unwrap().unwrap();
+    tokio::time::timeout(DEADLINE, task)
+        .await
+        .expect("run stops")
+        .unwrap()
+        .unwrap();
     let cv = api.get(&name).await.unwrap();
     assert_eq!(phase(&cv), Some(CStorVolumePhase::Offline));
-    assert_eq!(cv.spec.replica_details.and_then(|d| d.known_replicas).unwrap().get("11").map(String::as_str), Some("4242"));
-    assert!(!settings.known_replica_socket.exists(), "socket removed on shutdown");
+    assert_eq!(
+        cv.spec
+            .replica_details
+            .and_then(|d| d.known_replicas)
+            .unwrap()
+            .get("11")
+            .map(String::as_str),
+        Some("4242")
+    );
+    assert!(
+        !settings.known_replica_socket.exists(),
+        "socket removed on shutdown"
+    );
     cluster.cleanup().await.unwrap();
 }

@@ -29,7 +29,10 @@ async fn status_refresh_and_exact_request_lines() {
     assert_eq!(reply.lines[1], "STATUS Running:NORMAL MODE OF OPERATION");
     assert_eq!(reply.final_line(), "OK STATUS");
     client.refresh().await.unwrap();
-    client.drf("pvc-1", 2, &["11".into(), "22".into()]).await.unwrap();
+    client
+        .drf("pvc-1", 2, &["11".into(), "22".into()])
+        .await
+        .unwrap();
     client.resize("pvc-1", "10Gi").await.unwrap();
     let r = client.snap_create("pvc-1", "snap-a").await.unwrap();
     assert_eq!(r.final_line(), "OK SNAPCREATE");
@@ -71,18 +74,32 @@ async fn replica_payload_survives_byte_by_byte_delivery() {
 #[tokio::test]
 async fn err_replies_are_typed_rejections() {
     let (_d, fake, client) = fake().await;
-    fake.push_reply("RESIZE", FakeReply::err("ERR current size is already greater than requested size"));
+    fake.push_reply(
+        "RESIZE",
+        FakeReply::err("ERR current size is already greater than requested size"),
+    );
     match client.resize("pvc-1", "1Gi").await {
         Err(ControlError::Rejected { command, line, .. }) => {
             assert_eq!(command, "RESIZE pvc-1 1Gi 10 60");
-            assert_eq!(line, "ERR current size is already greater than requested size");
+            assert_eq!(
+                line,
+                "ERR current size is already greater than requested size"
+            );
         }
         other => panic!("expected Rejected, got {other:?}"),
     }
     fake.push_reply("DRF", FakeReply::err("ERR target not found"));
-    assert!(matches!(client.drf("pvc-x", 3, &[]).await, Err(ControlError::Rejected { line, .. }) if line == "ERR target not found"));
-    fake.push_reply("REFRESH", FakeReply::err("Error Previous Refresh command still running"));
-    assert!(matches!(client.refresh().await, Err(ControlError::Rejected { .. })));
+    assert!(
+        matches!(client.drf("pvc-x", 3, &[]).await, Err(ControlError::Rejected { line, .. }) if line == "ERR target not found")
+    );
+    fake.push_reply(
+        "REFRESH",
+        FakeReply::err("Error Previous Refresh command still running"),
+    );
+    assert!(matches!(
+        client.refresh().await,
+        Err(ControlError::Rejected { .. })
+    ));
     // Unknown command word: istgt's own answer.
     let r = client.exchange("FROB x").await.unwrap();
     assert!(r.is_error());
@@ -90,18 +107,35 @@ async fn err_replies_are_typed_rejections() {
     // SNAPCREATE refusals come back as replies (the gRPC layer forwards them).
     fake.push_reply("SNAPCREATE", FakeReply::err("ERR failed SNAPCREATE"));
     let r = client.snap_create("pvc-1", "s").await.unwrap();
-    assert_eq!(r.upstream_line(1).as_deref(), Some("ERR failed SNAPCREATE\r\n"));
+    assert_eq!(
+        r.upstream_line(1).as_deref(),
+        Some("ERR failed SNAPCREATE\r\n")
+    );
     // RESIZE: an ERR anywhere in the reply is a failure, even before an OK line.
-    fake.push_reply("RESIZE", FakeReply::Lines(vec!["RESIZE ERR new size 5 is not in multiples of block length 4096".into(), "OK RESIZE".into()]));
-    assert!(matches!(client.resize("pvc-1", "5").await, Err(ControlError::Rejected { .. })));
+    fake.push_reply(
+        "RESIZE",
+        FakeReply::Lines(vec![
+            "RESIZE ERR new size 5 is not in multiples of block length 4096".into(),
+            "OK RESIZE".into(),
+        ]),
+    );
+    assert!(matches!(
+        client.resize("pvc-1", "5").await,
+        Err(ControlError::Rejected { .. })
+    ));
 }
 
 #[tokio::test]
 async fn replication_not_initialised_then_close() {
     let (_d, fake, client) = fake().await;
-    fake.push_reply("REPLICA", FakeReply::RawThenClose(b"ERR replication module not initialized\r\n".to_vec()));
+    fake.push_reply(
+        "REPLICA",
+        FakeReply::RawThenClose(b"ERR replication module not initialized\r\n".to_vec()),
+    );
     match client.replica().await {
-        Err(ControlError::Rejected { line, .. }) => assert_eq!(line, "ERR replication module not initialized"),
+        Err(ControlError::Rejected { line, .. }) => {
+            assert_eq!(line, "ERR replication module not initialized")
+        }
         other => panic!("expected Rejected, got {other:?}"),
     }
 }
@@ -109,18 +143,30 @@ async fn replication_not_initialised_then_close() {
 #[tokio::test]
 async fn socket_closing_mid_reply_is_an_error_with_the_partial_data() {
     let (_d, fake, client) = fake().await;
-    fake.push_reply("REPLICA", FakeReply::RawThenClose(b"REPLICA  {\"volumeStatus\":[{\"name\":\"pv".to_vec()));
+    fake.push_reply(
+        "REPLICA",
+        FakeReply::RawThenClose(b"REPLICA  {\"volumeStatus\":[{\"name\":\"pv".to_vec()),
+    );
     fake.set_chunk_size(Some(3));
     match client.replica().await {
         Err(ControlError::Closed { command, received }) => {
             assert_eq!(command, "REPLICA");
-            assert_eq!(received, format!("{FAKE_BANNER}\r\nREPLICA  {{\"volumeStatus\":[{{\"name\":\"pv"));
+            assert_eq!(
+                received,
+                format!("{FAKE_BANNER}\r\nREPLICA  {{\"volumeStatus\":[{{\"name\":\"pv")
+            );
         }
         other => panic!("expected Closed, got {other:?}"),
     }
     // A data line complete but the final OK line missing: still Closed, not a short success.
-    fake.push_reply("STATUS", FakeReply::RawThenClose(b"STATUS Running:NORMAL MODE OF OPERATION\r\n".to_vec()));
-    assert!(matches!(client.status().await, Err(ControlError::Closed { .. })));
+    fake.push_reply(
+        "STATUS",
+        FakeReply::RawThenClose(b"STATUS Running:NORMAL MODE OF OPERATION\r\n".to_vec()),
+    );
+    assert!(matches!(
+        client.status().await,
+        Err(ControlError::Closed { .. })
+    ));
     // Next command on a fresh connection works again.
     client.status().await.unwrap();
 }
@@ -130,8 +176,15 @@ async fn silent_istgt_hits_the_deadline_and_missing_socket_is_connect_error() {
     let (dir, fake, client) = fake().await;
     fake.push_reply("STATUS", FakeReply::Silent);
     let started = std::time::Instant::now();
-    let r = client.clone().with_timeout(Duration::from_millis(300)).status().await;
-    assert!(matches!(r, Err(ControlError::Timeout { after, .. }) if after == Duration::from_millis(300)), "{r:?}");
+    let r = client
+        .clone()
+        .with_timeout(Duration::from_millis(300))
+        .status()
+        .await;
+    assert!(
+        matches!(r, Err(ControlError::Timeout { after, .. }) if after == Duration::from_millis(300)),
+        "{r:?}"
+    );
     assert!(started.elapsed() < Duration::from_secs(5));
     let missing = ControlClient::new(dir.path().join("nope"));
     let err = missing.status().await.unwrap_err();
@@ -152,7 +205,9 @@ async fn exact_bytes_on_the_wire() {
     let listener = UnixListener::bind(&path).unwrap();
     let server = tokio::spawn(async move {
         let (mut s, _) = listener.accept().await.unwrap();
-        s.write_all(b"iSCSI Target Controller version istgt:0.5 on  from \r").await.unwrap();
+        s.write_all(b"iSCSI Target Controller version istgt:0.5 on  from \r")
+            .await
+            .unwrap();
         let mut got = Vec::new();
         let mut buf = [0u8; 64];
         while !got.ends_with(b"\r\n") {
@@ -170,7 +225,11 @@ async fn exact_bytes_on_the_wire() {
     assert_eq!(server.await.unwrap(), b"SNAPDESTROY pvc-9 snap-1 10 60\r\n");
     assert_eq!(
         reply.lines,
-        vec!["iSCSI Target Controller version istgt:0.5 on  from ", "SNAPDESTROY  progress", "OK SNAPDESTROY"]
+        vec![
+            "iSCSI Target Controller version istgt:0.5 on  from ",
+            "SNAPDESTROY  progress",
+            "OK SNAPDESTROY"
+        ]
     );
     assert_eq!(reply.payload(), Some("progress"));
 }

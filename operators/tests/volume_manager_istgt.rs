@@ -18,7 +18,9 @@ use cstor_api::{
 use cstor_operators::volume_manager::{ConfOptions, LunStorage, render};
 
 fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/volume_manager").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/volume_manager")
+        .join(name)
 }
 
 fn fixture_cv() -> CStorVolume {
@@ -33,7 +35,11 @@ fn render_matches_upstream_layout_exactly() {
         for (i, (a, b)) in got.lines().zip(golden.lines()).enumerate() {
             assert_eq!(a, b, "line {} differs", i + 1);
         }
-        assert_eq!(got.lines().count(), golden.lines().count(), "line counts differ");
+        assert_eq!(
+            got.lines().count(),
+            golden.lines().count(),
+            "line counts differ"
+        );
         assert_eq!(got, golden);
     }
 }
@@ -75,7 +81,11 @@ const LUN_BYTES: u64 = 64 << 20;
 const INITIATOR: &str = "iqn.2024-01.io.cstor-rs:volume-manager-test";
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// Stops the daemonised istgt (by its own pid) even when the test panics.
@@ -86,7 +96,10 @@ struct IstgtGuard {
 impl Drop for IstgtGuard {
     fn drop(&mut self) {
         if let Some(pid) = self.pid.take() {
-            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGTERM);
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGTERM,
+            );
         }
     }
 }
@@ -100,8 +113,14 @@ async fn run(runner: &HostRunner, cmd: Cmd) -> String {
 #[tokio::test]
 async fn stock_istgt_serves_the_rendered_lun() {
     let runner = HostRunner::new();
-    for (tool, pkg) in [("istgt", "istgt"), ("iscsi-inq", "libiscsi-bin"), ("iscsi-readcapacity16", "libiscsi-bin")] {
-        let found = runner.run(&Cmd::new("sh").args(["-c", &format!("command -v {tool}")])).await;
+    for (tool, pkg) in [
+        ("istgt", "istgt"),
+        ("iscsi-inq", "libiscsi-bin"),
+        ("iscsi-readcapacity16", "libiscsi-bin"),
+    ] {
+        let found = runner
+            .run(&Cmd::new("sh").args(["-c", &format!("command -v {tool}")]))
+            .await;
         assert!(
             found.is_ok_and(|o| o.success()),
             "{tool} is not installed: run `apt-get install -y {pkg}` (this test needs Debian's istgt and libiscsi-bin)"
@@ -110,7 +129,10 @@ async fn stock_istgt_serves_the_rendered_lun() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let lun = d.join("lun0.img");
-    std::fs::File::create(&lun).unwrap().set_len(LUN_BYTES).unwrap();
+    std::fs::File::create(&lun)
+        .unwrap()
+        .set_len(LUN_BYTES)
+        .unwrap();
     std::fs::write(d.join("auth.conf"), "").unwrap();
     let (iscsi_port, uc_port) = (free_port(), free_port());
     let mut cv = fixture_cv();
@@ -122,7 +144,10 @@ async fn stock_istgt_serves_the_rendered_lun() {
         media_directory: d.display().to_string(),
         unit_control_port: uc_port,
         iscsi_port,
-        lun_storage: LunStorage::File { path: lun.clone(), size: "Auto".into() },
+        lun_storage: LunStorage::File {
+            path: lun.clone(),
+            size: "Auto".into(),
+        },
     };
     let conf = render(&cv, &opts).unwrap();
     for key in CSTOR_ONLY_KEYS {
@@ -134,36 +159,57 @@ async fn stock_istgt_serves_the_rendered_lun() {
     // istgt daemonises; the pid file tells which process to stop.
     let pid_file = d.join("istgt.pid");
     let start = Cmd::new("istgt")
-        .args(["-c", &conf_path.display().to_string(), "-p", &pid_file.display().to_string()])
+        .args([
+            "-c",
+            &conf_path.display().to_string(),
+            "-p",
+            &pid_file.display().to_string(),
+        ])
         .timeout(Duration::from_secs(30));
     run(&runner, start).await;
     let pid: i32 = cstor_testkit::wait_for(Duration::from_secs(20), || {
         let pid_file = pid_file.clone();
-        async move { std::fs::read_to_string(&pid_file).ok().and_then(|s| s.trim().parse().ok()) }
+        async move {
+            std::fs::read_to_string(&pid_file)
+                .ok()
+                .and_then(|s| s.trim().parse().ok())
+        }
     })
     .await
     .expect("istgt wrote no pid file");
     let _guard = IstgtGuard { pid: Some(pid) };
     let addr: SocketAddr = format!("127.0.0.1:{iscsi_port}").parse().unwrap();
-    cstor_testkit::wait_for(Duration::from_secs(20), || async move { tokio::net::TcpStream::connect(addr).await.is_ok() })
-        .await
-        .expect("istgt does not listen on the rendered portal");
+    cstor_testkit::wait_for(Duration::from_secs(20), || async move {
+        tokio::net::TcpStream::connect(addr).await.is_ok()
+    })
+    .await
+    .expect("istgt does not listen on the rendered portal");
 
     let name = cv.metadata.name.clone().unwrap();
     let uid = cv.metadata.uid.clone().unwrap();
     let url = format!("iscsi://127.0.0.1:{iscsi_port}/iqn.2016-09.com.openebs.cstor:{name}/0");
     let libiscsi = |tool: &str, extra: &[&str]| {
-        Cmd::new(tool).args(["-i", INITIATOR]).args(extra.iter().copied()).arg(&url).timeout(Duration::from_secs(30))
+        Cmd::new(tool)
+            .args(["-i", INITIATOR])
+            .args(extra.iter().copied())
+            .arg(&url)
+            .timeout(Duration::from_secs(30))
     };
 
     // Standard INQUIRY: UnitInquiry "OpenEBS" "iscsi" "0" "<uid>" from the rendered file.
     let inq = run(&runner, libiscsi("iscsi-inq", &[])).await;
-    assert!(inq.contains("Peripheral Device Type:DIRECT_ACCESS"), "{inq}");
+    assert!(
+        inq.contains("Peripheral Device Type:DIRECT_ACCESS"),
+        "{inq}"
+    );
     assert!(inq.contains("Vendor:OpenEBS"), "{inq}");
     assert!(inq.contains("Product:iscsi"), "{inq}");
     // Unit serial number VPD page (0x80): istgt keeps the first 32 characters of the CV uid.
     let serial = run(&runner, libiscsi("iscsi-inq", &["-e", "1", "-c", "128"])).await;
-    assert!(serial.contains(&format!("Unit Serial Number:[{}]", &uid[..32])), "{serial}");
+    assert!(
+        serial.contains(&format!("Unit Serial Number:[{}]", &uid[..32])),
+        "{serial}"
+    );
     // Capacity: the backing file, 512-byte blocks (BlockLength 512).
     let cap = run(&runner, libiscsi("iscsi-readcapacity16", &[])).await;
     assert!(cap.contains(&format!("Total size:{LUN_BYTES}")), "{cap}");

@@ -16,44 +16,80 @@ use cstor_operators::volume_manager::{
 #[tokio::test]
 async fn create_and_delete_over_tonic() {
     let dir = tempfile::tempdir().unwrap();
-    let fake = FakeIstgt::start(dir.path().join("istgt_ctl_sock")).await.unwrap();
+    let fake = FakeIstgt::start(dir.path().join("istgt_ctl_sock"))
+        .await
+        .unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(snapshot::serve(listener, ControlClient::new(fake.path()), async move {
-        let _ = stopped.await;
-    }));
-    let mut client = RunSnapCommandClient::connect(format!("http://{addr}")).await.unwrap();
+    let server = tokio::spawn(snapshot::serve(
+        listener,
+        ControlClient::new(fake.path()),
+        async move {
+            let _ = stopped.await;
+        },
+    ));
+    let mut client = RunSnapCommandClient::connect(format!("http://{addr}"))
+        .await
+        .unwrap();
 
     let resp = client
-        .run_volume_snap_create_command(VolumeSnapCreateRequest { version: 1, volume: "pvc-1".into(), snapname: "snapshot-a".into() })
+        .run_volume_snap_create_command(VolumeSnapCreateRequest {
+            version: 1,
+            volume: "pvc-1".into(),
+            snapname: "snapshot-a".into(),
+        })
         .await
         .unwrap()
         .into_inner();
-    assert_eq!(String::from_utf8(resp.status).unwrap(), r#"{"response":"OK SNAPCREATE\r\n"}"#);
+    assert_eq!(
+        String::from_utf8(resp.status).unwrap(),
+        r#"{"response":"OK SNAPCREATE\r\n"}"#
+    );
     let resp = client
-        .run_volume_snap_delete_command(VolumeSnapDeleteRequest { version: 1, volume: "pvc-1".into(), snapname: "snapshot-a".into() })
+        .run_volume_snap_delete_command(VolumeSnapDeleteRequest {
+            version: 1,
+            volume: "pvc-1".into(),
+            snapname: "snapshot-a".into(),
+        })
         .await
         .unwrap()
         .into_inner();
-    assert_eq!(String::from_utf8(resp.status).unwrap(), r#"{"response":"OK SNAPDESTROY\r\n"}"#);
+    assert_eq!(
+        String::from_utf8(resp.status).unwrap(),
+        r#"{"response":"OK SNAPDESTROY\r\n"}"#
+    );
     assert_eq!(
         fake.requests(),
-        vec!["SNAPCREATE pvc-1 snapshot-a 10 60\r\n", "SNAPDESTROY pvc-1 snapshot-a 10 60\r\n"]
+        vec![
+            "SNAPCREATE pvc-1 snapshot-a 10 60\r\n",
+            "SNAPDESTROY pvc-1 snapshot-a 10 60\r\n"
+        ]
     );
 
     // istgt refuses: the ERR line is the response (the CSI controller looks for "ERR").
     fake.push_reply("SNAPCREATE", FakeReply::err("ERR failed SNAPCREATE"));
     let resp = client
-        .run_volume_snap_create_command(VolumeSnapCreateRequest { version: 1, volume: "pvc-1".into(), snapname: "snapshot-b".into() })
+        .run_volume_snap_create_command(VolumeSnapCreateRequest {
+            version: 1,
+            volume: "pvc-1".into(),
+            snapname: "snapshot-b".into(),
+        })
         .await
         .unwrap()
         .into_inner();
-    assert_eq!(String::from_utf8(resp.status).unwrap(), r#"{"response":"ERR failed SNAPCREATE\r\n"}"#);
+    assert_eq!(
+        String::from_utf8(resp.status).unwrap(),
+        r#"{"response":"ERR failed SNAPCREATE\r\n"}"#
+    );
     // Only a banner, then close: upstream's default "ERR".
     fake.push_reply("SNAPDESTROY", FakeReply::RawThenClose(Vec::new()));
     let err = client
-        .run_volume_snap_delete_command(VolumeSnapDeleteRequest { version: 1, volume: "pvc-1".into(), snapname: "snapshot-b".into() })
+        .run_volume_snap_delete_command(VolumeSnapDeleteRequest {
+            version: 1,
+            volume: "pvc-1".into(),
+            snapname: "snapshot-b".into(),
+        })
         .await
         .unwrap_err();
     assert_eq!(err.code(), tonic::Code::Unavailable, "{err}");
@@ -61,7 +97,11 @@ async fn create_and_delete_over_tonic() {
 
     // A name istgt would split into two words is refused before reaching istgt.
     let err = client
-        .run_volume_snap_create_command(VolumeSnapCreateRequest { version: 1, volume: "pvc-1".into(), snapname: "a b".into() })
+        .run_volume_snap_create_command(VolumeSnapCreateRequest {
+            version: 1,
+            volume: "pvc-1".into(),
+            snapname: "a b".into(),
+        })
         .await
         .unwrap_err();
     assert_eq!(err.code(), tonic::Code::InvalidArgument);
@@ -69,12 +109,20 @@ async fn create_and_delete_over_tonic() {
     // istgt gone: UNAVAILABLE naming the socket.
     drop(fake);
     let err = client
-        .run_volume_snap_create_command(VolumeSnapCreateRequest { version: 1, volume: "pvc-1".into(), snapname: "snapshot-c".into() })
+        .run_volume_snap_create_command(VolumeSnapCreateRequest {
+            version: 1,
+            volume: "pvc-1".into(),
+            snapname: "snapshot-c".into(),
+        })
         .await
         .unwrap_err();
     assert_eq!(err.code(), tonic::Code::Unavailable);
     assert!(err.message().contains("istgt_ctl_sock"), "{err}");
 
     stop.send(()).unwrap();
-    tokio::time::timeout(Duration::from_secs(10), server).await.expect("server stops").unwrap().unwrap();
+    tokio::time::timeout(Duration::from_secs(10), server)
+        .await
+        .expect("server stops")
+        .unwrap()
+        .unwrap();
 }

@@ -4,7 +4,9 @@
 use std::{net::SocketAddr, path::PathBuf, process::ExitCode, time::Duration};
 
 use clap::Parser;
-use cstor_operators::volume_manager::{self, ConfOptions, ManagerConfig, Settings, control, istgt_conf, known_replicas, snapshot};
+use cstor_operators::volume_manager::{
+    self, ConfOptions, ManagerConfig, Settings, control, istgt_conf, known_replicas, snapshot,
+};
 
 /// Keeps a cStor volume's target (istgt) configured and its CStorVolume status true.
 #[derive(Debug, Parser)]
@@ -42,13 +44,17 @@ struct Args {
 #[tokio::main]
 async fn main() -> ExitCode {
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
         .init();
     let args = Args::parse();
     let client = match kube::Client::try_default().await {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("volume-manager: cannot build a Kubernetes client (in-cluster config or KUBECONFIG): {e}");
+            eprintln!(
+                "volume-manager: cannot build a Kubernetes client (in-cluster config or KUBECONFIG): {e}"
+            );
             return ExitCode::FAILURE;
         }
     };
@@ -90,4 +96,3 @@ async fn shutdown_signal() {
         }
     }
 }
-

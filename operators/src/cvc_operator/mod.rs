@@ -275,8 +275,21 @@ pub(crate) fn pv_name(cvc: &CStorVolumeConfig) -> String {
 }
 
 /// Reconciles one CVC (upstream `syncCVC`, §5.1).
+///
+/// The CVC is read again from the API first: the controller's cache can lag behind this
+/// operator's own last write, and acting on a stale spec/status pair (e.g. an old scale-up)
+/// would re-create replicas or PDBs that were just removed.
 pub async fn reconcile(cvc: Arc<CStorVolumeConfig>, ctx: Arc<Context>) -> Result<Action, Error> {
     let name = cvc.name_any();
+    let cvc = match ctx
+        .api::<CStorVolumeConfig>()
+        .get_opt(&name)
+        .await
+        .map_err(Error::kube(format!("get CStorVolumeConfig {name}")))?
+    {
+        Some(fresh) => Arc::new(fresh),
+        None => return Ok(Action::await_change()),
+    };
     if cvc.metadata.deletion_timestamp.is_some() {
         delete::finalize(&cvc, &ctx).await?;
         return Ok(Action::await_change());

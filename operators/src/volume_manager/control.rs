@@ -45,7 +45,10 @@ pub struct Reply {
 impl Reply {
     /// The banner line, when present.
     pub fn banner(&self) -> Option<&str> {
-        self.lines.first().map(String::as_str).filter(|l| l.starts_with(BANNER_PREFIX))
+        self.lines
+            .first()
+            .map(String::as_str)
+            .filter(|l| l.starts_with(BANNER_PREFIX))
     }
 
     /// The final line (`OK <CMD>`, `ERR …`).
@@ -86,7 +89,9 @@ pub enum ControlError {
         reason: &'static str,
     },
     /// The socket could not be opened.
-    #[error("cannot connect to istgt's control socket {path}: {source}; check that istgt runs and shares this socket path")]
+    #[error(
+        "cannot connect to istgt's control socket {path}: {source}; check that istgt runs and shares this socket path"
+    )]
     Connect {
         /// Socket path.
         path: PathBuf,
@@ -110,7 +115,9 @@ pub enum ControlError {
         after: Duration,
     },
     /// The connection closed before the final line.
-    #[error("istgt closed the control connection before finishing its reply to `{command}`; received {received:?}")]
+    #[error(
+        "istgt closed the control connection before finishing its reply to `{command}`; received {received:?}"
+    )]
     Closed {
         /// The command line.
         command: String,
@@ -147,7 +154,10 @@ pub struct ControlClient {
 impl ControlClient {
     /// A client of the socket at `path` with [`DEFAULT_TIMEOUT`] per call.
     pub fn new(path: impl Into<PathBuf>) -> Self {
-        Self { path: path.into(), timeout: DEFAULT_TIMEOUT }
+        Self {
+            path: path.into(),
+            timeout: DEFAULT_TIMEOUT,
+        }
     }
 
     /// Sets the per-call deadline (commands that make istgt wait for replicas get at least
@@ -173,24 +183,43 @@ impl ControlClient {
     }
 
     /// [`ControlClient::exchange`] with an explicit deadline.
-    pub async fn exchange_within(&self, command: &str, deadline: Duration) -> Result<Reply, ControlError> {
+    pub async fn exchange_within(
+        &self,
+        command: &str,
+        deadline: Duration,
+    ) -> Result<Reply, ControlError> {
         let word = command_word(command)?;
         match tokio::time::timeout(deadline, self.exchange_inner(command, &word)).await {
             Ok(r) => r,
-            Err(_) => Err(ControlError::Timeout { command: command.to_owned(), after: deadline }),
+            Err(_) => Err(ControlError::Timeout {
+                command: command.to_owned(),
+                after: deadline,
+            }),
         }
     }
 
     async fn exchange_inner(&self, command: &str, word: &str) -> Result<Reply, ControlError> {
-        let mut sock = UnixStream::connect(&self.path)
+        let mut sock =
+            UnixStream::connect(&self.path)
+                .await
+                .map_err(|source| ControlError::Connect {
+                    path: self.path.clone(),
+                    source,
+                })?;
+        let io = |source| ControlError::Io {
+            command: command.to_owned(),
+            source,
+        };
+        sock.write_all(format!("{command}\r\n").as_bytes())
             .await
-            .map_err(|source| ControlError::Connect { path: self.path.clone(), source })?;
-        let io = |source| ControlError::Io { command: command.to_owned(), source };
-        sock.write_all(format!("{command}\r\n").as_bytes()).await.map_err(io)?;
+            .map_err(io)?;
         sock.flush().await.map_err(io)?;
         let lines = read_reply(&mut sock, word, command).await?;
         // Dropping the stream closes the connection, as upstream does after each command.
-        Ok(Reply { command: word.to_owned(), lines })
+        Ok(Reply {
+            command: word.to_owned(),
+            lines,
+        })
     }
 
     /// Sends `command` and turns an `ERR`/`Error` final line into [`ControlError::Rejected`].
@@ -226,20 +255,36 @@ impl ControlClient {
         let command = "REPLICA";
         let reply = self.call(command, self.timeout).await?;
         let joined = reply.lines.join("\r\n");
-        parse_replica_payload(&joined)
-            .map_err(|source| ControlError::BadPayload { command: command.to_owned(), source })
+        parse_replica_payload(&joined).map_err(|source| ControlError::BadPayload {
+            command: command.to_owned(),
+            source,
+        })
     }
 
     /// `RESIZE <vol> <size> 10 60`. Any reply line containing `ERR` is a failure (upstream's rule).
     pub async fn resize(&self, volume: &str, size: &str) -> Result<(), ControlError> {
         let command = format!("RESIZE {volume} {size} {IO_WAIT_SECS} {TOTAL_WAIT_SECS}");
         let reply = self.exchange_within(&command, self.long_deadline()).await?;
-        if let Some(line) = reply.lines.iter().skip(1).find(|l| l.contains("ERR")).cloned() {
-            return Err(ControlError::Rejected { command, line, reply });
+        if let Some(line) = reply
+            .lines
+            .iter()
+            .skip(1)
+            .find(|l| l.contains("ERR"))
+            .cloned()
+        {
+            return Err(ControlError::Rejected {
+                command,
+                line,
+                reply,
+            });
         }
         if reply.is_error() {
             let line = reply.final_line().to_owned();
-            return Err(ControlError::Rejected { command, line, reply });
+            return Err(ControlError::Rejected {
+                command,
+                line,
+                reply,
+            });
         }
         Ok(())
     }
@@ -269,7 +314,10 @@ impl ControlClient {
 }
 
 fn command_word(command: &str) -> Result<String, ControlError> {
-    let bad = |reason| ControlError::InvalidCommand { command: command.to_owned(), reason };
+    let bad = |reason| ControlError::InvalidCommand {
+        command: command.to_owned(),
+        reason,
+    };
     if command.contains(['\r', '\n']) {
         return Err(bad("it must be a single line without CR/LF"));
     }
@@ -281,19 +329,31 @@ fn command_word(command: &str) -> Result<String, ControlError> {
 }
 
 /// Reads reply lines until the final one (see the module docs).
-async fn read_reply<R: AsyncRead + Unpin>(r: &mut R, word: &str, command: &str) -> Result<Vec<String>, ControlError> {
+async fn read_reply<R: AsyncRead + Unpin>(
+    r: &mut R,
+    word: &str,
+    command: &str,
+) -> Result<Vec<String>, ControlError> {
     let mut pending: Vec<u8> = Vec::new();
     let mut lines: Vec<String> = Vec::new();
     let mut chunk = [0u8; 4096];
     loop {
         let n = match r.read(&mut chunk).await {
             Ok(n) => n,
-            Err(source) => return Err(ControlError::Io { command: command.to_owned(), source }),
+            Err(source) => {
+                return Err(ControlError::Io {
+                    command: command.to_owned(),
+                    source,
+                });
+            }
         };
         if n == 0 {
             let mut received = lines.iter().map(|l| format!("{l}\r\n")).collect::<String>();
             received.push_str(&String::from_utf8_lossy(&pending));
-            return Err(ControlError::Closed { command: command.to_owned(), received });
+            return Err(ControlError::Closed {
+                command: command.to_owned(),
+                received,
+            });
         }
         pending.extend_from_slice(&chunk[..n]);
         while let Some(pos) = pending.iter().position(|b| *b == b'\n') {
@@ -338,12 +398,18 @@ mod tests {
 
     #[tokio::test]
     async fn eof_before_final_line_is_closed_with_partial_data() {
-        let err = read(b"iSCSI Target Controller version X\r\nREPLICA  {\"volumeSt", "REPLICA")
-            .await
-            .unwrap_err();
+        let err = read(
+            b"iSCSI Target Controller version X\r\nREPLICA  {\"volumeSt",
+            "REPLICA",
+        )
+        .await
+        .unwrap_err();
         match err {
             ControlError::Closed { received, .. } => {
-                assert_eq!(received, "iSCSI Target Controller version X\r\nREPLICA  {\"volumeSt")
+                assert_eq!(
+                    received,
+                    "iSCSI Target Controller version X\r\nREPLICA  {\"volumeSt"
+                )
             }
             other => panic!("expected Closed, got {other:?}"),
         }
@@ -360,7 +426,11 @@ mod tests {
     fn payload_strips_word_and_spaces() {
         let r = Reply {
             command: "REPLICA".into(),
-            lines: vec!["iSCSI Target Controller version 1".into(), "REPLICA  {}".into(), "OK REPLICA".into()],
+            lines: vec![
+                "iSCSI Target Controller version 1".into(),
+                "REPLICA  {}".into(),
+                "OK REPLICA".into(),
+            ],
         };
         assert_eq!(r.payload(), Some("{}"));
         assert_eq!(r.upstream_line(2).as_deref(), Some("OK REPLICA\r\n"));

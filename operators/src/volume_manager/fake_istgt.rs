@@ -23,7 +23,8 @@ use tokio::{
 };
 
 /// The banner the fake writes on accept (cStor istgt's format).
-pub const FAKE_BANNER: &str = "iSCSI Target Controller version istgt:0.5.20121028:13:43:08:Jun 15 2021 on  from ";
+pub const FAKE_BANNER: &str =
+    "iSCSI Target Controller version istgt:0.5.20121028:13:43:08:Jun 15 2021 on  from ";
 
 /// What the fake answers to one command.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -67,7 +68,9 @@ pub struct FakeIstgt {
 
 impl std::fmt::Debug for FakeIstgt {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("FakeIstgt").field("path", &self.path).finish()
+        f.debug_struct("FakeIstgt")
+            .field("path", &self.path)
+            .finish()
     }
 }
 
@@ -96,7 +99,12 @@ impl FakeIstgt {
                 tokio::spawn(serve(sock, st.clone(), tx.clone()));
             }
         });
-        Ok(Self { path, state, seen, task })
+        Ok(Self {
+            path,
+            state,
+            seen,
+            task,
+        })
     }
 
     /// The socket path.
@@ -116,7 +124,11 @@ impl FakeIstgt {
 
     /// Answers the next command with this word (upper case) with `reply`, once.
     pub fn push_reply(&self, word: &str, reply: FakeReply) {
-        self.lock().once.entry(word.to_owned()).or_default().push_back(reply);
+        self.lock()
+            .once
+            .entry(word.to_owned())
+            .or_default()
+            .push_back(reply);
     }
 
     /// Answers every command with this word with `reply` (after the one-shot replies).
@@ -169,7 +181,10 @@ fn default_reply(word: &str, args: &str, st: &State) -> FakeReply {
             "STATUS Running:NORMAL MODE OF OPERATION".into(),
             "OK STATUS".into(),
         ]),
-        "REPLICA" => FakeReply::Lines(vec![format!("REPLICA  {}", st.replica_json), "OK REPLICA".into()]),
+        "REPLICA" => FakeReply::Lines(vec![
+            format!("REPLICA  {}", st.replica_json),
+            "OK REPLICA".into(),
+        ]),
         "REFRESH" | "RESIZE" | "DRF" | "SNAPCREATE" | "SNAPDESTROY" => {
             if word != "REFRESH" && args.is_empty() {
                 FakeReply::err("ERR invalid param")
@@ -181,7 +196,11 @@ fn default_reply(word: &str, args: &str, st: &State) -> FakeReply {
     }
 }
 
-async fn write_chunked(sock: &mut UnixStream, bytes: &[u8], chunk: Option<usize>) -> std::io::Result<()> {
+async fn write_chunked(
+    sock: &mut UnixStream,
+    bytes: &[u8],
+    chunk: Option<usize>,
+) -> std::io::Result<()> {
     match chunk {
         Some(n) if n > 0 => {
             for part in bytes.chunks(n) {
@@ -200,7 +219,14 @@ async fn serve(sock: UnixStream, state: Arc<Mutex<State>>, seen: Arc<watch::Send
     let lock = || state.lock().unwrap_or_else(|p| p.into_inner());
     let mut reader = BufReader::new(sock);
     let chunk = lock().chunk;
-    if write_chunked(reader.get_mut(), format!("{FAKE_BANNER}\r\n").as_bytes(), chunk).await.is_err() {
+    if write_chunked(
+        reader.get_mut(),
+        format!("{FAKE_BANNER}\r\n").as_bytes(),
+        chunk,
+    )
+    .await
+    .is_err()
+    {
         return;
     }
     loop {
@@ -230,7 +256,10 @@ async fn serve(sock: UnixStream, state: Arc<Mutex<State>>, seen: Arc<watch::Send
                     out.push_str(&l);
                     out.push_str("\r\n");
                 }
-                if write_chunked(reader.get_mut(), out.as_bytes(), chunk).await.is_err() {
+                if write_chunked(reader.get_mut(), out.as_bytes(), chunk)
+                    .await
+                    .is_err()
+                {
                     return;
                 }
             }

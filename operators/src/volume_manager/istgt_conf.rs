@@ -77,7 +77,9 @@ impl Default for ConfOptions {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfError {
     /// A field the file needs is empty.
-    #[error("CStorVolume {name:?} has no {field}; the cvc-operator must set it before the target can start")]
+    #[error(
+        "CStorVolume {name:?} has no {field}; the cvc-operator must set it before the target can start"
+    )]
     MissingField {
         /// CV name.
         name: String,
@@ -102,10 +104,17 @@ pub enum ConfError {
     },
 }
 
-fn required<'a>(cv: &CStorVolume, value: Option<&'a str>, field: &'static str) -> Result<&'a str, ConfError> {
+fn required<'a>(
+    cv: &CStorVolume,
+    value: Option<&'a str>,
+    field: &'static str,
+) -> Result<&'a str, ConfError> {
     match value {
         Some(v) if !v.is_empty() => Ok(v),
-        _ => Err(ConfError::MissingField { name: cv.metadata.name.clone().unwrap_or_default(), field }),
+        _ => Err(ConfError::MissingField {
+            name: cv.metadata.name.clone().unwrap_or_default(),
+            field,
+        }),
     }
 }
 
@@ -117,7 +126,11 @@ pub fn render(cv: &CStorVolume, opts: &ConfOptions) -> Result<String, ConfError>
     let name = required(cv, cv.metadata.name.as_deref(), "metadata.name")?;
     let uid = required(cv, cv.metadata.uid.as_deref(), "metadata.uid")?;
     let ip = required(cv, cv.spec.target_ip.as_deref(), "spec.targetIP")?;
-    let capacity = required(cv, cv.spec.capacity.as_ref().map(|q| q.0.as_str()), "spec.capacity")?;
+    let capacity = required(
+        cv,
+        cv.spec.capacity.as_ref().map(|q| q.0.as_str()),
+        "spec.capacity",
+    )?;
     let rf = cv.spec.replication_factor.unwrap_or(0);
     let cf = cv.spec.consistency_factor.unwrap_or(0);
     let drf = match cv.spec.desired_replication_factor.unwrap_or(0) {
@@ -208,7 +221,12 @@ pub fn render(cv: &CStorVolume, opts: &ConfOptions) -> Result<String, ConfError>
         ucport = opts.unit_control_port,
         port = opts.iscsi_port,
     );
-    if let Some(known) = cv.spec.replica_details.as_ref().and_then(|d| d.known_replicas.as_ref()) {
+    if let Some(known) = cv
+        .spec
+        .replica_details
+        .as_ref()
+        .and_then(|d| d.known_replicas.as_ref())
+    {
         for (id, guid) in known {
             let _ = writeln!(s, "  {}", replica_line(id, guid));
         }
@@ -227,7 +245,9 @@ pub fn replace_line_containing(text: &str, key: &str, new_line: &str) -> Result<
     let idx = lines
         .iter()
         .position(|l| l.contains(key))
-        .ok_or_else(|| ConfError::KeyNotFound { key: key.to_owned() })?;
+        .ok_or_else(|| ConfError::KeyNotFound {
+            key: key.to_owned(),
+        })?;
     lines[idx] = new_line;
     Ok(join(&lines))
 }
@@ -276,7 +296,10 @@ pub struct IstgtConf {
 impl IstgtConf {
     /// The file at `path` (not touched until used).
     pub fn new(path: impl Into<PathBuf>) -> Self {
-        Self { path: path.into(), lock: Mutex::new(()) }
+        Self {
+            path: path.into(),
+            lock: Mutex::new(()),
+        }
     }
 
     /// The file's path.
@@ -310,11 +333,19 @@ impl IstgtConf {
     async fn read_unlocked(&self) -> Result<String, ConfError> {
         tokio::fs::read_to_string(&self.path)
             .await
-            .map_err(|source| ConfError::Io { action: "read", path: self.path.clone(), source })
+            .map_err(|source| ConfError::Io {
+                action: "read",
+                path: self.path.clone(),
+                source,
+            })
     }
 
     async fn write_unlocked(&self, text: &str) -> Result<(), ConfError> {
-        let io = |source| ConfError::Io { action: "write", path: self.path.clone(), source };
+        let io = |source| ConfError::Io {
+            action: "write",
+            path: self.path.clone(),
+            source,
+        };
         if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
             tokio::fs::create_dir_all(dir).await.map_err(io)?;
         }
@@ -338,8 +369,16 @@ mod tests {
     #[test]
     fn replace_containing_replaces_first_match_only() {
         let t = "a\n  DesiredReplicationFactor 3\n  DesiredReplicationFactor 9\n";
-        let out = replace_line_containing(t, "  DesiredReplicationFactor", "  DesiredReplicationFactor 4").unwrap();
-        assert_eq!(out, "a\n  DesiredReplicationFactor 4\n  DesiredReplicationFactor 9\n");
+        let out = replace_line_containing(
+            t,
+            "  DesiredReplicationFactor",
+            "  DesiredReplicationFactor 4",
+        )
+        .unwrap();
+        assert_eq!(
+            out,
+            "a\n  DesiredReplicationFactor 4\n  DesiredReplicationFactor 9\n"
+        );
         assert!(matches!(
             replace_line_containing(t, "Nope", "x"),
             Err(ConfError::KeyNotFound { key }) if key == "Nope"
@@ -358,12 +397,18 @@ mod tests {
                 ("  Replica 9".into(), String::new()),
             ],
         );
-        assert_eq!(out, "[LogicalUnit1]\n  ReplicationFactor 2\n  Replica 1 11\n  Replica 3 33\n");
+        assert_eq!(
+            out,
+            "[LogicalUnit1]\n  ReplicationFactor 2\n  Replica 1 11\n  Replica 3 33\n"
+        );
     }
 
     #[test]
     fn value_of_reads_last_word() {
-        assert_eq!(value_of("x\n  ConsistencyFactor 2\n", "ConsistencyFactor").as_deref(), Some("2"));
+        assert_eq!(
+            value_of("x\n  ConsistencyFactor 2\n", "ConsistencyFactor").as_deref(),
+            Some("2")
+        );
         assert_eq!(value_of("x\n", "ConsistencyFactor"), None);
     }
 }

@@ -55,7 +55,9 @@ pub enum KnownReplicaError {
     #[error("known-replica request has an empty or zero `{0}`")]
     Invalid(&'static str),
     /// A new replica would exceed the desired replication factor.
-    #[error("CStorVolume {volume} already knows {known} replicas (desiredReplicationFactor {drf}); refusing new replica {id}")]
+    #[error(
+        "CStorVolume {volume} already knows {known} replicas (desiredReplicationFactor {drf}); refusing new replica {id}"
+    )]
     TooManyReplicas {
         /// CV name.
         volume: String,
@@ -67,7 +69,9 @@ pub enum KnownReplicaError {
         id: String,
     },
     /// istgt reports lower factors than the CV holds.
-    #[error("istgt reports replicationFactor {rf}/consistencyFactor {cf} for {volume}, below the CStorVolume's {cv_rf}/{cv_cf}")]
+    #[error(
+        "istgt reports replicationFactor {rf}/consistencyFactor {cf} for {volume}, below the CStorVolume's {cv_rf}/{cv_cf}"
+    )]
     FactorsDecreased {
         /// CV name.
         volume: String,
@@ -98,8 +102,8 @@ pub enum KnownReplicaError {
 
 /// Decodes and validates one request line.
 pub fn parse_request(line: &str) -> Result<KnownReplicaRequest, KnownReplicaError> {
-    let req: KnownReplicaRequest =
-        serde_json::from_str(line.trim_end_matches(['\r', '\n'])).map_err(|e| KnownReplicaError::Decode(e.to_string()))?;
+    let req: KnownReplicaRequest = serde_json::from_str(line.trim_end_matches(['\r', '\n']))
+        .map_err(|e| KnownReplicaError::Decode(e.to_string()))?;
     if req.volume_name.is_empty() {
         return Err(KnownReplicaError::Invalid("volumeName"));
     }
@@ -120,7 +124,10 @@ pub fn parse_request(line: &str) -> Result<KnownReplicaRequest, KnownReplicaErro
 
 /// Records `req` in `cv` (upstream's rules; a `desiredReplicationFactor` of 0 counts as the
 /// replication factor).
-pub fn apply_known_replica(cv: &mut CStorVolume, req: &KnownReplicaRequest) -> Result<(), KnownReplicaError> {
+pub fn apply_known_replica(
+    cv: &mut CStorVolume,
+    req: &KnownReplicaRequest,
+) -> Result<(), KnownReplicaError> {
     let volume = cv.metadata.name.clone().unwrap_or_default();
     let rf = cv.spec.replication_factor.unwrap_or(0);
     let cf = cv.spec.consistency_factor.unwrap_or(0);
@@ -134,7 +141,9 @@ pub fn apply_known_replica(cv: &mut CStorVolume, req: &KnownReplicaRequest) -> R
         .get_or_insert_with(CStorVolumeReplicaDetails::default)
         .known_replicas
         .get_or_insert_with(Default::default);
-    if !spec_known.contains_key(&req.replica_id) && i64::try_from(spec_known.len()).unwrap_or(i64::MAX) >= drf {
+    if !spec_known.contains_key(&req.replica_id)
+        && i64::try_from(spec_known.len()).unwrap_or(i64::MAX) >= drf
+    {
         return Err(KnownReplicaError::TooManyReplicas {
             volume,
             known: spec_known.len(),
@@ -167,11 +176,20 @@ pub fn apply_known_replica(cv: &mut CStorVolume, req: &KnownReplicaRequest) -> R
 /// The `istgt.conf` edits that follow a persisted known replica.
 pub fn conf_edits(req: &KnownReplicaRequest) -> Vec<(String, String)> {
     vec![
-        ("  ReplicationFactor".into(), format!("  ReplicationFactor {}", req.replication_factor)),
-        ("  ConsistencyFactor".into(), format!("  ConsistencyFactor {}", req.consistency_factor)),
+        (
+            "  ReplicationFactor".into(),
+            format!("  ReplicationFactor {}", req.replication_factor),
+        ),
+        (
+            "  ConsistencyFactor".into(),
+            format!("  ConsistencyFactor {}", req.consistency_factor),
+        ),
         (
             format!("  Replica {}", req.replica_id),
-            format!("  {}", replica_line(&req.replica_id, &req.replica_zvol_guid)),
+            format!(
+                "  {}",
+                replica_line(&req.replica_id, &req.replica_zvol_guid)
+            ),
         ),
     ]
 }
@@ -186,7 +204,10 @@ pub struct KnownReplicaServer {
 impl KnownReplicaServer {
     /// A server persisting into CVs of `namespace` and into `conf`.
     pub fn new(client: Client, namespace: &str, conf: Arc<IstgtConf>) -> Self {
-        Self { api: Api::namespaced(client, namespace), conf }
+        Self {
+            api: Api::namespaced(client, namespace),
+            conf,
+        }
     }
 
     /// Binds the socket at `path`, replacing a stale socket file left by a previous run.
@@ -202,15 +223,22 @@ impl KnownReplicaServer {
 
     /// Handles one decoded request: CV first, then `istgt.conf`.
     pub async fn handle(&self, req: &KnownReplicaRequest) -> Result<(), KnownReplicaError> {
-        let api_err = |source| KnownReplicaError::Api { volume: req.volume_name.clone(), source };
-        update_cv(&self.api, &req.volume_name, |cv| apply_known_replica(cv, req).map(|_| true))
-            .await
-            .map_err(|e| match e {
-                super::UpdateError::Api(source) => api_err(source),
-                super::UpdateError::Refused(r) => r,
-            })?;
+        let api_err = |source| KnownReplicaError::Api {
+            volume: req.volume_name.clone(),
+            source,
+        };
+        update_cv(&self.api, &req.volume_name, |cv| {
+            apply_known_replica(cv, req).map(|_| true)
+        })
+        .await
+        .map_err(|e| match e {
+            super::UpdateError::Api(source) => api_err(source),
+            super::UpdateError::Refused(r) => r,
+        })?;
         let edits = conf_edits(req);
-        self.conf.edit(|text| Ok(update_or_append(text, &edits))).await?;
+        self.conf
+            .edit(|text| Ok(update_or_append(text, &edits)))
+            .await?;
         tracing::info!(volume = %req.volume_name, replica = %req.replica_id, "persisted known replica");
         Ok(())
     }
@@ -225,14 +253,20 @@ impl KnownReplicaServer {
         })
         .await;
         let result = match read {
-            Err(_) => Err(KnownReplicaError::Io(format!("no request line within {READ_TIMEOUT:?}"))),
+            Err(_) => Err(KnownReplicaError::Io(format!(
+                "no request line within {READ_TIMEOUT:?}"
+            ))),
             Ok(Err(e)) => Err(KnownReplicaError::Io(e.to_string())),
             Ok(Ok(_)) => match parse_request(&String::from_utf8_lossy(&raw)) {
                 Ok(req) => self.handle(&req).await,
                 Err(e) => Err(e),
             },
         };
-        let answer: &[u8] = if result.is_ok() { b"Ok\r\n" } else { b"Err\r\n" };
+        let answer: &[u8] = if result.is_ok() {
+            b"Ok\r\n"
+        } else {
+            b"Err\r\n"
+        };
         let sock = reader.get_mut();
         let _ = sock.write_all(answer).await;
         let _ = sock.shutdown().await;
@@ -270,8 +304,14 @@ mod tests {
         cv.spec.replication_factor = Some(rf);
         cv.spec.consistency_factor = Some(cf);
         cv.spec.desired_replication_factor = Some(drf);
-        let map: BTreeMap<String, String> = known.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect();
-        cv.spec.replica_details = Some(CStorVolumeReplicaDetails { known_replicas: Some(map), ..Default::default() });
+        let map: BTreeMap<String, String> = known
+            .iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect();
+        cv.spec.replica_details = Some(CStorVolumeReplicaDetails {
+            known_replicas: Some(map),
+            ..Default::default()
+        });
         cv
     }
 
@@ -288,25 +328,53 @@ mod tests {
     #[test]
     fn parse_validates_fields() {
         let ok = r#"{"replicaId":"1","replicaZvolGuid":"2","volumeName":"v","replicationFactor":3,"consistencyFactor":2}"#;
-        assert_eq!(parse_request(&format!("{ok}\r\n")).unwrap().replica_zvol_guid, "2");
+        assert_eq!(
+            parse_request(&format!("{ok}\r\n"))
+                .unwrap()
+                .replica_zvol_guid,
+            "2"
+        );
         assert!(matches!(
-            parse_request(r#"{"replicaId":"","replicaZvolGuid":"2","volumeName":"v","replicationFactor":3,"consistencyFactor":2}"#),
+            parse_request(
+                r#"{"replicaId":"","replicaZvolGuid":"2","volumeName":"v","replicationFactor":3,"consistencyFactor":2}"#
+            ),
             Err(KnownReplicaError::Invalid("replicaId"))
         ));
         assert!(matches!(
-            parse_request(r#"{"replicaId":"1","replicaZvolGuid":"2","volumeName":"v","replicationFactor":0,"consistencyFactor":2}"#),
+            parse_request(
+                r#"{"replicaId":"1","replicaZvolGuid":"2","volumeName":"v","replicationFactor":0,"consistencyFactor":2}"#
+            ),
             Err(KnownReplicaError::Invalid("replicationFactor"))
         ));
-        assert!(matches!(parse_request("nope"), Err(KnownReplicaError::Decode(_))));
+        assert!(matches!(
+            parse_request("nope"),
+            Err(KnownReplicaError::Decode(_))
+        ));
     }
 
     #[test]
     fn records_in_spec_and_status() {
         let mut v = cv(3, 2, 3, &[("a", "ga")]);
         apply_known_replica(&mut v, &req("b", 3, 2)).unwrap();
-        let spec = v.spec.replica_details.as_ref().unwrap().known_replicas.as_ref().unwrap();
+        let spec = v
+            .spec
+            .replica_details
+            .as_ref()
+            .unwrap()
+            .known_replicas
+            .as_ref()
+            .unwrap();
         assert_eq!(spec.get("b").map(String::as_str), Some("gb"));
-        let st = v.status.as_ref().unwrap().replica_details.as_ref().unwrap().known_replicas.as_ref().unwrap();
+        let st = v
+            .status
+            .as_ref()
+            .unwrap()
+            .replica_details
+            .as_ref()
+            .unwrap()
+            .known_replicas
+            .as_ref()
+            .unwrap();
         assert_eq!(st.len(), 1);
         assert_eq!(st.get("b").map(String::as_str), Some("gb"));
     }
@@ -314,16 +382,25 @@ mod tests {
     #[test]
     fn refuses_beyond_drf_and_lower_factors() {
         let mut v = cv(1, 1, 1, &[("a", "ga")]);
-        assert!(matches!(apply_known_replica(&mut v, &req("b", 1, 1)), Err(KnownReplicaError::TooManyReplicas { .. })));
+        assert!(matches!(
+            apply_known_replica(&mut v, &req("b", 1, 1)),
+            Err(KnownReplicaError::TooManyReplicas { .. })
+        ));
         // a known ID may be re-reported (replacement GUID)
         apply_known_replica(&mut v, &req("a", 1, 1)).unwrap();
         let mut v = cv(3, 2, 3, &[]);
-        assert!(matches!(apply_known_replica(&mut v, &req("b", 2, 2)), Err(KnownReplicaError::FactorsDecreased { .. })));
+        assert!(matches!(
+            apply_known_replica(&mut v, &req("b", 2, 2)),
+            Err(KnownReplicaError::FactorsDecreased { .. })
+        ));
     }
 
     #[test]
     fn conf_edits_use_upstream_keys() {
         let e = conf_edits(&req("7", 3, 2));
-        assert_eq!(e[2], ("  Replica 7".to_string(), "  Replica 7 g7".to_string()));
+        assert_eq!(
+            e[2],
+            ("  Replica 7".to_string(), "  Replica 7 g7".to_string())
+        );
     }
 }

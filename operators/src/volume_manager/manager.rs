@@ -29,7 +29,10 @@ use kube::{
 use super::{
     UpdateError,
     control::{ControlClient, ControlError},
-    istgt_conf::{ConfError, ConfOptions, IstgtConf, LunStorage, render, replace_line_containing, update_or_append},
+    istgt_conf::{
+        ConfError, ConfOptions, IstgtConf, LunStorage, render, replace_line_containing,
+        update_or_append,
+    },
     quantity, status, update_cv,
 };
 
@@ -98,8 +101,12 @@ fn name_of(cv: &CStorVolume) -> String {
     cv.metadata.name.clone().unwrap_or_default()
 }
 
-fn known(details: Option<&cstor_api::cstor::CStorVolumeReplicaDetails>) -> std::collections::BTreeMap<String, String> {
-    details.and_then(|d| d.known_replicas.clone()).unwrap_or_default()
+fn known(
+    details: Option<&cstor_api::cstor::CStorVolumeReplicaDetails>,
+) -> std::collections::BTreeMap<String, String> {
+    details
+        .and_then(|d| d.known_replicas.clone())
+        .unwrap_or_default()
 }
 
 /// Effective desired replication factor (0/unset → replication factor).
@@ -122,12 +129,21 @@ pub fn validate(cv: &CStorVolume) -> Result<(), String> {
     if empty(cv.spec.target_ip.as_deref()) {
         return Err("spec.targetIP is empty".into());
     }
-    let cap = cv.spec.capacity.as_ref().map(|q| q.0.as_str()).unwrap_or("");
+    let cap = cv
+        .spec
+        .capacity
+        .as_ref()
+        .map(|q| q.0.as_str())
+        .unwrap_or("");
     match quantity::to_bytes(cap) {
         Some(0) | None => return Err(format!("spec.capacity {cap:?} is not a non-zero quantity")),
         Some(_) => {}
     }
-    let current = cv.version_details.as_ref().map(|v| v.current()).unwrap_or("");
+    let current = cv
+        .version_details
+        .as_ref()
+        .map(|v| v.current())
+        .unwrap_or("");
     if current >= "1.3.0" && cv.spec.desired_replication_factor.unwrap_or(0) == 0 {
         return Err("spec.desiredReplicationFactor is 0".into());
     }
@@ -140,15 +156,25 @@ pub fn validate(cv: &CStorVolume) -> Result<(), String> {
         return Err("spec.consistencyFactor is 0".into());
     }
     if rf < cf {
-        return Err(format!("spec.replicationFactor {rf} is smaller than spec.consistencyFactor {cf}"));
+        return Err(format!(
+            "spec.replicationFactor {rf} is smaller than spec.consistencyFactor {cf}"
+        ));
     }
     Ok(())
 }
 
 /// Whether `status.capacity` is below `spec.capacity`.
 pub fn resize_pending(cv: &CStorVolume) -> bool {
-    let spec = cv.spec.capacity.as_ref().and_then(|q| quantity::to_bytes(&q.0));
-    let status = cv.status.as_ref().and_then(|s| s.capacity.as_ref()).and_then(|q| quantity::to_bytes(&q.0));
+    let spec = cv
+        .spec
+        .capacity
+        .as_ref()
+        .and_then(|q| quantity::to_bytes(&q.0));
+    let status = cv
+        .status
+        .as_ref()
+        .and_then(|s| s.capacity.as_ref())
+        .and_then(|q| quantity::to_bytes(&q.0));
     matches!((status, spec), (Some(s), Some(w)) if s < w)
 }
 
@@ -178,7 +204,12 @@ pub struct VolumeManager {
 
 impl VolumeManager {
     /// A manager for the CV `cfg.volume_uid` in `cfg.namespace`.
-    pub fn new(client: Client, control: ControlClient, conf: Arc<IstgtConf>, cfg: ManagerConfig) -> Self {
+    pub fn new(
+        client: Client,
+        control: ControlClient,
+        conf: Arc<IstgtConf>,
+        cfg: ManagerConfig,
+    ) -> Self {
         Self {
             api: Api::namespaced(client.clone(), &cfg.namespace),
             events: Api::namespaced(client, &cfg.namespace),
@@ -202,7 +233,9 @@ impl VolumeManager {
                 },
             }
         }
-        let mut stream = watcher(self.api.clone(), watcher::Config::default()).default_backoff().boxed();
+        let mut stream = watcher(self.api.clone(), watcher::Config::default())
+            .default_backoff()
+            .boxed();
         let mut tick = tokio::time::interval(self.cfg.resync_interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut last: Option<CStorVolume> = None;
@@ -226,18 +259,18 @@ impl VolumeManager {
                     None => break,
                 },
                 _ = tick.tick() => {
-                    if let Some(cv) = last.clone() {
-                        if let Err(e) = self.sync(&cv).await {
-                            tracing::warn!(volume = %name_of(&cv), error = %e, "sync failed");
-                        }
+                    if let Some(cv) = last.clone()
+                        && let Err(e) = self.sync(&cv).await
+                    {
+                        tracing::warn!(volume = %name_of(&cv), error = %e, "sync failed");
                     }
                 }
             }
         }
-        if let Some(cv) = last {
-            if let Err(e) = self.mark_offline(&name_of(&cv)).await {
-                tracing::warn!(error = %e, "could not mark the CStorVolume Offline on shutdown");
-            }
+        if let Some(cv) = last
+            && let Err(e) = self.mark_offline(&name_of(&cv)).await
+        {
+            tracing::warn!(error = %e, "could not mark the CStorVolume Offline on shutdown");
         }
         Ok(())
     }
@@ -266,11 +299,25 @@ impl VolumeManager {
         if let Err(reason) = validate(cv) {
             let why = reason.clone();
             update_cv(&self.api, &name, |cv| {
-                Ok::<_, ManagerError>(status::set_phase(cv.status.get_or_insert_with(Default::default), CStorVolumePhase::Invalid, now()).is_some())
+                Ok::<_, ManagerError>(
+                    status::set_phase(
+                        cv.status.get_or_insert_with(Default::default),
+                        CStorVolumePhase::Invalid,
+                        now(),
+                    )
+                    .is_some(),
+                )
             })
             .await
             .map_err(api_err(format!("marking CStorVolume {name} Invalid")))?;
-            self.record(cv, "Warning", "FailCreate", &format!("Failed to create volume {name}: {why}"), None).await;
+            self.record(
+                cv,
+                "Warning",
+                "FailCreate",
+                &format!("Failed to create volume {name}: {why}"),
+                None,
+            )
+            .await;
             return Err(ManagerError::Invalid(reason));
         }
         let text = render(cv, &self.cfg.conf_options)?;
@@ -301,7 +348,14 @@ impl VolumeManager {
             self.resize(cv).await?;
         } else if matches!(drf, Ok(false)) {
             let name = name_of(cv);
-            self.record(cv, "Warning", "FailUpdate", &format!("Ignoring changes on volume {name}"), None).await;
+            self.record(
+                cv,
+                "Warning",
+                "FailUpdate",
+                &format!("Ignoring changes on volume {name}"),
+                None,
+            )
+            .await;
         }
         drf.map(drop)
     }
@@ -309,7 +363,11 @@ impl VolumeManager {
     /// Periodic work: pending DRF/resize, then the status from istgt's `REPLICA`.
     pub async fn sync(&self, cv: &CStorVolume) -> Result<(), ManagerError> {
         let drf = self.drf_if_pending(cv).await;
-        let resize = if resize_pending(cv) { self.resize(cv).await } else { Ok(()) };
+        let resize = if resize_pending(cv) {
+            self.resize(cv).await
+        } else {
+            Ok(())
+        };
         self.sync_status(&name_of(cv)).await?;
         drf.map(drop).and(resize)
     }
@@ -333,8 +391,14 @@ impl VolumeManager {
         .map_err(api_err(format!("updating status of CStorVolume {name}")))?;
         if let Some(phase) = changed {
             let msg = format!("Volume is in {phase} state");
-            self.record(&updated, status::event_type(&phase), phase.as_str(), &msg, Some(format!("{name}.{}", phase.as_str().to_ascii_lowercase())))
-                .await;
+            self.record(
+                &updated,
+                status::event_type(&phase),
+                phase.as_str(),
+                &msg,
+                Some(format!("{name}.{}", phase.as_str().to_ascii_lowercase())),
+            )
+            .await;
         }
         report.map(drop).map_err(ManagerError::from)
     }
@@ -348,8 +412,14 @@ impl VolumeManager {
         match self.drf(cv).await {
             Ok(()) => Ok(true),
             Err(e) => {
-                self.record(cv, "Warning", "FailUpdate", &format!("Failed to update desiredReplicationFactor: {e}"), None)
-                    .await;
+                self.record(
+                    cv,
+                    "Warning",
+                    "FailUpdate",
+                    &format!("Failed to update desiredReplicationFactor: {e}"),
+                    None,
+                )
+                .await;
                 Err(e)
             }
         }
@@ -364,7 +434,9 @@ impl VolumeManager {
         if spec_known.len() == status_known.len() {
             self.control.drf(&name, drf, &[]).await?;
             let line = format!("  DesiredReplicationFactor {drf}");
-            self.conf.edit(|t| replace_line_containing(t, "  DesiredReplicationFactor", &line)).await?;
+            self.conf
+                .edit(|t| replace_line_containing(t, "  DesiredReplicationFactor", &line))
+                .await?;
             let msg = format!("Successfully updated the desiredReplicationFactor to {drf}");
             self.record(cv, "Normal", "Updated", &msg, None).await;
             return Ok(());
@@ -379,24 +451,49 @@ impl VolumeManager {
         // Scale down: only from a healthy volume whose remaining replicas are all healthy.
         let report = self.control.replica().await?;
         if report.status != "Healthy" {
-            return Err(ManagerError::Drf(format!("volume {name} is {} (must be Healthy to remove a replica)", report.status)));
+            return Err(ManagerError::Drf(format!(
+                "volume {name} is {} (must be Healthy to remove a replica)",
+                report.status
+            )));
         }
         for id in spec_known.keys() {
-            let healthy = report.replicas.iter().any(|r| &r.replica_id == id && r.mode == "Healthy");
+            let healthy = report
+                .replicas
+                .iter()
+                .any(|r| &r.replica_id == id && r.mode == "Healthy");
             if !healthy {
-                return Err(ManagerError::Drf(format!("replica {id} of volume {name} is not connected and Healthy yet")));
+                return Err(ManagerError::Drf(format!(
+                    "replica {id} of volume {name} is not connected and Healthy yet"
+                )));
             }
         }
-        let removed: Vec<String> = status_known.keys().filter(|k| !spec_known.contains_key(*k)).cloned().collect();
+        let removed: Vec<String> = status_known
+            .keys()
+            .filter(|k| !spec_known.contains_key(*k))
+            .cloned()
+            .collect();
         let rf = cv.spec.replication_factor.unwrap_or(0);
         if drf < rf {
             let cf = drf / 2 + 1;
             let mut edits = vec![
-                ("  ReplicationFactor".to_string(), format!("  ReplicationFactor {drf}")),
-                ("  ConsistencyFactor".to_string(), format!("  ConsistencyFactor {cf}")),
-                ("  DesiredReplicationFactor".to_string(), format!("  DesiredReplicationFactor {drf}")),
+                (
+                    "  ReplicationFactor".to_string(),
+                    format!("  ReplicationFactor {drf}"),
+                ),
+                (
+                    "  ConsistencyFactor".to_string(),
+                    format!("  ConsistencyFactor {cf}"),
+                ),
+                (
+                    "  DesiredReplicationFactor".to_string(),
+                    format!("  DesiredReplicationFactor {drf}"),
+                ),
             ];
-            edits.extend(removed.iter().map(|id| (format!("  Replica {id}"), String::new())));
+            edits.extend(
+                removed
+                    .iter()
+                    .map(|id| (format!("  Replica {id}"), String::new())),
+            );
             self.conf.edit(|t| Ok(update_or_append(t, &edits))).await?;
             update_cv(&self.api, &name, |cv| {
                 cv.spec.replication_factor = Some(drf);
@@ -409,13 +506,21 @@ impl VolumeManager {
         let keep: Vec<String> = spec_known.keys().cloned().collect();
         self.control.drf(&name, drf, &keep).await?;
         update_cv(&self.api, &name, |cv| {
-            let spec = cv.spec.replica_details.as_ref().and_then(|d| d.known_replicas.clone());
+            let spec = cv
+                .spec
+                .replica_details
+                .as_ref()
+                .and_then(|d| d.known_replicas.clone());
             let st = cv.status.get_or_insert_with(Default::default);
-            st.replica_details.get_or_insert_with(Default::default).known_replicas = spec;
+            st.replica_details
+                .get_or_insert_with(Default::default)
+                .known_replicas = spec;
             Ok::<_, ManagerError>(true)
         })
         .await
-        .map_err(api_err(format!("updating known replicas of CStorVolume {name}")))?;
+        .map_err(api_err(format!(
+            "updating known replicas of CStorVolume {name}"
+        )))?;
         let msg = format!("Successfully updated the desiredReplicationFactor to {drf}");
         self.record(cv, "Normal", "Updated", &msg, None).await;
         Ok(())
@@ -425,7 +530,12 @@ impl VolumeManager {
     pub async fn resize(&self, cv: &CStorVolume) -> Result<(), ManagerError> {
         let name = name_of(cv);
         let want = cv.spec.capacity.clone().map(|q| q.0).unwrap_or_default();
-        let from = cv.status.as_ref().and_then(|s| s.capacity.clone()).map(|q| q.0).unwrap_or_default();
+        let from = cv
+            .status
+            .as_ref()
+            .and_then(|s| s.capacity.clone())
+            .map(|q| q.0)
+            .unwrap_or_default();
         update_cv(&self.api, &name, |cv| {
             let st = cv.status.get_or_insert_with(Default::default);
             let conds = st.conditions.get_or_insert_with(Vec::new);
@@ -444,13 +554,18 @@ impl VolumeManager {
             Ok(true)
         })
         .await
-        .map_err(api_err(format!("adding the resize condition to CStorVolume {name}")))?;
-        self.record(cv, "Normal", "Updated", "Updated resize conditions", None).await;
+        .map_err(api_err(format!(
+            "adding the resize condition to CStorVolume {name}"
+        )))?;
+        self.record(cv, "Normal", "Updated", "Updated resize conditions", None)
+            .await;
         match self.control.resize(&name, &want).await {
             Ok(()) => {
                 if self.cfg.conf_options.lun_storage == LunStorage::Replicated {
                     let line = format!("  LUN0 Storage {want} 32K");
-                    self.conf.edit(|t| replace_line_containing(t, "LUN0 Storage", &line)).await?;
+                    self.conf
+                        .edit(|t| replace_line_containing(t, "LUN0 Storage", &line))
+                        .await?;
                 }
                 update_cv(&self.api, &name, |cv| {
                     let capacity = cv.spec.capacity.clone();
@@ -462,7 +577,9 @@ impl VolumeManager {
                     Ok::<_, ManagerError>(true)
                 })
                 .await
-                .map_err(api_err(format!("recording the new capacity of CStorVolume {name}")))?;
+                .map_err(api_err(format!(
+                    "recording the new capacity of CStorVolume {name}"
+                )))?;
                 let msg = format!("successfully resized volume from {from} to {want}");
                 self.record(cv, "Normal", "Updated", &msg, None).await;
                 Ok(())
@@ -471,15 +588,29 @@ impl VolumeManager {
                 let text = e.to_string();
                 update_cv(&self.api, &name, |cv| {
                     let st = cv.status.get_or_insert_with(Default::default);
-                    for c in st.conditions.iter_mut().flatten().filter(|c| c.type_ == RESIZE_CONDITION) {
+                    for c in st
+                        .conditions
+                        .iter_mut()
+                        .flatten()
+                        .filter(|c| c.type_ == RESIZE_CONDITION)
+                    {
                         c.message = Some(text.clone());
                         c.last_probe_time = Some(now());
                     }
                     Ok::<_, ManagerError>(true)
                 })
                 .await
-                .map_err(api_err(format!("recording the resize failure on CStorVolume {name}")))?;
-                self.record(cv, "Warning", "FailUpdate", &format!("Failed to resize volume {name}: {e}"), None).await;
+                .map_err(api_err(format!(
+                    "recording the resize failure on CStorVolume {name}"
+                )))?;
+                self.record(
+                    cv,
+                    "Warning",
+                    "FailUpdate",
+                    &format!("Failed to resize volume {name}: {e}"),
+                    None,
+                )
+                .await;
                 Err(e.into())
             }
         }
@@ -505,9 +636,19 @@ impl VolumeManager {
     /// `count` incremented afterwards (upstream's `<cv>.<phase>` events; the phase is
     /// lower-cased here because the API refuses upper-case object names, which made upstream's
     /// own phase events fail). Failures are logged.
-    async fn record(&self, cv: &CStorVolume, type_: &str, reason: &str, message: &str, fixed_name: Option<String>) {
+    async fn record(
+        &self,
+        cv: &CStorVolume,
+        type_: &str,
+        reason: &str,
+        message: &str,
+        fixed_name: Option<String>,
+    ) {
         let name = name_of(cv);
-        if let Err(e) = self.try_record(cv, type_, reason, message, fixed_name).await {
+        if let Err(e) = self
+            .try_record(cv, type_, reason, message, fixed_name)
+            .await
+        {
             tracing::warn!(volume = %name, reason, error = %e, "could not record event");
         }
     }
@@ -521,14 +662,14 @@ impl VolumeManager {
         fixed_name: Option<String>,
     ) -> Result<(), kube::Error> {
         let t = now();
-        if let Some(n) = &fixed_name {
-            if let Some(mut ev) = self.events.get_opt(n).await? {
-                ev.count = Some(ev.count.unwrap_or(1) + 1);
-                ev.last_timestamp = Some(t);
-                ev.message = Some(message.to_owned());
-                self.events.replace(n, &PostParams::default(), &ev).await?;
-                return Ok(());
-            }
+        if let Some(n) = &fixed_name
+            && let Some(mut ev) = self.events.get_opt(n).await?
+        {
+            ev.count = Some(ev.count.unwrap_or(1) + 1);
+            ev.last_timestamp = Some(t);
+            ev.message = Some(message.to_owned());
+            self.events.replace(n, &PostParams::default(), &ev).await?;
+            return Ok(());
         }
         let ev = Event {
             metadata: ObjectMeta {
@@ -558,7 +699,10 @@ impl VolumeManager {
             }),
             ..Default::default()
         };
-        self.events.create(&PostParams::default(), &ev).await.map(drop)
+        self.events
+            .create(&PostParams::default(), &ev)
+            .await
+            .map(drop)
     }
 }
 
@@ -595,14 +739,20 @@ mod tests {
         c.spec.desired_replication_factor = Some(0);
         assert_eq!(validate(&c), Ok(()));
         c.version_details = Some(cstor_api::cstor::VersionDetails::at("3.6.0"));
-        assert_eq!(validate(&c), Err("spec.desiredReplicationFactor is 0".into()));
+        assert_eq!(
+            validate(&c),
+            Err("spec.desiredReplicationFactor is 0".into())
+        );
     }
 
     #[test]
     fn resize_pending_compares_bytes() {
         let mut c = cv();
         assert!(!resize_pending(&c));
-        c.status = Some(CStorVolumeStatus { capacity: Some(Quantity("5120Mi".into())), ..Default::default() });
+        c.status = Some(CStorVolumeStatus {
+            capacity: Some(Quantity("5120Mi".into())),
+            ..Default::default()
+        });
         assert!(!resize_pending(&c));
         c.spec.capacity = Some(Quantity("6Gi".into()));
         assert!(resize_pending(&c));
@@ -615,11 +765,18 @@ mod tests {
         assert!(drf_pending(&c, "  DesiredReplicationFactor 2\n"));
         let mut c = cv();
         let two = |ids: &[&str]| CStorVolumeReplicaDetails {
-            known_replicas: Some(ids.iter().map(|i| (i.to_string(), format!("g{i}"))).collect()),
+            known_replicas: Some(
+                ids.iter()
+                    .map(|i| (i.to_string(), format!("g{i}")))
+                    .collect(),
+            ),
             ..Default::default()
         };
         c.spec.replica_details = Some(two(&["a"]));
-        c.status = Some(CStorVolumeStatus { replica_details: Some(two(&["a", "b"])), ..Default::default() });
+        c.status = Some(CStorVolumeStatus {
+            replica_details: Some(two(&["a", "b"])),
+            ..Default::default()
+        });
         assert!(drf_pending(&c, "  DesiredReplicationFactor 3\n"));
     }
 }

@@ -44,7 +44,11 @@ pub enum UpdateError<E> {
 
 /// GETs the CV, applies `mutate` (which returns whether it changed anything) and replaces the
 /// whole object, retrying on conflicts. Returns the object as stored.
-pub async fn update_cv<E, F>(api: &Api<CStorVolume>, name: &str, mut mutate: F) -> Result<CStorVolume, UpdateError<E>>
+pub async fn update_cv<E, F>(
+    api: &Api<CStorVolume>,
+    name: &str,
+    mut mutate: F,
+) -> Result<CStorVolume, UpdateError<E>>
 where
     F: FnMut(&mut CStorVolume) -> Result<bool, E>,
 {
@@ -56,7 +60,9 @@ where
         }
         match api.replace(name, &PostParams::default(), &cv).await {
             Ok(stored) => return Ok(stored),
-            Err(kube::Error::Api(s)) if s.code == 409 && attempt + 1 < MAX_CONFLICT_RETRIES => attempt += 1,
+            Err(kube::Error::Api(s)) if s.code == 409 && attempt + 1 < MAX_CONFLICT_RETRIES => {
+                attempt += 1
+            }
             Err(e) => return Err(UpdateError::Api(e)),
         }
     }
@@ -97,16 +103,28 @@ pub enum RunError {
 }
 
 /// Runs the three parts until `shutdown` completes (then the CV is marked Offline).
-pub async fn run(client: Client, settings: Settings, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), RunError> {
+pub async fn run(
+    client: Client,
+    settings: Settings,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), RunError> {
     let control = ControlClient::new(&settings.istgt_socket);
     let conf = Arc::new(IstgtConf::new(&settings.conf_path));
-    let uds = KnownReplicaServer::bind(&settings.known_replica_socket).map_err(|source| RunError::Bind {
-        what: format!("known-replica socket {}", settings.known_replica_socket.display()),
-        source,
+    let uds = KnownReplicaServer::bind(&settings.known_replica_socket).map_err(|source| {
+        RunError::Bind {
+            what: format!(
+                "known-replica socket {}",
+                settings.known_replica_socket.display()
+            ),
+            source,
+        }
     })?;
     let grpc = snapshot::bind(settings.grpc_listen)
         .await
-        .map_err(|source| RunError::Bind { what: format!("gRPC address {}", settings.grpc_listen), source })?;
+        .map_err(|source| RunError::Bind {
+            what: format!("gRPC address {}", settings.grpc_listen),
+            source,
+        })?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let stopped = move || {
         let mut rx = stop_rx.clone();

@@ -5,7 +5,9 @@
 /// a byte are rounded up).
 pub fn to_bytes(q: &str) -> Option<u128> {
     let q = q.trim();
-    let split = q.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(q.len());
+    let split = q
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(q.len());
     let (num, suffix) = q.split_at(split);
     if num.is_empty() || num.matches('.').count() > 1 {
         return None;

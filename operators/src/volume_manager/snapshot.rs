@@ -10,7 +10,8 @@
 use std::{future::Future, net::SocketAddr};
 
 use cstor_api::proto::snapshot::v1alpha1::{
-    VolumeSnapCreateRequest, VolumeSnapCreateResponse, VolumeSnapDeleteRequest, VolumeSnapDeleteResponse,
+    VolumeSnapCreateRequest, VolumeSnapCreateResponse, VolumeSnapDeleteRequest,
+    VolumeSnapDeleteResponse,
     run_snap_command_server::{RunSnapCommand, RunSnapCommandServer},
 };
 use serde::Serialize;
@@ -32,7 +33,8 @@ struct CommandStatus<'a> {
 /// `{"response":"<line 1 of the reply with \r\n, or ERR>"}`.
 pub fn status_json(reply: &Reply) -> Vec<u8> {
     let line = reply.upstream_line(1).unwrap_or_else(|| "ERR".to_owned());
-    serde_json::to_vec(&CommandStatus { response: &line }).unwrap_or_else(|_| br#"{"response":"ERR"}"#.to_vec())
+    serde_json::to_vec(&CommandStatus { response: &line })
+        .unwrap_or_else(|_| br#"{"response":"ERR"}"#.to_vec())
 }
 
 fn to_status(e: ControlError) -> Status {
@@ -80,11 +82,18 @@ impl RunSnapCommand for SnapshotService {
         let req = request.into_inner();
         check_names(&req.volume, &req.snapname)?;
         tracing::info!(volume = %req.volume, snapshot = %req.snapname, version = req.version, "snapshot create");
-        let reply = self.control.snap_create(&req.volume, &req.snapname).await.map_err(to_status)?;
+        let reply = self
+            .control
+            .snap_create(&req.volume, &req.snapname)
+            .await
+            .map_err(to_status)?;
         if reply.is_error() {
             tracing::warn!(volume = %req.volume, snapshot = %req.snapname, reply = %reply.final_line(), "istgt refused SNAPCREATE");
         }
-        Ok(Response::new(VolumeSnapCreateResponse { version: 0, status: status_json(&reply) }))
+        Ok(Response::new(VolumeSnapCreateResponse {
+            version: 0,
+            status: status_json(&reply),
+        }))
     }
 
     async fn run_volume_snap_delete_command(
@@ -94,11 +103,18 @@ impl RunSnapCommand for SnapshotService {
         let req = request.into_inner();
         check_names(&req.volume, &req.snapname)?;
         tracing::info!(volume = %req.volume, snapshot = %req.snapname, version = req.version, "snapshot delete");
-        let reply = self.control.snap_destroy(&req.volume, &req.snapname).await.map_err(to_status)?;
+        let reply = self
+            .control
+            .snap_destroy(&req.volume, &req.snapname)
+            .await
+            .map_err(to_status)?;
         if reply.is_error() {
             tracing::warn!(volume = %req.volume, snapshot = %req.snapname, reply = %reply.final_line(), "istgt refused SNAPDESTROY");
         }
-        Ok(Response::new(VolumeSnapDeleteResponse { version: 0, status: status_json(&reply) }))
+        Ok(Response::new(VolumeSnapDeleteResponse {
+            version: 0,
+            status: status_json(&reply),
+        }))
     }
 }
 
@@ -127,10 +143,19 @@ mod tests {
     fn status_json_is_line_one_with_crlf_or_err() {
         let ok = Reply {
             command: "SNAPCREATE".into(),
-            lines: vec!["iSCSI Target Controller version x".into(), "OK SNAPCREATE".into()],
+            lines: vec![
+                "iSCSI Target Controller version x".into(),
+                "OK SNAPCREATE".into(),
+            ],
         };
-        assert_eq!(status_json(&ok), br#"{"response":"OK SNAPCREATE\r\n"}"#.to_vec());
-        let short = Reply { command: "SNAPCREATE".into(), lines: vec!["iSCSI Target Controller version x".into()] };
+        assert_eq!(
+            status_json(&ok),
+            br#"{"response":"OK SNAPCREATE\r\n"}"#.to_vec()
+        );
+        let short = Reply {
+            command: "SNAPCREATE".into(),
+            lines: vec!["iSCSI Target Controller version x".into()],
+        };
         assert_eq!(status_json(&short), br#"{"response":"ERR"}"#.to_vec());
     }
 

@@ -68,13 +68,29 @@ struct WireReplica {
     replica_id: String,
     #[serde(rename = "Mode", alias = "mode", default)]
     mode: String,
-    #[serde(rename = "checkpointedIOSeq", default, deserialize_with = "string_or_number")]
+    #[serde(
+        rename = "checkpointedIOSeq",
+        default,
+        deserialize_with = "string_or_number"
+    )]
     checkpointed_io_seq: String,
-    #[serde(rename = "inflightRead", default, deserialize_with = "string_or_number")]
+    #[serde(
+        rename = "inflightRead",
+        default,
+        deserialize_with = "string_or_number"
+    )]
     inflight_read: String,
-    #[serde(rename = "inflightWrite", default, deserialize_with = "string_or_number")]
+    #[serde(
+        rename = "inflightWrite",
+        default,
+        deserialize_with = "string_or_number"
+    )]
     inflight_write: String,
-    #[serde(rename = "inflightSync", default, deserialize_with = "string_or_number")]
+    #[serde(
+        rename = "inflightSync",
+        default,
+        deserialize_with = "string_or_number"
+    )]
     inflight_sync: String,
     #[serde(rename = "quorum", default, deserialize_with = "string_or_number")]
     quorum: String,
@@ -91,7 +107,9 @@ fn string_or_number<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error>
         serde_json::Value::String(s) => Ok(s),
         serde_json::Value::Number(n) => Ok(n.to_string()),
         serde_json::Value::Null => Ok(String::new()),
-        other => Err(serde::de::Error::custom(format!("expected a string or number, found {other}"))),
+        other => Err(serde::de::Error::custom(format!(
+            "expected a string or number, found {other}"
+        ))),
     }
 }
 
@@ -104,23 +122,36 @@ fn number_or_string<'de, D: Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
             .parse()
             .map_err(|_| serde::de::Error::custom(format!("{s:?} is not an integer"))),
         serde_json::Value::Null => Ok(0),
-        other => Err(serde::de::Error::custom(format!("expected a number, found {other}"))),
+        other => Err(serde::de::Error::custom(format!(
+            "expected a number, found {other}"
+        ))),
     }
 }
 
 /// Decodes the `REPLICA` reply (any text holding the JSON, e.g. all reply lines joined).
 pub fn parse_replica_payload(reply: &str) -> Result<ReplicaReport, StatusError> {
     let (Some(start), Some(end)) = (reply.find('{'), reply.rfind('}')) else {
-        return Err(StatusError::NoJson { reply: reply.to_owned() });
+        return Err(StatusError::NoJson {
+            reply: reply.to_owned(),
+        });
     };
     if end < start {
-        return Err(StatusError::NoJson { reply: reply.to_owned() });
+        return Err(StatusError::NoJson {
+            reply: reply.to_owned(),
+        });
     }
     let json = &reply[start..=end];
     let mut de = serde_json::Deserializer::from_str(json);
-    let payload: Payload = serde_path_to_error::deserialize(&mut de)
-        .map_err(|e| StatusError::Invalid { path: e.path().to_string(), message: e.inner().to_string() })?;
-    let vol = payload.volume_status.into_iter().next().ok_or(StatusError::NoVolume)?;
+    let payload: Payload =
+        serde_path_to_error::deserialize(&mut de).map_err(|e| StatusError::Invalid {
+            path: e.path().to_string(),
+            message: e.inner().to_string(),
+        })?;
+    let vol = payload
+        .volume_status
+        .into_iter()
+        .next()
+        .ok_or(StatusError::NoVolume)?;
     Ok(ReplicaReport {
         name: vol.name,
         status: vol.status,
@@ -154,7 +185,11 @@ pub fn phase_of(report: &ReplicaReport) -> CStorVolumePhase {
 
 /// Writes `report` into `status` (phase, replicaStatuses, lastUpdateTime, and
 /// lastTransitionTime when the phase changes). Returns the new phase when it changed.
-pub fn apply_report(status: &mut CStorVolumeStatus, report: &ReplicaReport, now: Time) -> Option<CStorVolumePhase> {
+pub fn apply_report(
+    status: &mut CStorVolumeStatus,
+    report: &ReplicaReport,
+    now: Time,
+) -> Option<CStorVolumePhase> {
     status.replica_statuses = Some(report.replicas.clone());
     set_phase(status, phase_of(report), now)
 }
@@ -166,7 +201,11 @@ pub fn apply_error(status: &mut CStorVolumeStatus, now: Time) -> Option<CStorVol
 }
 
 /// Sets the phase and the times; returns the new phase when it changed.
-pub fn set_phase(status: &mut CStorVolumeStatus, phase: CStorVolumePhase, now: Time) -> Option<CStorVolumePhase> {
+pub fn set_phase(
+    status: &mut CStorVolumeStatus,
+    phase: CStorVolumePhase,
+    now: Time,
+) -> Option<CStorVolumePhase> {
     status.last_update_time = Some(now.clone());
     if status.phase.as_ref() == Some(&phase) {
         return None;
@@ -196,7 +235,10 @@ mod tests {
 
     #[test]
     fn parses_istgt_payload_with_capital_mode_and_string_counters() {
-        let r = parse_replica_payload(&format!("iSCSI Target Controller version x\r\n{HEALTHY}\r\nOK REPLICA")).unwrap();
+        let r = parse_replica_payload(&format!(
+            "iSCSI Target Controller version x\r\n{HEALTHY}\r\nOK REPLICA"
+        ))
+        .unwrap();
         assert_eq!(r.name, "pvc-1");
         assert_eq!(r.status, "Degraded");
         assert_eq!(r.replicas.len(), 2);
@@ -227,10 +269,20 @@ mod tests {
 
     #[test]
     fn errors_name_the_problem() {
-        assert!(matches!(parse_replica_payload("OK REPLICA"), Err(StatusError::NoJson { .. })));
-        assert_eq!(parse_replica_payload(r#"{"volumeStatus":[]}"#), Err(StatusError::NoVolume));
-        match parse_replica_payload(r#"{"volumeStatus":[{"replicaStatus":[{"replicaId":"1","upTime":[]}]}]}"#) {
-            Err(StatusError::Invalid { path, .. }) => assert_eq!(path, "volumeStatus[0].replicaStatus[0].upTime"),
+        assert!(matches!(
+            parse_replica_payload("OK REPLICA"),
+            Err(StatusError::NoJson { .. })
+        ));
+        assert_eq!(
+            parse_replica_payload(r#"{"volumeStatus":[]}"#),
+            Err(StatusError::NoVolume)
+        );
+        match parse_replica_payload(
+            r#"{"volumeStatus":[{"replicaStatus":[{"replicaId":"1","upTime":[]}]}]}"#,
+        ) {
+            Err(StatusError::Invalid { path, .. }) => {
+                assert_eq!(path, "volumeStatus[0].replicaStatus[0].upTime")
+            }
             other => panic!("{other:?}"),
         }
     }
@@ -238,8 +290,15 @@ mod tests {
     #[test]
     fn empty_replica_list_is_init_and_phase_change_bumps_transition_time() {
         let mut st = CStorVolumeStatus::default();
-        let report = ReplicaReport { name: "v".into(), status: "Offline".into(), replicas: vec![] };
-        assert_eq!(apply_report(&mut st, &report, now()), Some(CStorVolumePhase::Init));
+        let report = ReplicaReport {
+            name: "v".into(),
+            status: "Offline".into(),
+            replicas: vec![],
+        };
+        assert_eq!(
+            apply_report(&mut st, &report, now()),
+            Some(CStorVolumePhase::Init)
+        );
         assert_eq!(st.last_transition_time, Some(now()));
         assert_eq!(st.replica_statuses, Some(vec![]));
         // same phase again: no change reported, transition time kept
@@ -248,7 +307,10 @@ mod tests {
         assert_eq!(st.last_transition_time, Some(now()));
         assert_eq!(st.last_update_time, Some(later.clone()));
         let degraded = parse_replica_payload(HEALTHY).unwrap();
-        assert_eq!(apply_report(&mut st, &degraded, later.clone()), Some(CStorVolumePhase::Degraded));
+        assert_eq!(
+            apply_report(&mut st, &degraded, later.clone()),
+            Some(CStorVolumePhase::Degraded)
+        );
         assert_eq!(st.replica_statuses().len(), 2);
         assert_eq!(apply_error(&mut st, later), Some(CStorVolumePhase::Error));
         assert_eq!(st.replica_statuses().len(), 2);

@@ -205,3 +205,11 @@ pub async fn destroy_pools(runner: &dyn Runner, pools: &[String]) {
         let _ = runner.run(&Cmd::new("zpool").args(["destroy", "-f", p.as_str()])).await;
     }
 }
+
+/// Logs of the library to the test output (`RUST_LOG`, default `cstor_operators=debug`).
+pub fn init_tracing() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "cstor_operators=debug".into()))
+        .with_test_writer()
+        .try_init();
+}
