@@ -29,16 +29,22 @@ async fn counting_client(cluster: &TestCluster, counter: Arc<AtomicU64>) -> kube
     let config = match cluster.server() {
         Some(srv) => srv.kube_config(),
         None => {
-            let path = std::env::var("CSTOR_TEST_KUBECONFIG").expect("a real cluster needs CSTOR_TEST_KUBECONFIG");
+            let path = std::env::var("CSTOR_TEST_KUBECONFIG")
+                .expect("a real cluster needs CSTOR_TEST_KUBECONFIG");
             let kc = kube::config::Kubeconfig::read_from(path).expect("readable kubeconfig");
-            kube::Config::from_custom_kubeconfig(kc, &Default::default()).await.expect("usable kubeconfig")
+            kube::Config::from_custom_kubeconfig(kc, &Default::default())
+                .await
+                .expect("usable kubeconfig")
         }
     };
     let layer = tower::util::MapRequestLayer::new(move |req: http::Request<kube::client::Body>| {
         counter.fetch_add(1, Ordering::Relaxed);
         req
     });
-    ClientBuilder::try_from(config).expect("client stack").with_layer(&layer).build()
+    ClientBuilder::try_from(config)
+        .expect("client stack")
+        .with_layer(&layer)
+        .build()
 }
 
 #[tokio::main]
@@ -59,7 +65,11 @@ async fn main() {
             r.accessibility_requirements = Some(TopologyRequirement {
                 requisite: vec![],
                 preferred: vec![Topology {
-                    segments: [("topology.cstor.openebs.io/nodeName".to_string(), format!("node-{}", i % 3))].into(),
+                    segments: [(
+                        "topology.cstor.openebs.io/nodeName".to_string(),
+                        format!("node-{}", i % 3),
+                    )]
+                    .into(),
                 }],
             });
             r
@@ -75,15 +85,29 @@ async fn main() {
     let elapsed = start.elapsed();
     let api_requests = counter.load(Ordering::Relaxed) - before;
     let failed: Vec<_> = results.iter().filter_map(|r| r.as_ref().err()).collect();
-    assert!(failed.is_empty(), "{} CreateVolume calls failed, first: {:?}", failed.len(), failed.first());
+    assert!(
+        failed.is_empty(),
+        "{} CreateVolume calls failed, first: {:?}",
+        failed.len(),
+        failed.first()
+    );
     let cvcs = Api::<CStorVolumeConfig>::namespaced(cluster.client(), cluster.namespace())
         .list(&ListParams::default())
         .await
         .unwrap();
     assert_eq!(cvcs.items.len(), VOLUMES);
 
-    println!("create_volume: {VOLUMES} concurrent CreateVolume calls in {:.3} s", elapsed.as_secs_f64());
-    println!("create_volume: {:.0} calls/s", VOLUMES as f64 / elapsed.as_secs_f64());
-    println!("create_volume: {:.2} Kubernetes API requests per volume ({api_requests} in total)", api_requests as f64 / VOLUMES as f64);
+    println!(
+        "create_volume: {VOLUMES} concurrent CreateVolume calls in {:.3} s",
+        elapsed.as_secs_f64()
+    );
+    println!(
+        "create_volume: {:.0} calls/s",
+        VOLUMES as f64 / elapsed.as_secs_f64()
+    );
+    println!(
+        "create_volume: {:.2} Kubernetes API requests per volume ({api_requests} in total)",
+        api_requests as f64 / VOLUMES as f64
+    );
     cluster.cleanup().await.unwrap();
 }

@@ -9,8 +9,12 @@ use cstor_api::proto::csi::v1::{
 use crate::params::FsType;
 
 /// Access modes a cStor volume supports (one iSCSI initiator at a time).
-pub const SUPPORTED_MODES: [Mode; 4] =
-    [Mode::SingleNodeWriter, Mode::SingleNodeReaderOnly, Mode::SingleNodeSingleWriter, Mode::SingleNodeMultiWriter];
+pub const SUPPORTED_MODES: [Mode; 4] = [
+    Mode::SingleNodeWriter,
+    Mode::SingleNodeReaderOnly,
+    Mode::SingleNodeSingleWriter,
+    Mode::SingleNodeMultiWriter,
+];
 
 /// How a capability asks to use the volume.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -51,7 +55,9 @@ pub enum CapabilityError {
         index: usize,
     },
     /// A filesystem we cannot create.
-    #[error("volume_capabilities[{index}]: filesystem {fs_type:?} is not supported; use ext4 or xfs")]
+    #[error(
+        "volume_capabilities[{index}]: filesystem {fs_type:?} is not supported; use ext4 or xfs"
+    )]
     FsType {
         /// Position.
         index: usize,
@@ -62,27 +68,62 @@ pub enum CapabilityError {
 
 /// Checks every capability; an empty `mount.fs_type` resolves to `default_fs` (the StorageClass
 /// `fsType`, else ext4).
-pub fn check_all(caps: &[VolumeCapability], default_fs: Option<FsType>) -> Result<Vec<Access>, CapabilityError> {
+pub fn check_all(
+    caps: &[VolumeCapability],
+    default_fs: Option<FsType>,
+) -> Result<Vec<Access>, CapabilityError> {
     if caps.is_empty() {
         return Err(CapabilityError::Empty);
     }
-    caps.iter().enumerate().map(|(index, cap)| check_one(index, cap, default_fs)).collect()
+    caps.iter()
+        .enumerate()
+        .map(|(index, cap)| check_one(index, cap, default_fs))
+        .collect()
 }
 
 /// Checks one capability (see [`check_all`]).
-pub fn check_one(index: usize, cap: &VolumeCapability, default_fs: Option<FsType>) -> Result<Access, CapabilityError> {
-    let mode = cap.access_mode.as_ref().ok_or(CapabilityError::MissingMode { index })?.mode;
+pub fn check_one(
+    index: usize,
+    cap: &VolumeCapability,
+    default_fs: Option<FsType>,
+) -> Result<Access, CapabilityError> {
+    let mode = cap
+        .access_mode
+        .as_ref()
+        .ok_or(CapabilityError::MissingMode { index })?
+        .mode;
     match Mode::try_from(mode) {
         Ok(m) if SUPPORTED_MODES.contains(&m) => {}
-        Ok(m) => return Err(CapabilityError::Mode { index, mode: m.as_str_name().to_owned() }),
-        Err(_) => return Err(CapabilityError::Mode { index, mode: format!("{mode} (unknown)") }),
+        Ok(m) => {
+            return Err(CapabilityError::Mode {
+                index,
+                mode: m.as_str_name().to_owned(),
+            });
+        }
+        Err(_) => {
+            return Err(CapabilityError::Mode {
+                index,
+                mode: format!("{mode} (unknown)"),
+            });
+        }
     }
-    match cap.access_type.as_ref().ok_or(CapabilityError::MissingType { index })? {
+    match cap
+        .access_type
+        .as_ref()
+        .ok_or(CapabilityError::MissingType { index })?
+    {
         AccessType::Block(_) => Ok(Access::Block),
-        AccessType::Mount(m) if m.fs_type.is_empty() => Ok(Access::Mount(default_fs.unwrap_or(FsType::Ext4))),
-        AccessType::Mount(m) => FsType::parse(&m.fs_type)
-            .map(Access::Mount)
-            .ok_or_else(|| CapabilityError::FsType { index, fs_type: m.fs_type.clone() }),
+        AccessType::Mount(m) if m.fs_type.is_empty() => {
+            Ok(Access::Mount(default_fs.unwrap_or(FsType::Ext4)))
+        }
+        AccessType::Mount(m) => {
+            FsType::parse(&m.fs_type)
+                .map(Access::Mount)
+                .ok_or_else(|| CapabilityError::FsType {
+                    index,
+                    fs_type: m.fs_type.clone(),
+                })
+        }
     }
 }
 
@@ -92,33 +133,83 @@ mod tests {
     use cstor_api::proto::csi::v1::volume_capability::{AccessMode, BlockVolume, MountVolume};
 
     fn cap(mode: i32, access: Option<AccessType>) -> VolumeCapability {
-        VolumeCapability { access_mode: Some(AccessMode { mode }), access_type: access }
+        VolumeCapability {
+            access_mode: Some(AccessMode { mode }),
+            access_type: access,
+        }
     }
 
     fn mount(fs: &str) -> Option<AccessType> {
-        Some(AccessType::Mount(MountVolume { fs_type: fs.into(), ..Default::default() }))
+        Some(AccessType::Mount(MountVolume {
+            fs_type: fs.into(),
+            ..Default::default()
+        }))
     }
 
     #[test]
     fn single_node_modes_with_mount_or_block() {
         for m in SUPPORTED_MODES {
-            assert_eq!(check_one(0, &cap(m as i32, mount("xfs")), None), Ok(Access::Mount(FsType::Xfs)));
-            assert_eq!(check_one(0, &cap(m as i32, Some(AccessType::Block(BlockVolume {}))), None), Ok(Access::Block));
+            assert_eq!(
+                check_one(0, &cap(m as i32, mount("xfs")), None),
+                Ok(Access::Mount(FsType::Xfs))
+            );
+            assert_eq!(
+                check_one(
+                    0,
+                    &cap(m as i32, Some(AccessType::Block(BlockVolume {}))),
+                    None
+                ),
+                Ok(Access::Block)
+            );
         }
-        assert_eq!(check_one(0, &cap(1, mount("")), Some(FsType::Xfs)), Ok(Access::Mount(FsType::Xfs)));
-        assert_eq!(check_one(0, &cap(1, mount("")), None), Ok(Access::Mount(FsType::Ext4)));
+        assert_eq!(
+            check_one(0, &cap(1, mount("")), Some(FsType::Xfs)),
+            Ok(Access::Mount(FsType::Xfs))
+        );
+        assert_eq!(
+            check_one(0, &cap(1, mount("")), None),
+            Ok(Access::Mount(FsType::Ext4))
+        );
     }
 
     #[test]
     fn refusals_name_the_capability_and_the_problem() {
         let err = check_all(&[cap(1, mount("ext4")), cap(5, mount("ext4"))], None).unwrap_err();
-        assert!(err.to_string().contains("volume_capabilities[1]: access mode MULTI_NODE_MULTI_WRITER"), "{err}");
-        assert!(check_one(0, &cap(0, mount("ext4")), None).unwrap_err().to_string().contains("UNKNOWN"));
-        assert!(check_one(0, &cap(42, mount("ext4")), None).unwrap_err().to_string().contains("42 (unknown)"));
-        assert!(check_one(0, &cap(1, mount("btrfs")), None).unwrap_err().to_string().contains("\"btrfs\""));
-        assert_eq!(check_one(2, &cap(1, None), None), Err(CapabilityError::MissingType { index: 2 }));
-        let no_mode = VolumeCapability { access_mode: None, access_type: mount("ext4") };
-        assert_eq!(check_one(0, &no_mode, None), Err(CapabilityError::MissingMode { index: 0 }));
+        assert!(
+            err.to_string()
+                .contains("volume_capabilities[1]: access mode MULTI_NODE_MULTI_WRITER"),
+            "{err}"
+        );
+        assert!(
+            check_one(0, &cap(0, mount("ext4")), None)
+                .unwrap_err()
+                .to_string()
+                .contains("UNKNOWN")
+        );
+        assert!(
+            check_one(0, &cap(42, mount("ext4")), None)
+                .unwrap_err()
+                .to_string()
+                .contains("42 (unknown)")
+        );
+        assert!(
+            check_one(0, &cap(1, mount("btrfs")), None)
+                .unwrap_err()
+                .to_string()
+                .contains("\"btrfs\"")
+        );
+        assert_eq!(
+            check_one(2, &cap(1, None), None),
+            Err(CapabilityError::MissingType { index: 2 })
+        );
+        let no_mode = VolumeCapability {
+            access_mode: None,
+            access_type: mount("ext4"),
+        };
+        assert_eq!(
+            check_one(0, &no_mode, None),
+            Err(CapabilityError::MissingMode { index: 0 })
+        );
         assert_eq!(check_all(&[], None), Err(CapabilityError::Empty));
     }
 }

@@ -26,13 +26,21 @@ use crate::{
 /// Whether a pool can take new replicas.
 fn usable(cspi: &CStorPoolInstance) -> bool {
     cspi.status.as_ref().is_some_and(|s| {
-        !s.read_only && matches!(s.phase, Some(CStorPoolInstancePhase::Online | CStorPoolInstancePhase::Degraded))
+        !s.read_only
+            && matches!(
+                s.phase,
+                Some(CStorPoolInstancePhase::Online | CStorPoolInstancePhase::Degraded)
+            )
     })
 }
 
 /// Free bytes of a pool.
 fn free_bytes(cspi: &CStorPoolInstance) -> u64 {
-    cspi.status.as_ref().and_then(|s| s.capacity.as_ref()).and_then(|c| parse_bytes(&c.free.0)).unwrap_or(0)
+    cspi.status
+        .as_ref()
+        .and_then(|s| s.capacity.as_ref())
+        .and_then(|c| parse_bytes(&c.free.0))
+        .unwrap_or(0)
 }
 
 /// The node a pool lives on: the one matching its node selector (or hostname).
@@ -51,9 +59,18 @@ fn pool_node<'a>(cspi: &CStorPoolInstance, nodes: &'a [Node]) -> Option<&'a Node
 
 impl ControllerService {
     /// GetCapacity.
-    pub async fn get_capacity(&self, req: GetCapacityRequest) -> Result<GetCapacityResponse, QueryError> {
-        let none = GetCapacityResponse { available_capacity: 0, maximum_volume_size: Some(0), minimum_volume_size: None };
-        if !req.volume_capabilities.is_empty() && capability::check_all(&req.volume_capabilities, None).is_err() {
+    pub async fn get_capacity(
+        &self,
+        req: GetCapacityRequest,
+    ) -> Result<GetCapacityResponse, QueryError> {
+        let none = GetCapacityResponse {
+            available_capacity: 0,
+            maximum_volume_size: Some(0),
+            minimum_volume_size: None,
+        };
+        if !req.volume_capabilities.is_empty()
+            && capability::check_all(&req.volume_capabilities, None).is_err()
+        {
             return Ok(none); // no capacity for volumes we cannot create
         }
         let (pool_cluster, replicas) = if req.parameters.is_empty() {
@@ -66,13 +83,26 @@ impl ControllerService {
         if let Some(cspc) = &pool_cluster {
             lp = lp.labels(&format!("{}={cspc}", label::CSTOR_POOL_CLUSTER));
         }
-        let cspis = self.cspis().list(&lp).await.map_err(|e| KubeError::new("listing CStorPoolInstances", e))?;
+        let cspis = self
+            .cspis()
+            .list(&lp)
+            .await
+            .map_err(|e| KubeError::new("listing CStorPoolInstances", e))?;
         let mut pools: Vec<&CStorPoolInstance> = cspis.items.iter().filter(|c| usable(c)).collect();
 
-        let segments = req.accessible_topology.as_ref().map(|t| &t.segments).filter(|s| !s.is_empty());
+        let segments = req
+            .accessible_topology
+            .as_ref()
+            .map(|t| &t.segments)
+            .filter(|s| !s.is_empty());
         let nodes;
         if let Some(segments) = segments {
-            nodes = self.nodes().list(&ListParams::default()).await.map_err(|e| KubeError::new("listing Nodes", e))?.items;
+            nodes = self
+                .nodes()
+                .list(&ListParams::default())
+                .await
+                .map_err(|e| KubeError::new("listing Nodes", e))?
+                .items;
             pools.retain(|c| pool_node(c, &nodes).is_some_and(|n| node_matches(n, segments)));
         }
 

@@ -13,8 +13,8 @@ use cstor_api::{
     },
     naming::{parse_snapshot_id, snapshot_id},
     proto::csi::v1::{
-        CreateVolumeRequest, CreateVolumeResponse, Topology, TopologyRequirement, Volume, VolumeContentSource,
-        volume_content_source::Type as SourceType,
+        CreateVolumeRequest, CreateVolumeResponse, Topology, TopologyRequirement, Volume,
+        VolumeContentSource, volume_content_source::Type as SourceType,
     },
 };
 use k8s_openapi::{api::core::v1::Node, apimachinery::pkg::api::resource::Quantity};
@@ -23,7 +23,7 @@ use kube::api::{ListParams, PostParams};
 use crate::{
     capability,
     error::{CreateError, KubeError},
-    params::{ParamError, VolumeParams, check_volume_name, map_bytes, MAX_MAP_BYTES},
+    params::{MAX_MAP_BYTES, ParamError, VolumeParams, check_volume_name, map_bytes},
     quantity::{GIB, gib_quantity, parse_bytes, plan_size},
     records::{self, clone_snapshot_name},
     server::{ControllerService, TopologyMode},
@@ -42,16 +42,28 @@ enum Source {
 
 impl Source {
     fn parse(name: &str, content: Option<&VolumeContentSource>) -> Result<Source, CreateError> {
-        let Some(content) = content else { return Ok(Source::Empty) };
+        let Some(content) = content else {
+            return Ok(Source::Empty);
+        };
         match &content.r#type {
-            None => Err(CreateError::InvalidSource("neither snapshot nor volume is set".into())),
+            None => Err(CreateError::InvalidSource(
+                "neither snapshot nor volume is set".into(),
+            )),
             Some(SourceType::Snapshot(s)) => {
                 if s.snapshot_id.is_empty() {
-                    return Err(CreateError::InvalidSource("snapshot.snapshot_id is empty".into()));
+                    return Err(CreateError::InvalidSource(
+                        "snapshot.snapshot_id is empty".into(),
+                    ));
                 }
                 match parse_snapshot_id(&s.snapshot_id) {
-                    Ok((v, snap)) if check_volume_name(v).is_ok() && !snap.starts_with(records::CLONE_SNAPSHOT_PREFIX) => {
-                        Ok(Source::Snapshot { volume: v.to_owned(), snapshot: snap.to_owned() })
+                    Ok((v, snap))
+                        if check_volume_name(v).is_ok()
+                            && !snap.starts_with(records::CLONE_SNAPSHOT_PREFIX) =>
+                    {
+                        Ok(Source::Snapshot {
+                            volume: v.to_owned(),
+                            snapshot: snap.to_owned(),
+                        })
                     }
                     _ => Err(CreateError::SourceNotFound(format!(
                         "snapshot {:?} not found (cStor snapshot ids have the form <volume>@<snapshot>)",
@@ -61,15 +73,24 @@ impl Source {
             }
             Some(SourceType::Volume(v)) => {
                 if v.volume_id.is_empty() {
-                    return Err(CreateError::InvalidSource("volume.volume_id is empty".into()));
+                    return Err(CreateError::InvalidSource(
+                        "volume.volume_id is empty".into(),
+                    ));
                 }
                 if v.volume_id == name {
-                    return Err(CreateError::InvalidSource(format!("volume {name} cannot be cloned from itself")));
+                    return Err(CreateError::InvalidSource(format!(
+                        "volume {name} cannot be cloned from itself"
+                    )));
                 }
                 if check_volume_name(&v.volume_id).is_err() {
-                    return Err(CreateError::SourceNotFound(format!("source volume {:?} not found", v.volume_id)));
+                    return Err(CreateError::SourceNotFound(format!(
+                        "source volume {:?} not found",
+                        v.volume_id
+                    )));
                 }
-                Ok(Source::Clone { volume: v.volume_id.clone() })
+                Ok(Source::Clone {
+                    volume: v.volume_id.clone(),
+                })
             }
         }
     }
@@ -103,8 +124,11 @@ struct Plan<'a> {
 
 /// The CVC upstream's CSI controller writes for a new volume (upstream-csi.md §2.1).
 fn build_cvc(namespace: &str, plan: &Plan<'_>) -> CStorVolumeConfig {
-    let storage: BTreeMap<String, Quantity> =
-        [("storage".to_owned(), Quantity(gib_quantity(plan.size_bytes / GIB)))].into();
+    let storage: BTreeMap<String, Quantity> = [(
+        "storage".to_owned(),
+        Quantity(gib_quantity(plan.size_bytes / GIB)),
+    )]
+    .into();
     let mut cvc = CStorVolumeConfig::namespaced(
         plan.name,
         namespace,
@@ -119,14 +143,23 @@ fn build_cvc(namespace: &str, plan: &Plan<'_>) -> CStorVolumeConfig {
             ..Default::default()
         },
     );
-    let mut labels = BTreeMap::from([(label::CSTOR_POOL_CLUSTER.to_owned(), plan.params.pool_cluster.clone())]);
+    let mut labels = BTreeMap::from([(
+        label::CSTOR_POOL_CLUSTER.to_owned(),
+        plan.params.pool_cluster.clone(),
+    )]);
     if let Some(src) = plan.source.volume() {
         labels.insert(label::SOURCE_VOLUME.to_owned(), src.to_owned());
     }
     let mut annotations = BTreeMap::from([
         (annotation::VOLUME_ID.to_owned(), plan.name.to_owned()),
-        (annotation::VOLUME_POLICY.to_owned(), plan.params.volume_policy.clone().unwrap_or_default()),
-        (annotation::PERSISTENT_VOLUME_CLAIM.to_owned(), plan.params.pvc_name.clone().unwrap_or_default()),
+        (
+            annotation::VOLUME_POLICY.to_owned(),
+            plan.params.volume_policy.clone().unwrap_or_default(),
+        ),
+        (
+            annotation::PERSISTENT_VOLUME_CLAIM.to_owned(),
+            plan.params.pvc_name.clone().unwrap_or_default(),
+        ),
     ]);
     if let Some(ct) = &plan.created_through {
         annotations.insert(annotation::CREATED_THROUGH.to_owned(), ct.clone());
@@ -134,10 +167,19 @@ fn build_cvc(namespace: &str, plan: &Plan<'_>) -> CStorVolumeConfig {
     cvc.metadata.labels = Some(labels);
     cvc.metadata.annotations = Some(annotations);
     cvc.metadata.finalizers = Some(vec![finalizer::CVC.to_owned()]);
-    cvc.publish = plan.node.clone().map(|n| CStorVolumeConfigPublish { node_id: Some(n), ..Default::default() });
-    cvc.status = CStorVolumeConfigStatus { phase: Some(CStorVolumeConfigPhase::Pending), ..Default::default() };
+    cvc.publish = plan.node.clone().map(|n| CStorVolumeConfigPublish {
+        node_id: Some(n),
+        ..Default::default()
+    });
+    cvc.status = CStorVolumeConfigStatus {
+        phase: Some(CStorVolumeConfigPhase::Pending),
+        ..Default::default()
+    };
     cvc.version_details = VersionDetails {
-        status: Some(VersionStatus { dependents_upgraded: Some(true), ..Default::default() }),
+        status: Some(VersionStatus {
+            dependents_upgraded: Some(true),
+            ..Default::default()
+        }),
         ..Default::default()
     };
     cvc
@@ -145,54 +187,109 @@ fn build_cvc(namespace: &str, plan: &Plan<'_>) -> CStorVolumeConfig {
 
 /// Size of a CVC (`spec.capacity.storage`) in bytes.
 pub(crate) fn cvc_capacity(cvc: &CStorVolumeConfig) -> Option<u64> {
-    cvc.spec.capacity.get("storage").and_then(|q| parse_bytes(&q.0))
+    cvc.spec
+        .capacity
+        .get("storage")
+        .and_then(|q| parse_bytes(&q.0))
 }
 
 /// The CSPC a CVC names.
 pub(crate) fn cvc_pool_cluster(cvc: &CStorVolumeConfig) -> &str {
-    cvc.metadata.labels.as_ref().and_then(|l| l.get(label::CSTOR_POOL_CLUSTER)).map(String::as_str).unwrap_or("")
+    cvc.metadata
+        .labels
+        .as_ref()
+        .and_then(|l| l.get(label::CSTOR_POOL_CLUSTER))
+        .map(String::as_str)
+        .unwrap_or("")
 }
 
 fn cvc_annotation<'a>(cvc: &'a CStorVolumeConfig, key: &str) -> &'a str {
-    cvc.metadata.annotations.as_ref().and_then(|a| a.get(key)).map(String::as_str).unwrap_or("")
+    cvc.metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(key))
+        .map(String::as_str)
+        .unwrap_or("")
 }
 
 /// The CSI content source of an existing CVC named `name`.
 pub(crate) fn content_source_of(cvc: &CStorVolumeConfig) -> Option<VolumeContentSource> {
     use cstor_api::proto::csi::v1::volume_content_source::{SnapshotSource, VolumeSource};
     let name = cvc.metadata.name.as_deref().unwrap_or_default();
-    let src = cvc.spec.cstor_volume_source.as_deref().filter(|s| !s.is_empty())?;
+    let src = cvc
+        .spec
+        .cstor_volume_source
+        .as_deref()
+        .filter(|s| !s.is_empty())?;
     let (volume, snapshot) = parse_snapshot_id(src).ok()?;
     let r#type = if snapshot == clone_snapshot_name(name) {
-        SourceType::Volume(VolumeSource { volume_id: volume.to_owned() })
+        SourceType::Volume(VolumeSource {
+            volume_id: volume.to_owned(),
+        })
     } else {
-        SourceType::Snapshot(SnapshotSource { snapshot_id: src.to_owned() })
+        SourceType::Snapshot(SnapshotSource {
+            snapshot_id: src.to_owned(),
+        })
     };
-    Some(VolumeContentSource { r#type: Some(r#type) })
+    Some(VolumeContentSource {
+        r#type: Some(r#type),
+    })
 }
 
 /// Whether `existing` can stand for the requested volume; `Err(what differs)` otherwise.
-fn check_compatible(existing: &CStorVolumeConfig, wanted: &CStorVolumeConfig, required: i64, limit: i64) -> Result<u64, String> {
+fn check_compatible(
+    existing: &CStorVolumeConfig,
+    wanted: &CStorVolumeConfig,
+    required: i64,
+    limit: i64,
+) -> Result<u64, String> {
     let pool = (cvc_pool_cluster(existing), cvc_pool_cluster(wanted));
     if pool.0 != pool.1 {
-        return Err(format!("cstorPoolCluster (existing {:?}, requested {:?})", pool.0, pool.1));
+        return Err(format!(
+            "cstorPoolCluster (existing {:?}, requested {:?})",
+            pool.0, pool.1
+        ));
     }
-    let replicas = (existing.spec.provision.replica_count, wanted.spec.provision.replica_count);
+    let replicas = (
+        existing.spec.provision.replica_count,
+        wanted.spec.provision.replica_count,
+    );
     if replicas.0 != replicas.1 {
-        return Err(format!("replicaCount (existing {}, requested {})", replicas.0, replicas.1));
+        return Err(format!(
+            "replicaCount (existing {}, requested {})",
+            replicas.0, replicas.1
+        ));
     }
-    let policy = (cvc_annotation(existing, annotation::VOLUME_POLICY), cvc_annotation(wanted, annotation::VOLUME_POLICY));
+    let policy = (
+        cvc_annotation(existing, annotation::VOLUME_POLICY),
+        cvc_annotation(wanted, annotation::VOLUME_POLICY),
+    );
     if policy.0 != policy.1 {
-        return Err(format!("cstorVolumePolicy (existing {:?}, requested {:?})", policy.0, policy.1));
+        return Err(format!(
+            "cstorVolumePolicy (existing {:?}, requested {:?})",
+            policy.0, policy.1
+        ));
     }
-    let source = (existing.spec.cstor_volume_source.as_deref().unwrap_or(""), wanted.spec.cstor_volume_source.as_deref().unwrap_or(""));
+    let source = (
+        existing.spec.cstor_volume_source.as_deref().unwrap_or(""),
+        wanted.spec.cstor_volume_source.as_deref().unwrap_or(""),
+    );
     if source.0 != source.1 {
-        return Err(format!("content source (existing {:?}, requested {:?})", source.0, source.1));
+        return Err(format!(
+            "content source (existing {:?}, requested {:?})",
+            source.0, source.1
+        ));
     }
     let size = cvc_capacity(existing).unwrap_or(0);
     if size < required as u64 || (limit > 0 && size > limit as u64) {
-        let limit = if limit > 0 { limit.to_string() } else { "unlimited".into() };
-        return Err(format!("size (existing {size} bytes, requested at least {required} and at most {limit})"));
+        let limit = if limit > 0 {
+            limit.to_string()
+        } else {
+            "unlimited".into()
+        };
+        return Err(format!(
+            "size (existing {size} bytes, requested at least {required} and at most {limit})"
+        ));
     }
     Ok(size)
 }
@@ -211,19 +308,32 @@ pub(crate) fn node_matches(node: &Node, segments: &HashMap<String, String>) -> b
 
 impl ControllerService {
     /// CreateVolume.
-    pub async fn create_volume(&self, req: CreateVolumeRequest) -> Result<CreateVolumeResponse, CreateError> {
+    pub async fn create_volume(
+        &self,
+        req: CreateVolumeRequest,
+    ) -> Result<CreateVolumeResponse, CreateError> {
         let name = req.name.as_str();
         if name.is_empty() {
-            return Err(CreateError::Name { name: String::new(), reason: "is empty: CreateVolumeRequest.name is required".into() });
+            return Err(CreateError::Name {
+                name: String::new(),
+                reason: "is empty: CreateVolumeRequest.name is required".into(),
+            });
         }
-        check_volume_name(name).map_err(|reason| CreateError::Name { name: name.chars().take(64).collect(), reason })?;
+        check_volume_name(name).map_err(|reason| CreateError::Name {
+            name: name.chars().take(64).collect(),
+            reason,
+        })?;
         let params = VolumeParams::try_from(&req.parameters)?;
         if !req.mutable_parameters.is_empty() {
             let size = map_bytes(&req.mutable_parameters);
             return Err(ParamError::Invalid {
                 name: "mutable_parameters",
-                value: format!("{} entries, {size} bytes (limit {MAX_MAP_BYTES})", req.mutable_parameters.len()),
-                reason: "this driver has no mutable parameters (MODIFY_VOLUME is not supported)".into(),
+                value: format!(
+                    "{} entries, {size} bytes (limit {MAX_MAP_BYTES})",
+                    req.mutable_parameters.len()
+                ),
+                reason: "this driver has no mutable parameters (MODIFY_VOLUME is not supported)"
+                    .into(),
             }
             .into());
         }
@@ -255,10 +365,13 @@ impl ControllerService {
             && let Some(existing) = self.get_cvc(name).await?
         {
             let wanted = self.wanted_cvc(name, &params, size_bytes, None, &source, None);
-            return self.compare_existing(&existing, &wanted, range.required_bytes, range.limit_bytes).map(respond);
+            return self
+                .compare_existing(&existing, &wanted, range.required_bytes, range.limit_bytes)
+                .map(respond);
         }
 
-        self.check_source(name, &source, &params, size_bytes).await?;
+        self.check_source(name, &source, &params, size_bytes)
+            .await?;
         let node = self.choose_node(topology).await?;
         let created_through = self.created_through(&params).await?;
         let cvc = self.wanted_cvc(name, &params, size_bytes, node, &source, created_through);
@@ -269,10 +382,18 @@ impl ControllerService {
                 Ok(respond(size_bytes))
             }
             Err(kube::Error::Api(s)) if s.is_already_exists() => {
-                let existing = self.get_cvc(name).await?.ok_or_else(|| CreateError::Deleting(name.to_owned()))?;
-                self.compare_existing(&existing, &cvc, range.required_bytes, range.limit_bytes).map(respond)
+                let existing = self
+                    .get_cvc(name)
+                    .await?
+                    .ok_or_else(|| CreateError::Deleting(name.to_owned()))?;
+                self.compare_existing(&existing, &cvc, range.required_bytes, range.limit_bytes)
+                    .map(respond)
             }
-            Err(e) => Err(KubeError::new(format!("creating CStorVolumeConfig {}/{name}", self.ns()), e).into()),
+            Err(e) => Err(KubeError::new(
+                format!("creating CStorVolumeConfig {}/{name}", self.ns()),
+                e,
+            )
+            .into()),
         }
     }
 
@@ -285,30 +406,58 @@ impl ControllerService {
         source: &Source,
         created_through: Option<String>,
     ) -> CStorVolumeConfig {
-        build_cvc(self.ns(), &Plan { name, params, size_bytes, node, source, created_through })
+        build_cvc(
+            self.ns(),
+            &Plan {
+                name,
+                params,
+                size_bytes,
+                node,
+                source,
+                created_through,
+            },
+        )
     }
 
-    fn compare_existing(&self, existing: &CStorVolumeConfig, wanted: &CStorVolumeConfig, required: i64, limit: i64) -> Result<u64, CreateError> {
+    fn compare_existing(
+        &self,
+        existing: &CStorVolumeConfig,
+        wanted: &CStorVolumeConfig,
+        required: i64,
+        limit: i64,
+    ) -> Result<u64, CreateError> {
         let name = existing.metadata.name.clone().unwrap_or_default();
         if existing.metadata.deletion_timestamp.is_some() {
             return Err(CreateError::Deleting(name));
         }
-        check_compatible(existing, wanted, required, limit).map_err(|what| CreateError::Exists { volume: name, what })
+        check_compatible(existing, wanted, required, limit)
+            .map_err(|what| CreateError::Exists { volume: name, what })
     }
 
     pub(crate) async fn get_cvc(&self, name: &str) -> Result<Option<CStorVolumeConfig>, KubeError> {
-        self.cvcs()
-            .get_opt(name)
-            .await
-            .map_err(|e| KubeError::new(format!("reading CStorVolumeConfig {}/{name}", self.ns()), e))
+        self.cvcs().get_opt(name).await.map_err(|e| {
+            KubeError::new(format!("reading CStorVolumeConfig {}/{name}", self.ns()), e)
+        })
     }
 
     /// Checks a restore / clone source; for a clone, takes the internal snapshot.
-    async fn check_source(&self, name: &str, source: &Source, params: &VolumeParams, size: u64) -> Result<(), CreateError> {
-        let Some(src) = source.volume() else { return Ok(()) };
+    async fn check_source(
+        &self,
+        name: &str,
+        source: &Source,
+        params: &VolumeParams,
+        size: u64,
+    ) -> Result<(), CreateError> {
+        let Some(src) = source.volume() else {
+            return Ok(());
+        };
         let src_cvc = match self.get_cvc(src).await? {
             Some(c) if c.metadata.deletion_timestamp.is_none() => c,
-            _ => return Err(CreateError::SourceNotFound(format!("source volume {src} not found"))),
+            _ => {
+                return Err(CreateError::SourceNotFound(format!(
+                    "source volume {src} not found"
+                )));
+            }
         };
         let src_pool = cvc_pool_cluster(&src_cvc);
         if src_pool != params.pool_cluster {
@@ -326,13 +475,22 @@ impl ControllerService {
                 params.replica_count
             )));
         }
-        let snap_err = |error| CreateError::SourceSnapshot { source_volume: src.to_owned(), error: Box::new(error) };
+        let snap_err = |error| CreateError::SourceSnapshot {
+            source_volume: src.to_owned(),
+            error: Box::new(error),
+        };
         match source {
             Source::Empty => Ok(()),
             Source::Snapshot { volume, snapshot } => {
-                let known = self.known_snapshot(&src_cvc, snapshot).await.map_err(snap_err)?;
+                let known = self
+                    .known_snapshot(&src_cvc, snapshot)
+                    .await
+                    .map_err(snap_err)?;
                 let Some(snap_size) = known else {
-                    return Err(CreateError::SourceNotFound(format!("snapshot {} not found", snapshot_id(volume, snapshot))));
+                    return Err(CreateError::SourceNotFound(format!(
+                        "snapshot {} not found",
+                        snapshot_id(volume, snapshot)
+                    )));
                 };
                 if size < snap_size {
                     return Err(CreateError::SourceTooLarge(format!(
@@ -351,11 +509,16 @@ impl ControllerService {
                          a clone must be at least as large as its source"
                     )));
                 }
-                match self.take_snapshot(src_cvc, &clone_snapshot_name(name), Some(name)).await {
+                match self
+                    .take_snapshot(src_cvc, &clone_snapshot_name(name), Some(name))
+                    .await
+                {
                     Ok(_) => Ok(()),
-                    Err(crate::error::SnapshotError::NoTarget(v)) => Err(CreateError::SourceNotReady(format!(
-                        "source volume {v} is not provisioned yet (no CStorVolume target); retry once it is bound"
-                    ))),
+                    Err(crate::error::SnapshotError::NoTarget(v)) => {
+                        Err(CreateError::SourceNotReady(format!(
+                            "source volume {v} is not provisioned yet (no CStorVolume target); retry once it is bound"
+                        )))
+                    }
                     Err(e) => Err(snap_err(e)),
                 }
             }
@@ -381,7 +544,10 @@ impl ControllerService {
     /// `publish.nodeId`: the first node satisfying a preferred topology (in order), else a
     /// requisite one; `None` without requirements or when no node matches (the volume is
     /// reachable from every node over iSCSI, so this only guides replica affinity).
-    async fn choose_node(&self, req: Option<&TopologyRequirement>) -> Result<Option<String>, CreateError> {
+    async fn choose_node(
+        &self,
+        req: Option<&TopologyRequirement>,
+    ) -> Result<Option<String>, CreateError> {
         let Some(req) = req else { return Ok(None) };
         let mut nodes: Option<Vec<Node>> = None;
         for topology in req.preferred.iter().chain(&req.requisite) {
@@ -399,28 +565,42 @@ impl ControllerService {
                     .nodes()
                     .list(&ListParams::default())
                     .await
-                    .map_err(|e| KubeError::new("listing Nodes to match accessibility_requirements", e))?
+                    .map_err(|e| {
+                        KubeError::new("listing Nodes to match accessibility_requirements", e)
+                    })?
                     .items;
                 list.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
                 nodes = Some(list);
             }
-            if let Some(node) = nodes.as_deref().unwrap_or_default().iter().find(|n| node_matches(n, segs)) {
+            if let Some(node) = nodes
+                .as_deref()
+                .unwrap_or_default()
+                .iter()
+                .find(|n| node_matches(n, segs))
+            {
                 return Ok(node.metadata.name.clone());
             }
         }
-        tracing::info!("no node satisfies the accessibility requirements; publish.nodeId stays unset");
+        tracing::info!(
+            "no node satisfies the accessibility requirements; publish.nodeId stays unset"
+        );
         Ok(None)
     }
 
     /// The PVC's `openebs.io/created-through` annotation (velero restores), copied to the CVC.
     async fn created_through(&self, params: &VolumeParams) -> Result<Option<String>, CreateError> {
-        let (Some(pvc), Some(ns)) = (&params.pvc_name, &params.pvc_namespace) else { return Ok(None) };
-        let found = self
-            .pvcs(ns)
-            .get_opt(pvc)
-            .await
-            .map_err(|e| KubeError::new(format!("reading PersistentVolumeClaim {ns}/{pvc}"), e))?;
-        Ok(found.and_then(|p| p.metadata.annotations.and_then(|mut a| a.remove(annotation::CREATED_THROUGH))))
+        let (Some(pvc), Some(ns)) = (&params.pvc_name, &params.pvc_namespace) else {
+            return Ok(None);
+        };
+        let found =
+            self.pvcs(ns).get_opt(pvc).await.map_err(|e| {
+                KubeError::new(format!("reading PersistentVolumeClaim {ns}/{pvc}"), e)
+            })?;
+        Ok(found.and_then(|p| {
+            p.metadata
+                .annotations
+                .and_then(|mut a| a.remove(annotation::CREATED_THROUGH))
+        }))
     }
 }
 
@@ -440,26 +620,83 @@ mod tests {
     #[test]
     fn compatibility_names_what_differs() {
         let p = params();
-        let plan = Plan { name: "pvc-1", params: &p, size_bytes: 2 * GIB, node: None, source: &Source::Empty, created_through: None };
+        let plan = Plan {
+            name: "pvc-1",
+            params: &p,
+            size_bytes: 2 * GIB,
+            node: None,
+            source: &Source::Empty,
+            created_through: None,
+        };
         let a = build_cvc("ns", &plan);
         assert_eq!(check_compatible(&a, &a, GIB as i64, 0), Ok(2 * GIB));
-        assert!(check_compatible(&a, &a, 3 * GIB as i64, 0).unwrap_err().starts_with("size"));
-        assert!(check_compatible(&a, &a, 0, GIB as i64).unwrap_err().starts_with("size"));
+        assert!(
+            check_compatible(&a, &a, 3 * GIB as i64, 0)
+                .unwrap_err()
+                .starts_with("size")
+        );
+        assert!(
+            check_compatible(&a, &a, 0, GIB as i64)
+                .unwrap_err()
+                .starts_with("size")
+        );
         let mut other = p.clone();
         other.replica_count = 3;
-        let b = build_cvc("ns", &Plan { params: &other, ..plan });
-        assert!(check_compatible(&a, &b, 0, 0).unwrap_err().starts_with("replicaCount"));
+        let b = build_cvc(
+            "ns",
+            &Plan {
+                params: &other,
+                ..plan
+            },
+        );
+        assert!(
+            check_compatible(&a, &b, 0, 0)
+                .unwrap_err()
+                .starts_with("replicaCount")
+        );
     }
 
     #[test]
     fn content_source_round_trips_through_the_cvc() {
         let p = params();
-        let clone = Source::Clone { volume: "pvc-src".into() };
-        let cvc = build_cvc("ns", &Plan { name: "pvc-2", params: &p, size_bytes: GIB, node: None, source: &clone, created_through: None });
-        assert_eq!(cvc.spec.cstor_volume_source.as_deref(), Some("pvc-src@cstor-clone-pvc-2"));
-        assert!(matches!(content_source_of(&cvc).unwrap().r#type, Some(SourceType::Volume(v)) if v.volume_id == "pvc-src"));
-        let snap = Source::Snapshot { volume: "pvc-src".into(), snapshot: "s1".into() };
-        let cvc = build_cvc("ns", &Plan { name: "pvc-3", params: &p, size_bytes: GIB, node: None, source: &snap, created_through: None });
-        assert!(matches!(content_source_of(&cvc).unwrap().r#type, Some(SourceType::Snapshot(s)) if s.snapshot_id == "pvc-src@s1"));
+        let clone = Source::Clone {
+            volume: "pvc-src".into(),
+        };
+        let cvc = build_cvc(
+            "ns",
+            &Plan {
+                name: "pvc-2",
+                params: &p,
+                size_bytes: GIB,
+                node: None,
+                source: &clone,
+                created_through: None,
+            },
+        );
+        assert_eq!(
+            cvc.spec.cstor_volume_source.as_deref(),
+            Some("pvc-src@cstor-clone-pvc-2")
+        );
+        assert!(
+            matches!(content_source_of(&cvc).unwrap().r#type, Some(SourceType::Volume(v)) if v.volume_id == "pvc-src")
+        );
+        let snap = Source::Snapshot {
+            volume: "pvc-src".into(),
+            snapshot: "s1".into(),
+        };
+        let cvc = build_cvc(
+            "ns",
+            &Plan {
+                name: "pvc-3",
+                params: &p,
+                size_bytes: GIB,
+                node: None,
+                source: &snap,
+                created_through: None,
+            },
+        );
+        assert!(
+            matches!(content_source_of(&cvc).unwrap().r#type, Some(SourceType::Snapshot(s)) if s.snapshot_id == "pvc-src@s1")
+        );
     }
 }

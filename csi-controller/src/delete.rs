@@ -17,7 +17,10 @@ use crate::{
 
 impl ControllerService {
     /// DeleteVolume.
-    pub async fn delete_volume(&self, req: DeleteVolumeRequest) -> Result<DeleteVolumeResponse, DeleteError> {
+    pub async fn delete_volume(
+        &self,
+        req: DeleteVolumeRequest,
+    ) -> Result<DeleteVolumeResponse, DeleteError> {
         let id = req.volume_id.as_str();
         if id.is_empty() {
             return Err(DeleteError::MissingId);
@@ -36,16 +39,21 @@ impl ControllerService {
         }
 
         let lp = ListParams::default().labels(&format!("{}={id}", label::CVA_VOLNAME));
-        let cvas = self
-            .cvas()
-            .list(&lp)
-            .await
-            .map_err(|e| KubeError::new(format!("listing CStorVolumeAttachments of volume {id}"), e))?;
+        let cvas = self.cvas().list(&lp).await.map_err(|e| {
+            KubeError::new(format!("listing CStorVolumeAttachments of volume {id}"), e)
+        })?;
         if !cvas.items.is_empty() {
-            let mut nodes: Vec<String> = cvas.items.iter().map(|c| c.spec.volume.owner_node_id.clone()).collect();
+            let mut nodes: Vec<String> = cvas
+                .items
+                .iter()
+                .map(|c| c.spec.volume.owner_node_id.clone())
+                .collect();
             nodes.sort();
             nodes.dedup();
-            return Err(DeleteError::Staged { volume: id.to_owned(), nodes: nodes.join(", ") });
+            return Err(DeleteError::Staged {
+                volume: id.to_owned(),
+                nodes: nodes.join(", "),
+            });
         }
 
         let dependents = self.dependents_of(id).await?;
@@ -63,22 +71,39 @@ impl ControllerService {
                     format!("{name} ({how})")
                 })
                 .collect();
-            return Err(DeleteError::Dependents { volume: id.to_owned(), dependents: described.join(", ") });
+            return Err(DeleteError::Dependents {
+                volume: id.to_owned(),
+                dependents: described.join(", "),
+            });
         }
 
         match self.cvcs().delete(id, &DeleteParams::foreground()).await {
             Ok(_) => tracing::info!(volume = id, "deleted CStorVolumeConfig"),
             Err(kube::Error::Api(s)) if s.is_not_found() => {}
-            Err(e) => return Err(KubeError::new(format!("deleting CStorVolumeConfig {}/{id}", self.ns()), e).into()),
+            Err(e) => {
+                return Err(KubeError::new(
+                    format!("deleting CStorVolumeConfig {}/{id}", self.ns()),
+                    e,
+                )
+                .into());
+            }
         }
         drop(token);
 
         // A clone no longer needs the snapshot it was made from once its replicas are gone.
-        if let Some((source, snap)) = cvc.spec.cstor_volume_source.as_deref().and_then(|s| parse_snapshot_id(s).ok())
+        if let Some((source, snap)) = cvc
+            .spec
+            .cstor_volume_source
+            .as_deref()
+            .and_then(|s| parse_snapshot_id(s).ok())
             && snap == clone_snapshot_name(id)
             && let Err(e) = self.sweep_clone_snapshots(Some(source)).await
         {
-            tracing::warn!(volume = id, source, "clean-up of the clone's snapshot deferred to the next sweep: {e}");
+            tracing::warn!(
+                volume = id,
+                source,
+                "clean-up of the clone's snapshot deferred to the next sweep: {e}"
+            );
         }
         Ok(DeleteVolumeResponse {})
     }

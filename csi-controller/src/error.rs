@@ -4,7 +4,10 @@
 
 use tonic::{Code, Status};
 
-use crate::{capability::CapabilityError, guard::Busy, params::ParamError, quantity::SizeError, target::TargetError};
+use crate::{
+    capability::CapabilityError, guard::Busy, params::ParamError, quantity::SizeError,
+    target::TargetError,
+};
 
 /// A Kubernetes API call that failed, with what we were doing.
 #[derive(Debug, thiserror::Error)]
@@ -20,7 +23,10 @@ pub struct KubeError {
 impl KubeError {
     /// Wraps `source` with a description of the call.
     pub fn new(action: impl Into<String>, source: kube::Error) -> Self {
-        Self { action: action.into(), source }
+        Self {
+            action: action.into(),
+            source,
+        }
     }
 
     /// `UNAVAILABLE` when the API server is unreachable, overloaded or failing (the CO
@@ -39,7 +45,9 @@ impl KubeError {
 /// Builds the status and logs the error.
 fn status(code: Code, rpc: &str, message: String) -> Status {
     match code {
-        Code::Internal | Code::Unavailable | Code::Unknown => tracing::error!(rpc, ?code, "{message}"),
+        Code::Internal | Code::Unavailable | Code::Unknown => {
+            tracing::error!(rpc, ?code, "{message}")
+        }
         _ => tracing::warn!(rpc, ?code, "{message}"),
     }
     Status::new(code, message)
@@ -78,7 +86,9 @@ pub enum CreateError {
     #[error("volume_content_source: {0}")]
     SourceNotReady(String),
     /// A volume of that name exists with incompatible properties.
-    #[error("volume {volume} already exists with a different {what}; use another name or delete the existing volume")]
+    #[error(
+        "volume {volume} already exists with a different {what}; use another name or delete the existing volume"
+    )]
     Exists {
         /// The volume.
         volume: String,
@@ -244,7 +254,9 @@ pub enum SnapshotError {
     #[error("source volume {0} is being deleted; no snapshot can be taken")]
     SourceDeleting(String),
     /// The name is taken by a snapshot of another volume.
-    #[error("a snapshot named {name} already exists for volume {volume} (id {volume}@{name}); snapshot names must be unique")]
+    #[error(
+        "a snapshot named {name} already exists for volume {volume} (id {volume}@{name}); snapshot names must be unique"
+    )]
     AlreadyExists {
         /// Snapshot name.
         name: String,
@@ -283,12 +295,14 @@ impl SnapshotError {
     /// The CSI code of this error.
     pub fn code(&self) -> Code {
         match self {
-            SnapshotError::Missing(_) | SnapshotError::InvalidName { .. } | SnapshotError::MaxEntries(_) => {
-                Code::InvalidArgument
-            }
+            SnapshotError::Missing(_)
+            | SnapshotError::InvalidName { .. }
+            | SnapshotError::MaxEntries(_) => Code::InvalidArgument,
             SnapshotError::Token(_) | SnapshotError::Busy(_) => Code::Aborted,
             SnapshotError::SourceNotFound(_) | SnapshotError::NotFound(_) => Code::NotFound,
-            SnapshotError::SourceDeleting(_) | SnapshotError::InUse { .. } => Code::FailedPrecondition,
+            SnapshotError::SourceDeleting(_) | SnapshotError::InUse { .. } => {
+                Code::FailedPrecondition
+            }
             SnapshotError::AlreadyExists { .. } => Code::AlreadyExists,
             SnapshotError::NoTarget(_) => Code::Unavailable,
             SnapshotError::Target(t) => t.code(),
@@ -333,9 +347,10 @@ pub enum QueryError {
 impl From<QueryError> for Status {
     fn from(e: QueryError) -> Status {
         let code = match &e {
-            QueryError::Missing(_) | QueryError::Capability(_) | QueryError::Params(_) | QueryError::MaxEntries(_) => {
-                Code::InvalidArgument
-            }
+            QueryError::Missing(_)
+            | QueryError::Capability(_)
+            | QueryError::Params(_)
+            | QueryError::MaxEntries(_) => Code::InvalidArgument,
             QueryError::NotFound(_) => Code::NotFound,
             QueryError::Token(_) => Code::Aborted,
             QueryError::Kube(k) => k.code(),

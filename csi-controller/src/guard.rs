@@ -15,7 +15,9 @@ pub struct VolumeGuard {
 
 /// Another operation holds the volume.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("an operation ({operation}) is already in progress for volume {volume}; retry after it finishes")]
+#[error(
+    "an operation ({operation}) is already in progress for volume {volume}; retry after it finishes"
+)]
 pub struct Busy {
     /// The volume.
     pub volume: String,
@@ -51,10 +53,20 @@ impl VolumeGuard {
     }
 
     /// Takes all `volumes` at once (all or none).
-    pub fn try_lock_all(&self, volumes: &[&str], operation: &'static str) -> Result<GuardToken, Busy> {
+    pub fn try_lock_all(
+        &self,
+        volumes: &[&str],
+        operation: &'static str,
+    ) -> Result<GuardToken, Busy> {
         let mut busy = self.busy.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some((volume, op)) = volumes.iter().find_map(|v| busy.get(*v).map(|op| (*v, *op))) {
-            return Err(Busy { volume: volume.to_owned(), operation: op });
+        if let Some((volume, op)) = volumes
+            .iter()
+            .find_map(|v| busy.get(*v).map(|op| (*v, *op)))
+        {
+            return Err(Busy {
+                volume: volume.to_owned(),
+                operation: op,
+            });
         }
         let mut held = Vec::new();
         for v in volumes {
@@ -62,12 +74,18 @@ impl VolumeGuard {
                 held.push((*v).to_owned());
             }
         }
-        Ok(GuardToken { busy: self.busy.clone(), volumes: held })
+        Ok(GuardToken {
+            busy: self.busy.clone(),
+            volumes: held,
+        })
     }
 
     /// Whether `volume` is held.
     pub fn is_busy(&self, volume: &str) -> bool {
-        self.busy.lock().unwrap_or_else(|p| p.into_inner()).contains_key(volume)
+        self.busy
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains_key(volume)
     }
 }
 
@@ -80,8 +98,17 @@ mod tests {
         let g = VolumeGuard::new();
         let t = g.try_lock("pvc-1", "CreateVolume").unwrap();
         let err = g.try_lock("pvc-1", "DeleteVolume").unwrap_err();
-        assert_eq!(err, Busy { volume: "pvc-1".into(), operation: "CreateVolume" });
-        assert!(g.try_lock("pvc-2", "DeleteVolume").is_ok(), "other volumes are independent");
+        assert_eq!(
+            err,
+            Busy {
+                volume: "pvc-1".into(),
+                operation: "CreateVolume"
+            }
+        );
+        assert!(
+            g.try_lock("pvc-2", "DeleteVolume").is_ok(),
+            "other volumes are independent"
+        );
         assert!(g.try_lock_all(&["pvc-3", "pvc-1"], "CreateVolume").is_err());
         assert!(!g.is_busy("pvc-3"), "a refused multi-lock holds nothing");
         drop(t);

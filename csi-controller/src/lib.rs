@@ -64,5 +64,6 @@ pub use guard::VolumeGuard;
 pub use identity::IdentityGrpc;
 pub use params::VolumeParams;
 pub use server::{
-    Config, ControllerGrpc, ControllerService, CsiEndpoint, ServeError, TopologyMode, bind_unix, serve, serve_unix,
+    Config, ControllerGrpc, ControllerService, CsiEndpoint, ServeError, TopologyMode, bind_unix,
+    serve, serve_unix,
 };

@@ -4,11 +4,15 @@
 use std::collections::HashMap;
 
 use cstor_api::{
-    cstor::{CStorVolume, CStorVolumeAttachment, CStorVolumeConfig, CStorVolumeConfigPhase, CStorVolumePhase},
+    cstor::{
+        CStorVolume, CStorVolumeAttachment, CStorVolumeConfig, CStorVolumeConfigPhase,
+        CStorVolumePhase,
+    },
     proto::csi::v1::{
-        ControllerGetVolumeRequest, ControllerGetVolumeResponse, ListVolumesRequest, ListVolumesResponse,
-        ValidateVolumeCapabilitiesRequest, ValidateVolumeCapabilitiesResponse, Volume, VolumeCondition,
-        controller_get_volume_response, list_volumes_response, validate_volume_capabilities_response::Confirmed,
+        ControllerGetVolumeRequest, ControllerGetVolumeResponse, ListVolumesRequest,
+        ListVolumesResponse, ValidateVolumeCapabilitiesRequest, ValidateVolumeCapabilitiesResponse,
+        Volume, VolumeCondition, controller_get_volume_response, list_volumes_response,
+        validate_volume_capabilities_response::Confirmed,
     },
 };
 use kube::api::ListParams;
@@ -50,9 +54,20 @@ pub fn volume_condition(cvc: &CStorVolumeConfig, cv: Option<&CStorVolume>) -> Vo
 
 /// The size to report: the target's, else the CVC's.
 fn reported_capacity(cvc: &CStorVolumeConfig, cv: Option<&CStorVolume>) -> i64 {
-    let from_cv = cv.and_then(|cv| cv.status.as_ref()).and_then(|s| s.capacity.as_ref()).and_then(|q| parse_bytes(&q.0));
-    let from_status = cvc.status.capacity.as_ref().and_then(|c| c.get("storage")).and_then(|q| parse_bytes(&q.0));
-    from_cv.or(from_status).or_else(|| cvc_capacity(cvc)).unwrap_or(0) as i64
+    let from_cv = cv
+        .and_then(|cv| cv.status.as_ref())
+        .and_then(|s| s.capacity.as_ref())
+        .and_then(|q| parse_bytes(&q.0));
+    let from_status = cvc
+        .status
+        .capacity
+        .as_ref()
+        .and_then(|c| c.get("storage"))
+        .and_then(|q| parse_bytes(&q.0));
+    from_cv
+        .or(from_status)
+        .or_else(|| cvc_capacity(cvc))
+        .unwrap_or(0) as i64
 }
 
 fn volume_message(cvc: &CStorVolumeConfig, cv: Option<&CStorVolume>) -> Volume {
@@ -65,9 +80,14 @@ fn volume_message(cvc: &CStorVolumeConfig, cv: Option<&CStorVolume>) -> Volume {
     }
 }
 
-fn nodes_of<'a>(volume: &str, cvas: impl Iterator<Item = &'a CStorVolumeAttachment>) -> Vec<String> {
-    let mut nodes: Vec<String> =
-        cvas.filter(|c| c.spec.volume.name == volume).map(|c| c.spec.volume.owner_node_id.clone()).collect();
+fn nodes_of<'a>(
+    volume: &str,
+    cvas: impl Iterator<Item = &'a CStorVolumeAttachment>,
+) -> Vec<String> {
+    let mut nodes: Vec<String> = cvas
+        .filter(|c| c.spec.volume.name == volume)
+        .map(|c| c.spec.volume.owner_node_id.clone())
+        .collect();
     nodes.sort();
     nodes.dedup();
     nodes
@@ -99,11 +119,16 @@ impl ControllerService {
             return Err(CapabilityError::Empty.into());
         }
         let cvc = self.existing_cvc(&req.volume_id).await?;
-        let unconfirmed = |message: String| ValidateVolumeCapabilitiesResponse { confirmed: None, message };
+        let unconfirmed = |message: String| ValidateVolumeCapabilitiesResponse {
+            confirmed: None,
+            message,
+        };
         for (index, cap) in req.volume_capabilities.iter().enumerate() {
             match capability::check_one(index, cap, None) {
                 Ok(_) => {}
-                Err(e @ (CapabilityError::MissingMode { .. } | CapabilityError::MissingType { .. })) => return Err(e.into()),
+                Err(
+                    e @ (CapabilityError::MissingMode { .. } | CapabilityError::MissingType { .. }),
+                ) => return Err(e.into()),
                 Err(e) => return Ok(unconfirmed(e.to_string())),
             }
         }
@@ -139,20 +164,23 @@ impl ControllerService {
     }
 
     /// ControllerGetVolume.
-    pub async fn get_volume(&self, req: ControllerGetVolumeRequest) -> Result<ControllerGetVolumeResponse, QueryError> {
+    pub async fn get_volume(
+        &self,
+        req: ControllerGetVolumeRequest,
+    ) -> Result<ControllerGetVolumeResponse, QueryError> {
         let cvc = self.existing_cvc(&req.volume_id).await?;
         let id = req.volume_id.as_str();
-        let cv = self
-            .cvs()
-            .get_opt(id)
-            .await
-            .map_err(|e| KubeError::new(format!("reading CStorVolume {}/{id}", self.ns()), e))?;
-        let lp = ListParams::default().labels(&format!("{}={id}", cstor_api::constants::label::CVA_VOLNAME));
-        let cvas = self
-            .cvas()
-            .list(&lp)
-            .await
-            .map_err(|e| KubeError::new(format!("listing CStorVolumeAttachments of volume {id}"), e))?;
+        let cv =
+            self.cvs().get_opt(id).await.map_err(|e| {
+                KubeError::new(format!("reading CStorVolume {}/{id}", self.ns()), e)
+            })?;
+        let lp = ListParams::default().labels(&format!(
+            "{}={id}",
+            cstor_api::constants::label::CVA_VOLNAME
+        ));
+        let cvas = self.cvas().list(&lp).await.map_err(|e| {
+            KubeError::new(format!("listing CStorVolumeAttachments of volume {id}"), e)
+        })?;
         Ok(ControllerGetVolumeResponse {
             volume: Some(volume_message(&cvc, cv.as_ref())),
             status: Some(controller_get_volume_response::VolumeStatus {
@@ -163,37 +191,73 @@ impl ControllerService {
     }
 
     /// ListVolumes: every volume (CVC) of the namespace, sorted by id, paginated.
-    pub async fn list_volumes(&self, req: ListVolumesRequest) -> Result<ListVolumesResponse, QueryError> {
+    pub async fn list_volumes(
+        &self,
+        req: ListVolumesRequest,
+    ) -> Result<ListVolumesResponse, QueryError> {
         if req.max_entries < 0 {
             return Err(QueryError::MaxEntries(req.max_entries));
         }
         let after = match req.starting_token.as_str() {
             "" => None,
-            t => Some(t.strip_prefix(TOKEN_PREFIX).ok_or_else(|| QueryError::Token(t.to_owned()))?.to_owned()),
+            t => Some(
+                t.strip_prefix(TOKEN_PREFIX)
+                    .ok_or_else(|| QueryError::Token(t.to_owned()))?
+                    .to_owned(),
+            ),
         };
         let lp = ListParams::default();
-        let cvcs = self.cvcs().list(&lp).await.map_err(|e| KubeError::new("listing CStorVolumeConfigs", e))?;
+        let cvcs = self
+            .cvcs()
+            .list(&lp)
+            .await
+            .map_err(|e| KubeError::new("listing CStorVolumeConfigs", e))?;
         let mut cvcs: Vec<CStorVolumeConfig> = cvcs
             .items
             .into_iter()
             .filter(|c| c.metadata.deletion_timestamp.is_none())
-            .filter(|c| after.as_deref().is_none_or(|a| c.metadata.name.as_deref().unwrap_or_default() > a))
+            .filter(|c| {
+                after
+                    .as_deref()
+                    .is_none_or(|a| c.metadata.name.as_deref().unwrap_or_default() > a)
+            })
             .collect();
         cvcs.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
-        let limit = if req.max_entries == 0 { usize::MAX } else { req.max_entries as usize };
+        let limit = if req.max_entries == 0 {
+            usize::MAX
+        } else {
+            req.max_entries as usize
+        };
         let next_token = if cvcs.len() > limit {
-            format!("{TOKEN_PREFIX}{}", cvcs[limit - 1].metadata.name.as_deref().unwrap_or_default())
+            format!(
+                "{TOKEN_PREFIX}{}",
+                cvcs[limit - 1].metadata.name.as_deref().unwrap_or_default()
+            )
         } else {
             String::new()
         };
         cvcs.truncate(limit);
         if cvcs.is_empty() {
-            return Ok(ListVolumesResponse { entries: Vec::new(), next_token });
+            return Ok(ListVolumesResponse {
+                entries: Vec::new(),
+                next_token,
+            });
         }
-        let cvs = self.cvs().list(&lp).await.map_err(|e| KubeError::new("listing CStorVolumes", e))?;
-        let cvs: HashMap<String, CStorVolume> =
-            cvs.items.into_iter().filter_map(|cv| cv.metadata.name.clone().map(|n| (n, cv))).collect();
-        let cvas = self.cvas().list(&lp).await.map_err(|e| KubeError::new("listing CStorVolumeAttachments", e))?;
+        let cvs = self
+            .cvs()
+            .list(&lp)
+            .await
+            .map_err(|e| KubeError::new("listing CStorVolumes", e))?;
+        let cvs: HashMap<String, CStorVolume> = cvs
+            .items
+            .into_iter()
+            .filter_map(|cv| cv.metadata.name.clone().map(|n| (n, cv)))
+            .collect();
+        let cvas = self
+            .cvas()
+            .list(&lp)
+            .await
+            .map_err(|e| KubeError::new("listing CStorVolumeAttachments", e))?;
         let entries = cvcs
             .iter()
             .map(|cvc| {
@@ -208,6 +272,9 @@ impl ControllerService {
                 }
             })
             .collect();
-        Ok(ListVolumesResponse { entries, next_token })
+        Ok(ListVolumesResponse {
+            entries,
+            next_token,
+        })
     }
 }

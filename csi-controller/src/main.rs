@@ -8,10 +8,18 @@ use cstor_api::constants::{csi::DRIVER_NAME, engine::SNAPSHOT_GRPC_PORT, env::OP
 use cstor_csi_controller::{Config, ControllerService, CsiEndpoint, TopologyMode};
 
 #[derive(Parser, Debug)]
-#[command(name = "cstor-csi-controller", about = "CSI controller plugin of cstor.csi.openebs.io", disable_version_flag = true)]
+#[command(
+    name = "cstor-csi-controller",
+    about = "CSI controller plugin of cstor.csi.openebs.io",
+    disable_version_flag = true
+)]
 struct Args {
     /// CSI endpoint: unix:///path/to/csi.sock or tcp://ip:port.
-    #[arg(long, env = "OPENEBS_CSI_ENDPOINT", default_value = "unix://csi/csi.sock")]
+    #[arg(
+        long,
+        env = "OPENEBS_CSI_ENDPOINT",
+        default_value = "unix://csi/csi.sock"
+    )]
     endpoint: String,
     /// Node this process runs on (kept for upstream compatibility; the controller does not use it).
     #[arg(long, env = "OPENEBS_NODE_ID", default_value = "node1")]
@@ -60,13 +68,16 @@ async fn kube_client(kubeconfig: Option<&PathBuf>) -> Result<kube::Client, Strin
                 .await
                 .map_err(|e| format!("using kubeconfig {}: {e}", path.display()))?
         }
-        None => kube::Config::infer().await.map_err(|e| format!("no Kubernetes configuration found: {e}"))?,
+        None => kube::Config::infer()
+            .await
+            .map_err(|e| format!("no Kubernetes configuration found: {e}"))?,
     };
     kube::Client::try_from(config).map_err(|e| format!("building the Kubernetes client: {e}"))
 }
 
 async fn shutdown_signal() {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("SIGTERM handler");
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}
@@ -77,9 +88,13 @@ async fn shutdown_signal() {
 #[tokio::main]
 async fn main() {
     let args = Args::parse();
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
     if args.log_json {
-        tracing_subscriber::fmt().json().with_env_filter(filter).init();
+        tracing_subscriber::fmt()
+            .json()
+            .with_env_filter(filter)
+            .init();
     } else {
         tracing_subscriber::fmt().with_env_filter(filter).init();
     }
@@ -91,7 +106,9 @@ async fn main() {
 
 async fn run(args: Args) -> Result<(), String> {
     if args.namespace.is_empty() {
-        return Err(format!("{OPENEBS_NAMESPACE} is empty: set it to the namespace of the cStor objects"));
+        return Err(format!(
+            "{OPENEBS_NAMESPACE} is empty: set it to the namespace of the cStor objects"
+        ));
     }
     let endpoint: CsiEndpoint = args.endpoint.parse().map_err(|e| format!("{e}"))?;
     let controller = args.plugin == "controller";
@@ -111,5 +128,7 @@ async fn run(args: Args) -> Result<(), String> {
     let service = ControllerService::new(client, config);
     let _sweeper = (controller && args.clone_sweep_interval > 0)
         .then(|| service.spawn_clone_sweeper(Duration::from_secs(args.clone_sweep_interval)));
-    cstor_csi_controller::serve(&endpoint, service, controller, shutdown_signal()).await.map_err(|e| e.to_string())
+    cstor_csi_controller::serve(&endpoint, service, controller, shutdown_signal())
+        .await
+        .map_err(|e| e.to_string())
 }

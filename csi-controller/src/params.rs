@@ -81,7 +81,11 @@ pub enum ParamError {
 }
 
 fn invalid(name: &'static str, value: &str, reason: impl Into<String>) -> ParamError {
-    ParamError::Invalid { name, value: value.chars().take(64).collect(), reason: reason.into() }
+    ParamError::Invalid {
+        name,
+        value: value.chars().take(64).collect(),
+        reason: reason.into(),
+    }
 }
 
 /// Total size of a CSI map (keys plus values).
@@ -101,32 +105,57 @@ impl TryFrom<&HashMap<String, String>> for VolumeParams {
 
         let pool_cluster = get(keys::PARAM_CSPC).ok_or(ParamError::Missing(keys::PARAM_CSPC))?;
         if let Err(reason) = check_label_value_name(pool_cluster) {
-            return Err(invalid(keys::PARAM_CSPC, pool_cluster, format!("{reason} (it must name a CStorPoolCluster)")));
+            return Err(invalid(
+                keys::PARAM_CSPC,
+                pool_cluster,
+                format!("{reason} (it must name a CStorPoolCluster)"),
+            ));
         }
 
-        let replicas = get(keys::PARAM_REPLICA_COUNT).ok_or(ParamError::Missing(keys::PARAM_REPLICA_COUNT))?;
+        let replicas =
+            get(keys::PARAM_REPLICA_COUNT).ok_or(ParamError::Missing(keys::PARAM_REPLICA_COUNT))?;
         let replica_count = match replicas.parse::<u32>() {
             Ok(n) if n >= 1 => n,
-            _ => return Err(invalid(keys::PARAM_REPLICA_COUNT, replicas, "must be a whole number of at least 1")),
+            _ => {
+                return Err(invalid(
+                    keys::PARAM_REPLICA_COUNT,
+                    replicas,
+                    "must be a whole number of at least 1",
+                ));
+            }
         };
 
-        let cas_type = get(keys::PARAM_CAS_TYPE).ok_or(ParamError::Missing(keys::PARAM_CAS_TYPE))?;
+        let cas_type =
+            get(keys::PARAM_CAS_TYPE).ok_or(ParamError::Missing(keys::PARAM_CAS_TYPE))?;
         if cas_type != CAS_TYPE_CSTOR {
-            return Err(invalid(keys::PARAM_CAS_TYPE, cas_type, format!("this driver provisions only {CAS_TYPE_CSTOR:?} volumes")));
+            return Err(invalid(
+                keys::PARAM_CAS_TYPE,
+                cas_type,
+                format!("this driver provisions only {CAS_TYPE_CSTOR:?} volumes"),
+            ));
         }
 
         let fs_type = match get(keys::PARAM_FS_TYPE) {
             None => None,
             Some(fs) => Some(FsType::parse(fs).ok_or_else(|| {
-                invalid(keys::PARAM_FS_TYPE, fs, format!("supported filesystems are {}", FsType::SUPPORTED))
+                invalid(
+                    keys::PARAM_FS_TYPE,
+                    fs,
+                    format!("supported filesystems are {}", FsType::SUPPORTED),
+                )
             })?),
         };
 
         let volume_policy = match get(keys::PARAM_VOLUME_POLICY) {
             None => None,
             Some(p) => {
-                check_object_name(p)
-                    .map_err(|reason| invalid(keys::PARAM_VOLUME_POLICY, p, format!("{reason} (it must name a CStorVolumePolicy)")))?;
+                check_object_name(p).map_err(|reason| {
+                    invalid(
+                        keys::PARAM_VOLUME_POLICY,
+                        p,
+                        format!("{reason} (it must name a CStorVolumePolicy)"),
+                    )
+                })?;
                 Some(p.to_owned())
             }
         };
@@ -147,7 +176,10 @@ impl TryFrom<&HashMap<String, String>> for VolumeParams {
 /// lowercase letters, digits and `-`, at most 63 characters, alphanumeric at both ends).
 pub fn check_label_value_name(name: &str) -> Result<(), String> {
     if name.len() > 63 {
-        return Err(format!("is {} characters long; at most 63 are allowed", name.len()));
+        return Err(format!(
+            "is {} characters long; at most 63 are allowed",
+            name.len()
+        ));
     }
     check_dns_chars(name)
 }
@@ -155,7 +187,10 @@ pub fn check_label_value_name(name: &str) -> Result<(), String> {
 /// Checks a Kubernetes object name (DNS-1123 subdomain, at most 253 characters).
 pub fn check_object_name(name: &str) -> Result<(), String> {
     if name.len() > 253 {
-        return Err(format!("is {} characters long; at most 253 are allowed", name.len()));
+        return Err(format!(
+            "is {} characters long; at most 253 are allowed",
+            name.len()
+        ));
     }
     if name.split('.').any(|part| check_dns_chars(part).is_err()) {
         return Err("must consist of lowercase letters, digits, '-' and '.', and start and end with a letter or digit".into());
@@ -164,9 +199,17 @@ pub fn check_object_name(name: &str) -> Result<(), String> {
 }
 
 fn check_dns_chars(name: &str) -> Result<(), String> {
-    let ok_chars = name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
-    let ends = name.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric())
-        && name.bytes().last().is_some_and(|b| b.is_ascii_alphanumeric());
+    let ok_chars = name
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    let ends = name
+        .bytes()
+        .next()
+        .is_some_and(|b| b.is_ascii_alphanumeric())
+        && name
+            .bytes()
+            .last()
+            .is_some_and(|b| b.is_ascii_alphanumeric());
     if name.is_empty() || !ok_chars || !ends {
         return Err("must consist of lowercase letters, digits and '-', and start and end with a letter or digit".into());
     }
@@ -179,7 +222,9 @@ fn check_dns_chars(name: &str) -> Result<(), String> {
 pub fn check_volume_name(name: &str) -> Result<(), String> {
     check_label_value_name(name)?;
     if !name.starts_with(|c: char| c.is_ascii_lowercase()) {
-        return Err("must start with a lowercase letter (it names the volume's target Service)".into());
+        return Err(
+            "must start with a lowercase letter (it names the volume's target Service)".into(),
+        );
     }
     Ok(())
 }
@@ -189,9 +234,16 @@ pub fn check_volume_name(name: &str) -> Result<(), String> {
 /// 128 characters.
 pub fn check_snapshot_name(name: &str) -> Result<(), String> {
     if name.len() > 128 {
-        return Err(format!("is {} characters long; at most 128 are allowed", name.len()));
+        return Err(format!(
+            "is {} characters long; at most 128 are allowed",
+            name.len()
+        ));
     }
-    if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b)) {
+    if name.is_empty()
+        || !name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
+    {
         return Err("may only contain letters, digits, '-', '_', '.' and ':'".into());
     }
     Ok(())
@@ -202,11 +254,18 @@ mod tests {
     use super::*;
 
     fn params(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     fn good() -> HashMap<String, String> {
-        params(&[("cstorPoolCluster", "cspc-a"), ("replicaCount", "3"), ("cas-type", "cstor")])
+        params(&[
+            ("cstorPoolCluster", "cspc-a"),
+            ("replicaCount", "3"),
+            ("cas-type", "cstor"),
+        ])
     }
 
     #[test]
@@ -229,16 +288,32 @@ mod tests {
     #[test]
     fn every_error_names_the_parameter() {
         let cases: Vec<(&str, Option<&str>, &str)> = vec![
-            ("cstorPoolCluster", None, "missing StorageClass parameter cstorPoolCluster"),
-            ("cstorPoolCluster", Some("Bad_Name"), "cstorPoolCluster=\"Bad_Name\""),
-            ("replicaCount", None, "missing StorageClass parameter replicaCount"),
+            (
+                "cstorPoolCluster",
+                None,
+                "missing StorageClass parameter cstorPoolCluster",
+            ),
+            (
+                "cstorPoolCluster",
+                Some("Bad_Name"),
+                "cstorPoolCluster=\"Bad_Name\"",
+            ),
+            (
+                "replicaCount",
+                None,
+                "missing StorageClass parameter replicaCount",
+            ),
             ("replicaCount", Some("0"), "replicaCount=\"0\""),
             ("replicaCount", Some("three"), "replicaCount=\"three\""),
             ("replicaCount", Some("-1"), "replicaCount=\"-1\""),
             ("cas-type", None, "missing StorageClass parameter cas-type"),
             ("cas-type", Some("jiva"), "cas-type=\"jiva\""),
             ("fsType", Some("btrfs"), "fsType=\"btrfs\""),
-            ("cstorVolumePolicy", Some("UPPER"), "cstorVolumePolicy=\"UPPER\""),
+            (
+                "cstorVolumePolicy",
+                Some("UPPER"),
+                "cstorVolumePolicy=\"UPPER\"",
+            ),
         ];
         for (key, value, expected) in cases {
             let mut map = good();
@@ -249,7 +324,10 @@ mod tests {
             let err = VolumeParams::try_from(&map).unwrap_err().to_string();
             assert!(err.contains(expected), "{key}={value:?}: {err}");
         }
-        assert_eq!(VolumeParams::try_from(&HashMap::new()).unwrap_err(), ParamError::Missing("cstorPoolCluster"));
+        assert_eq!(
+            VolumeParams::try_from(&HashMap::new()).unwrap_err(),
+            ParamError::Missing("cstorPoolCluster")
+        );
         let mut big = good();
         big.insert("padding".into(), "x".repeat(5000));
         assert!(matches!(VolumeParams::try_from(&big), Err(ParamError::TooLarge(n)) if n > 5000));
@@ -258,7 +336,11 @@ mod tests {
     #[test]
     fn volume_and_snapshot_names() {
         assert!(check_volume_name("pvc-0a1b2c3d-aaaa-bbbb-cccc-000000000001").is_ok());
-        assert!(check_volume_name(&"a".repeat(200)).unwrap_err().contains("200 characters"));
+        assert!(
+            check_volume_name(&"a".repeat(200))
+                .unwrap_err()
+                .contains("200 characters")
+        );
         assert!(check_volume_name("9abc").is_err());
         assert!(check_volume_name("Pvc").is_err());
         assert!(check_volume_name("").is_err());

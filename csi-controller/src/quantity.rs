@@ -27,7 +27,9 @@ pub fn parse_bytes(text: &str) -> Option<u64> {
     if int_part.is_empty() && frac_part.is_empty() {
         return None;
     }
-    if !int_part.bytes().all(|b| b.is_ascii_digit()) || !frac_part.bytes().all(|b| b.is_ascii_digit()) {
+    if !int_part.bytes().all(|b| b.is_ascii_digit())
+        || !frac_part.bytes().all(|b| b.is_ascii_digit())
+    {
         return None;
     }
     // value = digits / 10^frac_len * multiplier_num / multiplier_den
@@ -134,7 +136,9 @@ pub enum SizeError {
         limit: i64,
     },
     /// More than [`MAX_VOLUME_BYTES`].
-    #[error("requested size {0} bytes exceeds the largest supported volume ({MAX_VOLUME_BYTES} bytes)")]
+    #[error(
+        "requested size {0} bytes exceeds the largest supported volume ({MAX_VOLUME_BYTES} bytes)"
+    )]
     TooLarge(u64),
 }
 
@@ -142,7 +146,10 @@ impl SizeError {
     /// Whether the range itself is malformed (`INVALID_ARGUMENT`) rather than unsatisfiable
     /// (`OUT_OF_RANGE`).
     pub fn is_invalid_argument(&self) -> bool {
-        matches!(self, Self::Missing | Self::Negative { .. } | Self::LimitBelowRequired { .. })
+        matches!(
+            self,
+            Self::Missing | Self::Negative { .. } | Self::LimitBelowRequired { .. }
+        )
     }
 }
 
@@ -150,10 +157,16 @@ impl SizeError {
 /// without a requirement, 1 GiB (or the largest whole GiB under `limit_bytes`).
 pub fn plan_size(required: i64, limit: i64) -> Result<u64, SizeError> {
     if required < 0 {
-        return Err(SizeError::Negative { field: "required_bytes", value: required });
+        return Err(SizeError::Negative {
+            field: "required_bytes",
+            value: required,
+        });
     }
     if limit < 0 {
-        return Err(SizeError::Negative { field: "limit_bytes", value: limit });
+        return Err(SizeError::Negative {
+            field: "limit_bytes",
+            value: limit,
+        });
     }
     if limit > 0 && limit < required {
         return Err(SizeError::LimitBelowRequired { required, limit });
@@ -163,13 +176,21 @@ pub fn plan_size(required: i64, limit: i64) -> Result<u64, SizeError> {
         return Err(SizeError::TooLarge(required_u));
     }
     let rounded = if required_u == 0 {
-        if limit_u == 0 { GIB } else { (limit_u / GIB).min(MAX_VOLUME_BYTES / GIB) * GIB }
+        if limit_u == 0 {
+            GIB
+        } else {
+            (limit_u / GIB).min(MAX_VOLUME_BYTES / GIB) * GIB
+        }
     } else {
         gib_ceil(required_u) * GIB
     };
     if rounded == 0 || (limit_u > 0 && rounded > limit_u) {
         let rounded = rounded.max(GIB);
-        return Err(SizeError::AboveLimit { required, rounded, limit });
+        return Err(SizeError::AboveLimit {
+            required,
+            rounded,
+            limit,
+        });
     }
     Ok(rounded)
 }
@@ -184,7 +205,11 @@ mod size_tests {
         assert_eq!(plan_size(1, 0), Ok(GIB));
         assert_eq!(plan_size(5 * GIB as i64, 0), Ok(5 * GIB));
         assert_eq!(plan_size(5 * GIB as i64 + 1, 0), Ok(6 * GIB));
-        assert_eq!(plan_size(0, 3 * GIB as i64 + 7), Ok(3 * GIB), "only a limit: largest GiB under it");
+        assert_eq!(
+            plan_size(0, 3 * GIB as i64 + 7),
+            Ok(3 * GIB),
+            "only a limit: largest GiB under it"
+        );
         assert_eq!(plan_size(GIB as i64, GIB as i64), Ok(GIB));
     }
 
@@ -192,12 +217,26 @@ mod size_tests {
     fn refuses_bad_ranges_with_the_right_kind() {
         let neg = plan_size(-1, 0).unwrap_err();
         assert!(neg.is_invalid_argument() && neg.to_string().contains("required_bytes is -1"));
-        assert!(plan_size(0, -5).unwrap_err().to_string().contains("limit_bytes is -5"));
+        assert!(
+            plan_size(0, -5)
+                .unwrap_err()
+                .to_string()
+                .contains("limit_bytes is -5")
+        );
         let below = plan_size(10, 5).unwrap_err();
         assert!(below.is_invalid_argument(), "{below}");
         let above = plan_size(1, 100 << 20).unwrap_err();
-        assert!(!above.is_invalid_argument(), "unsatisfiable, not malformed: {above}");
-        assert!(matches!(plan_size(0, 100 << 20), Err(SizeError::AboveLimit { .. })));
-        assert!(matches!(plan_size(i64::MAX, 0), Err(SizeError::TooLarge(_))));
+        assert!(
+            !above.is_invalid_argument(),
+            "unsatisfiable, not malformed: {above}"
+        );
+        assert!(matches!(
+            plan_size(0, 100 << 20),
+            Err(SizeError::AboveLimit { .. })
+        ));
+        assert!(matches!(
+            plan_size(i64::MAX, 0),
+            Err(SizeError::TooLarge(_))
+        ));
     }
 }

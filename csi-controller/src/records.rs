@@ -67,7 +67,10 @@ pub fn read(cvc: &CStorVolumeConfig) -> Result<Records, SnapshotError> {
 /// The current time truncated to whole seconds (the precision a record keeps).
 pub fn now() -> Time {
     let secs = k8s_openapi::jiff::Timestamp::now().as_second();
-    Time(k8s_openapi::jiff::Timestamp::from_second(secs).unwrap_or(k8s_openapi::jiff::Timestamp::UNIX_EPOCH))
+    Time(
+        k8s_openapi::jiff::Timestamp::from_second(secs)
+            .unwrap_or(k8s_openapi::jiff::Timestamp::UNIX_EPOCH),
+    )
 }
 
 /// How many times an update is retried after write conflicts.
@@ -95,7 +98,9 @@ impl ControllerService {
             let value = if records.is_empty() {
                 serde_json::Value::Null
             } else {
-                serde_json::Value::String(serde_json::to_string(&records).expect("records serialize"))
+                serde_json::Value::String(
+                    serde_json::to_string(&records).expect("records serialize"),
+                )
             };
             let patch = serde_json::json!({
                 "metadata": {
@@ -103,18 +108,33 @@ impl ControllerService {
                     "annotations": { SNAPSHOTS_ANNOTATION: value },
                 }
             });
-            match api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch)).await {
+            match api
+                .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+                .await
+            {
                 Ok(written) => return Ok((out, written)),
                 Err(kube::Error::Api(s)) if s.is_conflict() => {
                     cvc = match api.get_opt(&name).await {
                         Ok(Some(c)) => c,
                         Ok(None) => return Err(SnapshotError::SourceNotFound(name)),
-                        Err(e) => return Err(KubeError::new(format!("re-reading CStorVolumeConfig {name}"), e).into()),
+                        Err(e) => {
+                            return Err(KubeError::new(
+                                format!("re-reading CStorVolumeConfig {name}"),
+                                e,
+                            )
+                            .into());
+                        }
                     };
                 }
-                Err(kube::Error::Api(s)) if s.is_not_found() => return Err(SnapshotError::SourceNotFound(name)),
+                Err(kube::Error::Api(s)) if s.is_not_found() => {
+                    return Err(SnapshotError::SourceNotFound(name));
+                }
                 Err(e) => {
-                    return Err(KubeError::new(format!("writing snapshot records to CStorVolumeConfig {name}"), e).into());
+                    return Err(KubeError::new(
+                        format!("writing snapshot records to CStorVolumeConfig {name}"),
+                        e,
+                    )
+                    .into());
                 }
             }
         }
@@ -133,14 +153,28 @@ mod tests {
         let mut records = Records::new();
         records.insert(
             "snap-1".into(),
-            SnapshotRecord { creation_time: now(), size_bytes: 1 << 30, ready: true, clone_for: None },
+            SnapshotRecord {
+                creation_time: now(),
+                size_bytes: 1 << 30,
+                ready: true,
+                clone_for: None,
+            },
         );
         let text = serde_json::to_string(&records).unwrap();
-        assert!(text.contains("\"creationTime\"") && text.contains("\"sizeBytes\":1073741824"), "{text}");
+        assert!(
+            text.contains("\"creationTime\"") && text.contains("\"sizeBytes\":1073741824"),
+            "{text}"
+        );
         let mut cvc = CStorVolumeConfig::new("pvc-1", Default::default());
         cvc.metadata.annotations = Some([(SNAPSHOTS_ANNOTATION.to_string(), text)].into());
         assert_eq!(read(&cvc).unwrap(), records);
-        cvc.metadata.annotations = Some([(SNAPSHOTS_ANNOTATION.to_string(), "{oops".to_string())].into());
-        assert!(read(&cvc).unwrap_err().to_string().contains("fix or remove it"));
+        cvc.metadata.annotations =
+            Some([(SNAPSHOTS_ANNOTATION.to_string(), "{oops".to_string())].into());
+        assert!(
+            read(&cvc)
+                .unwrap_err()
+                .to_string()
+                .contains("fix or remove it")
+        );
     }
 }

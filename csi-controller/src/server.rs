@@ -12,7 +12,10 @@ use std::{
 
 use cstor_api::{
     constants::{csi::DRIVER_NAME, engine::SNAPSHOT_GRPC_PORT},
-    cstor::{CStorPoolInstance, CStorVolume, CStorVolumeAttachment, CStorVolumeConfig, CStorVolumeReplica},
+    cstor::{
+        CStorPoolInstance, CStorVolume, CStorVolumeAttachment, CStorVolumeConfig,
+        CStorVolumeReplica,
+    },
     proto::csi::v1::{
         self as csi,
         controller_server::{Controller, ControllerServer},
@@ -85,15 +88,27 @@ pub struct ControllerService {
 
 impl std::fmt::Debug for ControllerService {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ControllerService").field("config", &self.inner.config).finish()
+        f.debug_struct("ControllerService")
+            .field("config", &self.inner.config)
+            .finish()
     }
 }
 
 impl ControllerService {
     /// A controller talking to the cluster through `client`.
     pub fn new(client: Client, config: Config) -> Self {
-        let target = TargetClient { port: config.snapshot_port, timeout: config.snapshot_timeout };
-        ControllerService { inner: Arc::new(Inner { client, config, guard: VolumeGuard::new(), target }) }
+        let target = TargetClient {
+            port: config.snapshot_port,
+            timeout: config.snapshot_timeout,
+        };
+        ControllerService {
+            inner: Arc::new(Inner {
+                client,
+                config,
+                guard: VolumeGuard::new(),
+                target,
+            }),
+        }
     }
 
     /// The settings.
@@ -177,11 +192,17 @@ macro_rules! rpc {
 
 #[tonic::async_trait]
 impl Controller for ControllerGrpc {
-    async fn create_volume(&self, r: Request<csi::CreateVolumeRequest>) -> Result<Response<csi::CreateVolumeResponse>, Status> {
+    async fn create_volume(
+        &self,
+        r: Request<csi::CreateVolumeRequest>,
+    ) -> Result<Response<csi::CreateVolumeResponse>, Status> {
         rpc!("CreateVolume", r, r.name, self.0.create_volume(r))
     }
 
-    async fn delete_volume(&self, r: Request<csi::DeleteVolumeRequest>) -> Result<Response<csi::DeleteVolumeResponse>, Status> {
+    async fn delete_volume(
+        &self,
+        r: Request<csi::DeleteVolumeRequest>,
+    ) -> Result<Response<csi::DeleteVolumeResponse>, Status> {
         rpc!("DeleteVolume", r, r.volume_id, self.0.delete_volume(r))
     }
 
@@ -189,28 +210,43 @@ impl Controller for ControllerGrpc {
         &self,
         _: Request<csi::ControllerPublishVolumeRequest>,
     ) -> Result<Response<csi::ControllerPublishVolumeResponse>, Status> {
-        Err(Status::unimplemented("ControllerPublishVolume is not supported: cstor.csi.openebs.io needs no attach step"))
+        Err(Status::unimplemented(
+            "ControllerPublishVolume is not supported: cstor.csi.openebs.io needs no attach step",
+        ))
     }
 
     async fn controller_unpublish_volume(
         &self,
         _: Request<csi::ControllerUnpublishVolumeRequest>,
     ) -> Result<Response<csi::ControllerUnpublishVolumeResponse>, Status> {
-        Err(Status::unimplemented("ControllerUnpublishVolume is not supported: cstor.csi.openebs.io needs no attach step"))
+        Err(Status::unimplemented(
+            "ControllerUnpublishVolume is not supported: cstor.csi.openebs.io needs no attach step",
+        ))
     }
 
     async fn validate_volume_capabilities(
         &self,
         r: Request<csi::ValidateVolumeCapabilitiesRequest>,
     ) -> Result<Response<csi::ValidateVolumeCapabilitiesResponse>, Status> {
-        rpc!("ValidateVolumeCapabilities", r, r.volume_id, self.0.validate_volume_capabilities(r))
+        rpc!(
+            "ValidateVolumeCapabilities",
+            r,
+            r.volume_id,
+            self.0.validate_volume_capabilities(r)
+        )
     }
 
-    async fn list_volumes(&self, r: Request<csi::ListVolumesRequest>) -> Result<Response<csi::ListVolumesResponse>, Status> {
+    async fn list_volumes(
+        &self,
+        r: Request<csi::ListVolumesRequest>,
+    ) -> Result<Response<csi::ListVolumesResponse>, Status> {
         rpc!("ListVolumes", r, r.starting_token, self.0.list_volumes(r))
     }
 
-    async fn get_capacity(&self, r: Request<csi::GetCapacityRequest>) -> Result<Response<csi::GetCapacityResponse>, Status> {
+    async fn get_capacity(
+        &self,
+        r: Request<csi::GetCapacityRequest>,
+    ) -> Result<Response<csi::GetCapacityResponse>, Status> {
         rpc!("GetCapacity", r, "", self.0.get_capacity(r))
     }
 
@@ -221,27 +257,46 @@ impl Controller for ControllerGrpc {
         let capabilities = ControllerService::capabilities()
             .into_iter()
             .map(|t| csi::ControllerServiceCapability {
-                r#type: Some(controller_service_capability::Type::Rpc(controller_service_capability::Rpc {
-                    r#type: t as i32,
-                })),
+                r#type: Some(controller_service_capability::Type::Rpc(
+                    controller_service_capability::Rpc { r#type: t as i32 },
+                )),
             })
             .collect();
-        Ok(Response::new(csi::ControllerGetCapabilitiesResponse { capabilities }))
+        Ok(Response::new(csi::ControllerGetCapabilitiesResponse {
+            capabilities,
+        }))
     }
 
-    async fn create_snapshot(&self, r: Request<csi::CreateSnapshotRequest>) -> Result<Response<csi::CreateSnapshotResponse>, Status> {
+    async fn create_snapshot(
+        &self,
+        r: Request<csi::CreateSnapshotRequest>,
+    ) -> Result<Response<csi::CreateSnapshotResponse>, Status> {
         rpc!("CreateSnapshot", r, r.name, self.0.create_snapshot(r))
     }
 
-    async fn delete_snapshot(&self, r: Request<csi::DeleteSnapshotRequest>) -> Result<Response<csi::DeleteSnapshotResponse>, Status> {
-        rpc!("DeleteSnapshot", r, r.snapshot_id, self.0.delete_snapshot(r))
+    async fn delete_snapshot(
+        &self,
+        r: Request<csi::DeleteSnapshotRequest>,
+    ) -> Result<Response<csi::DeleteSnapshotResponse>, Status> {
+        rpc!(
+            "DeleteSnapshot",
+            r,
+            r.snapshot_id,
+            self.0.delete_snapshot(r)
+        )
     }
 
-    async fn list_snapshots(&self, r: Request<csi::ListSnapshotsRequest>) -> Result<Response<csi::ListSnapshotsResponse>, Status> {
+    async fn list_snapshots(
+        &self,
+        r: Request<csi::ListSnapshotsRequest>,
+    ) -> Result<Response<csi::ListSnapshotsResponse>, Status> {
         rpc!("ListSnapshots", r, r.snapshot_id, self.0.list_snapshots(r))
     }
 
-    async fn get_snapshot(&self, r: Request<csi::GetSnapshotRequest>) -> Result<Response<csi::GetSnapshotResponse>, Status> {
+    async fn get_snapshot(
+        &self,
+        r: Request<csi::GetSnapshotRequest>,
+    ) -> Result<Response<csi::GetSnapshotResponse>, Status> {
         rpc!("GetSnapshot", r, r.snapshot_id, self.0.get_snapshot(r))
     }
 
@@ -249,7 +304,12 @@ impl Controller for ControllerGrpc {
         &self,
         r: Request<csi::ControllerExpandVolumeRequest>,
     ) -> Result<Response<csi::ControllerExpandVolumeResponse>, Status> {
-        rpc!("ControllerExpandVolume", r, r.volume_id, self.0.expand_volume(r))
+        rpc!(
+            "ControllerExpandVolume",
+            r,
+            r.volume_id,
+            self.0.expand_volume(r)
+        )
     }
 
     async fn controller_get_volume(
@@ -263,7 +323,9 @@ impl Controller for ControllerGrpc {
         &self,
         _: Request<csi::ControllerModifyVolumeRequest>,
     ) -> Result<Response<csi::ControllerModifyVolumeResponse>, Status> {
-        Err(Status::unimplemented("ControllerModifyVolume is not supported (MODIFY_VOLUME is not advertised)"))
+        Err(Status::unimplemented(
+            "ControllerModifyVolume is not supported (MODIFY_VOLUME is not advertised)",
+        ))
     }
 }
 
@@ -309,7 +371,10 @@ impl std::str::FromStr for CsiEndpoint {
             return Ok(CsiEndpoint::Unix(PathBuf::from(format!("/{path}"))));
         }
         if let Some(addr) = s.strip_prefix("tcp://") {
-            return addr.parse().map(CsiEndpoint::Tcp).map_err(|_| ServeError::Endpoint(s.to_owned()));
+            return addr
+                .parse()
+                .map(CsiEndpoint::Tcp)
+                .map_err(|_| ServeError::Endpoint(s.to_owned()));
         }
         Err(ServeError::Endpoint(s.to_owned()))
     }
@@ -318,7 +383,10 @@ impl std::str::FromStr for CsiEndpoint {
 /// Binds the unix socket at `path`: creates the parent directory, removes a stale socket
 /// (never any other kind of file) and restricts the socket to its owner and group.
 pub fn bind_unix(path: &Path) -> Result<UnixListener, ServeError> {
-    let bind_err = |source| ServeError::Bind { endpoint: path.display().to_string(), source };
+    let bind_err = |source| ServeError::Bind {
+        endpoint: path.display().to_string(),
+        source,
+    };
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent).map_err(bind_err)?;
     }
@@ -341,7 +409,11 @@ fn router(service: &ControllerService, controller: bool) -> tonic::transport::se
     let identity = IdentityServer::new(IdentityGrpc::new(service.config().clone(), controller));
     let mut builder = tonic::transport::Server::builder();
     let router = builder.add_service(identity);
-    if controller { router.add_service(ControllerServer::new(ControllerGrpc(service.clone()))) } else { router }
+    if controller {
+        router.add_service(ControllerServer::new(ControllerGrpc(service.clone())))
+    } else {
+        router
+    }
 }
 
 /// Serves Identity (and Controller when `controller`) on a bound unix socket until `shutdown`
@@ -374,7 +446,10 @@ pub async fn serve(
         CsiEndpoint::Tcp(addr) => {
             let listener = TcpListener::bind(addr)
                 .await
-                .map_err(|source| ServeError::Bind { endpoint: addr.to_string(), source })?;
+                .map_err(|source| ServeError::Bind {
+                    endpoint: addr.to_string(),
+                    source,
+                })?;
             tracing::info!(endpoint = %addr, controller, "serving CSI");
             router(&service, controller)
                 .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
@@ -390,12 +465,20 @@ mod tests {
 
     #[test]
     fn endpoints_parse_like_upstream() {
-        assert_eq!("unix://csi/csi.sock".parse::<CsiEndpoint>().unwrap(), CsiEndpoint::Unix("/csi/csi.sock".into()));
         assert_eq!(
-            "unix:///var/lib/csi/sockets/pluginproxy/csi.sock".parse::<CsiEndpoint>().unwrap(),
+            "unix://csi/csi.sock".parse::<CsiEndpoint>().unwrap(),
+            CsiEndpoint::Unix("/csi/csi.sock".into())
+        );
+        assert_eq!(
+            "unix:///var/lib/csi/sockets/pluginproxy/csi.sock"
+                .parse::<CsiEndpoint>()
+                .unwrap(),
             CsiEndpoint::Unix("/var/lib/csi/sockets/pluginproxy/csi.sock".into())
         );
-        assert_eq!("tcp://127.0.0.1:10000".parse::<CsiEndpoint>().unwrap(), CsiEndpoint::Tcp("127.0.0.1:10000".parse().unwrap()));
+        assert_eq!(
+            "tcp://127.0.0.1:10000".parse::<CsiEndpoint>().unwrap(),
+            CsiEndpoint::Tcp("127.0.0.1:10000".parse().unwrap())
+        );
         for bad in ["/csi.sock", "unix://", "tcp://nohost", "http://x"] {
             assert!(bad.parse::<CsiEndpoint>().is_err(), "{bad}");
         }

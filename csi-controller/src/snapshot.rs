@@ -13,8 +13,9 @@ use cstor_api::{
     cstor::{CStorVolumeConfig, CStorVolumeReplica},
     naming::{parse_snapshot_id, snapshot_id},
     proto::csi::v1::{
-        CreateSnapshotRequest, CreateSnapshotResponse, DeleteSnapshotRequest, DeleteSnapshotResponse, GetSnapshotRequest,
-        GetSnapshotResponse, ListSnapshotsRequest, ListSnapshotsResponse, Snapshot, list_snapshots_response::Entry,
+        CreateSnapshotRequest, CreateSnapshotResponse, DeleteSnapshotRequest,
+        DeleteSnapshotResponse, GetSnapshotRequest, GetSnapshotResponse, ListSnapshotsRequest,
+        ListSnapshotsResponse, Snapshot, list_snapshots_response::Entry,
     },
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
@@ -33,7 +34,10 @@ use crate::{
 const TOKEN_PREFIX: &str = "after:";
 
 fn to_timestamp(t: &Time) -> prost_types::Timestamp {
-    prost_types::Timestamp { seconds: t.0.as_second(), nanos: t.0.subsec_nanosecond() }
+    prost_types::Timestamp {
+        seconds: t.0.as_second(),
+        nanos: t.0.subsec_nanosecond(),
+    }
 }
 
 fn snapshot_message(volume: &str, name: &str, creation: &Time, size: i64) -> Snapshot {
@@ -48,11 +52,19 @@ fn snapshot_message(volume: &str, name: &str, creation: &Time, size: i64) -> Sna
 }
 
 /// Snapshots the replicas of one volume report: name → earliest replica creation time.
-fn replica_snapshots<'a>(cvrs: impl Iterator<Item = &'a CStorVolumeReplica>) -> BTreeMap<String, Option<Time>> {
+fn replica_snapshots<'a>(
+    cvrs: impl Iterator<Item = &'a CStorVolumeReplica>,
+) -> BTreeMap<String, Option<Time>> {
     let mut out: BTreeMap<String, Option<Time>> = BTreeMap::new();
     for cvr in cvrs {
         let created = cvr.metadata.creation_timestamp.clone();
-        for name in cvr.status.as_ref().and_then(|s| s.snapshots.as_ref()).into_iter().flat_map(|m| m.keys()) {
+        for name in cvr
+            .status
+            .as_ref()
+            .and_then(|s| s.snapshots.as_ref())
+            .into_iter()
+            .flat_map(|m| m.keys())
+        {
             let slot = out.entry(name.clone()).or_insert_with(|| created.clone());
             if let (Some(cur), Some(c)) = (slot.as_ref(), created.as_ref())
                 && c.0 < cur.0
@@ -65,24 +77,44 @@ fn replica_snapshots<'a>(cvrs: impl Iterator<Item = &'a CStorVolumeReplica>) -> 
 }
 
 fn cvr_volume(cvr: &CStorVolumeReplica) -> &str {
-    cvr.metadata.labels.as_ref().and_then(|l| l.get(label::PERSISTENT_VOLUME)).map(String::as_str).unwrap_or("")
+    cvr.metadata
+        .labels
+        .as_ref()
+        .and_then(|l| l.get(label::PERSISTENT_VOLUME))
+        .map(String::as_str)
+        .unwrap_or("")
 }
 
 /// The CSI snapshots of one volume from its record and its replicas (internal clone
 /// snapshots and unconfirmed ones excluded).
-fn volume_snapshot_list<'a>(cvc: &CStorVolumeConfig, cvrs: impl Iterator<Item = &'a CStorVolumeReplica>) -> Vec<Snapshot> {
+fn volume_snapshot_list<'a>(
+    cvc: &CStorVolumeConfig,
+    cvrs: impl Iterator<Item = &'a CStorVolumeReplica>,
+) -> Vec<Snapshot> {
     let volume = cvc.metadata.name.as_deref().unwrap_or_default();
     let recs = records::read(cvc).unwrap_or_else(|e| {
-        tracing::warn!(volume, "ignoring unreadable snapshot record while listing: {e}");
+        tracing::warn!(
+            volume,
+            "ignoring unreadable snapshot record while listing: {e}"
+        );
         Default::default()
     });
     let on_replicas = replica_snapshots(cvrs);
-    let fallback_time = cvc.metadata.creation_timestamp.clone().unwrap_or_else(records::now);
+    let fallback_time = cvc
+        .metadata
+        .creation_timestamp
+        .clone()
+        .unwrap_or_else(records::now);
     let fallback_size = cvc_capacity(cvc).unwrap_or(0) as i64;
     let mut out = Vec::new();
     for (name, rec) in &recs {
         if rec.clone_for.is_none() && (rec.ready || on_replicas.contains_key(name)) {
-            out.push(snapshot_message(volume, name, &rec.creation_time, rec.size_bytes));
+            out.push(snapshot_message(
+                volume,
+                name,
+                &rec.creation_time,
+                rec.size_bytes,
+            ));
         }
     }
     for (name, created) in &on_replicas {
@@ -97,7 +129,10 @@ fn volume_snapshot_list<'a>(cvc: &CStorVolumeConfig, cvrs: impl Iterator<Item = 
 
 impl ControllerService {
     /// CreateSnapshot.
-    pub async fn create_snapshot(&self, req: CreateSnapshotRequest) -> Result<CreateSnapshotResponse, SnapshotError> {
+    pub async fn create_snapshot(
+        &self,
+        req: CreateSnapshotRequest,
+    ) -> Result<CreateSnapshotResponse, SnapshotError> {
         let (name, source) = (req.name.as_str(), req.source_volume_id.as_str());
         if name.is_empty() {
             return Err(SnapshotError::Missing("name"));
@@ -105,10 +140,15 @@ impl ControllerService {
         if source.is_empty() {
             return Err(SnapshotError::Missing("source_volume_id"));
         }
-        let invalid = |reason: String| SnapshotError::InvalidName { name: name.chars().take(64).collect(), reason };
+        let invalid = |reason: String| SnapshotError::InvalidName {
+            name: name.chars().take(64).collect(),
+            reason,
+        };
         check_snapshot_name(name).map_err(invalid)?;
         if name.starts_with(CLONE_SNAPSHOT_PREFIX) {
-            return Err(invalid(format!("starts with {CLONE_SNAPSHOT_PREFIX:?}, which is reserved for the snapshots clones are made from")));
+            return Err(invalid(format!(
+                "starts with {CLONE_SNAPSHOT_PREFIX:?}, which is reserved for the snapshots clones are made from"
+            )));
         }
         if check_volume_name(source).is_err() {
             return Err(SnapshotError::SourceNotFound(source.to_owned()));
@@ -116,32 +156,68 @@ impl ControllerService {
         let _token = self.guard().try_lock(source, "CreateSnapshot")?;
         let cvc = match self.get_cvc(source).await? {
             None => return Err(SnapshotError::SourceNotFound(source.to_owned())),
-            Some(c) if c.metadata.deletion_timestamp.is_some() => return Err(SnapshotError::SourceDeleting(source.to_owned())),
+            Some(c) if c.metadata.deletion_timestamp.is_some() => {
+                return Err(SnapshotError::SourceDeleting(source.to_owned()));
+            }
             Some(c) => c,
         };
-        if let Some(rec) = records::read(&cvc)?.get(name).filter(|r| r.ready && r.clone_for.is_none()) {
-            return Ok(CreateSnapshotResponse { snapshot: Some(snapshot_message(source, name, &rec.creation_time, rec.size_bytes)) });
+        if let Some(rec) = records::read(&cvc)?
+            .get(name)
+            .filter(|r| r.ready && r.clone_for.is_none())
+        {
+            return Ok(CreateSnapshotResponse {
+                snapshot: Some(snapshot_message(
+                    source,
+                    name,
+                    &rec.creation_time,
+                    rec.size_bytes,
+                )),
+            });
         }
         self.check_name_unique(source, name).await?;
         let rec = self.take_snapshot(cvc, name, None).await?;
         tracing::info!(volume = source, snapshot = name, "snapshot created");
-        Ok(CreateSnapshotResponse { snapshot: Some(snapshot_message(source, name, &rec.creation_time, rec.size_bytes)) })
+        Ok(CreateSnapshotResponse {
+            snapshot: Some(snapshot_message(
+                source,
+                name,
+                &rec.creation_time,
+                rec.size_bytes,
+            )),
+        })
     }
 
     /// Refuses a snapshot name already used on another volume.
     async fn check_name_unique(&self, source: &str, name: &str) -> Result<(), SnapshotError> {
-        let cvcs = self.cvcs().list(&ListParams::default()).await.map_err(|e| KubeError::new("listing CStorVolumeConfigs", e))?;
+        let cvcs = self
+            .cvcs()
+            .list(&ListParams::default())
+            .await
+            .map_err(|e| KubeError::new("listing CStorVolumeConfigs", e))?;
         for cvc in &cvcs.items {
             let volume = cvc.metadata.name.as_deref().unwrap_or_default();
             if volume != source && records::read(cvc).is_ok_and(|r| r.contains_key(name)) {
-                return Err(SnapshotError::AlreadyExists { name: name.to_owned(), volume: volume.to_owned() });
+                return Err(SnapshotError::AlreadyExists {
+                    name: name.to_owned(),
+                    volume: volume.to_owned(),
+                });
             }
         }
-        let cvrs = self.cvrs().list(&ListParams::default()).await.map_err(|e| KubeError::new("listing CStorVolumeReplicas", e))?;
+        let cvrs = self
+            .cvrs()
+            .list(&ListParams::default())
+            .await
+            .map_err(|e| KubeError::new("listing CStorVolumeReplicas", e))?;
         for cvr in &cvrs.items {
             let volume = cvr_volume(cvr);
-            if volume != source && !volume.is_empty() && replica_snapshots(std::iter::once(cvr)).contains_key(name) {
-                return Err(SnapshotError::AlreadyExists { name: name.to_owned(), volume: volume.to_owned() });
+            if volume != source
+                && !volume.is_empty()
+                && replica_snapshots(std::iter::once(cvr)).contains_key(name)
+            {
+                return Err(SnapshotError::AlreadyExists {
+                    name: name.to_owned(),
+                    volume: volume.to_owned(),
+                });
             }
         }
         Ok(())
@@ -154,17 +230,17 @@ impl ControllerService {
             .cvrs()
             .list(&lp)
             .await
-            .map_err(|e| KubeError::new(format!("listing CStorVolumeReplicas of volume {volume}"), e))?
+            .map_err(|e| {
+                KubeError::new(format!("listing CStorVolumeReplicas of volume {volume}"), e)
+            })?
             .items)
     }
 
     /// The target IP of `volume`'s CStorVolume.
     async fn target_ip(&self, volume: &str) -> Result<String, SnapshotError> {
-        let cv = self
-            .cvs()
-            .get_opt(volume)
-            .await
-            .map_err(|e| KubeError::new(format!("reading CStorVolume {}/{volume}", self.ns()), e))?;
+        let cv = self.cvs().get_opt(volume).await.map_err(|e| {
+            KubeError::new(format!("reading CStorVolume {}/{volume}", self.ns()), e)
+        })?;
         cv.and_then(|cv| cv.spec.target_ip)
             .filter(|ip| !ip.is_empty())
             .ok_or_else(|| SnapshotError::NoTarget(volume.to_owned()))
@@ -172,7 +248,11 @@ impl ControllerService {
 
     /// The size of snapshot `name` of the volume of `cvc` if it exists (recorded as ready,
     /// or reported by a replica).
-    pub(crate) async fn known_snapshot(&self, cvc: &CStorVolumeConfig, name: &str) -> Result<Option<u64>, SnapshotError> {
+    pub(crate) async fn known_snapshot(
+        &self,
+        cvc: &CStorVolumeConfig,
+        name: &str,
+    ) -> Result<Option<u64>, SnapshotError> {
         let volume = cvc.metadata.name.as_deref().unwrap_or_default();
         let recs = records::read(cvc)?;
         if let Some(rec) = recs.get(name).filter(|r| r.ready) {
@@ -180,7 +260,10 @@ impl ControllerService {
         }
         let cvrs = self.volume_cvrs(volume).await?;
         if replica_snapshots(cvrs.iter()).contains_key(name) {
-            let size = recs.get(name).map(|r| r.size_bytes.max(0) as u64).or_else(|| cvc_capacity(cvc));
+            let size = recs
+                .get(name)
+                .map(|r| r.size_bytes.max(0) as u64)
+                .or_else(|| cvc_capacity(cvc));
             return Ok(Some(size.unwrap_or(0)));
         }
         Ok(None)
@@ -204,23 +287,36 @@ impl ControllerService {
             ready: false,
             clone_for: clone_for.map(str::to_owned),
         };
-        let (rec, cvc) = self.update_records(cvc, |r| r.entry(name.to_owned()).or_insert_with(|| fresh.clone()).clone()).await?;
+        let (rec, cvc) = self
+            .update_records(cvc, |r| {
+                r.entry(name.to_owned())
+                    .or_insert_with(|| fresh.clone())
+                    .clone()
+            })
+            .await?;
         if rec.ready {
             return Ok(rec);
         }
-        let on_replicas = replica_snapshots(self.volume_cvrs(&volume).await?.iter()).contains_key(name);
+        let on_replicas =
+            replica_snapshots(self.volume_cvrs(&volume).await?.iter()).contains_key(name);
         if !on_replicas {
             let ip = match self.target_ip(&volume).await {
                 Ok(ip) => ip,
                 Err(e) => {
                     // Nothing was sent: forget the pending record.
                     if let Err(e2) = self.update_records(cvc, |r| r.remove(name)).await {
-                        tracing::warn!(volume, snapshot = name, "could not drop the pending snapshot record: {e2}");
+                        tracing::warn!(
+                            volume,
+                            snapshot = name,
+                            "could not drop the pending snapshot record: {e2}"
+                        );
                     }
                     return Err(e);
                 }
             };
-            self.target().run(&ip, &volume, name, SnapAction::Create).await?;
+            self.target()
+                .run(&ip, &volume, name, SnapAction::Create)
+                .await?;
         }
         let (rec, _) = self
             .update_records(cvc, |r| {
@@ -230,22 +326,35 @@ impl ControllerService {
                 })
             })
             .await?;
-        rec.ok_or_else(|| SnapshotError::Record(format!("the record of snapshot {volume}@{name} vanished while it was taken; retry")))
+        rec.ok_or_else(|| {
+            SnapshotError::Record(format!(
+                "the record of snapshot {volume}@{name} vanished while it was taken; retry"
+            ))
+        })
     }
 
     /// DeleteSnapshot.
-    pub async fn delete_snapshot(&self, req: DeleteSnapshotRequest) -> Result<DeleteSnapshotResponse, SnapshotError> {
+    pub async fn delete_snapshot(
+        &self,
+        req: DeleteSnapshotRequest,
+    ) -> Result<DeleteSnapshotResponse, SnapshotError> {
         let id = req.snapshot_id.as_str();
         if id.is_empty() {
             return Err(SnapshotError::Missing("snapshot_id"));
         }
         let Ok((volume, name)) = parse_snapshot_id(id) else {
-            tracing::info!(snapshot_id = id, "not a cStor snapshot id: nothing to delete");
+            tracing::info!(
+                snapshot_id = id,
+                "not a cStor snapshot id: nothing to delete"
+            );
             return Ok(DeleteSnapshotResponse {});
         };
         let _token = self.guard().try_lock(volume, "DeleteSnapshot")?;
         let Some(cvc) = self.get_cvc(volume).await? else {
-            tracing::info!(snapshot_id = id, "source volume is gone, and its snapshots with it");
+            tracing::info!(
+                snapshot_id = id,
+                "source volume is gone, and its snapshots with it"
+            );
             return Ok(DeleteSnapshotResponse {});
         };
         let users: Vec<String> = self
@@ -256,14 +365,20 @@ impl ControllerService {
             .filter_map(|d| d.metadata.name)
             .collect();
         if !users.is_empty() {
-            return Err(SnapshotError::InUse { id: id.to_owned(), volumes: users.join(", ") });
+            return Err(SnapshotError::InUse {
+                id: id.to_owned(),
+                volumes: users.join(", "),
+            });
         }
         self.destroy_snapshot(cvc, name).await?;
         Ok(DeleteSnapshotResponse {})
     }
 
     /// CVCs restored or cloned from a snapshot of `volume`.
-    pub(crate) async fn dependents_of(&self, volume: &str) -> Result<Vec<CStorVolumeConfig>, KubeError> {
+    pub(crate) async fn dependents_of(
+        &self,
+        volume: &str,
+    ) -> Result<Vec<CStorVolumeConfig>, KubeError> {
         let lp = ListParams::default().labels(&format!("{}={volume}", label::SOURCE_VOLUME));
         Ok(self
             .cvcs()
@@ -275,18 +390,36 @@ impl ControllerService {
 
     /// Destroys snapshot `name` of the volume of `cvc` on its target and drops its record.
     /// A refusal for a snapshot no replica reports counts as already gone.
-    async fn destroy_snapshot(&self, cvc: CStorVolumeConfig, name: &str) -> Result<(), SnapshotError> {
+    async fn destroy_snapshot(
+        &self,
+        cvc: CStorVolumeConfig,
+        name: &str,
+    ) -> Result<(), SnapshotError> {
         let volume = cvc.metadata.name.clone().unwrap_or_default();
-        let on_replicas = replica_snapshots(self.volume_cvrs(&volume).await?.iter()).contains_key(name);
+        let on_replicas =
+            replica_snapshots(self.volume_cvrs(&volume).await?.iter()).contains_key(name);
         match self.target_ip(&volume).await {
             Err(SnapshotError::NoTarget(_)) => {
-                tracing::info!(volume, snapshot = name, "volume has no target: nothing to destroy");
+                tracing::info!(
+                    volume,
+                    snapshot = name,
+                    "volume has no target: nothing to destroy"
+                );
             }
             Err(e) => return Err(e),
-            Ok(ip) => match self.target().run(&ip, &volume, name, SnapAction::Delete).await {
+            Ok(ip) => match self
+                .target()
+                .run(&ip, &volume, name, SnapAction::Delete)
+                .await
+            {
                 Ok(()) => {}
                 Err(TargetError::Refused { reply, .. }) if !on_replicas => {
-                    tracing::info!(volume, snapshot = name, reply, "target refused to destroy an unknown snapshot: treating it as gone");
+                    tracing::info!(
+                        volume,
+                        snapshot = name,
+                        reply,
+                        "target refused to destroy an unknown snapshot: treating it as gone"
+                    );
                 }
                 Err(e) => return Err(e.into()),
             },
@@ -298,35 +431,57 @@ impl ControllerService {
 
     /// The CSI snapshots of one volume (none when it does not exist).
     async fn snapshots_of(&self, volume: &str) -> Result<Vec<Snapshot>, SnapshotError> {
-        let Some(cvc) = self.get_cvc(volume).await? else { return Ok(Vec::new()) };
+        let Some(cvc) = self.get_cvc(volume).await? else {
+            return Ok(Vec::new());
+        };
         let cvrs = self.volume_cvrs(volume).await?;
         Ok(volume_snapshot_list(&cvc, cvrs.iter()))
     }
 
     /// Every CSI snapshot in the namespace.
     async fn all_snapshots(&self) -> Result<Vec<Snapshot>, SnapshotError> {
-        let cvcs = self.cvcs().list(&ListParams::default()).await.map_err(|e| KubeError::new("listing CStorVolumeConfigs", e))?;
-        let cvrs = self.cvrs().list(&ListParams::default()).await.map_err(|e| KubeError::new("listing CStorVolumeReplicas", e))?;
+        let cvcs = self
+            .cvcs()
+            .list(&ListParams::default())
+            .await
+            .map_err(|e| KubeError::new("listing CStorVolumeConfigs", e))?;
+        let cvrs = self
+            .cvrs()
+            .list(&ListParams::default())
+            .await
+            .map_err(|e| KubeError::new("listing CStorVolumeReplicas", e))?;
         let mut out = Vec::new();
         for cvc in &cvcs.items {
             let volume = cvc.metadata.name.as_deref().unwrap_or_default();
-            out.extend(volume_snapshot_list(cvc, cvrs.items.iter().filter(|r| cvr_volume(r) == volume)));
+            out.extend(volume_snapshot_list(
+                cvc,
+                cvrs.items.iter().filter(|r| cvr_volume(r) == volume),
+            ));
         }
         Ok(out)
     }
 
     /// ListSnapshots: by id, by source volume or all, sorted by id, paginated.
-    pub async fn list_snapshots(&self, req: ListSnapshotsRequest) -> Result<ListSnapshotsResponse, SnapshotError> {
+    pub async fn list_snapshots(
+        &self,
+        req: ListSnapshotsRequest,
+    ) -> Result<ListSnapshotsResponse, SnapshotError> {
         if req.max_entries < 0 {
             return Err(SnapshotError::MaxEntries(req.max_entries));
         }
         let after = match req.starting_token.as_str() {
             "" => None,
-            t => Some(t.strip_prefix(TOKEN_PREFIX).ok_or_else(|| SnapshotError::Token(t.to_owned()))?.to_owned()),
+            t => Some(
+                t.strip_prefix(TOKEN_PREFIX)
+                    .ok_or_else(|| SnapshotError::Token(t.to_owned()))?
+                    .to_owned(),
+            ),
         };
         let mut all = if !req.snapshot_id.is_empty() {
             match parse_snapshot_id(&req.snapshot_id) {
-                Ok((volume, _)) if req.source_volume_id.is_empty() || req.source_volume_id == volume => {
+                Ok((volume, _))
+                    if req.source_volume_id.is_empty() || req.source_volume_id == volume =>
+                {
                     let mut v = self.snapshots_of(volume).await?;
                     v.retain(|s| s.snapshot_id == req.snapshot_id);
                     v
@@ -342,21 +497,45 @@ impl ControllerService {
         if let Some(after) = &after {
             all.retain(|s| s.snapshot_id.as_str() > after.as_str());
         }
-        let limit = if req.max_entries == 0 { usize::MAX } else { req.max_entries as usize };
-        let next_token = if all.len() > limit { format!("{TOKEN_PREFIX}{}", all[limit - 1].snapshot_id) } else { String::new() };
+        let limit = if req.max_entries == 0 {
+            usize::MAX
+        } else {
+            req.max_entries as usize
+        };
+        let next_token = if all.len() > limit {
+            format!("{TOKEN_PREFIX}{}", all[limit - 1].snapshot_id)
+        } else {
+            String::new()
+        };
         all.truncate(limit);
-        Ok(ListSnapshotsResponse { entries: all.into_iter().map(|s| Entry { snapshot: Some(s) }).collect(), next_token })
+        Ok(ListSnapshotsResponse {
+            entries: all
+                .into_iter()
+                .map(|s| Entry { snapshot: Some(s) })
+                .collect(),
+            next_token,
+        })
     }
 
     /// GetSnapshot.
-    pub async fn get_snapshot(&self, req: GetSnapshotRequest) -> Result<GetSnapshotResponse, SnapshotError> {
+    pub async fn get_snapshot(
+        &self,
+        req: GetSnapshotRequest,
+    ) -> Result<GetSnapshotResponse, SnapshotError> {
         let id = req.snapshot_id.as_str();
         if id.is_empty() {
             return Err(SnapshotError::Missing("snapshot_id"));
         }
-        let (volume, _) = parse_snapshot_id(id).map_err(|_| SnapshotError::NotFound(id.to_owned()))?;
-        let found = self.snapshots_of(volume).await?.into_iter().find(|s| s.snapshot_id == id);
-        Ok(GetSnapshotResponse { snapshot: Some(found.ok_or_else(|| SnapshotError::NotFound(id.to_owned()))?) })
+        let (volume, _) =
+            parse_snapshot_id(id).map_err(|_| SnapshotError::NotFound(id.to_owned()))?;
+        let found = self
+            .snapshots_of(volume)
+            .await?
+            .into_iter()
+            .find(|s| s.snapshot_id == id);
+        Ok(GetSnapshotResponse {
+            snapshot: Some(found.ok_or_else(|| SnapshotError::NotFound(id.to_owned()))?),
+        })
     }
 
     /// Destroys the internal snapshots of clones that no longer need them: the clone's CVC
@@ -364,10 +543,19 @@ impl ControllerService {
     /// origin snapshot until the clone's zvol is destroyed). Only the snapshots of `source`
     /// when given, else of every volume. Returns how many were destroyed; volumes busy with
     /// another operation are skipped until the next sweep.
-    pub async fn sweep_clone_snapshots(&self, source: Option<&str>) -> Result<usize, SnapshotError> {
+    pub async fn sweep_clone_snapshots(
+        &self,
+        source: Option<&str>,
+    ) -> Result<usize, SnapshotError> {
         let cvcs = match source {
             Some(s) => self.get_cvc(s).await?.into_iter().collect(),
-            None => self.cvcs().list(&ListParams::default()).await.map_err(|e| KubeError::new("listing CStorVolumeConfigs", e))?.items,
+            None => {
+                self.cvcs()
+                    .list(&ListParams::default())
+                    .await
+                    .map_err(|e| KubeError::new("listing CStorVolumeConfigs", e))?
+                    .items
+            }
         };
         let mut destroyed = 0;
         for cvc in cvcs {
@@ -375,17 +563,34 @@ impl ControllerService {
                 continue; // destroying the source volume destroys its snapshots
             }
             let volume = cvc.metadata.name.clone().unwrap_or_default();
-            let Ok(recs) = records::read(&cvc) else { continue };
+            let Ok(recs) = records::read(&cvc) else {
+                continue;
+            };
             for (snap, rec) in recs {
                 let Some(clone) = rec.clone_for else { continue };
-                let Ok(_token) = self.guard().try_lock_all(&[&volume, &clone], "clone snapshot clean-up") else { continue };
-                let clone_alive = self.get_cvc(&clone).await?.is_some_and(|c| c.metadata.deletion_timestamp.is_none());
+                let Ok(_token) = self
+                    .guard()
+                    .try_lock_all(&[&volume, &clone], "clone snapshot clean-up")
+                else {
+                    continue;
+                };
+                let clone_alive = self
+                    .get_cvc(&clone)
+                    .await?
+                    .is_some_and(|c| c.metadata.deletion_timestamp.is_none());
                 if clone_alive || !self.volume_cvrs(&clone).await?.is_empty() {
                     continue;
                 }
-                let Some(current) = self.get_cvc(&volume).await? else { break };
+                let Some(current) = self.get_cvc(&volume).await? else {
+                    break;
+                };
                 self.destroy_snapshot(current, &snap).await?;
-                tracing::info!(volume, snapshot = snap, clone, "destroyed the snapshot of a deleted clone");
+                tracing::info!(
+                    volume,
+                    snapshot = snap,
+                    clone,
+                    "destroyed the snapshot of a deleted clone"
+                );
                 destroyed += 1;
             }
         }

@@ -86,11 +86,21 @@ pub enum SnapAction {
 
 impl TargetClient {
     fn address(&self, ip: &str) -> String {
-        if ip.contains(':') { format!("[{ip}]:{}", self.port) } else { format!("{ip}:{}", self.port) }
+        if ip.contains(':') {
+            format!("[{ip}]:{}", self.port)
+        } else {
+            format!("{ip}:{}", self.port)
+        }
     }
 
     /// Runs `action` for `volume@snapshot` on the target at `target_ip`.
-    pub async fn run(&self, target_ip: &str, volume: &str, snapshot: &str, action: SnapAction) -> Result<(), TargetError> {
+    pub async fn run(
+        &self,
+        target_ip: &str,
+        volume: &str,
+        snapshot: &str,
+        action: SnapAction,
+    ) -> Result<(), TargetError> {
         let address = self.address(target_ip);
         let connect_err = |message: String| TargetError::Connect {
             volume: volume.to_owned(),
@@ -101,7 +111,10 @@ impl TargetClient {
             .map_err(|e| connect_err(e.to_string()))?
             .connect_timeout(self.timeout)
             .timeout(self.timeout);
-        let channel = endpoint.connect().await.map_err(|e| connect_err(format!("{e} ({e:?})")))?;
+        let channel = endpoint
+            .connect()
+            .await
+            .map_err(|e| connect_err(format!("{e} ({e:?})")))?;
         let mut client = RunSnapCommandClient::new(channel);
         let call_err = |status: tonic::Status| TargetError::Call {
             volume: volume.to_owned(),
@@ -115,7 +128,12 @@ impl TargetClient {
                     volume: volume.to_owned(),
                     snapname: snapshot.to_owned(),
                 };
-                client.run_volume_snap_create_command(req).await.map_err(call_err)?.into_inner().status
+                client
+                    .run_volume_snap_create_command(req)
+                    .await
+                    .map_err(call_err)?
+                    .into_inner()
+                    .status
             }
             SnapAction::Delete => {
                 let req = VolumeSnapDeleteRequest {
@@ -123,7 +141,12 @@ impl TargetClient {
                     volume: volume.to_owned(),
                     snapname: snapshot.to_owned(),
                 };
-                client.run_volume_snap_delete_command(req).await.map_err(call_err)?.into_inner().status
+                client
+                    .run_volume_snap_delete_command(req)
+                    .await
+                    .map_err(call_err)?
+                    .into_inner()
+                    .status
             }
         };
         let reply = reply_text(&status_bytes);
@@ -138,7 +161,13 @@ impl TargetClient {
                 reply,
             });
         }
-        tracing::info!(volume, snapshot, ?action, reply = reply.trim(), "target ran the snapshot command");
+        tracing::info!(
+            volume,
+            snapshot,
+            ?action,
+            reply = reply.trim(),
+            "target ran the snapshot command"
+        );
         Ok(())
     }
 }
@@ -162,9 +191,15 @@ mod tests {
 
     #[test]
     fn reads_the_json_reply() {
-        assert_eq!(reply_text(br#"{"response":"OK SNAPCREATE\r\n"}"#), "OK SNAPCREATE\r\n");
+        assert_eq!(
+            reply_text(br#"{"response":"OK SNAPCREATE\r\n"}"#),
+            "OK SNAPCREATE\r\n"
+        );
         assert_eq!(reply_text(b"garbage"), "garbage");
-        let c = TargetClient { port: 7777, timeout: Duration::from_secs(1) };
+        let c = TargetClient {
+            port: 7777,
+            timeout: Duration::from_secs(1),
+        };
         assert_eq!(c.address("10.0.0.1"), "10.0.0.1:7777");
         assert_eq!(c.address("fd00::1"), "[fd00::1]:7777");
     }

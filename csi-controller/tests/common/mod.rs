@@ -13,19 +13,24 @@ use std::{
 use cstor_api::{
     constants::label,
     cstor::{
-        CStorPoolInstance, CStorPoolInstanceCapacity, CStorPoolInstancePhase, CStorPoolInstanceSpec,
-        CStorPoolInstanceStatus, CStorSnapshotInfo, CStorVolume, CStorVolumeAttachment, CStorVolumeAttachmentSpec,
-        CStorVolumePhase, CStorVolumeReplica, CStorVolumeReplicaSpec, CStorVolumeReplicaStatus, CStorVolumeSpec,
-        CStorVolumeStatus, VolumeInfo,
+        CStorPoolInstance, CStorPoolInstanceCapacity, CStorPoolInstancePhase,
+        CStorPoolInstanceSpec, CStorPoolInstanceStatus, CStorSnapshotInfo, CStorVolume,
+        CStorVolumeAttachment, CStorVolumeAttachmentSpec, CStorVolumePhase, CStorVolumeReplica,
+        CStorVolumeReplicaSpec, CStorVolumeReplicaStatus, CStorVolumeSpec, CStorVolumeStatus,
+        VolumeInfo,
     },
     proto::{
         csi::v1::{
-            CapacityRange, CreateVolumeRequest, VolumeCapability, controller_client::ControllerClient,
+            CapacityRange, CreateVolumeRequest, VolumeCapability,
+            controller_client::ControllerClient,
             identity_client::IdentityClient,
-            volume_capability::{AccessMode, AccessType, BlockVolume, MountVolume, access_mode::Mode},
+            volume_capability::{
+                AccessMode, AccessType, BlockVolume, MountVolume, access_mode::Mode,
+            },
         },
         snapshot::v1alpha1::{
-            VolumeSnapCreateRequest, VolumeSnapCreateResponse, VolumeSnapDeleteRequest, VolumeSnapDeleteResponse,
+            VolumeSnapCreateRequest, VolumeSnapCreateResponse, VolumeSnapDeleteRequest,
+            VolumeSnapDeleteResponse,
             run_snap_command_server::{RunSnapCommand, RunSnapCommandServer},
         },
     },
@@ -75,10 +80,25 @@ impl RunSnapCommand for FakeTarget {
     ) -> Result<tonic::Response<VolumeSnapCreateResponse>, tonic::Status> {
         let r = r.into_inner();
         assert_eq!(r.version, 1, "protocol version");
-        self.calls.lock().unwrap().push(SnapCall::Create(r.volume.clone(), r.snapname.clone()));
-        let ok = !*self.refuse.lock().unwrap() && self.snapshots.lock().unwrap().insert(format!("{}@{}", r.volume, r.snapname));
-        let text = if ok { "OK SNAPCREATE\r\n" } else { "ERR failed SNAPCREATE\r\n" };
-        Ok(tonic::Response::new(VolumeSnapCreateResponse { version: 1, status: reply(text) }))
+        self.calls
+            .lock()
+            .unwrap()
+            .push(SnapCall::Create(r.volume.clone(), r.snapname.clone()));
+        let ok = !*self.refuse.lock().unwrap()
+            && self
+                .snapshots
+                .lock()
+                .unwrap()
+                .insert(format!("{}@{}", r.volume, r.snapname));
+        let text = if ok {
+            "OK SNAPCREATE\r\n"
+        } else {
+            "ERR failed SNAPCREATE\r\n"
+        };
+        Ok(tonic::Response::new(VolumeSnapCreateResponse {
+            version: 1,
+            status: reply(text),
+        }))
     }
 
     async fn run_volume_snap_delete_command(
@@ -86,10 +106,25 @@ impl RunSnapCommand for FakeTarget {
         r: tonic::Request<VolumeSnapDeleteRequest>,
     ) -> Result<tonic::Response<VolumeSnapDeleteResponse>, tonic::Status> {
         let r = r.into_inner();
-        self.calls.lock().unwrap().push(SnapCall::Delete(r.volume.clone(), r.snapname.clone()));
-        let ok = !*self.refuse.lock().unwrap() && self.snapshots.lock().unwrap().remove(&format!("{}@{}", r.volume, r.snapname));
-        let text = if ok { "OK SNAPDESTROY\r\n" } else { "ERR failed SNAPDESTROY\r\n" };
-        Ok(tonic::Response::new(VolumeSnapDeleteResponse { version: 1, status: reply(text) }))
+        self.calls
+            .lock()
+            .unwrap()
+            .push(SnapCall::Delete(r.volume.clone(), r.snapname.clone()));
+        let ok = !*self.refuse.lock().unwrap()
+            && self
+                .snapshots
+                .lock()
+                .unwrap()
+                .remove(&format!("{}@{}", r.volume, r.snapname));
+        let text = if ok {
+            "OK SNAPDESTROY\r\n"
+        } else {
+            "ERR failed SNAPDESTROY\r\n"
+        };
+        Ok(tonic::Response::new(VolumeSnapDeleteResponse {
+            version: 1,
+            status: reply(text),
+        }))
     }
 }
 
@@ -137,7 +172,9 @@ pub async fn unix_channel(path: PathBuf) -> Channel {
         .unwrap()
         .connect_with_connector(tower::service_fn(move |_: Uri| {
             let path = path.clone();
-            async move { Ok::<_, std::io::Error>(TokioIo::new(tokio::net::UnixStream::connect(path).await?)) }
+            async move {
+                Ok::<_, std::io::Error>(TokioIo::new(tokio::net::UnixStream::connect(path).await?))
+            }
         }))
         .await
         .expect("connecting to the controller's unix socket")
@@ -217,7 +254,10 @@ impl Harness {
             capacity: Some(Quantity(capacity.into())),
             ..Default::default()
         });
-        self.api::<CStorVolume>().create(&PostParams::default(), &cv).await.unwrap();
+        self.api::<CStorVolume>()
+            .create(&PostParams::default(), &cv)
+            .await
+            .unwrap();
     }
 
     /// Creates a replica of `pv` on pool `pool` reporting `snapshots`.
@@ -225,7 +265,11 @@ impl Harness {
         let mut cvr = CStorVolumeReplica::namespaced(
             cstor_api::naming::cvr_name(pv, pool),
             self.ns(),
-            CStorVolumeReplicaSpec { target_ip: Some("127.0.0.1".into()), capacity: Some("1Gi".into()), ..Default::default() },
+            CStorVolumeReplicaSpec {
+                target_ip: Some("127.0.0.1".into()),
+                capacity: Some("1Gi".into()),
+                ..Default::default()
+            },
         );
         cvr.metadata.labels = Some(
             [
@@ -235,10 +279,26 @@ impl Harness {
             ]
             .into(),
         );
-        let snaps: BTreeMap<String, CStorSnapshotInfo> =
-            snapshots.iter().map(|s| (s.to_string(), CStorSnapshotInfo { logical_referenced: 4096, ..Default::default() })).collect();
-        cvr.status = Some(CStorVolumeReplicaStatus { snapshots: Some(snaps), ..Default::default() });
-        self.api::<CStorVolumeReplica>().create(&PostParams::default(), &cvr).await.unwrap();
+        let snaps: BTreeMap<String, CStorSnapshotInfo> = snapshots
+            .iter()
+            .map(|s| {
+                (
+                    s.to_string(),
+                    CStorSnapshotInfo {
+                        logical_referenced: 4096,
+                        ..Default::default()
+                    },
+                )
+            })
+            .collect();
+        cvr.status = Some(CStorVolumeReplicaStatus {
+            snapshots: Some(snaps),
+            ..Default::default()
+        });
+        self.api::<CStorVolumeReplica>()
+            .create(&PostParams::default(), &cvr)
+            .await
+            .unwrap();
     }
 
     /// Creates the CStorVolumeAttachment the node plugin writes while `pv` is staged on `node`.
@@ -247,17 +307,37 @@ impl Harness {
             cstor_api::naming::cva_name(pv, node),
             self.ns(),
             CStorVolumeAttachmentSpec {
-                volume: VolumeInfo { name: pv.into(), owner_node_id: node.into(), ..Default::default() },
+                volume: VolumeInfo {
+                    name: pv.into(),
+                    owner_node_id: node.into(),
+                    ..Default::default()
+                },
                 ..Default::default()
             },
         );
-        cva.metadata.labels =
-            Some([(label::CVA_NODE_ID.to_string(), node.to_string()), (label::CVA_VOLNAME.to_string(), pv.to_string())].into());
-        self.api::<CStorVolumeAttachment>().create(&PostParams::default(), &cva).await.unwrap();
+        cva.metadata.labels = Some(
+            [
+                (label::CVA_NODE_ID.to_string(), node.to_string()),
+                (label::CVA_VOLNAME.to_string(), pv.to_string()),
+            ]
+            .into(),
+        );
+        self.api::<CStorVolumeAttachment>()
+            .create(&PostParams::default(), &cva)
+            .await
+            .unwrap();
     }
 
     /// Creates a pool of `cspc` on the node with `kubernetes.io/hostname=host`.
-    pub async fn pool(&self, name: &str, cspc: &str, host: &str, phase: &str, read_only: bool, free: &str) {
+    pub async fn pool(
+        &self,
+        name: &str,
+        cspc: &str,
+        host: &str,
+        phase: &str,
+        read_only: bool,
+        free: &str,
+    ) {
         let mut cspi = CStorPoolInstance::namespaced(
             name,
             self.ns(),
@@ -267,7 +347,8 @@ impl Harness {
                 ..Default::default()
             },
         );
-        cspi.metadata.labels = Some([(label::CSTOR_POOL_CLUSTER.to_string(), cspc.to_string())].into());
+        cspi.metadata.labels =
+            Some([(label::CSTOR_POOL_CLUSTER.to_string(), cspc.to_string())].into());
         cspi.status = Some(CStorPoolInstanceStatus {
             phase: Some(CStorPoolInstancePhase::from(phase)),
             read_only,
@@ -279,17 +360,36 @@ impl Harness {
             }),
             ..Default::default()
         });
-        self.api::<CStorPoolInstance>().create(&PostParams::default(), &cspi).await.unwrap();
+        self.api::<CStorPoolInstance>()
+            .create(&PostParams::default(), &cspi)
+            .await
+            .unwrap();
     }
 
     /// Creates a Node (cluster-scoped: the name is made unique and the node deleted on
     /// [`Harness::cleanup`]). Returns its name.
     pub async fn node(&self, prefix: &str, labels: &[(&str, &str)]) -> String {
-        let name = format!("{prefix}-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
-        let mut all: BTreeMap<String, String> = labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let name = format!(
+            "{prefix}-{}",
+            &uuid::Uuid::new_v4().simple().to_string()[..8]
+        );
+        let mut all: BTreeMap<String, String> = labels
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         all.insert(label::HOSTNAME.into(), name.clone());
-        let node = Node { metadata: ObjectMeta { name: Some(name.clone()), labels: Some(all), ..Default::default() }, ..Default::default() };
-        Api::<Node>::all(self.client()).create(&PostParams::default(), &node).await.unwrap();
+        let node = Node {
+            metadata: ObjectMeta {
+                name: Some(name.clone()),
+                labels: Some(all),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        Api::<Node>::all(self.client())
+            .create(&PostParams::default(), &node)
+            .await
+            .unwrap();
         self.nodes.lock().unwrap().push(name.clone());
         name
     }
@@ -297,7 +397,9 @@ impl Harness {
     pub async fn cleanup(self) {
         let nodes: Vec<String> = self.nodes.lock().unwrap().clone();
         for n in nodes {
-            let _ = Api::<Node>::all(self.client()).delete(&n, &DeleteParams::default()).await;
+            let _ = Api::<Node>::all(self.client())
+                .delete(&n, &DeleteParams::default())
+                .await;
         }
         self.cluster.cleanup().await.unwrap();
     }
@@ -309,14 +411,24 @@ pub fn pv_name() -> String {
 }
 
 pub fn params(cspc: &str, replicas: &str) -> HashMap<String, String> {
-    [("cstorPoolCluster", cspc), ("replicaCount", replicas), ("cas-type", "cstor")]
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
+    [
+        ("cstorPoolCluster", cspc),
+        ("replicaCount", replicas),
+        ("cas-type", "cstor"),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect()
 }
 
 pub fn mount_cap(fs: &str) -> VolumeCapability {
-    cap(Mode::SingleNodeWriter, AccessType::Mount(MountVolume { fs_type: fs.into(), ..Default::default() }))
+    cap(
+        Mode::SingleNodeWriter,
+        AccessType::Mount(MountVolume {
+            fs_type: fs.into(),
+            ..Default::default()
+        }),
+    )
 }
 
 pub fn block_cap() -> VolumeCapability {
@@ -324,13 +436,19 @@ pub fn block_cap() -> VolumeCapability {
 }
 
 pub fn cap(mode: Mode, access: AccessType) -> VolumeCapability {
-    VolumeCapability { access_mode: Some(AccessMode { mode: mode as i32 }), access_type: Some(access) }
+    VolumeCapability {
+        access_mode: Some(AccessMode { mode: mode as i32 }),
+        access_type: Some(access),
+    }
 }
 
 pub fn create_req(name: &str, required: i64) -> CreateVolumeRequest {
     CreateVolumeRequest {
         name: name.into(),
-        capacity_range: Some(CapacityRange { required_bytes: required, limit_bytes: 0 }),
+        capacity_range: Some(CapacityRange {
+            required_bytes: required,
+            limit_bytes: 0,
+        }),
         volume_capabilities: vec![mount_cap("ext4")],
         parameters: params(CSPC, "1"),
         ..Default::default()

@@ -4,8 +4,9 @@
 //! Each call sends `SNAPCREATE|SNAPDESTROY <volume> <snap> 10 60` on istgt's control socket.
 //! As upstream: the response's `status` is the JSON `{"response":"<reply line 1>"}` where line 0
 //! is istgt's banner, so a success carries `"OK SNAPCREATE\r\n"` and a refusal carries istgt's
-//! `ERR …` line (the caller looks for `ERR`); `"ERR"` when the reply had no second line. Only a
-//! socket failure is a gRPC error (`UNAVAILABLE`). `version` is left 0, as upstream leaves it.
+//! `ERR …` line (the caller looks for `ERR`); `"ERR"` when the reply had no second line (e.g.
+//! istgt closed the connection after its banner). Only failing to reach istgt (connect, I/O,
+//! deadline) is a gRPC error (`UNAVAILABLE`). `version` is left 0, as upstream leaves it.
 
 use std::{future::Future, net::SocketAddr};
 
@@ -35,6 +36,46 @@ pub fn status_json(reply: &Reply) -> Vec<u8> {
     let line = reply.upstream_line(1).unwrap_or_else(|| "ERR".to_owned());
     serde_json::to_vec(&CommandStatus { response: &line })
         .unwrap_or_else(|_| br#"{"response":"ERR"}"#.to_vec())
+}
+
+/// The reply as upstream's reader would have returned it when istgt closed the connection
+/// early: the complete lines received (so a bare banner gives the default `"ERR"`).
+fn closed_reply(word: &str, received: &str) -> Reply {
+    let complete = received.rfind("\r\n").map_or("", |i| &received[..i]);
+    Reply {
+        command: word.to_owned(),
+        lines: complete
+            .split("\r\n")
+            .filter(|l| !l.is_empty())
+            .map(str::to_owned)
+            .collect(),
+    }
+}
+
+/// Runs one snapshot command; only a failure to talk to istgt at all is a gRPC error.
+async fn snap_reply(
+    control: &ControlClient,
+    word: &str,
+    volume: &str,
+    snap: &str,
+) -> Result<Reply, Status> {
+    let result = match word {
+        "SNAPCREATE" => control.snap_create(volume, snap).await,
+        _ => control.snap_destroy(volume, snap).await,
+    };
+    match result {
+        Ok(reply) => {
+            if reply.is_error() {
+                tracing::warn!(volume, snapshot = snap, reply = %reply.final_line(), "istgt refused {word}");
+            }
+            Ok(reply)
+        }
+        Err(ControlError::Closed { received, .. }) => {
+            tracing::warn!(volume, snapshot = snap, received = %received, "istgt closed the connection during {word}");
+            Ok(closed_reply(word, &received))
+        }
+        Err(e) => Err(to_status(e)),
+    }
 }
 
 fn to_status(e: ControlError) -> Status {
@@ -82,14 +123,7 @@ impl RunSnapCommand for SnapshotService {
         let req = request.into_inner();
         check_names(&req.volume, &req.snapname)?;
         tracing::info!(volume = %req.volume, snapshot = %req.snapname, version = req.version, "snapshot create");
-        let reply = self
-            .control
-            .snap_create(&req.volume, &req.snapname)
-            .await
-            .map_err(to_status)?;
-        if reply.is_error() {
-            tracing::warn!(volume = %req.volume, snapshot = %req.snapname, reply = %reply.final_line(), "istgt refused SNAPCREATE");
-        }
+        let reply = snap_reply(&self.control, "SNAPCREATE", &req.volume, &req.snapname).await?;
         Ok(Response::new(VolumeSnapCreateResponse {
             version: 0,
             status: status_json(&reply),
@@ -103,14 +137,7 @@ impl RunSnapCommand for SnapshotService {
         let req = request.into_inner();
         check_names(&req.volume, &req.snapname)?;
         tracing::info!(volume = %req.volume, snapshot = %req.snapname, version = req.version, "snapshot delete");
-        let reply = self
-            .control
-            .snap_destroy(&req.volume, &req.snapname)
-            .await
-            .map_err(to_status)?;
-        if reply.is_error() {
-            tracing::warn!(volume = %req.volume, snapshot = %req.snapname, reply = %reply.final_line(), "istgt refused SNAPDESTROY");
-        }
+        let reply = snap_reply(&self.control, "SNAPDESTROY", &req.volume, &req.snapname).await?;
         Ok(Response::new(VolumeSnapDeleteResponse {
             version: 0,
             status: status_json(&reply),
@@ -157,6 +184,25 @@ mod tests {
             lines: vec!["iSCSI Target Controller version x".into()],
         };
         assert_eq!(status_json(&short), br#"{"response":"ERR"}"#.to_vec());
+    }
+
+    #[test]
+    fn closed_reply_keeps_complete_lines_only() {
+        let r = closed_reply(
+            "SNAPCREATE",
+            "iSCSI Target Controller version x\r\nSNAPCREATE  busy\r\nOK SNAP",
+        );
+        assert_eq!(
+            r.lines,
+            vec!["iSCSI Target Controller version x", "SNAPCREATE  busy"]
+        );
+        assert_eq!(
+            status_json(&closed_reply(
+                "SNAPCREATE",
+                "iSCSI Target Controller version x\r\n"
+            )),
+            br#"{"response":"ERR"}"#.to_vec()
+        );
     }
 
     #[test]
