@@ -156,7 +156,14 @@ impl Capability {
             NodeError::Invalid("volume_capability.access_mode is missing: cStor volumes support SINGLE_NODE_WRITER (ReadWriteOnce)".into())
         })?;
         match Mode::try_from(mode) {
-            Ok(Mode::SingleNodeWriter | Mode::SingleNodeSingleWriter) => {}
+            // Every single-node mode the controller accepts; read-only use is enforced by the
+            // CO's `readonly` flag on NodePublish.
+            Ok(
+                Mode::SingleNodeWriter
+                | Mode::SingleNodeSingleWriter
+                | Mode::SingleNodeMultiWriter
+                | Mode::SingleNodeReaderOnly,
+            ) => {}
             Ok(other) => {
                 return Err(NodeError::Invalid(format!(
                     "access mode {} is not supported: cStor volumes are single-node; use SINGLE_NODE_WRITER (ReadWriteOnce)",

@@ -106,6 +106,7 @@ impl Node for NodeService {
             R::ExpandVolume,
             R::GetVolumeStats,
             R::VolumeCondition,
+            R::SingleNodeMultiWriter,
         ]
         .into_iter()
         .map(|t| NodeServiceCapability {

@@ -141,6 +141,8 @@ async fn serves_identity_and_node_on_a_private_socket() {
         R::ExpandVolume,
         R::GetVolumeStats,
         R::VolumeCondition,
+        // The controller accepts every single-node mode, so the node must advertise this one.
+        R::SingleNodeMultiWriter,
     ] {
         assert!(caps.contains(&(want as i32)), "{want:?} missing");
     }
