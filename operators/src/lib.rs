@@ -5,3 +5,4 @@ pub mod pool_manager;
 pub mod cspc_operator;
 pub mod volume_manager;
 pub mod cvc_operator;
+pub mod webhook;

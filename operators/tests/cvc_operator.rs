@@ -33,10 +33,23 @@ fn provision_failure(c: &CStorVolumeConfig) -> Option<(String, String)> {
 
 /// Asserts that nothing was created for volume `pv`.
 async fn assert_nothing_created(h: &Harness, pv: &str) {
-    assert!(h.api::<Service>().get_opt(pv).await.unwrap().is_none(), "service of {pv}");
-    assert!(h.api::<CStorVolume>().get_opt(pv).await.unwrap().is_none(), "CV of {pv}");
+    assert!(
+        h.api::<Service>().get_opt(pv).await.unwrap().is_none(),
+        "service of {pv}"
+    );
+    assert!(
+        h.api::<CStorVolume>().get_opt(pv).await.unwrap().is_none(),
+        "CV of {pv}"
+    );
     let target = naming::target_deployment_name(pv);
-    assert!(h.api::<Deployment>().get_opt(&target).await.unwrap().is_none(), "target of {pv}");
+    assert!(
+        h.api::<Deployment>()
+            .get_opt(&target)
+            .await
+            .unwrap()
+            .is_none(),
+        "target of {pv}"
+    );
     assert!(h.cvrs(pv).await.is_empty(), "CVRs of {pv}");
 }
 
@@ -65,7 +78,16 @@ async fn pending_to_bound_with_one_and_three_replicas() {
     for (pv, rf) in [("pvc-one", 1usize), ("pvc-three", 3)] {
         let cvc = h.wait_bound(pv).await;
         let svc = h.api::<Service>().get(pv).await.unwrap();
-        let ports: Vec<i32> = svc.spec.as_ref().unwrap().ports.as_ref().unwrap().iter().map(|p| p.port).collect();
+        let ports: Vec<i32> = svc
+            .spec
+            .as_ref()
+            .unwrap()
+            .ports
+            .as_ref()
+            .unwrap()
+            .iter()
+            .map(|p| p.port)
+            .collect();
         assert_eq!(ports, [3260, 7777, 6060, 9500]);
         let ip = svc.spec.unwrap().cluster_ip.unwrap();
         let cv = h.api::<CStorVolume>().get(pv).await.unwrap();
@@ -75,10 +97,17 @@ async fn pending_to_bound_with_one_and_three_replicas() {
         assert_eq!(cv.spec.target_ip.as_deref(), Some(ip.as_str()));
         assert_eq!(cv.spec.iqn, Some(naming::iqn(pv)));
         assert_eq!(cv.owner_references()[0].uid, cvc.uid().unwrap());
-        let deploy = h.api::<Deployment>().get(&naming::target_deployment_name(pv)).await.unwrap();
+        let deploy = h
+            .api::<Deployment>()
+            .get(&naming::target_deployment_name(pv))
+            .await
+            .unwrap();
         let pod = deploy.spec.unwrap().template.spec.unwrap();
         let names: Vec<&str> = pod.containers.iter().map(|c| c.name.as_str()).collect();
-        assert_eq!(names, ["cstor-istgt", "maya-volume-exporter", "cstor-volume-mgmt"]);
+        assert_eq!(
+            names,
+            ["cstor-istgt", "maya-volume-exporter", "cstor-volume-mgmt"]
+        );
         assert_eq!(pod.tolerations.unwrap().len(), 4, "default tolerations");
         let pools_of = h.cvr_pools(pv).await;
         let distinct: BTreeSet<_> = pools_of.iter().collect();
@@ -88,17 +117,37 @@ async fn pending_to_bound_with_one_and_three_replicas() {
         for cvr in h.cvrs(pv).await {
             assert_eq!(cvr.owner_references()[0].uid, cv.uid().unwrap());
             assert_eq!(cvr.spec.target_ip.as_deref(), Some(ip.as_str()));
-            assert!(cvr.finalizers().iter().any(|f| f == "cstorvolumereplica.openebs.io/finalizer"));
+            assert!(
+                cvr.finalizers()
+                    .iter()
+                    .any(|f| f == "cstorvolumereplica.openebs.io/finalizer")
+            );
         }
         let mut info = cvc.status.pool_info().to_vec();
         info.sort();
         assert_eq!(info, pools_of);
-        assert_eq!(cvc.spec.cstor_volume_ref.as_ref().unwrap().name.as_deref(), Some(pv));
+        assert_eq!(
+            cvc.spec.cstor_volume_ref.as_ref().unwrap().name.as_deref(),
+            Some(pv)
+        );
         assert!(provision_failure(&cvc).is_none());
         let pdb_label = cvc.labels().get(label::POD_DISRUPTION_BUDGET).cloned();
         if rf >= 3 {
-            let pdb = h.api::<PodDisruptionBudget>().get(pdb_label.as_ref().unwrap()).await.unwrap();
-            let values = pdb.spec.unwrap().selector.unwrap().match_expressions.unwrap()[0].values.clone().unwrap();
+            let pdb = h
+                .api::<PodDisruptionBudget>()
+                .get(pdb_label.as_ref().unwrap())
+                .await
+                .unwrap();
+            let values = pdb
+                .spec
+                .unwrap()
+                .selector
+                .unwrap()
+                .match_expressions
+                .unwrap()[0]
+                .values
+                .clone()
+                .unwrap();
             assert_eq!(values.len(), 3);
         } else {
             assert!(pdb_label.is_none());
@@ -121,8 +170,14 @@ async fn not_enough_pools_leaves_nothing_then_recovers() {
         })
         .await;
     let (_, message) = provision_failure(&cvc).unwrap();
-    assert!(message.contains("usable pool count: 2 pending replica count: 3"), "{message}");
-    assert!(message.contains(&format!("{}: pool phase is OFFLINE", pools[2])), "{message}");
+    assert!(
+        message.contains("usable pool count: 2 pending replica count: 3"),
+        "{message}"
+    );
+    assert!(
+        message.contains(&format!("{}: pool phase is OFFLINE", pools[2])),
+        "{message}"
+    );
     assert_eq!(cvc.status.phase, Some(CStorVolumeConfigPhase::Pending));
     assert_nothing_created(&h, "pvc-short").await;
     assert!(!events_for(&h, "pvc-short", "Provisioning").await.is_empty());
@@ -140,16 +195,37 @@ async fn bad_input_is_explained_and_creates_nothing() {
     h.create_cspc("cspc-c").await;
     let pools = h.create_pools("cspc-c", 0, 2).await;
     let mut cases: Vec<(CStorVolumeConfig, &str, &str)> = Vec::new();
-    cases.push((h.cvc("pvc-zero", "cspc-c", 0, "1Gi"), "InvalidSpec", "replicaCount is 0"));
-    cases.push((h.cvc("pvc-many", "cspc-c", 5, "1Gi"), "NotEnoughPools", "usable pool count: 2 pending replica count: 5"));
-    cases.push((h.cvc("pvc-nocspc", "cspc-missing", 1, "1Gi"), "PoolClusterNotFound", "CStorPoolCluster \"cspc-missing\""));
+    cases.push((
+        h.cvc("pvc-zero", "cspc-c", 0, "1Gi"),
+        "InvalidSpec",
+        "replicaCount is 0",
+    ));
+    cases.push((
+        h.cvc("pvc-many", "cspc-c", 5, "1Gi"),
+        "NotEnoughPools",
+        "usable pool count: 2 pending replica count: 5",
+    ));
+    cases.push((
+        h.cvc("pvc-nocspc", "cspc-missing", 1, "1Gi"),
+        "PoolClusterNotFound",
+        "CStorPoolCluster \"cspc-missing\"",
+    ));
     let mut nopolicy = h.cvc("pvc-nopolicy", "cspc-c", 1, "1Gi");
-    nopolicy.annotations_mut().insert("openebs.io/volume-policy".into(), "no-such-policy".into());
-    cases.push((nopolicy, "PolicyNotFound", "CStorVolumePolicy \"no-such-policy\""));
+    nopolicy
+        .annotations_mut()
+        .insert("openebs.io/volume-policy".into(), "no-such-policy".into());
+    cases.push((
+        nopolicy,
+        "PolicyNotFound",
+        "CStorVolumePolicy \"no-such-policy\"",
+    ));
     // A policy whose replicaPoolInfo is malformed: wrong length, unknown pool, duplicates.
     for (policy, pools_in_policy) in [
         ("pol-len", vec![pools[0].clone()]),
-        ("pol-unknown", vec![pools[0].clone(), "cspc-c-nope".to_owned()]),
+        (
+            "pol-unknown",
+            vec![pools[0].clone(), "cspc-c-nope".to_owned()],
+        ),
         ("pol-dup", vec![pools[0].clone(), pools[0].clone()]),
     ] {
         let cvp: CStorVolumePolicy = from_value(json!({
@@ -158,9 +234,13 @@ async fn bad_input_is_explained_and_creates_nothing() {
             "spec": {"replicaPoolInfo": pools_in_policy.iter().map(|p| json!({"poolName": p})).collect::<Vec<_>>()}
         }))
         .unwrap();
-        h.api::<CStorVolumePolicy>().create(&PostParams::default(), &cvp).await.unwrap();
+        h.api::<CStorVolumePolicy>()
+            .create(&PostParams::default(), &cvp)
+            .await
+            .unwrap();
         let mut c = h.cvc(&format!("pvc-{policy}"), "cspc-c", 2, "1Gi");
-        c.annotations_mut().insert("openebs.io/volume-policy".into(), policy.into());
+        c.annotations_mut()
+            .insert("openebs.io/volume-policy".into(), policy.into());
         let expect = match policy {
             "pol-len" => "incorrect number of pool names in cvc policy: expected 2 got 1",
             "pol-unknown" => "names pool \"cspc-c-nope\"",
@@ -174,10 +254,15 @@ async fn bad_input_is_explained_and_creates_nothing() {
     for (c, reason, text) in &cases {
         let name = c.name_any();
         let got = h
-            .wait_cvc(&name, reason, |c| provision_failure(c).is_some_and(|(r, _)| r == *reason))
+            .wait_cvc(&name, reason, |c| {
+                provision_failure(c).is_some_and(|(r, _)| r == *reason)
+            })
             .await;
         let (_, message) = provision_failure(&got).unwrap();
-        assert!(message.contains(text), "{name}: {message:?} should contain {text:?}");
+        assert!(
+            message.contains(text),
+            "{name}: {message:?} should contain {text:?}"
+        );
         assert_eq!(got.status.phase, Some(CStorVolumeConfigPhase::Pending));
         assert_nothing_created(&h, &name).await;
     }
@@ -193,7 +278,11 @@ async fn scale_replicas_one_to_three_to_two() {
     let cvc = h.wait_bound("pvc-scale").await;
     let first = cvc.status.pool_info().to_vec();
     assert_eq!(first.len(), 1);
-    assert_eq!(cvc.spec.policy.replica_pool_info().len(), 1, "replicaPoolInfo filled at bind");
+    assert_eq!(
+        cvc.spec.policy.replica_pool_info().len(),
+        1,
+        "replicaPoolInfo filled at bind"
+    );
     let api = h.api::<CStorVolumeConfig>();
     let set_pools = |names: Vec<String>| {
         let api = api.clone();
@@ -212,7 +301,8 @@ async fn scale_replicas_one_to_three_to_two() {
     set_pools(vec![first[0].clone(), first[0].clone()]).await;
     let c = h
         .wait_cvc("pvc-scale", "scaling refused", |c| {
-            status::condition(c, status::SCALING_REPLICAS).is_some_and(|s| s.message.starts_with("duplicate pool names"))
+            status::condition(c, status::SCALING_REPLICAS)
+                .is_some_and(|s| s.message.starts_with("duplicate pool names"))
         })
         .await;
     assert_eq!(c.status.pool_info(), first.as_slice());
@@ -222,17 +312,38 @@ async fn scale_replicas_one_to_three_to_two() {
     let mut three = first.clone();
     three.extend(pools.iter().filter(|p| !first.contains(p)).cloned());
     set_pools(three.clone()).await;
-    let c = h.wait_cvc("pvc-scale", "3 pools in status", |c| c.status.pool_info().len() == 3).await;
+    let c = h
+        .wait_cvc("pvc-scale", "3 pools in status", |c| {
+            c.status.pool_info().len() == 3
+        })
+        .await;
     assert!(status::condition(&c, status::SCALING_REPLICAS).is_none());
     let mut sorted = three.clone();
     sorted.sort();
     assert_eq!(h.cvr_pools("pvc-scale").await, sorted);
     let cv = h.api::<CStorVolume>().get("pvc-scale").await.unwrap();
     assert_eq!(cv.spec.desired_replication_factor, Some(3));
-    let added = h.api::<CStorVolumeReplica>().get(&naming::cvr_name("pvc-scale", &three[1])).await.unwrap();
-    assert_eq!(added.spec.replica_id, Some(naming::replica_id_for_scale_up("pvc-scale", &three[1])));
-    let pdb = c.labels().get(label::POD_DISRUPTION_BUDGET).cloned().expect("PDB at 3 replicas");
-    assert!(h.api::<PodDisruptionBudget>().get_opt(&pdb).await.unwrap().is_some());
+    let added = h
+        .api::<CStorVolumeReplica>()
+        .get(&naming::cvr_name("pvc-scale", &three[1]))
+        .await
+        .unwrap();
+    assert_eq!(
+        added.spec.replica_id,
+        Some(naming::replica_id_for_scale_up("pvc-scale", &three[1]))
+    );
+    let pdb = c
+        .labels()
+        .get(label::POD_DISRUPTION_BUDGET)
+        .cloned()
+        .expect("PDB at 3 replicas");
+    assert!(
+        h.api::<PodDisruptionBudget>()
+            .get_opt(&pdb)
+            .await
+            .unwrap()
+            .is_some()
+    );
 
     // 3 → 2: the CV forgets the removed replica before its CVR is deleted.
     let cv_api = h.api::<CStorVolume>();
@@ -240,31 +351,73 @@ async fn scale_replicas_one_to_three_to_two() {
         .cvrs("pvc-scale")
         .await
         .iter()
-        .map(|c| (c.spec.replica_id.clone().unwrap(), json!(format!("guid-{}", c.name_any()))))
+        .map(|c| {
+            (
+                c.spec.replica_id.clone().unwrap(),
+                json!(format!("guid-{}", c.name_any())),
+            )
+        })
         .collect();
     cv_api
-        .patch("pvc-scale", &PatchParams::default(), &Patch::Merge(json!({"spec": {"replicaDetails": {"knownReplicas": known}}})))
+        .patch(
+            "pvc-scale",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"replicaDetails": {"knownReplicas": known}}})),
+        )
         .await
         .unwrap();
-    wait_until("volume manager reported 3 known replicas", DEADLINE, || async {
-        cv_api.get("pvc-scale").await.ok().and_then(|cv| cv.status?.replica_details?.known_replicas).is_some_and(|k| k.len() == 3)
-    })
+    wait_until(
+        "volume manager reported 3 known replicas",
+        DEADLINE,
+        || async {
+            cv_api
+                .get("pvc-scale")
+                .await
+                .ok()
+                .and_then(|cv| cv.status?.replica_details?.known_replicas)
+                .is_some_and(|k| k.len() == 3)
+        },
+    )
     .await
     .unwrap();
     let removed = three[2].clone();
-    let removed_id = h.api::<CStorVolumeReplica>().get(&naming::cvr_name("pvc-scale", &removed)).await.unwrap().spec.replica_id.unwrap();
+    let removed_id = h
+        .api::<CStorVolumeReplica>()
+        .get(&naming::cvr_name("pvc-scale", &removed))
+        .await
+        .unwrap()
+        .spec
+        .replica_id
+        .unwrap();
     set_pools(three[..2].to_vec()).await;
-    let c = h.wait_cvc("pvc-scale", "2 pools in status", |c| c.status.pool_info().len() == 2).await;
+    let c = h
+        .wait_cvc("pvc-scale", "2 pools in status", |c| {
+            c.status.pool_info().len() == 2
+        })
+        .await;
     assert!(!c.status.pool_info().contains(&removed));
     let cv = cv_api.get("pvc-scale").await.unwrap();
     assert_eq!(cv.spec.desired_replication_factor, Some(2));
-    assert!(!cv.spec.replica_details.unwrap().known_replicas.unwrap().contains_key(&removed_id));
-    wait_until("removed CVR deleted", DEADLINE, || async { h.cvrs("pvc-scale").await.len() == 2 })
-        .await
-        .unwrap();
+    assert!(
+        !cv.spec
+            .replica_details
+            .unwrap()
+            .known_replicas
+            .unwrap()
+            .contains_key(&removed_id)
+    );
+    wait_until("removed CVR deleted", DEADLINE, || async {
+        h.cvrs("pvc-scale").await.len() == 2
+    })
+    .await
+    .unwrap();
     assert!(c.labels().get(label::POD_DISRUPTION_BUDGET).is_none());
     wait_until("PDB released", DEADLINE, || async {
-        h.api::<PodDisruptionBudget>().get_opt(&pdb).await.unwrap().is_none()
+        h.api::<PodDisruptionBudget>()
+            .get_opt(&pdb)
+            .await
+            .unwrap()
+            .is_none()
     })
     .await
     .unwrap();
@@ -279,18 +432,31 @@ async fn resize_flows_cvc_to_cv_and_completes() {
     h.create_cvc(&h.cvc("pvc-grow", "cspc-r", 1, "5Gi")).await;
     h.wait_bound("pvc-grow").await;
     h.api::<CStorVolumeConfig>()
-        .patch("pvc-grow", &PatchParams::default(), &Patch::Merge(json!({"spec": {"capacity": {"storage": "10Gi"}}})))
+        .patch(
+            "pvc-grow",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"capacity": {"storage": "10Gi"}}})),
+        )
         .await
         .unwrap();
     let c = h
         .wait_cvc("pvc-grow", "status capacity 10Gi", |c| {
-            c.status.capacity.as_ref().and_then(|m| m.get("storage")).map(|q| q.0.as_str()) == Some("10Gi")
+            c.status
+                .capacity
+                .as_ref()
+                .and_then(|m| m.get("storage"))
+                .map(|q| q.0.as_str())
+                == Some("10Gi")
         })
         .await;
     assert!(status::condition(&c, "Resizing").is_none());
     let cv = h.api::<CStorVolume>().get("pvc-grow").await.unwrap();
     assert_eq!(cv.spec.capacity.unwrap().0, "10Gi");
-    assert!(!events_for(&h, "pvc-grow", "VolumeResizeSuccessful").await.is_empty());
+    assert!(
+        !events_for(&h, "pvc-grow", "VolumeResizeSuccessful")
+            .await
+            .is_empty()
+    );
     h.stop().await;
 }
 
@@ -304,18 +470,39 @@ async fn restore_places_replicas_on_the_source_pools() {
     let src_pools = h.cvr_pools("pvc-src").await;
     let mut clone = h.cvc("pvc-clone", "cspc-x", 2, "3Gi");
     clone.spec.cstor_volume_source = Some("pvc-src@snap1".into());
-    clone.annotations_mut().insert("openebs.io/created-through".into(), "restore".into());
+    clone
+        .annotations_mut()
+        .insert("openebs.io/created-through".into(), "restore".into());
     h.create_cvc(&clone).await;
     h.wait_bound("pvc-clone").await;
     assert_eq!(h.cvr_pools("pvc-clone").await, src_pools);
     for cvr in h.cvrs("pvc-clone").await {
-        assert_eq!(cvr.labels().get(label::CLONED).map(String::as_str), Some("true"));
-        assert_eq!(cvr.annotations().get("openebs.io/source-volume").map(String::as_str), Some("pvc-src"));
-        assert_eq!(cvr.annotations().get("openebs.io/snapshot").map(String::as_str), Some("snap1"));
-        assert_eq!(cvr.annotations().get("isRestoreVol").map(String::as_str), Some("true"));
+        assert_eq!(
+            cvr.labels().get(label::CLONED).map(String::as_str),
+            Some("true")
+        );
+        assert_eq!(
+            cvr.annotations()
+                .get("openebs.io/source-volume")
+                .map(String::as_str),
+            Some("pvc-src")
+        );
+        assert_eq!(
+            cvr.annotations()
+                .get("openebs.io/snapshot")
+                .map(String::as_str),
+            Some("snap1")
+        );
+        assert_eq!(
+            cvr.annotations().get("isRestoreVol").map(String::as_str),
+            Some("true")
+        );
     }
     let cv = h.api::<CStorVolume>().get("pvc-clone").await.unwrap();
-    assert_eq!(cv.labels().get(label::SOURCE_VOLUME).map(String::as_str), Some("pvc-src"));
+    assert_eq!(
+        cv.labels().get(label::SOURCE_VOLUME).map(String::as_str),
+        Some("pvc-src")
+    );
     // A restore from a volume that has no replicas is refused with a reason.
     let mut bad = h.cvc("pvc-clone-bad", "cspc-x", 1, "3Gi");
     bad.spec.cstor_volume_source = Some("pvc-gone@snap1".into());
@@ -337,15 +524,42 @@ async fn delete_removes_everything() {
     h.create_pools("cspc-d", 0, 3).await;
     h.create_cvc(&h.cvc("pvc-del", "cspc-d", 3, "1Gi")).await;
     let cvc = h.wait_bound("pvc-del").await;
-    let pdb = cvc.labels().get(label::POD_DISRUPTION_BUDGET).cloned().unwrap();
-    h.api::<CStorVolumeConfig>().delete("pvc-del", &DeleteParams::default()).await.unwrap();
+    let pdb = cvc
+        .labels()
+        .get(label::POD_DISRUPTION_BUDGET)
+        .cloned()
+        .unwrap();
+    h.api::<CStorVolumeConfig>()
+        .delete("pvc-del", &DeleteParams::default())
+        .await
+        .unwrap();
     wait_until("everything of pvc-del gone", DEADLINE, || async {
-        h.api::<CStorVolumeConfig>().get_opt("pvc-del").await.unwrap().is_none()
-            && h.api::<Service>().get_opt("pvc-del").await.unwrap().is_none()
-            && h.api::<CStorVolume>().get_opt("pvc-del").await.unwrap().is_none()
-            && h.api::<Deployment>().get_opt("pvc-del-target").await.unwrap().is_none()
+        h.api::<CStorVolumeConfig>()
+            .get_opt("pvc-del")
+            .await
+            .unwrap()
+            .is_none()
+            && h.api::<Service>()
+                .get_opt("pvc-del")
+                .await
+                .unwrap()
+                .is_none()
+            && h.api::<CStorVolume>()
+                .get_opt("pvc-del")
+                .await
+                .unwrap()
+                .is_none()
+            && h.api::<Deployment>()
+                .get_opt("pvc-del-target")
+                .await
+                .unwrap()
+                .is_none()
             && h.cvrs("pvc-del").await.is_empty()
-            && h.api::<PodDisruptionBudget>().get_opt(&pdb).await.unwrap().is_none()
+            && h.api::<PodDisruptionBudget>()
+                .get_opt(&pdb)
+                .await
+                .unwrap()
+                .is_none()
     })
     .await
     .unwrap();
@@ -367,9 +581,11 @@ async fn killed_mid_reconcile_converges_without_duplicates() {
         h.start_operator();
         let before = h.ctx.api_writes();
         let ctx = h.ctx.clone();
-        wait_until("operator made progress", DEADLINE, || async { ctx.api_writes() > before + 2 })
-            .await
-            .unwrap();
+        wait_until("operator made progress", DEADLINE, || async {
+            ctx.api_writes() > before + 2
+        })
+        .await
+        .unwrap();
         h.kill_operator().await;
     }
     h.start_operator();
@@ -379,11 +595,26 @@ async fn killed_mid_reconcile_converges_without_duplicates() {
         let distinct: BTreeSet<_> = pools.iter().collect();
         assert_eq!((pools.len(), distinct.len()), (3, 3), "{n}: {pools:?}");
     }
-    let deploys = h.api::<Deployment>().list(&ListParams::default()).await.unwrap().items;
+    let deploys = h
+        .api::<Deployment>()
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items;
     assert_eq!(deploys.len(), names.len(), "one target per volume");
-    let cvs = h.api::<CStorVolume>().list(&ListParams::default()).await.unwrap().items;
+    let cvs = h
+        .api::<CStorVolume>()
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items;
     assert_eq!(cvs.len(), names.len());
-    let pdbs = h.api::<PodDisruptionBudget>().list(&ListParams::default()).await.unwrap().items;
+    let pdbs = h
+        .api::<PodDisruptionBudget>()
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items;
     let sets: BTreeSet<_> = pdbs.iter().map(|p| p.labels().clone()).collect();
     assert_eq!(sets.len(), pdbs.len(), "no two PDBs for one pool set");
     let _: Api<Event> = h.api();

@@ -290,7 +290,9 @@ pub fn simulate(client: Client, ns: String, assign_cluster_ips: bool) -> Vec<Joi
                     .patch(
                         &name,
                         &PatchParams::default(),
-                        &Patch::Merge(json!({"spec": {"replicaid": id}, "status": {"phase": "Healthy"}})),
+                        &Patch::Merge(
+                            json!({"spec": {"replicaid": id}, "status": {"phase": "Healthy"}}),
+                        ),
                     )
                     .await;
             }
@@ -311,16 +313,14 @@ pub fn simulate(client: Client, ns: String, assign_cluster_ips: bool) -> Vec<Joi
                 || st.capacity != cv.spec.capacity
                 || st.replica_details != cv.spec.replica_details
             {
+                // A full replace (not a merge patch): removed known replicas must disappear.
+                let mut cv = cv;
+                let st = cv.status.get_or_insert_with(Default::default);
+                st.phase = Some("Healthy".into());
+                st.capacity = cv.spec.capacity.clone();
+                st.replica_details = cv.spec.replica_details.clone();
                 let _ = cvs
-                    .patch(
-                        &cv.name_any(),
-                        &PatchParams::default(),
-                        &Patch::Merge(json!({"status": {
-                            "phase": "Healthy",
-                            "capacity": cv.spec.capacity,
-                            "replicaDetails": cv.spec.replica_details,
-                        }})),
-                    )
+                    .replace(&cv.name_any(), &PostParams::default(), &cv)
                     .await;
             }
         }

@@ -13,22 +13,39 @@ use cstor_api::{
     cstor::*,
     ndm::BlockDeviceClaim,
 };
-use cstor_operators::{cspc_operator, engine::{CstorEngine, DataEngine}, pool_manager};
+use cstor_operators::{
+    cspc_operator,
+    engine::{CstorEngine, DataEngine},
+    pool_manager,
+};
 use cstor_testkit::{TestCluster, wait_until};
 use k8s_openapi::api::apps::v1::Deployment;
-use kube::{Api, ResourceExt, api::{DeleteParams, ListParams, PostParams}};
+use kube::{
+    Api, ResourceExt,
+    api::{DeleteParams, ListParams, PostParams},
+};
 
 const DEADLINE: Duration = Duration::from_secs(90);
 
 fn raid_group(bds: &[&str]) -> RaidGroup {
-    RaidGroup { block_devices: bds.iter().map(|b| CStorPoolInstanceBlockDevice::named(*b)).collect(), ..Default::default() }
+    RaidGroup {
+        block_devices: bds
+            .iter()
+            .map(|b| CStorPoolInstanceBlockDevice::named(*b))
+            .collect(),
+        ..Default::default()
+    }
 }
 
 fn pool_spec(node: &str, raid: RaidGroupType, groups: Vec<RaidGroup>) -> PoolSpec {
     PoolSpec {
         node_selector: [(label::HOSTNAME.to_string(), node.to_string())].into(),
         data_raid_groups: groups,
-        pool_config: Some(PoolConfig { data_raid_group_type: raid, compression: Some("on".into()), ..Default::default() }),
+        pool_config: Some(PoolConfig {
+            data_raid_group_type: raid,
+            compression: Some("on".into()),
+            ..Default::default()
+        }),
         ..Default::default()
     }
 }
@@ -47,24 +64,37 @@ async fn stripe_pool_lifecycle() {
     let node = support::unique("node");
     support::create_node(&client, &node).await;
     let names: Vec<String> = (0..3).map(|i| support::unique(&format!("bd{i}"))).collect();
+    let mut paths = Vec::new();
     for n in &names {
-        support::create_bd(&client, &ns, dir.path(), n, &node).await;
+        paths.push(support::create_bd(&client, &ns, dir.path(), n, &node).await);
     }
     let (rec, shim) = support::runners();
-    let engine: Arc<dyn DataEngine> = Arc::new(CstorEngine::new(rec.clone()).with_cache_file(dir.path().join("pool.cache").to_string_lossy()));
+    let engine: Arc<dyn DataEngine> = Arc::new(
+        CstorEngine::new(rec.clone())
+            .with_cache_file(dir.path().join("pool.cache").to_string_lossy()),
+    );
 
     let cspcs: Api<CStorPoolCluster> = Api::namespaced(client.clone(), &ns);
     let cspis: Api<CStorPoolInstance> = Api::namespaced(client.clone(), &ns);
     let cvrs: Api<CStorVolumeReplica> = Api::namespaced(client.clone(), &ns);
     let bdcs: Api<BlockDeviceClaim> = Api::namespaced(client.clone(), &ns);
-    let cspc = CStorPoolCluster::namespaced("cspc-stripe", &ns, CStorPoolClusterSpec {
-        pools: Some(vec![pool_spec(&node, RaidGroupType::Stripe, vec![raid_group(&[&names[0]])])]),
-        ..Default::default()
-    });
+    let cspc = CStorPoolCluster::namespaced(
+        "cspc-stripe",
+        &ns,
+        CStorPoolClusterSpec {
+            pools: Some(vec![pool_spec(
+                &node,
+                RaidGroupType::Stripe,
+                vec![raid_group(&[&names[0]])],
+            )]),
+            ..Default::default()
+        },
+    );
     let cspc = cspcs.create(&PostParams::default(), &cspc).await.unwrap();
     let pool = cstor_api::naming::pool_name(&cspc.uid().unwrap());
 
-    let op_ctx = cspc_operator::Context::new(client.clone(), Default::default()).with_resync(Duration::from_secs(2));
+    let op_ctx = cspc_operator::Context::new(client.clone(), Default::default())
+        .with_resync(Duration::from_secs(2));
     let operator = tokio::spawn(cspc_operator::run(op_ctx, Some(ns.clone())));
 
     let result = tokio::time::timeout(Duration::from_secs(300), async {
@@ -101,10 +131,12 @@ async fn stripe_pool_lifecycle() {
         cspcs.replace("cspc-stripe", &PostParams::default(), &c).await.unwrap();
         wait_until("second claim", DEADLINE, || async { bdcs.list(&ListParams::default()).await.unwrap().items.len() == 2 }).await.unwrap();
         support::bind_claims(&client, &ns).await;
-        wait_until("pool grew", DEADLINE, || async {
-            engine.pool_capacity(&pool).await.ok().and_then(|c| c.total_bytes()).is_some_and(|t| t > cap0 + (64 << 20))
+        wait_until("second raid group in the pool", DEADLINE, || async {
+            engine.pool_topology(&pool).await.is_ok_and(|t| t.contains_path(&paths[1]) && t.children.len() == 2)
         }).await.unwrap();
-        assert!(rec.lines().iter().any(|l| l.starts_with(&format!("zpool add {pool}"))));
+        let cap1 = engine.pool_capacity(&pool).await.unwrap().total_bytes().unwrap();
+        assert!(cap1 > cap0 + (64 << 20), "capacity {cap0} -> {cap1}");
+        assert!(rec.lines().iter().any(|l| l.starts_with(&format!("zpool add {pool}"))), "{:#?}", rec.lines());
 
         // A replica on the pool.
         let mut cvr = CStorVolumeReplica::namespaced(format!("pvc-1-{}", cspi.name_any()), &ns, CStorVolumeReplicaSpec {

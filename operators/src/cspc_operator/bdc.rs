@@ -6,10 +6,16 @@ use std::collections::BTreeMap;
 use cstor_api::{
     constants::{finalizer as finalizers, label as labels},
     cstor::CStorPoolCluster,
-    ndm::{BlockDevice, BlockDeviceClaim, BlockDeviceNodeAttributes, DeviceClaimResources, DeviceClaimSpec, DeviceClaimState},
+    ndm::{
+        BlockDevice, BlockDeviceClaim, BlockDeviceNodeAttributes, DeviceClaimResources,
+        DeviceClaimSpec, DeviceClaimState,
+    },
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
-use kube::{Api, Resource, ResourceExt, api::{DeleteParams, ListParams, PostParams}};
+use kube::{
+    Api, Resource, ResourceExt,
+    api::{DeleteParams, ListParams, PostParams},
+};
 
 use super::{Context, Result};
 
@@ -30,28 +36,56 @@ pub async fn claim(ctx: &Context, cspc: &CStorPoolCluster, bd: &str) -> Result<C
     let bds: Api<BlockDevice> = ctx.api(&ns);
     let bdcs: Api<BlockDeviceClaim> = ctx.api(&ns);
     let device = bds.get(bd).await?;
-    let claimed = device.status.as_ref().map(|s| s.claim_state == DeviceClaimState::Claimed).unwrap_or(false);
+    let claimed = device
+        .status
+        .as_ref()
+        .map(|s| s.claim_state == DeviceClaimState::Claimed)
+        .unwrap_or(false);
     if claimed {
-        let claim_name = device.spec.claim_ref.as_ref().and_then(|r| r.name.clone()).unwrap_or_default();
+        let claim_name = device
+            .spec
+            .claim_ref
+            .as_ref()
+            .and_then(|r| r.name.clone())
+            .unwrap_or_default();
         let ours = match bdcs.get_opt(&claim_name).await? {
             Some(c) => c.labels().get(labels::CSTOR_POOL_CLUSTER) == Some(&cspc.name_any()),
             None => false,
         };
-        return Ok(if ours { Claim::Usable } else { Claim::Foreign(format!("block device {bd} is already claimed by {claim_name}")) });
+        return Ok(if ours {
+            Claim::Usable
+        } else {
+            Claim::Foreign(format!(
+                "block device {bd} is already claimed by {claim_name}"
+            ))
+        });
     }
     let name = cstor_api::naming::bdc_name(&device.uid().unwrap_or_default());
     if bdcs.get_opt(&name).await?.is_none() {
         let host = device.labels().get(labels::HOSTNAME).cloned();
-        let mut c = BlockDeviceClaim::namespaced(&name, &ns, DeviceClaimSpec {
-            block_device_name: Some(bd.into()),
-            block_device_node_attributes: Some(BlockDeviceNodeAttributes { host_name: host, ..Default::default() }),
-            resources: Some(DeviceClaimResources {
-                requests: BTreeMap::from([("storage".into(), Quantity(byte_count(device.spec.capacity.storage)))]),
+        let mut c = BlockDeviceClaim::namespaced(
+            &name,
+            &ns,
+            DeviceClaimSpec {
+                block_device_name: Some(bd.into()),
+                block_device_node_attributes: Some(BlockDeviceNodeAttributes {
+                    host_name: host,
+                    ..Default::default()
+                }),
+                resources: Some(DeviceClaimResources {
+                    requests: BTreeMap::from([(
+                        "storage".into(),
+                        Quantity(byte_count(device.spec.capacity.storage)),
+                    )]),
+                    ..Default::default()
+                }),
                 ..Default::default()
-            }),
-            ..Default::default()
-        });
-        c.metadata.labels = Some(BTreeMap::from([(labels::CSTOR_POOL_CLUSTER.into(), cspc.name_any())]));
+            },
+        );
+        c.metadata.labels = Some(BTreeMap::from([(
+            labels::CSTOR_POOL_CLUSTER.into(),
+            cspc.name_any(),
+        )]));
         c.metadata.owner_references = cspc.controller_owner_ref(&()).map(|r| vec![r]);
         c.metadata.finalizers = Some(vec![finalizers::CSPC.into()]);
         match bdcs.create(&PostParams::default(), &c).await {
@@ -80,10 +114,20 @@ pub fn byte_count(bytes: u64) -> String {
 
 /// Drops the CSPC finalizer from the claims of `bd_names` (all claims of the CSPC with `None`)
 /// and deletes them.
-pub async fn release(ctx: &Context, cspc: &CStorPoolCluster, bd_names: Option<&[String]>) -> Result<()> {
+pub async fn release(
+    ctx: &Context,
+    cspc: &CStorPoolCluster,
+    bd_names: Option<&[String]>,
+) -> Result<()> {
     let ns = cspc.namespace().unwrap_or_default();
     let bdcs: Api<BlockDeviceClaim> = ctx.api(&ns);
-    let list = bdcs.list(&ListParams::default().labels(&format!("{}={}", labels::CSTOR_POOL_CLUSTER, cspc.name_any()))).await?;
+    let list = bdcs
+        .list(&ListParams::default().labels(&format!(
+            "{}={}",
+            labels::CSTOR_POOL_CLUSTER,
+            cspc.name_any()
+        )))
+        .await?;
     for mut c in list.items {
         let bd = c.spec.block_device_name.clone().unwrap_or_default();
         if bd_names.is_some_and(|names| !names.contains(&bd)) {

@@ -10,9 +10,10 @@ use k8s_openapi::{
     api::{
         apps::v1::{Deployment, DeploymentSpec, DeploymentStrategy},
         core::v1::{
-            Container, ContainerPort, EmptyDirVolumeSource, EnvVar, EnvVarSource, ExecAction, HostPathVolumeSource,
-            LifecycleHandler, Lifecycle, LocalObjectReference, ObjectFieldSelector, PodSpec, PodTemplateSpec, Probe,
-            SecurityContext, Volume, VolumeMount,
+            Container, ContainerPort, EmptyDirVolumeSource, EnvVar, EnvVarSource, ExecAction,
+            HostPathVolumeSource, Lifecycle, LifecycleHandler, LocalObjectReference,
+            ObjectFieldSelector, PodSpec, PodTemplateSpec, Probe, SecurityContext, Volume,
+            VolumeMount,
         },
     },
     apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta},
@@ -49,7 +50,12 @@ impl DeployConfig {
     /// Reads the upstream environment variables, keeping defaults for the unset ones.
     pub fn from_env() -> Self {
         let d = Self::default();
-        let get = |k: &str, dflt: String| std::env::var(k).ok().filter(|v| !v.is_empty()).unwrap_or(dflt);
+        let get = |k: &str, dflt: String| {
+            std::env::var(k)
+                .ok()
+                .filter(|v| !v.is_empty())
+                .unwrap_or(dflt)
+        };
         Self {
             pool_manager_image: get(env::OPENEBS_IO_CSPI_MGMT_IMAGE, d.pool_manager_image),
             pool_image: get(env::OPENEBS_IO_CSTOR_POOL_IMAGE, d.pool_image),
@@ -69,14 +75,21 @@ impl DeployConfig {
 }
 
 fn env_var(name: &str, value: &str) -> EnvVar {
-    EnvVar { name: name.into(), value: Some(value.into()), ..Default::default() }
+    EnvVar {
+        name: name.into(),
+        value: Some(value.into()),
+        ..Default::default()
+    }
 }
 
 fn field_env(name: &str, path: &str) -> EnvVar {
     EnvVar {
         name: name.into(),
         value_from: Some(EnvVarSource {
-            field_ref: Some(ObjectFieldSelector { field_path: path.into(), ..Default::default() }),
+            field_ref: Some(ObjectFieldSelector {
+                field_path: path.into(),
+                ..Default::default()
+            }),
             ..Default::default()
         }),
         ..Default::default()
@@ -84,30 +97,54 @@ fn field_env(name: &str, path: &str) -> EnvVar {
 }
 
 fn mounts(sparse: &str) -> Vec<VolumeMount> {
-    [("device", "/dev"), ("tmp", "/tmp"), ("udev", "/run/udev"), ("storagepath", "/var/openebs/cstor-pool"), ("sockfile", "/var/tmp/sock"), ("sparse", sparse)]
-        .into_iter()
-        .map(|(n, p)| VolumeMount { name: n.into(), mount_path: p.into(), ..Default::default() })
-        .collect()
+    [
+        ("device", "/dev"),
+        ("tmp", "/tmp"),
+        ("udev", "/run/udev"),
+        ("storagepath", "/var/openebs/cstor-pool"),
+        ("sockfile", "/var/tmp/sock"),
+        ("sparse", sparse),
+    ]
+    .into_iter()
+    .map(|(n, p)| VolumeMount {
+        name: n.into(),
+        mount_path: p.into(),
+        ..Default::default()
+    })
+    .collect()
 }
 
 fn host_path(name: &str, path: &str, type_: &str) -> Volume {
     Volume {
         name: name.into(),
-        host_path: Some(HostPathVolumeSource { path: path.into(), type_: Some(type_.into()) }),
+        host_path: Some(HostPathVolumeSource {
+            path: path.into(),
+            type_: Some(type_.into()),
+        }),
         ..Default::default()
     }
 }
 
 fn privileged() -> Option<SecurityContext> {
-    Some(SecurityContext { privileged: Some(true), ..Default::default() })
+    Some(SecurityContext {
+        privileged: Some(true),
+        ..Default::default()
+    })
 }
 
 fn shell(cmd: &str) -> Option<ExecAction> {
-    Some(ExecAction { command: Some(vec!["/bin/sh".into(), "-c".into(), cmd.into()]) })
+    Some(ExecAction {
+        command: Some(vec!["/bin/sh".into(), "-c".into(), cmd.into()]),
+    })
 }
 
 /// The Deployment for `cspi` (name = CSPI name, controller reference to the CSPI).
-pub fn build(cfg: &DeployConfig, version: &str, cspc: &CStorPoolCluster, cspi: &CStorPoolInstance) -> Deployment {
+pub fn build(
+    cfg: &DeployConfig,
+    version: &str,
+    cspc: &CStorPoolCluster,
+    cspi: &CStorPoolInstance,
+) -> Deployment {
     let cspc_name = cspc.name_any();
     let cspc_uid = cspc.uid().unwrap_or_default();
     let cspi_uid = cspi.uid().unwrap_or_default();
@@ -118,16 +155,29 @@ pub fn build(cfg: &DeployConfig, version: &str, cspc: &CStorPoolCluster, cspi: &
         (labels::CSTOR_POOL_INSTANCE.to_string(), cspi.name_any()),
         (labels::VERSION.to_string(), version.to_string()),
     ]);
-    let monitoring = BTreeMap::from([(annotations::MONITORING.to_string(), values::MONITORING_POOL_EXPORTER.to_string())]);
+    let monitoring = BTreeMap::from([(
+        annotations::MONITORING.to_string(),
+        values::MONITORING_POOL_EXPORTER.to_string(),
+    )]);
     let mut pod_annotations = monitoring.clone();
     pod_annotations.extend([
-        (annotations::PROMETHEUS_PATH.to_string(), "/metrics".to_string()),
+        (
+            annotations::PROMETHEUS_PATH.to_string(),
+            "/metrics".to_string(),
+        ),
         (annotations::PROMETHEUS_PORT.to_string(), "9500".to_string()),
-        (annotations::PROMETHEUS_SCRAPE.to_string(), "true".to_string()),
+        (
+            annotations::PROMETHEUS_SCRAPE.to_string(),
+            "true".to_string(),
+        ),
         (annotations::SAFE_TO_EVICT.to_string(), "false".to_string()),
     ]);
     let storage = format!("{}/cstor-pool/{cspc_name}", cfg.base_dir);
-    let port = |p: i32| ContainerPort { container_port: p, protocol: Some("TCP".into()), ..Default::default() };
+    let port = |p: i32| ContainerPort {
+        container_port: p,
+        protocol: Some("TCP".into()),
+        ..Default::default()
+    };
     let mgmt = Container {
         name: "cstor-pool-mgmt".into(),
         image: Some(cfg.pool_manager_image.clone()),
@@ -151,10 +201,21 @@ pub fn build(cfg: &DeployConfig, version: &str, cspc: &CStorPoolCluster, cspi: &
         security_context: privileged(),
         resources: Some(config.resources.clone().unwrap_or_default()),
         ports: Some(vec![port(12000), port(3232), port(3233)]),
-        env: Some(vec![env_var(env::OPENEBS_IO_CSTOR_ID, &cspi_uid), env_var(env::OPENEBS_IO_POOL_NAME, &cspc_uid)]),
-        lifecycle: Some(Lifecycle { post_start: Some(LifecycleHandler { exec: shell("sleep 2"), ..Default::default() }), ..Default::default() }),
+        env: Some(vec![
+            env_var(env::OPENEBS_IO_CSTOR_ID, &cspi_uid),
+            env_var(env::OPENEBS_IO_POOL_NAME, &cspc_uid),
+        ]),
+        lifecycle: Some(Lifecycle {
+            post_start: Some(LifecycleHandler {
+                exec: shell("sleep 2"),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
         liveness_probe: Some(Probe {
-            exec: shell("timeout 120 zfs set io.openebs:livenesstimestamp=\"$(date +%s)\" cstor-$OPENEBS_IO_POOL_NAME"),
+            exec: shell(
+                "timeout 120 zfs set io.openebs:livenesstimestamp=\"$(date +%s)\" cstor-$OPENEBS_IO_POOL_NAME",
+            ),
             failure_threshold: Some(3),
             initial_delay_seconds: Some(300),
             period_seconds: Some(60),
@@ -186,20 +247,35 @@ pub fn build(cfg: &DeployConfig, version: &str, cspc: &CStorPoolCluster, cspi: &
         },
         spec: Some(DeploymentSpec {
             replicas: Some(1),
-            strategy: Some(DeploymentStrategy { type_: Some("Recreate".into()), ..Default::default() }),
+            strategy: Some(DeploymentStrategy {
+                type_: Some("Recreate".into()),
+                ..Default::default()
+            }),
             selector: LabelSelector {
-                match_labels: Some(BTreeMap::from([(labels::APP.to_string(), values::APP_CSTOR_POOL.to_string())])),
+                match_labels: Some(BTreeMap::from([(
+                    labels::APP.to_string(),
+                    values::APP_CSTOR_POOL.to_string(),
+                )])),
                 ..Default::default()
             },
             template: PodTemplateSpec {
-                metadata: Some(ObjectMeta { labels: Some(labels_map), annotations: Some(pod_annotations), ..Default::default() }),
+                metadata: Some(ObjectMeta {
+                    labels: Some(labels_map),
+                    annotations: Some(pod_annotations),
+                    ..Default::default()
+                }),
                 spec: Some(PodSpec {
-                    priority_class_name: Some(config.priority_class_name.clone().unwrap_or_default()),
+                    priority_class_name: Some(
+                        config.priority_class_name.clone().unwrap_or_default(),
+                    ),
                     node_selector: Some(cspi.spec.node_selector.clone()),
                     service_account_name: Some(cfg.service_account.clone()),
                     tolerations: config.tolerations.clone(),
                     image_pull_secrets: (!cfg.image_pull_secrets.is_empty()).then(|| {
-                        cfg.image_pull_secrets.iter().map(|s| LocalObjectReference { name: s.clone() }).collect()
+                        cfg.image_pull_secrets
+                            .iter()
+                            .map(|s| LocalObjectReference { name: s.clone() })
+                            .collect()
                     }),
                     containers: vec![mgmt, pool, exporter],
                     volumes: Some(vec![
@@ -208,7 +284,11 @@ pub fn build(cfg: &DeployConfig, version: &str, cspc: &CStorPoolCluster, cspi: &
                         host_path("tmp", &storage, "DirectoryOrCreate"),
                         host_path("storagepath", &storage, "DirectoryOrCreate"),
                         host_path("sparse", &cfg.sparse_dir, "DirectoryOrCreate"),
-                        Volume { name: "sockfile".into(), empty_dir: Some(EmptyDirVolumeSource::default()), ..Default::default() },
+                        Volume {
+                            name: "sockfile".into(),
+                            empty_dir: Some(EmptyDirVolumeSource::default()),
+                            ..Default::default()
+                        },
                     ]),
                     ..Default::default()
                 }),

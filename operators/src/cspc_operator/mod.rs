@@ -13,12 +13,19 @@ pub mod status;
 
 use std::{sync::Arc, time::Duration};
 
-use cstor_api::{cstor::{CStorPoolCluster, CStorPoolInstance}, ndm::BlockDeviceClaim};
+use cstor_api::{
+    cstor::{CStorPoolCluster, CStorPoolInstance},
+    ndm::BlockDeviceClaim,
+};
 use futures::StreamExt;
 use k8s_openapi::api::{apps::v1::Deployment, core::v1::ObjectReference};
 use kube::{
     Api, Client, Resource, ResourceExt,
-    runtime::{Controller, events::{Event, EventType, Recorder, Reporter}, watcher},
+    runtime::{
+        Controller,
+        events::{Event, EventType, Recorder, Reporter},
+        watcher,
+    },
 };
 
 pub use deployment::DeployConfig;
@@ -41,7 +48,9 @@ pub struct Context {
 
 impl std::fmt::Debug for Context {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Context").field("version", &self.version).finish()
+        f.debug_struct("Context")
+            .field("version", &self.version)
+            .finish()
     }
 }
 
@@ -49,9 +58,18 @@ impl Context {
     pub fn new(client: Client, deploy: DeployConfig) -> Self {
         let recorder = Recorder::new(
             client.clone(),
-            Reporter { controller: "cspc-operator".into(), instance: std::env::var("POD_NAME").ok() },
+            Reporter {
+                controller: "cspc-operator".into(),
+                instance: std::env::var("POD_NAME").ok(),
+            },
         );
-        Self { client, recorder, version: env!("CARGO_PKG_VERSION").into(), deploy, resync: Duration::from_secs(30) }
+        Self {
+            client,
+            recorder,
+            version: env!("CARGO_PKG_VERSION").into(),
+            deploy,
+            resync: Duration::from_secs(30),
+        }
     }
 
     pub fn with_resync(mut self, resync: Duration) -> Self {
@@ -67,9 +85,21 @@ impl Context {
         Api::namespaced(self.client.clone(), ns)
     }
 
-    pub async fn event<K: Resource<DynamicType = ()>>(&self, obj: &K, type_: EventType, reason: &str, note: impl Into<String>) {
+    pub async fn event<K: Resource<DynamicType = ()>>(
+        &self,
+        obj: &K,
+        type_: EventType,
+        reason: &str,
+        note: impl Into<String>,
+    ) {
         let reference: ObjectReference = obj.object_ref(&());
-        let ev = Event { type_, reason: reason.into(), note: Some(note.into()), action: reason.into(), secondary: None };
+        let ev = Event {
+            type_,
+            reason: reason.into(),
+            note: Some(note.into()),
+            action: reason.into(),
+            secondary: None,
+        };
         if let Err(e) = self.recorder.publish(&ev, &reference).await {
             tracing::warn!(object = %obj.name_any(), reason, error = %e, "publishing event failed");
         }
@@ -82,8 +112,6 @@ pub enum Error {
     Kube(#[from] kube::Error),
     #[error("waiting: {0}")]
     Waiting(String),
-    #[error("finalizer: {0}")]
-    Finalizer(String),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -91,9 +119,24 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// Runs the controller on CSPCs of `namespace` (all namespaces with `None`).
 pub async fn run(ctx: Context, namespace: Option<String>) {
     let client = ctx.client.clone();
-    let (cspcs, cspis, bdcs, deps): (Api<CStorPoolCluster>, Api<CStorPoolInstance>, Api<BlockDeviceClaim>, Api<Deployment>) = match &namespace {
-        Some(ns) => (Api::namespaced(client.clone(), ns), Api::namespaced(client.clone(), ns), Api::namespaced(client.clone(), ns), Api::namespaced(client, ns)),
-        None => (Api::all(client.clone()), Api::all(client.clone()), Api::all(client.clone()), Api::all(client)),
+    let (cspcs, cspis, bdcs, deps): (
+        Api<CStorPoolCluster>,
+        Api<CStorPoolInstance>,
+        Api<BlockDeviceClaim>,
+        Api<Deployment>,
+    ) = match &namespace {
+        Some(ns) => (
+            Api::namespaced(client.clone(), ns),
+            Api::namespaced(client.clone(), ns),
+            Api::namespaced(client.clone(), ns),
+            Api::namespaced(client, ns),
+        ),
+        None => (
+            Api::all(client.clone()),
+            Api::all(client.clone()),
+            Api::all(client.clone()),
+            Api::all(client),
+        ),
     };
     Controller::new(cspcs, watcher::Config::default())
         .owns(cspis, watcher::Config::default())

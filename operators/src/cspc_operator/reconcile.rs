@@ -9,35 +9,45 @@ use std::sync::Arc;
 use cstor_api::{
     constants::{annotation as annotations, finalizer as finalizers, label as labels},
     cstor::{CStorPoolCluster, CStorPoolInstance, ConditionStatus},
-    naming,
 };
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::{
     Api, ResourceExt,
     api::{DeleteParams, ListParams, PostParams},
-    runtime::{controller::Action, events::EventType, finalizer::{Event as Finalizer, finalizer}},
+    runtime::{controller::Action, events::EventType},
 };
 
-use super::{Context, Error, POOL_SPEC_VALID, Result, SCALE_DOWN_BLOCKED, bdc::{self, Claim}, cspi, deployment, scale_down, status};
+use super::{
+    Context, Error, POOL_SPEC_VALID, Result, SCALE_DOWN_BLOCKED,
+    bdc::{self, Claim},
+    cspi, deployment, scale_down, status,
+};
 use crate::pool_manager::{condition, set_condition};
 
 pub async fn reconcile(cspc: Arc<CStorPoolCluster>, ctx: Arc<Context>) -> Result<Action> {
-    if cspc.annotations().get(annotations::RECONCILE_DISABLE).map(String::as_str) == Some("true") {
-        ctx.event(&*cspc, EventType::Warning, "ReconcileDisabled", "reconcile is disabled via reconcile.openebs.io/disable annotation").await;
+    if cspc
+        .annotations()
+        .get(annotations::RECONCILE_DISABLE)
+        .map(String::as_str)
+        == Some("true")
+    {
+        ctx.event(
+            &*cspc,
+            EventType::Warning,
+            "ReconcileDisabled",
+            "reconcile is disabled via reconcile.openebs.io/disable annotation",
+        )
+        .await;
         return Ok(Action::await_change());
     }
     let api: Api<CStorPoolCluster> = ctx.api(&cspc.namespace().unwrap_or_default());
-    finalizer(&api, finalizers::CSPC, cspc, |event| async {
+    crate::pool_manager::finalizer::finalized(&api, finalizers::CSPC, cspc, |event| async {
         match event {
-            Finalizer::Apply(c) => apply(&c, &ctx).await,
-            Finalizer::Cleanup(c) => cleanup(&c, &ctx).await,
+            crate::pool_manager::finalizer::Step::Apply(c) => apply(&c, &ctx).await,
+            crate::pool_manager::finalizer::Step::Cleanup(c) => cleanup(&c, &ctx).await,
         }
     })
     .await
-    .map_err(|e| match e {
-        kube::runtime::finalizer::Error::ApplyFailed(e) | kube::runtime::finalizer::Error::CleanupFailed(e) => e,
-        other => Error::Finalizer(other.to_string()),
-    })
 }
 
 pub fn error_policy(_cspc: Arc<CStorPoolCluster>, err: &Error, ctx: Arc<Context>) -> Action {
@@ -47,17 +57,30 @@ pub fn error_policy(_cspc: Arc<CStorPoolCluster>, err: &Error, ctx: Arc<Context>
 
 async fn list_cspis(ctx: &Context, cspc: &CStorPoolCluster) -> Result<Vec<CStorPoolInstance>> {
     let api: Api<CStorPoolInstance> = ctx.api(&cspc.namespace().unwrap_or_default());
-    Ok(api.list(&ListParams::default().labels(&format!("{}={}", labels::CSTOR_POOL_CLUSTER, cspc.name_any()))).await?.items)
+    Ok(api
+        .list(&ListParams::default().labels(&format!(
+            "{}={}",
+            labels::CSTOR_POOL_CLUSTER,
+            cspc.name_any()
+        )))
+        .await?
+        .items)
 }
 
 /// For CSPIs being deleted whose pool is destroyed (no pool-protection): release their claims,
 /// then drop the CSPC finalizer. Returns the CSPIs still present afterwards.
-async fn finish_deleted_cspis(ctx: &Context, cspc: &CStorPoolCluster) -> Result<Vec<CStorPoolInstance>> {
+async fn finish_deleted_cspis(
+    ctx: &Context,
+    cspc: &CStorPoolCluster,
+) -> Result<Vec<CStorPoolInstance>> {
     let api: Api<CStorPoolInstance> = ctx.api(&cspc.namespace().unwrap_or_default());
     let mut left = Vec::new();
     for mut c in list_cspis(ctx, cspc).await? {
         let deleting = c.metadata.deletion_timestamp.is_some();
-        let protected = c.finalizers().iter().any(|f| f == finalizers::POOL_PROTECTION);
+        let protected = c
+            .finalizers()
+            .iter()
+            .any(|f| f == finalizers::POOL_PROTECTION);
         if deleting && !protected && c.finalizers().iter().any(|f| f == finalizers::CSPC) {
             let bds: Vec<String> = c.spec.block_device_names().map(str::to_owned).collect();
             bdc::release(ctx, cspc, Some(&bds)).await?;
@@ -88,8 +111,11 @@ async fn cleanup(cspc: &CStorPoolCluster, ctx: &Context) -> Result<Action> {
     let left = finish_deleted_cspis(ctx, cspc).await?;
     if !left.is_empty() {
         let names: Vec<String> = left.iter().map(|c| c.name_any()).collect();
-        let msg = format!("waiting for pool(s) {names:?} to be destroyed by their pool manager before removing the CSPC finalizer");
-        ctx.event(cspc, EventType::Normal, "CSPCCleanup", msg.clone()).await;
+        let msg = format!(
+            "waiting for pool(s) {names:?} to be destroyed by their pool manager before removing the CSPC finalizer"
+        );
+        ctx.event(cspc, EventType::Normal, "CSPCCleanup", msg.clone())
+            .await;
         return Err(Error::Waiting(msg));
     }
     bdc::release(ctx, cspc, None).await?;
@@ -116,8 +142,12 @@ async fn apply(cspc: &CStorPoolCluster, ctx: &Context) -> Result<Action> {
         let mut foreign = None;
         for bd in pool.block_device_names() {
             match bdc::claim(ctx, cspc, bd).await? {
-                Claim::Usable => { usable.insert(bd.to_owned(), true); }
-                Claim::Pending => { usable.insert(bd.to_owned(), false); }
+                Claim::Usable => {
+                    usable.insert(bd.to_owned(), true);
+                }
+                Claim::Pending => {
+                    usable.insert(bd.to_owned(), false);
+                }
                 Claim::Foreign(why) => foreign = Some(why),
             }
         }
@@ -130,35 +160,67 @@ async fn apply(cspc: &CStorPoolCluster, ctx: &Context) -> Result<Action> {
                 if usable.values().all(|u| *u) {
                     let new = cspi::build(ctx, cspc, pool, &host);
                     let created = cspi_api.create(&PostParams::default(), &new).await?;
-                    ctx.event(cspc, EventType::Normal, "Create", format!("Pool Provisioned {} on {host}", created.name_any())).await;
+                    ctx.event(
+                        cspc,
+                        EventType::Normal,
+                        "Create",
+                        format!("Pool Provisioned {} on {host}", created.name_any()),
+                    )
+                    .await;
                     existing.push(created);
                 } else {
-                    pending.push(format!("spec.pools[{i}]: waiting for block device claims to be bound"));
+                    pending.push(format!(
+                        "spec.pools[{i}]: waiting for block device claims to be bound"
+                    ));
                 }
             }
             Some(c) => {
                 if expand(c, pool, &usable) {
-                    *c = cspi_api.replace(&c.name_any(), &PostParams::default(), c).await?;
-                    ctx.event(cspc, EventType::Normal, "PoolExpansion", format!("new raid groups / disks handed to {}", c.name_any())).await;
+                    *c = cspi_api
+                        .replace(&c.name_any(), &PostParams::default(), c)
+                        .await?;
+                    ctx.event(
+                        cspc,
+                        EventType::Normal,
+                        "PoolExpansion",
+                        format!("new raid groups / disks handed to {}", c.name_any()),
+                    )
+                    .await;
                 }
             }
         }
     }
     // Deployments for CSPIs lacking one.
-    for c in existing.iter().filter(|c| c.metadata.deletion_timestamp.is_none()) {
+    for c in existing
+        .iter()
+        .filter(|c| c.metadata.deletion_timestamp.is_none())
+    {
         if deps.get_opt(&c.name_any()).await?.is_none() {
             let d = deployment::build(&ctx.deploy, &ctx.version, cspc, c);
             match deps.create(&PostParams::default(), &d).await {
                 Ok(_) => {}
                 Err(kube::Error::Api(s)) if s.code == 409 => {}
                 Err(e) => {
-                    ctx.event(cspc, EventType::Warning, "PoolDeploymentCreate", format!("Failed to create pool deployment for CSP {}: {e}", c.name_any())).await;
+                    ctx.event(
+                        cspc,
+                        EventType::Warning,
+                        "PoolDeploymentCreate",
+                        format!(
+                            "Failed to create pool deployment for CSP {}: {e}",
+                            c.name_any()
+                        ),
+                    )
+                    .await;
                     return Err(e.into());
                 }
             }
         }
     }
-    let orphans: Vec<CStorPoolInstance> = existing.iter().filter(|c| !cspc.spec.pools().iter().any(|p| cspi::matches(c, p))).cloned().collect();
+    let orphans: Vec<CStorPoolInstance> = existing
+        .iter()
+        .filter(|c| !cspc.spec.pools().iter().any(|p| cspi::matches(c, p)))
+        .cloned()
+        .collect();
     let blocked = scale_down::scale_down(ctx, cspc, &orphans).await?;
 
     let mut work = cspc.clone();
@@ -166,40 +228,101 @@ async fn apply(cspc: &CStorPoolCluster, ctx: &Context) -> Result<Action> {
     status::compute(ctx, &mut work, &cspis).await?;
     let st = work.status.get_or_insert_with(Default::default);
     if invalid.is_empty() {
-        if st.conditions.as_ref().is_some_and(|c| c.iter().any(|c| c.type_ == POOL_SPEC_VALID)) {
-            set_condition(&mut st.conditions, condition(POOL_SPEC_VALID, ConditionStatus::True, "Valid", "every pool spec is valid"));
+        if st
+            .conditions
+            .as_ref()
+            .is_some_and(|c| c.iter().any(|c| c.type_ == POOL_SPEC_VALID))
+        {
+            set_condition(
+                &mut st.conditions,
+                condition(
+                    POOL_SPEC_VALID,
+                    ConditionStatus::True,
+                    "Valid",
+                    "every pool spec is valid",
+                ),
+            );
         }
     } else {
         let msg = invalid.join("; ");
-        if set_condition(&mut st.conditions, condition(POOL_SPEC_VALID, ConditionStatus::False, "InvalidPoolSpec", msg.clone())) {
-            ctx.event(cspc, EventType::Warning, "InvalidPoolSpec", msg).await;
+        if set_condition(
+            &mut st.conditions,
+            condition(
+                POOL_SPEC_VALID,
+                ConditionStatus::False,
+                "InvalidPoolSpec",
+                msg.clone(),
+            ),
+        ) {
+            ctx.event(cspc, EventType::Warning, "InvalidPoolSpec", msg)
+                .await;
         }
     }
     if blocked.is_empty() {
-        if st.conditions.as_ref().is_some_and(|c| c.iter().any(|c| c.type_ == SCALE_DOWN_BLOCKED)) {
-            set_condition(&mut st.conditions, condition(SCALE_DOWN_BLOCKED, ConditionStatus::False, "NoReplicas", "no removed pool holds replicas"));
+        if st
+            .conditions
+            .as_ref()
+            .is_some_and(|c| c.iter().any(|c| c.type_ == SCALE_DOWN_BLOCKED))
+        {
+            set_condition(
+                &mut st.conditions,
+                condition(
+                    SCALE_DOWN_BLOCKED,
+                    ConditionStatus::False,
+                    "NoReplicas",
+                    "no removed pool holds replicas",
+                ),
+            );
         }
     } else {
-        set_condition(&mut st.conditions, condition(SCALE_DOWN_BLOCKED, ConditionStatus::True, "VolumeReplicasExist", blocked.join("; ")));
+        set_condition(
+            &mut st.conditions,
+            condition(
+                SCALE_DOWN_BLOCKED,
+                ConditionStatus::True,
+                "VolumeReplicasExist",
+                blocked.join("; "),
+            ),
+        );
     }
     if work.status != cspc.status {
         let api: Api<CStorPoolCluster> = ctx.api(&ns);
         let mut latest = api.get(&cspc.name_any()).await?;
         latest.status = work.status;
-        api.replace(&cspc.name_any(), &PostParams::default(), &latest).await?;
+        api.replace(&cspc.name_any(), &PostParams::default(), &latest)
+            .await?;
     }
-    let _ = naming::pool_name; // pool names derive from the CSPC uid (see pool_manager)
-    Ok(if pending.is_empty() { Action::requeue(ctx.resync) } else { Action::requeue(ctx.resync.min(std::time::Duration::from_secs(2))) })
+    Ok(if pending.is_empty() {
+        Action::requeue(ctx.resync)
+    } else {
+        Action::requeue(ctx.resync.min(std::time::Duration::from_secs(2)))
+    })
 }
 
 /// Appends data raid groups of `pool` that are new to `c` (every disk usable), and new usable
 /// disks of stripe groups. Returns whether `c` changed.
-fn expand(c: &mut CStorPoolInstance, pool: &cstor_api::cstor::PoolSpec, usable: &std::collections::BTreeMap<String, bool>) -> bool {
+fn expand(
+    c: &mut CStorPoolInstance,
+    pool: &cstor_api::cstor::PoolSpec,
+    usable: &std::collections::BTreeMap<String, bool>,
+) -> bool {
     let mut changed = false;
-    let stripe = pool.pool_config.as_ref().map(|p| p.data_raid_group_type.as_str() == "stripe").unwrap_or(false);
+    let stripe = pool
+        .pool_config
+        .as_ref()
+        .map(|p| p.data_raid_group_type.as_str() == "stripe")
+        .unwrap_or(false);
     for g in &pool.data_raid_groups {
-        let names: Vec<&str> = g.block_devices.iter().map(|b| b.block_device_name.as_str()).collect();
-        let present = c.spec.data_raid_groups.iter_mut().find(|cg| cg.block_devices.iter().any(|b| names.contains(&b.block_device_name.as_str())));
+        let names: Vec<&str> = g
+            .block_devices
+            .iter()
+            .map(|b| b.block_device_name.as_str())
+            .collect();
+        let present = c.spec.data_raid_groups.iter_mut().find(|cg| {
+            cg.block_devices
+                .iter()
+                .any(|b| names.contains(&b.block_device_name.as_str()))
+        });
         match present {
             None => {
                 if names.iter().all(|n| usable.get(*n) == Some(&true)) {
@@ -209,8 +332,14 @@ fn expand(c: &mut CStorPoolInstance, pool: &cstor_api::cstor::PoolSpec, usable: 
             }
             Some(cg) if stripe => {
                 for b in &g.block_devices {
-                    if !cg.block_devices.iter().any(|x| x.block_device_name == b.block_device_name) {
-                        if usable.get(&b.block_device_name) != Some(&true) { break; }
+                    if !cg
+                        .block_devices
+                        .iter()
+                        .any(|x| x.block_device_name == b.block_device_name)
+                    {
+                        if usable.get(&b.block_device_name) != Some(&true) {
+                            break;
+                        }
                         cg.block_devices.push(b.clone());
                         changed = true;
                     }

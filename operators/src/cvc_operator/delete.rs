@@ -55,7 +55,9 @@ pub async fn finalize(cvc: &CStorVolumeConfig, ctx: &Context) -> Result<(), Erro
                 format!("failed to remove finalizer {}: {e}", finalizer::CVC),
             )
             .await;
-            Err(Error::kube(format!("remove finalizer of CStorVolumeConfig {name}"))(e))
+            Err(Error::kube(format!(
+                "remove finalizer of CStorVolumeConfig {name}"
+            ))(e))
         }
     }
 }

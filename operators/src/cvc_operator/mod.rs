@@ -309,18 +309,16 @@ pub async fn reconcile(cvc: Arc<CStorVolumeConfig>, ctx: Arc<Context>) -> Result
         return Ok(Action::await_change());
     }
     match cvc.status.phase.as_ref() {
-        Some(CStorVolumeConfigPhase::Pending) => {
-            match provision::provision(&cvc, &ctx).await {
-                Ok(()) => {
-                    info!(cvc = %name, "volume bound");
-                    Ok(Action::requeue(ctx.config.resync))
-                }
-                Err(e) => {
-                    status::record_provision_failure(&cvc, &ctx, &e).await;
-                    Err(e)
-                }
+        Some(CStorVolumeConfigPhase::Pending) => match provision::provision(&cvc, &ctx).await {
+            Ok(()) => {
+                info!(cvc = %name, "volume bound");
+                Ok(Action::requeue(ctx.config.resync))
             }
-        }
+            Err(e) => {
+                status::record_provision_failure(&cvc, &ctx, &e).await;
+                Err(e)
+            }
+        },
         Some(CStorVolumeConfigPhase::Bound) => {
             let mut cvc = (*cvc).clone();
             resize::sync(&mut cvc, &ctx).await?;

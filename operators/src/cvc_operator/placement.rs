@@ -175,7 +175,10 @@ pub fn choose<'p>(pools: &'p [Pool], req: &Request<'_>) -> Result<Vec<&'p Pool>,
         if !pools.iter().any(|p| &p.name == name) {
             excluded.push((
                 name.clone(),
-                format!("named in replicaPoolInfo but not a pool of CSPC {:?}", req.cspc),
+                format!(
+                    "named in replicaPoolInfo but not a pool of CSPC {:?}",
+                    req.cspc
+                ),
             ));
         }
     }
@@ -189,7 +192,12 @@ pub fn choose<'p>(pools: &'p [Pool], req: &Request<'_>) -> Result<Vec<&'p Pool>,
     }
     // Stable pseudo-random order; an explicit pool list keeps its order.
     if req.allowed.is_empty() {
-        candidates.sort_by_key(|p| (xxh64(format!("{}/{}", req.pv, p.name).as_bytes(), 0), &p.name));
+        candidates.sort_by_key(|p| {
+            (
+                xxh64(format!("{}/{}", req.pv, p.name).as_bytes(), 0),
+                &p.name,
+            )
+        });
     } else {
         candidates.sort_by_key(|p| req.allowed.iter().position(|a| a == &p.name));
     }
@@ -251,15 +259,25 @@ mod tests {
             existing: &existing,
             ..Default::default()
         };
-        let mut got: Vec<_> = choose(&pools, &req).unwrap().iter().map(|p| p.name.clone()).collect();
+        let mut got: Vec<_> = choose(&pools, &req)
+            .unwrap()
+            .iter()
+            .map(|p| p.name.clone())
+            .collect();
         got.sort();
         assert_eq!(got, ["d", "e"]);
-        let req = Request { replica_count: 4, ..req };
+        let req = Request {
+            replica_count: 4,
+            ..req
+        };
         let err = choose(&pools, &req).unwrap_err();
         assert_eq!((err.usable, err.pending), (2, 3));
         let msg = err.to_string();
         assert!(msg.starts_with("not enough pools are available of provided CSPC: \"cspc\", usable pool count: 2 pending replica count: 3"), "{msg}");
-        assert!(msg.contains("b: pool phase is OFFLINE") && msg.contains("c: pool is read-only"), "{msg}");
+        assert!(
+            msg.contains("b: pool phase is OFFLINE") && msg.contains("c: pool is read-only"),
+            "{msg}"
+        );
     }
 
     #[test]
@@ -305,7 +323,11 @@ mod tests {
             allowed: &allowed,
             ..Default::default()
         };
-        let got: Vec<_> = choose(&pools, &req).unwrap().iter().map(|p| p.name.clone()).collect();
+        let got: Vec<_> = choose(&pools, &req)
+            .unwrap()
+            .iter()
+            .map(|p| p.name.clone())
+            .collect();
         assert_eq!(got, ["c", "a"]);
         let src = BTreeSet::from(["b".to_owned()]);
         let req = Request {
@@ -316,7 +338,11 @@ mod tests {
             source_pools: Some(&src),
             ..Default::default()
         };
-        let got: Vec<_> = choose(&pools, &req).unwrap().iter().map(|p| p.name.clone()).collect();
+        let got: Vec<_> = choose(&pools, &req)
+            .unwrap()
+            .iter()
+            .map(|p| p.name.clone())
+            .collect();
         assert_eq!(got, ["b"]);
         let already = BTreeSet::from(["a".to_owned()]);
         let req = Request {

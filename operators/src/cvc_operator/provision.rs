@@ -12,9 +12,9 @@ use cstor_api::{
     constants::{annotation, finalizer, label, value},
     cstor::{
         CStorPoolCluster, CStorPoolInstance, CStorVolume, CStorVolumeConfig,
-        CStorVolumeConfigPhase, CStorVolumePolicy, CStorVolumePolicySpec,
-        CStorVolumeReplica, CStorVolumeReplicaPhase, CStorVolumeReplicaSpec,
-        CStorVolumeReplicaStatus, CStorVolumeSpec, ReplicaPoolInfo, VersionDetails,
+        CStorVolumeConfigPhase, CStorVolumePolicy, CStorVolumePolicySpec, CStorVolumeReplica,
+        CStorVolumeReplicaPhase, CStorVolumeReplicaSpec, CStorVolumeReplicaStatus, CStorVolumeSpec,
+        ReplicaPoolInfo, VersionDetails,
     },
     naming,
 };
@@ -60,8 +60,10 @@ fn invalid(message: String) -> Error {
 fn looks_like_quantity(q: &str) -> bool {
     let digits = q.trim_start_matches(|c: char| c.is_ascii_digit() || c == '.');
     q.starts_with(|c: char| c.is_ascii_digit())
-        && ["", "Ki", "Mi", "Gi", "Ti", "Pi", "Ei", "k", "K", "M", "G", "T", "P", "E"]
-            .contains(&digits)
+        && [
+            "", "Ki", "Mi", "Gi", "Ti", "Pi", "Ei", "k", "K", "M", "G", "T", "P", "E",
+        ]
+        .contains(&digits)
 }
 
 /// Checks the CVC's own fields (no API access).
@@ -101,9 +103,8 @@ pub fn validate(cvc: &CStorVolumeConfig) -> Result<Validated, Error> {
     let source = match cvc.spec.cstor_volume_source.as_deref() {
         None | Some("") => None,
         Some(s) => {
-            let (v, snap) = naming::parse_snapshot_id(s).map_err(|e| {
-                invalid(format!("cvc {name}: spec.cstorVolumeSource: {e}"))
-            })?;
+            let (v, snap) = naming::parse_snapshot_id(s)
+                .map_err(|e| invalid(format!("cvc {name}: spec.cstorVolumeSource: {e}")))?;
             Some((v.to_owned(), snap.to_owned()))
         }
     };
@@ -359,17 +360,27 @@ pub fn build_cvr(
     .into();
     let mut annotations: BTreeMap<String, String> =
         [(annotation::CSPI_HOSTNAME.to_owned(), pool.host.clone())].into();
-    if let Some(src) = cvc.spec.cstor_volume_source.as_deref().filter(|s| !s.is_empty())
+    if let Some(src) = cvc
+        .spec
+        .cstor_volume_source
+        .as_deref()
+        .filter(|s| !s.is_empty())
         && let Ok((vol, snap)) = naming::parse_snapshot_id(src)
     {
         labels.insert(label::CLONED.to_owned(), value::TRUE.to_owned());
         annotations.insert(annotation::SOURCE_VOLUME.to_owned(), vol.to_owned());
         annotations.insert(annotation::SNAPSHOT.to_owned(), snap.to_owned());
     }
-    if cvc.annotations().get(annotation::CREATED_THROUGH).map(String::as_str)
+    if cvc
+        .annotations()
+        .get(annotation::CREATED_THROUGH)
+        .map(String::as_str)
         == Some(value::CREATED_THROUGH_RESTORE)
     {
-        annotations.insert(annotation::IS_RESTORE_VOL.to_owned(), value::TRUE.to_owned());
+        annotations.insert(
+            annotation::IS_RESTORE_VOL.to_owned(),
+            value::TRUE.to_owned(),
+        );
     }
     let mut cvr = CStorVolumeReplica::new(
         naming::cvr_name(&pv, &pool.name),
@@ -407,7 +418,10 @@ pub async fn provision(cvc: &CStorVolumeConfig, ctx: &Context) -> Result<(), Err
     let mut policy = load_policy(cvc, ctx).await?;
     let allowed = validate_pool_list(&pv, &policy, v.replica_count)?;
     let pools = load_pools(ctx, &v.cspc).await?;
-    if let Some(unknown) = allowed.iter().find(|a| !pools.iter().any(|p| &p.name == *a)) {
+    if let Some(unknown) = allowed
+        .iter()
+        .find(|a| !pools.iter().any(|p| &p.name == *a))
+    {
         return Err(invalid(format!(
             "cvc {pv}: policy replicaPoolInfo names pool {unknown:?}, which is not a CStorPoolInstance of CSPC {:?}",
             v.cspc
@@ -449,8 +463,12 @@ pub async fn provision(cvc: &CStorVolumeConfig, ctx: &Context) -> Result<(), Err
     .map_err(|e| Error::blocked("NotEnoughPools", e.to_string()))?;
 
     let version = ctx.config.version.clone();
-    let svc = get_or_create(ctx, &ctx.api::<Service>(), &target::build_service(cvc, &version))
-        .await?;
+    let svc = get_or_create(
+        ctx,
+        &ctx.api::<Service>(),
+        &target::build_service(cvc, &version),
+    )
+    .await?;
     let ip = svc
         .spec
         .as_ref()
@@ -460,8 +478,12 @@ pub async fn provision(cvc: &CStorVolumeConfig, ctx: &Context) -> Result<(), Err
             reason: "TargetServiceIPPending",
             message: format!("waiting for target Service {pv} to get a ClusterIP"),
         })?;
-    let cv = get_or_create(ctx, &ctx.api::<CStorVolume>(), &build_cv(cvc, &v, &ip, &version))
-        .await?;
+    let cv = get_or_create(
+        ctx,
+        &ctx.api::<CStorVolume>(),
+        &build_cv(cvc, &v, &ip, &version),
+    )
+    .await?;
     if cv.metadata.deletion_timestamp.is_some() {
         return Err(Error::Waiting {
             reason: "OldVolumeTerminating",
@@ -535,9 +557,10 @@ pub async fn provision(cvc: &CStorVolumeConfig, ctx: &Context) -> Result<(), Err
         resource_version: cv.metadata.resource_version.clone(),
         ..Default::default()
     });
-    bound
-        .labels_mut()
-        .insert(label::TEMPLATE_HASH.to_owned(), target::policy_hash(&policy));
+    bound.labels_mut().insert(
+        label::TEMPLATE_HASH.to_owned(),
+        target::policy_hash(&policy),
+    );
     bound.spec.policy = policy;
     bound.status.phase = Some(CStorVolumeConfigPhase::Bound);
     bound.status.capacity = Some(bound.spec.capacity.clone());
@@ -581,13 +604,30 @@ mod tests {
         assert!(e.contains("spec.provision.replicaCount is 0"), "{e}");
         let mut c = cvc(1);
         c.metadata.labels = None;
-        assert!(validate(&c).unwrap_err().to_string().contains("failed to get cspc name"));
+        assert!(
+            validate(&c)
+                .unwrap_err()
+                .to_string()
+                .contains("failed to get cspc name")
+        );
         let mut c = cvc(1);
         c.spec.cstor_volume_source = Some("novolume".into());
-        assert!(validate(&c).unwrap_err().to_string().contains("spec.cstorVolumeSource"));
+        assert!(
+            validate(&c)
+                .unwrap_err()
+                .to_string()
+                .contains("spec.cstorVolumeSource")
+        );
         let mut c = cvc(1);
-        c.spec.capacity.insert("storage".into(), Quantity("lots".into()));
-        assert!(validate(&c).unwrap_err().to_string().contains("spec.capacity.storage"));
+        c.spec
+            .capacity
+            .insert("storage".into(), Quantity("lots".into()));
+        assert!(
+            validate(&c)
+                .unwrap_err()
+                .to_string()
+                .contains("spec.capacity.storage")
+        );
     }
 
     #[test]
@@ -596,10 +636,28 @@ mod tests {
             replica_pool_info: Some(names.iter().map(|n| ReplicaPoolInfo::named(*n)).collect()),
             ..Default::default()
         };
-        assert_eq!(validate_pool_list("c", &p(&["a", "b"]), 2).unwrap(), ["a", "b"]);
-        let e = validate_pool_list("c", &p(&["a"]), 2).unwrap_err().to_string();
-        assert_eq!(e, "failed to distribute cvrs: incorrect number of pool names in cvc policy: expected 2 got 1");
-        assert!(validate_pool_list("c", &p(&["a", "a"]), 2).unwrap_err().to_string().contains("duplicate pool names"));
-        assert!(validate_pool_list("c", &p(&["a", ""]), 2).unwrap_err().to_string().contains("poolName is empty"));
+        assert_eq!(
+            validate_pool_list("c", &p(&["a", "b"]), 2).unwrap(),
+            ["a", "b"]
+        );
+        let e = validate_pool_list("c", &p(&["a"]), 2)
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            e,
+            "failed to distribute cvrs: incorrect number of pool names in cvc policy: expected 2 got 1"
+        );
+        assert!(
+            validate_pool_list("c", &p(&["a", "a"]), 2)
+                .unwrap_err()
+                .to_string()
+                .contains("duplicate pool names")
+        );
+        assert!(
+            validate_pool_list("c", &p(&["a", ""]), 2)
+                .unwrap_err()
+                .to_string()
+                .contains("poolName is empty")
+        );
     }
 }

@@ -35,7 +35,11 @@ pub fn bytes(q: &Quantity) -> Option<u128> {
         Some((int, frac)) => {
             let int: u128 = if int.is_empty() { 0 } else { int.parse().ok()? };
             let scale = 10u128.checked_pow(frac.len() as u32)?;
-            let frac: u128 = if frac.is_empty() { 0 } else { frac.parse().ok()? };
+            let frac: u128 = if frac.is_empty() {
+                0
+            } else {
+                frac.parse().ok()?
+            };
             Some(int * mult + frac * mult / scale)
         }
     }

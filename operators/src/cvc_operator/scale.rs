@@ -43,7 +43,9 @@ pub fn classify(
     if let Some(i) = desired.iter().position(|n| n.is_empty()) {
         return Err((
             "ScalingVolumeReplicas",
-            format!("spec.policy.replicaPoolInfo[{i}].poolName of cvc {cvc_name} is empty: name a CStorPoolInstance"),
+            format!(
+                "spec.policy.replicaPoolInfo[{i}].poolName of cvc {cvc_name} is empty: name a CStorPoolInstance"
+            ),
         ));
     }
     if d.len() != desired.len() {
@@ -64,7 +66,9 @@ pub fn classify(
     if desired.is_empty() {
         return Err((
             "ScalingVolumeReplicas",
-            format!("Can't scale down cvc {cvc_name} to 0 replicas: keep at least one pool in spec.policy.replicaPoolInfo"),
+            format!(
+                "Can't scale down cvc {cvc_name} to 0 replicas: keep at least one pool in spec.policy.replicaPoolInfo"
+            ),
         ));
     }
     let migration = || {
@@ -93,7 +97,9 @@ pub fn classify(
             if count > 1 {
                 return Err((
                     "ScalingVolumeReplicas",
-                    format!("Can't perform more than one replica scale down requested scale down count {count}"),
+                    format!(
+                        "Can't perform more than one replica scale down requested scale down count {count}"
+                    ),
                 ));
             }
             if !d.is_subset(&c) {
@@ -155,7 +161,9 @@ async fn scale_up(
     let pools = provision::load_pools(ctx, &cspc).await?;
     for n in new {
         let problem = match pools.iter().find(|p| &p.name == n) {
-            None => Some(format!("pool {n:?} is not a CStorPoolInstance of CSPC {cspc:?}")),
+            None => Some(format!(
+                "pool {n:?} is not a CStorPoolInstance of CSPC {cspc:?}"
+            )),
             Some(p) => p
                 .unusable_because()
                 .map(|why| format!("pool {n:?} cannot take a replica: {why}")),
@@ -350,13 +358,28 @@ mod tests {
 
     #[test]
     fn upstream_rules() {
-        assert_eq!(classify("c", &v(&["a", "b"]), &v(&["b", "a"])), Ok(Change::None));
-        assert_eq!(classify("c", &v(&["a", "b", "x"]), &v(&["a", "b"])), Ok(Change::Up(v(&["x"]))));
-        assert_eq!(classify("c", &v(&["a"]), &v(&["a", "b"])), Ok(Change::Down("b".into())));
+        assert_eq!(
+            classify("c", &v(&["a", "b"]), &v(&["b", "a"])),
+            Ok(Change::None)
+        );
+        assert_eq!(
+            classify("c", &v(&["a", "b", "x"]), &v(&["a", "b"])),
+            Ok(Change::Up(v(&["x"])))
+        );
+        assert_eq!(
+            classify("c", &v(&["a"]), &v(&["a", "b"])),
+            Ok(Change::Down("b".into()))
+        );
         let err = |d: &[&str], c: &[&str]| classify("c", &v(d), &v(c)).unwrap_err().1;
-        assert_eq!(err(&["a", "x"], &["a", "b"]), "Migration of volume replicas is not yet supported");
+        assert_eq!(
+            err(&["a", "x"], &["a", "b"]),
+            "Migration of volume replicas is not yet supported"
+        );
         assert!(err(&["a", "x", "y"], &["a", "b"]).contains("is not yet supported"));
-        assert_eq!(err(&["a"], &["a", "b", "c"]), "Can't perform more than one replica scale down requested scale down count 2");
+        assert_eq!(
+            err(&["a"], &["a", "b", "c"]),
+            "Can't perform more than one replica scale down requested scale down count 2"
+        );
         assert!(err(&["a", "a", "b"], &["a", "b"]).starts_with("duplicate pool names"));
         assert!(err(&[], &["a"]).contains("0 replicas"));
         assert!(err(&["a", ""], &["a"]).contains("poolName of cvc c is empty"));

@@ -18,8 +18,7 @@ use cstor_api::{
     constants::label,
     cstor::{
         CStorPoolInstance, CStorVolume, CStorVolumeCondition, CStorVolumeConfig,
-        CStorVolumeConfigCondition, CStorVolumePhase, CStorVolumeReplica,
-        CStorVolumeReplicaPhase,
+        CStorVolumeConfigCondition, CStorVolumePhase, CStorVolumeReplica, CStorVolumeReplicaPhase,
     },
 };
 use k8s_openapi::{apimachinery::pkg::apis::meta::v1::Time, jiff::Timestamp};
@@ -192,7 +191,14 @@ pub fn health_summary(
                 } else {
                     ""
                 };
-                format!("pool phase {}{ro}", if ph.as_str().is_empty() { "unknown" } else { ph.as_str() })
+                format!(
+                    "pool phase {}{ro}",
+                    if ph.as_str().is_empty() {
+                        "unknown"
+                    } else {
+                        ph.as_str()
+                    }
+                )
             }
         };
         let rp = if rphase.as_str().is_empty() {
@@ -200,7 +206,10 @@ pub fn health_summary(
         } else {
             rphase.as_str()
         };
-        parts.push(format!("replica {} on {pool}: {rp} ({pool_state})", cvr.name_any()));
+        parts.push(format!(
+            "replica {} on {pool}: {rp} ({pool_state})",
+            cvr.name_any()
+        ));
     }
     let reason = match phase {
         None => "Init".to_owned(),
@@ -252,15 +261,24 @@ pub async fn sync_health(cvc: &mut CStorVolumeConfig, ctx: &Context) -> Result<(
     };
     if changed {
         if let Some((reason, message)) = &summary {
-            ctx.event(cvc, EventType::Warning, "VolumeNotHealthy", message.as_str())
-                .await;
+            ctx.event(
+                cvc,
+                EventType::Warning,
+                "VolumeNotHealthy",
+                message.as_str(),
+            )
+            .await;
             tracing::info!(cvc = %pv, reason, message, "volume not healthy");
         }
         replace_cvc(cvc, ctx).await?;
     }
     if let Some(mut cv) = cv {
         let (status, reason, message) = match &summary {
-            None => ("True", "Healthy".to_owned(), "all replicas are healthy".to_owned()),
+            None => (
+                "True",
+                "Healthy".to_owned(),
+                "all replicas are healthy".to_owned(),
+            ),
             Some((r, m)) => ("False", r.clone(), m.clone()),
         };
         let st = cv.status.get_or_insert_with(Default::default);

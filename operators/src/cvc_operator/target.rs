@@ -172,7 +172,10 @@ pub fn build_deployment(
         env: Some(vec![
             plain_env(
                 env::QUEUE_DEPTH,
-                target.queue_depth.clone().unwrap_or_else(|| "32".to_owned()),
+                target
+                    .queue_depth
+                    .clone()
+                    .unwrap_or_else(|| "32".to_owned()),
             ),
             plain_env(env::LU_WORKERS, target.lu_workers.unwrap_or(6).to_string()),
         ]),
@@ -357,15 +360,15 @@ pub async fn sync_policy(cvc: &mut CStorVolumeConfig, ctx: &Context) -> Result<(
         Err(e) => return Err(Error::kube(format!("get Deployment {name}"))(e)),
     };
     let wanted = build_deployment(cvc, &cv, &cvc.spec.policy, &ctx.config);
-    if let (Some(spec), Some(w)) = (current.spec.as_mut(), wanted.spec) {
-        if spec.template != w.template {
-            spec.template = w.template;
-            ctx.count_write();
-            deployments
-                .replace(&name, &PostParams::default(), &current)
-                .await
-                .map_err(Error::kube(format!("update Deployment {name}")))?;
-        }
+    if let (Some(spec), Some(w)) = (current.spec.as_mut(), wanted.spec)
+        && spec.template != w.template
+    {
+        spec.template = w.template;
+        ctx.count_write();
+        deployments
+            .replace(&name, &PostParams::default(), &current)
+            .await
+            .map_err(Error::kube(format!("update Deployment {name}")))?;
     }
     cvc.labels_mut()
         .insert(cstor_api::constants::label::TEMPLATE_HASH.to_owned(), hash);

@@ -24,7 +24,11 @@ pub async fn replicas_on_pool(ctx: &Context, cspi: &CStorPoolInstance) -> Result
         .cvrs()
         .list(&ListParams::default().labels(&format!("{}={uid}", labels::CSPI_UID)))
         .await?;
-    let mut out: Vec<String> = cvrs.items.iter().map(|c| format!("cvr/{}", c.name_any())).collect();
+    let mut out: Vec<String> = cvrs
+        .items
+        .iter()
+        .map(|c| format!("cvr/{}", c.name_any()))
+        .collect();
     if ctx.engine.pool_exists(&ctx.pool).await? {
         out.extend(
             ctx.engine
@@ -49,7 +53,12 @@ pub async fn destroy(ctx: &Context, cspi: &CStorPoolInstance) -> Result<()> {
         let status = latest.status.get_or_insert_with(Default::default);
         if set_condition(
             &mut status.conditions,
-            condition(DELETION_BLOCKED, ConditionStatus::True, REPLICAS_EXIST, msg.clone()),
+            condition(
+                DELETION_BLOCKED,
+                ConditionStatus::True,
+                REPLICAS_EXIST,
+                msg.clone(),
+            ),
         ) {
             ctx.cspis()
                 .replace(&cspi.name_any(), &PostParams::default(), &latest)
@@ -74,8 +83,13 @@ pub async fn destroy(ctx: &Context, cspi: &CStorPoolInstance) -> Result<()> {
         ctx.cspis()
             .replace(&cspi.name_any(), &PostParams::default(), &latest)
             .await?;
-        ctx.event(cspi, EventType::Warning, "FailDestroy", format!("Failed to destroy pool {}: {e}", ctx.pool))
-            .await;
+        ctx.event(
+            cspi,
+            EventType::Warning,
+            "FailDestroy",
+            format!("Failed to destroy pool {}: {e}", ctx.pool),
+        )
+        .await;
         return Err(e.into());
     }
     for p in &paths {
@@ -83,7 +97,12 @@ pub async fn destroy(ctx: &Context, cspi: &CStorPoolInstance) -> Result<()> {
             tracing::warn!(device = %p, error = %e, "labelclear failed");
         }
     }
-    ctx.event(cspi, EventType::Normal, "Destroyed", format!("Pool {} destroyed", ctx.pool))
-        .await;
+    ctx.event(
+        cspi,
+        EventType::Normal,
+        "Destroyed",
+        format!("Pool {} destroyed", ctx.pool),
+    )
+    .await;
     Ok(())
 }

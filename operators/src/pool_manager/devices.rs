@@ -60,8 +60,16 @@ pub async fn resolve(ctx: &Context, cspi: &CStorPoolInstance) -> Result<Resolved
     };
     let mut out = ResolvedPool::default();
     let sets = [
-        (VdevClass::Data, Some(data_type), &cspi.spec.data_raid_groups[..]),
-        (VdevClass::WriteCache, cache_type, cspi.spec.write_cache_raid_groups()),
+        (
+            VdevClass::Data,
+            Some(data_type),
+            &cspi.spec.data_raid_groups[..],
+        ),
+        (
+            VdevClass::WriteCache,
+            cache_type,
+            cspi.spec.write_cache_raid_groups(),
+        ),
     ];
     for (class, raid, groups) in sets {
         for group in groups {
@@ -79,7 +87,8 @@ pub async fn resolve(ctx: &Context, cspi: &CStorPoolInstance) -> Result<Resolved
                 if out.dev_dir.is_none() && !path.starts_with("/dev") {
                     out.dev_dir = Path::new(&path).parent().map(Path::to_path_buf);
                 }
-                out.path_of.insert(bd.block_device_name.clone(), path.clone());
+                out.path_of
+                    .insert(bd.block_device_name.clone(), path.clone());
                 disks.push(path);
                 names.push(bd.block_device_name.clone());
             }

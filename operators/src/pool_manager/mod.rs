@@ -9,6 +9,7 @@
 pub mod destroy;
 pub mod devices;
 pub mod expand;
+pub mod finalizer;
 pub mod import;
 pub mod reconcile;
 pub mod replace;
@@ -59,7 +60,10 @@ pub struct Context {
 
 impl std::fmt::Debug for Context {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Context").field("pool", &self.pool).field("cspi_uid", &self.cspi_uid).finish()
+        f.debug_struct("Context")
+            .field("pool", &self.pool)
+            .field("cspi_uid", &self.cspi_uid)
+            .finish()
     }
 }
 
@@ -136,8 +140,6 @@ pub enum Error {
     Invalid { what: String, detail: String },
     #[error("waiting: {0}")]
     Waiting(String),
-    #[error("finalizer: {0}")]
-    Finalizer(String),
 }
 
 impl Error {
@@ -155,7 +157,8 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// status did not change). Returns whether anything but the update time changed.
 pub fn set_condition(conditions: &mut Option<Vec<PoolCondition>>, mut new: PoolCondition) -> bool {
     let list = conditions.get_or_insert_with(Vec::new);
-    let now = k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(k8s_openapi::jiff::Timestamp::now());
+    let now =
+        k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(k8s_openapi::jiff::Timestamp::now());
     match list.iter_mut().find(|c| c.type_ == new.type_) {
         Some(old) => {
             if old.status == new.status && old.reason == new.reason && old.message == new.message {

@@ -11,11 +11,7 @@ use cstor_api::{
 use kube::{
     ResourceExt,
     api::PostParams,
-    runtime::{
-        controller::Action,
-        events::EventType,
-        finalizer::{Event as Finalizer, finalizer},
-    },
+    runtime::{controller::Action, events::EventType},
 };
 
 use super::{
@@ -28,27 +24,39 @@ pub async fn reconcile(cspi: Arc<CStorPoolInstance>, ctx: Arc<Context>) -> Resul
     if cspi.uid().as_deref() != Some(ctx.cspi_uid.as_str()) {
         return Ok(Action::await_change());
     }
-    if cspi.annotations().get(annotations::RECONCILE_DISABLE).map(String::as_str) == Some("true") {
-        ctx.event(&*cspi, EventType::Warning, "Skipping", "Skipping reconcile: reconcile.openebs.io/disable is true")
-            .await;
+    if cspi
+        .annotations()
+        .get(annotations::RECONCILE_DISABLE)
+        .map(String::as_str)
+        == Some("true")
+    {
+        ctx.event(
+            &*cspi,
+            EventType::Warning,
+            "Skipping",
+            "Skipping reconcile: reconcile.openebs.io/disable is true",
+        )
+        .await;
         return Ok(Action::await_change());
     }
     let api = ctx.cspis();
-    finalizer(&api, finalizers::POOL_PROTECTION, cspi, |event| async {
-        match event {
-            Finalizer::Apply(c) => apply(&c, &ctx).await,
-            Finalizer::Cleanup(c) => {
-                let _guard = ctx.lock.lock().await;
-                destroy::destroy(&ctx, &c).await.map(|()| Action::await_change())
+    crate::pool_manager::finalizer::finalized(
+        &api,
+        finalizers::POOL_PROTECTION,
+        cspi,
+        |event| async {
+            match event {
+                crate::pool_manager::finalizer::Step::Apply(c) => apply(&c, &ctx).await,
+                crate::pool_manager::finalizer::Step::Cleanup(c) => {
+                    let _guard = ctx.lock.lock().await;
+                    destroy::destroy(&ctx, &c)
+                        .await
+                        .map(|()| Action::await_change())
+                }
             }
-        }
-    })
+        },
+    )
     .await
-    .map_err(|e| match e {
-        kube::runtime::finalizer::Error::ApplyFailed(e)
-        | kube::runtime::finalizer::Error::CleanupFailed(e) => e,
-        other => Error::Finalizer(other.to_string()),
-    })
 }
 
 pub fn error_policy(_cspi: Arc<CStorPoolInstance>, err: &Error, ctx: Arc<Context>) -> Action {
@@ -59,13 +67,22 @@ pub fn error_policy(_cspi: Arc<CStorPoolInstance>, err: &Error, ctx: Arc<Context
 /// Validation of upstream §4.2 step 5.
 pub fn validate(cspi: &CStorPoolInstance) -> Result<()> {
     if cspi.spec.data_raid_groups.is_empty() {
-        return Err(Error::invalid("spec.dataRaidGroups", "at least one data raid group is required"));
+        return Err(Error::invalid(
+            "spec.dataRaidGroups",
+            "at least one data raid group is required",
+        ));
     }
     let config = cspi.spec.pool_config.as_ref().ok_or_else(|| {
-        Error::invalid("spec.poolConfig", "poolConfig with dataRaidGroupType is required")
+        Error::invalid(
+            "spec.poolConfig",
+            "poolConfig with dataRaidGroupType is required",
+        )
     })?;
     if config.data_raid_group_type.as_str().is_empty() {
-        return Err(Error::invalid("spec.poolConfig.dataRaidGroupType", "must be set"));
+        return Err(Error::invalid(
+            "spec.poolConfig.dataRaidGroupType",
+            "must be set",
+        ));
     }
     if !cspi.spec.write_cache_raid_groups().is_empty() && config.write_cache_group_type.is_none() {
         return Err(Error::invalid(
@@ -73,16 +90,24 @@ pub fn validate(cspi: &CStorPoolInstance) -> Result<()> {
             "must be set when writeCacheRaidGroups are present",
         ));
     }
-    let all = cspi.spec.data_raid_groups.iter().chain(cspi.spec.write_cache_raid_groups());
+    let all = cspi
+        .spec
+        .data_raid_groups
+        .iter()
+        .chain(cspi.spec.write_cache_raid_groups());
     if all.clone().any(|g| g.block_devices.is_empty()) {
-        return Err(Error::invalid("raid group", "a raid group has no block devices"));
+        return Err(Error::invalid(
+            "raid group",
+            "a raid group has no block devices",
+        ));
     }
     Ok(())
 }
 
 async fn apply(cspi: &CStorPoolInstance, ctx: &Context) -> Result<Action> {
     if let Err(e) = validate(cspi) {
-        ctx.event(cspi, EventType::Warning, "ValidationFailed", e.to_string()).await;
+        ctx.event(cspi, EventType::Warning, "ValidationFailed", e.to_string())
+            .await;
         return Err(e);
     }
     let before = cspi.clone();
@@ -90,12 +115,25 @@ async fn apply(cspi: &CStorPoolInstance, ctx: &Context) -> Result<Action> {
     let result = pass(ctx, &mut work).await;
     // A CSPI that was blocked from deletion and is no longer being deleted loses the condition.
     if let Some(st) = work.status.as_mut()
-        && st.conditions.as_ref().is_some_and(|c| c.iter().any(|c| c.type_ == DELETION_BLOCKED && c.status == ConditionStatus::True))
+        && st.conditions.as_ref().is_some_and(|c| {
+            c.iter()
+                .any(|c| c.type_ == DELETION_BLOCKED && c.status == ConditionStatus::True)
+        })
     {
-        set_condition(&mut st.conditions, condition(DELETION_BLOCKED, ConditionStatus::False, "NotDeleting", "the CSPI is not being deleted"));
+        set_condition(
+            &mut st.conditions,
+            condition(
+                DELETION_BLOCKED,
+                ConditionStatus::False,
+                "NotDeleting",
+                "the CSPI is not being deleted",
+            ),
+        );
     }
     if work != before {
-        ctx.cspis().replace(&work.name_any(), &PostParams::default(), &work).await?;
+        ctx.cspis()
+            .replace(&work.name_any(), &PostParams::default(), &work)
+            .await?;
     }
     result.map(|in_progress| {
         if in_progress {
@@ -129,7 +167,10 @@ async fn set_properties(ctx: &Context, cspi: &CStorPoolInstance) {
         .as_ref()
         .map(|c| c.compression_or_default().to_owned())
         .unwrap_or_else(|| "lz4".into());
-    let wanted = [("canmount", "off".to_string()), ("compression", compression)];
+    let wanted = [
+        ("canmount", "off".to_string()),
+        ("compression", compression),
+    ];
     let names: Vec<&str> = wanted.iter().map(|(k, _)| *k).collect();
     let current = match ctx.engine.get_properties(&ctx.pool, &names).await {
         Ok(c) => c,
@@ -142,7 +183,13 @@ async fn set_properties(ctx: &Context, cspi: &CStorPoolInstance) {
         if current.get(*k).and_then(|x| x.as_deref()) != Some(v.as_str())
             && let Err(e) = ctx.engine.set_property(&ctx.pool, k, v).await
         {
-            ctx.event(cspi, EventType::Warning, "FailedToSetPoolProperties", format!("setting {k}={v} on {}: {e}", ctx.pool)).await;
+            ctx.event(
+                cspi,
+                EventType::Warning,
+                "FailedToSetPoolProperties",
+                format!("setting {k}={v} on {}: {e}", ctx.pool),
+            )
+            .await;
         }
     }
 }

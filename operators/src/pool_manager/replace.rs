@@ -44,7 +44,11 @@ pub async fn replace(
         else {
             continue;
         };
-        let Some(old_bd) = claim.annotations().get(annotations::BD_PREDECESSOR).cloned() else {
+        let Some(old_bd) = claim
+            .annotations()
+            .get(annotations::BD_PREDECESSOR)
+            .cloned()
+        else {
             continue;
         };
         let old_paths = candidate_paths(ctx, &old_bd).await.unwrap_or_default();
@@ -55,7 +59,9 @@ pub async fn replace(
                     "none of the old block device's paths is in use by the pool",
                 ));
             };
-            ctx.engine.replace_disk(&ctx.pool, old_path, new_path).await?;
+            ctx.engine
+                .replace_disk(&ctx.pool, old_path, new_path)
+                .await?;
             ctx.event(
                 cspi,
                 EventType::Normal,
@@ -89,7 +95,8 @@ pub async fn replace(
             let name = old_claim.name_any();
             if old_claim.finalizers().iter().any(|f| f == finalizers::CSPC) {
                 old_claim.finalizers_mut().retain(|f| f != finalizers::CSPC);
-                bdcs.replace(&name, &PostParams::default(), &old_claim).await?;
+                bdcs.replace(&name, &PostParams::default(), &old_claim)
+                    .await?;
             }
             match bdcs.delete(&name, &DeleteParams::default()).await {
                 Ok(_) => {}
@@ -112,10 +119,10 @@ pub async fn replace(
         .await;
     }
     let status = cspi.status.get_or_insert_with(Default::default);
-    let had = status
-        .conditions
-        .as_ref()
-        .is_some_and(|c| c.iter().any(|c| c.type_ == pool_conditions::DISK_REPLACEMENT));
+    let had = status.conditions.as_ref().is_some_and(|c| {
+        c.iter()
+            .any(|c| c.type_ == pool_conditions::DISK_REPLACEMENT)
+    });
     if in_progress > 0 {
         set_condition(
             &mut status.conditions,

@@ -6,18 +6,16 @@ use std::sync::Arc;
 
 use cstor_api::{
     constants::{annotation as annotations, finalizer as finalizers, label as labels},
-    cstor::{CStorVolumeReplica, CStorVolumeReplicaCapacityDetails, CStorVolumeReplicaPhase as Phase},
+    cstor::{
+        CStorVolumeReplica, CStorVolumeReplicaCapacityDetails, CStorVolumeReplicaPhase as Phase,
+    },
     naming::replica_id_from_uid,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::{
     ResourceExt,
     api::PostParams,
-    runtime::{
-        controller::Action,
-        events::EventType,
-        finalizer::{Event as Finalizer, finalizer},
-    },
+    runtime::{controller::Action, events::EventType},
 };
 
 use super::{Context, Error, Result, resync};
@@ -28,18 +26,13 @@ pub async fn reconcile(cvr: Arc<CStorVolumeReplica>, ctx: Arc<Context>) -> Resul
         return Ok(Action::await_change());
     }
     let api = ctx.cvrs();
-    finalizer(&api, finalizers::CVR, cvr, |event| async {
+    crate::pool_manager::finalizer::finalized(&api, finalizers::CVR, cvr, |event| async {
         match event {
-            Finalizer::Apply(c) => apply(&c, &ctx).await,
-            Finalizer::Cleanup(c) => cleanup(&c, &ctx).await,
+            crate::pool_manager::finalizer::Step::Apply(c) => apply(&c, &ctx).await,
+            crate::pool_manager::finalizer::Step::Cleanup(c) => cleanup(&c, &ctx).await,
         }
     })
     .await
-    .map_err(|e| match e {
-        kube::runtime::finalizer::Error::ApplyFailed(e)
-        | kube::runtime::finalizer::Error::CleanupFailed(e) => e,
-        other => Error::Finalizer(other.to_string()),
-    })
 }
 
 pub fn error_policy(_cvr: Arc<CStorVolumeReplica>, err: &Error, ctx: Arc<Context>) -> Action {
@@ -53,7 +46,9 @@ pub fn zvol(ctx: &Context, cvr: &CStorVolumeReplica) -> Result<String> {
         .labels()
         .get(labels::CSTOR_VOLUME_NAME)
         .filter(|v| !v.is_empty())
-        .ok_or_else(|| Error::invalid("CVR label cstorvolume.openebs.io/name", "missing or empty"))?;
+        .ok_or_else(|| {
+            Error::invalid("CVR label cstorvolume.openebs.io/name", "missing or empty")
+        })?;
     if cvr.spec.target_ip.as_deref().unwrap_or("").is_empty() {
         return Err(Error::invalid("CVR spec.targetIP", "missing or empty"));
     }
@@ -92,7 +87,10 @@ async fn apply(cvr: &CStorVolumeReplica, ctx: &Context) -> Result<Action> {
     let status = work.status.get_or_insert_with(Default::default);
     let (phase, message) = match &outcome {
         Ok(p) => (Some(p.clone()), None),
-        Err(Error::Invalid { .. }) => (Some(Phase::Offline), outcome.as_ref().err().map(|e| e.to_string())),
+        Err(Error::Invalid { .. }) => (
+            Some(Phase::Offline),
+            outcome.as_ref().err().map(|e| e.to_string()),
+        ),
         Err(e) => (None, Some(e.to_string())),
     };
     if let Some(p) = phase
@@ -103,9 +101,12 @@ async fn apply(cvr: &CStorVolumeReplica, ctx: &Context) -> Result<Action> {
     }
     status.message = message;
     if work != *cvr {
-        work.status.get_or_insert_with(Default::default).last_update_time =
-            Some(Time(k8s_openapi::jiff::Timestamp::now()));
-        ctx.cvrs().replace(&work.name_any(), &PostParams::default(), &work).await?;
+        work.status
+            .get_or_insert_with(Default::default)
+            .last_update_time = Some(Time(k8s_openapi::jiff::Timestamp::now()));
+        ctx.cvrs()
+            .replace(&work.name_any(), &PostParams::default(), &work)
+            .await?;
     }
     outcome.map(|_| resync(ctx))
 }
@@ -115,7 +116,8 @@ async fn pass(ctx: &Context, cvr: &mut CStorVolumeReplica) -> Result<Phase> {
     let zvol = match zvol(ctx, cvr) {
         Ok(z) => z,
         Err(e) => {
-            ctx.event(cvr, EventType::Warning, "FailValidate", e.to_string()).await;
+            ctx.event(cvr, EventType::Warning, "FailValidate", e.to_string())
+                .await;
             return Err(e);
         }
     };
@@ -123,10 +125,17 @@ async fn pass(ctx: &Context, cvr: &mut CStorVolumeReplica) -> Result<Phase> {
     if !ctx.engine.pool_exists(&ctx.pool).await? {
         return Err(Error::Waiting(format!("pool {} not found", ctx.pool)));
     }
-    let phase = cvr.status.as_ref().and_then(|s| s.phase.clone()).unwrap_or_default();
+    let phase = cvr
+        .status
+        .as_ref()
+        .and_then(|s| s.phase.clone())
+        .unwrap_or_default();
     if ctx.engine.dataset_exists(&zvol).await? {
         if cvr.spec.replica_id.as_deref().unwrap_or("").is_empty() {
-            let props = ctx.engine.get_properties(&zvol, &["io.openebs:zvol_replica_id"]).await?;
+            let props = ctx
+                .engine
+                .get_properties(&zvol, &["io.openebs:zvol_replica_id"])
+                .await?;
             cvr.spec.replica_id = props.get("io.openebs:zvol_replica_id").cloned().flatten();
         }
     } else if matches!(phase, Phase::Empty | Phase::Init | Phase::Recreate) {
@@ -137,26 +146,44 @@ async fn pass(ctx: &Context, cvr: &mut CStorVolumeReplica) -> Result<Phase> {
     let new_phase = match stats_phase(ctx, &zvol).await {
         Ok(p) => p,
         Err(e) => {
-            ctx.event(cvr, EventType::Warning, "FailStatusSync", format!("zfs stats {zvol}: {e}")).await;
+            ctx.event(
+                cvr,
+                EventType::Warning,
+                "FailStatusSync",
+                format!("zfs stats {zvol}: {e}"),
+            )
+            .await;
             return Err(e);
         }
     };
     match ctx.engine.replica_capacity(&zvol).await {
         Ok(c) => {
             cvr.status.get_or_insert_with(Default::default).capacity =
-                Some(CStorVolumeReplicaCapacityDetails { total: c.total.text, used: c.used.text, ..Default::default() });
+                Some(CStorVolumeReplicaCapacityDetails {
+                    total: c.total.text,
+                    used: c.used.text,
+                    ..Default::default()
+                });
         }
         Err(e) => tracing::warn!(zvol, error = %e, "replica capacity unavailable"),
     }
     Ok(new_phase)
 }
 
-async fn create(ctx: &Context, cvr: &mut CStorVolumeReplica, zvol: &str, phase: &Phase) -> Result<()> {
+async fn create(
+    ctx: &Context,
+    cvr: &mut CStorVolumeReplica,
+    zvol: &str,
+    phase: &Phase,
+) -> Result<()> {
     if cvr.spec.replica_id.as_deref().unwrap_or("").is_empty() {
         if matches!(phase, Phase::Empty | Phase::Init) {
             cvr.spec.replica_id = Some(replica_id_from_uid(&cvr.uid().unwrap_or_default()));
         } else {
-            return Err(Error::invalid("CVR spec.replicaid", "empty on a replica to recreate"));
+            return Err(Error::invalid(
+                "CVR spec.replicaid",
+                "empty on a replica to recreate",
+            ));
         }
     }
     let volume = zvol.rsplit('/').next().unwrap_or_default().to_owned();
@@ -165,10 +192,16 @@ async fn create(ctx: &Context, cvr: &mut CStorVolumeReplica, zvol: &str, phase: 
     let anns = cvr.annotations().clone();
     let cloned = cvr.labels().get(labels::CLONED).map(String::as_str) == Some("true");
     let result = if cloned {
-        let source_volume = anns.get(annotations::SOURCE_VOLUME).cloned().unwrap_or_default();
+        let source_volume = anns
+            .get(annotations::SOURCE_VOLUME)
+            .cloned()
+            .unwrap_or_default();
         let snapshot = anns.get(annotations::SNAPSHOT).cloned().unwrap_or_default();
         if source_volume.is_empty() || snapshot.is_empty() {
-            return Err(Error::invalid("clone CVR annotations", "openebs.io/source-volume and openebs.io/snapshot are required"));
+            return Err(Error::invalid(
+                "clone CVR annotations",
+                "openebs.io/source-volume and openebs.io/snapshot are required",
+            ));
         }
         ctx.engine
             .clone_replica(&ReplicaCloneSpec {
@@ -199,18 +232,34 @@ async fn create(ctx: &Context, cvr: &mut CStorVolumeReplica, zvol: &str, phase: 
     };
     match result {
         Ok(()) => {
-            ctx.event(cvr, EventType::Normal, "Created", format!("Replica volume {zvol} created")).await;
+            ctx.event(
+                cvr,
+                EventType::Normal,
+                "Created",
+                format!("Replica volume {zvol} created"),
+            )
+            .await;
             Ok(())
         }
         Err(e) => {
-            ctx.event(cvr, EventType::Warning, "FailCreate", format!("creating {zvol}: {e}")).await;
+            ctx.event(
+                cvr,
+                EventType::Warning,
+                "FailCreate",
+                format!("creating {zvol}: {e}"),
+            )
+            .await;
             Err(e.into())
         }
     }
 }
 
 async fn cleanup(cvr: &CStorVolumeReplica, ctx: &Context) -> Result<Action> {
-    let volume = cvr.labels().get(labels::CSTOR_VOLUME_NAME).cloned().unwrap_or_default();
+    let volume = cvr
+        .labels()
+        .get(labels::CSTOR_VOLUME_NAME)
+        .cloned()
+        .unwrap_or_default();
     if volume.is_empty() {
         // Nothing was ever created for a CVR without a volume name.
         return Ok(Action::await_change());
@@ -220,8 +269,16 @@ async fn cleanup(cvr: &CStorVolumeReplica, ctx: &Context) -> Result<Action> {
     if let Err(e) = ctx.engine.destroy_dataset(&zvol).await {
         let mut latest = ctx.cvrs().get(&cvr.name_any()).await?;
         latest.status.get_or_insert_with(Default::default).phase = Some(Phase::DeletionFailed);
-        ctx.cvrs().replace(&cvr.name_any(), &PostParams::default(), &latest).await?;
-        ctx.event(cvr, EventType::Warning, "FailDestroy", format!("zfs destroy -R {zvol}: {e}")).await;
+        ctx.cvrs()
+            .replace(&cvr.name_any(), &PostParams::default(), &latest)
+            .await?;
+        ctx.event(
+            cvr,
+            EventType::Warning,
+            "FailDestroy",
+            format!("zfs destroy -R {zvol}: {e}"),
+        )
+        .await;
         return Err(e.into());
     }
     Ok(Action::await_change())

@@ -77,7 +77,10 @@ pub async fn resolve_node(
         many => Err(format!(
             "{} nodes ({}) have these labels: the nodeSelector must match exactly one node",
             many.len(),
-            many.iter().map(|n| n.name_any()).collect::<Vec<_>>().join(", ")
+            many.iter()
+                .map(|n| n.name_any())
+                .collect::<Vec<_>>()
+                .join(", ")
         )),
     }
 }
@@ -139,12 +142,14 @@ async fn validate_spec(cspc: &CStorPoolCluster, lookup: &dyn ClusterLookup) -> R
 /// Whether `count` disks fit a raid group of type `raid` (upstream's disk-count rules).
 pub fn raid_group_disk_count_error(raid: &RaidGroupType, count: usize) -> Option<&'static str> {
     if count == 0 {
-        return Some("empty raid group: number of block devices honouring raid type should be specified");
+        return Some(
+            "empty raid group: number of block devices honouring raid type should be specified",
+        );
     }
     let power_of_two_at_least = |n: usize, min: usize| n >= min && n.is_power_of_two();
     match raid {
         RaidGroupType::Stripe => None,
-        RaidGroupType::Mirror if count % 2 != 0 => {
+        RaidGroupType::Mirror if !count.is_multiple_of(2) => {
             Some("mirror raid group should have disks in multiple of 2")
         }
         RaidGroupType::Raidz if !power_of_two_at_least(count - 1, 2) => {
@@ -172,7 +177,9 @@ async fn validate_pool_spec(
         return Err("missing dataRaidGroupType".into());
     }
     if !data_type.is_known() {
-        return Err(format!("unsupported dataRaidGroupType '{data_type}' specified"));
+        return Err(format!(
+            "unsupported dataRaidGroupType '{data_type}' specified"
+        ));
     }
     let compression = config.compression.as_deref().unwrap_or_default();
     if !SUPPORTED_COMPRESSION.contains(&compression) {
@@ -262,7 +269,11 @@ async fn validate_block_device(
         return Err("block device name cannot be empty".into());
     }
     let bd = fetch_block_device(&namespace_of(cspc), name, lookup).await?;
-    let state = bd.status.as_ref().map(|s| s.state.clone()).unwrap_or_default();
+    let state = bd
+        .status
+        .as_ref()
+        .map(|s| s.state.clone())
+        .unwrap_or_default();
     if state != BlockDeviceState::Active {
         return Err(format!("block device \"{name}\" is in not in active state"));
     }
@@ -322,7 +333,8 @@ pub async fn validate_cspc_delete(
     lookup: &dyn ClusterLookup,
 ) -> Result<(), Denial> {
     let selector = BTreeMap::from([(label::CSTOR_POOL_CLUSTER.to_owned(), name.to_owned())]);
-    let failed = |e: LookupError| Denial::unprocessable(format!("invalid cspc {name} deletion: {e}"));
+    let failed =
+        |e: LookupError| Denial::unprocessable(format!("invalid cspc {name} deletion: {e}"));
     for cspi in lookup
         .pool_instances(namespace, &selector)
         .await
@@ -473,11 +485,21 @@ async fn validate_changes(
     let mut plan = UpdatePlan::default();
     for old_pool in old.spec.pools() {
         let old_node = resolve_node(&old_pool.node_selector, lookup).await.ok();
-        let paired = new.spec.pools().iter().zip(&new_nodes).find(|(p, n)| match &old_node {
-            Some(o) => n.as_ref().is_some_and(|n| n.name == o.name),
-            None => data_bds(p).intersection(&data_bds(old_pool)).next().is_some(),
-        });
-        let Some((new_pool, _)) = paired else { continue };
+        let paired = new
+            .spec
+            .pools()
+            .iter()
+            .zip(&new_nodes)
+            .find(|(p, n)| match &old_node {
+                Some(o) => n.as_ref().is_some_and(|n| n.name == o.name),
+                None => data_bds(p)
+                    .intersection(&data_bds(old_pool))
+                    .next()
+                    .is_some(),
+            });
+        let Some((new_pool, _)) = paired else {
+            continue;
+        };
         if new_pool == old_pool {
             continue;
         }
@@ -666,13 +688,16 @@ pub fn replacement_claim(
         o
     });
     let hostname = bd.labels().get(label::HOSTNAME).cloned();
-    let selector = bd.labels().get(label::BLOCK_DEVICE_TAG).map(|tag| LabelSelector {
-        match_labels: Some(BTreeMap::from([(
-            label::BLOCK_DEVICE_TAG.to_owned(),
-            tag.clone(),
-        )])),
-        ..Default::default()
-    });
+    let selector = bd
+        .labels()
+        .get(label::BLOCK_DEVICE_TAG)
+        .map(|tag| LabelSelector {
+            match_labels: Some(BTreeMap::from([(
+                label::BLOCK_DEVICE_TAG.to_owned(),
+                tag.clone(),
+            )])),
+            ..Default::default()
+        });
     Ok(BlockDeviceClaim {
         metadata: ObjectMeta {
             name: Some(naming::bdc_name(&uid)),

@@ -240,7 +240,10 @@ impl ClusterLookup for MemoryLookup {
         let mut claims = self.claims.lock().expect("claims lock");
         let namespace = claim.metadata.namespace.clone().unwrap_or_default();
         let name = claim.name_any();
-        match claims.iter_mut().find(|c| same_place(*c, &namespace, &name)) {
+        match claims
+            .iter_mut()
+            .find(|c| same_place(*c, &namespace, &name))
+        {
             Some(existing) => {
                 let predecessor = claim
                     .annotations()
@@ -368,7 +371,8 @@ impl ClusterLookup for KubeLookup {
                 existing
                     .annotations_mut()
                     .insert(annotations::BD_PREDECESSOR.to_owned(), predecessor);
-                api.replace(&name, &PostParams::default(), &existing).await?;
+                api.replace(&name, &PostParams::default(), &existing)
+                    .await?;
             }
             None => {
                 api.create(&PostParams::default(), claim).await?;

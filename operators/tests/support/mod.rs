@@ -15,10 +15,16 @@ use async_trait::async_trait;
 use cstor_api::{
     constants::label,
     exec::{Cmd, ExecError, HostRunner, Output, RecordingRunner, Runner},
-    ndm::{BlockDevice, BlockDeviceClaim, BlockDeviceSpec, BlockDeviceState, BlockDeviceStatus, DeviceCapacity, DeviceClaimPhase, DeviceClaimState, DeviceClaimStatus},
+    ndm::{
+        BlockDevice, BlockDeviceClaim, BlockDeviceSpec, BlockDeviceState, BlockDeviceStatus,
+        DeviceCapacity, DeviceClaimPhase, DeviceClaimState, DeviceClaimStatus,
+    },
 };
 use k8s_openapi::api::core::v1::{Node, ObjectReference};
-use kube::{Api, Client, ResourceExt, api::{DeleteParams, ListParams, PostParams}};
+use kube::{
+    Api, Client, ResourceExt,
+    api::{DeleteParams, ListParams, PostParams},
+};
 
 const PID_FILE: &str = "/var/run/zfs-fuse.pid";
 const START_LOCK: &str = "/var/lock/cstor-zfs-fuse-start.lock";
@@ -33,7 +39,9 @@ fn zfs_fuse_binary() -> Option<PathBuf> {
 }
 
 async fn answering(runner: &HostRunner) -> bool {
-    let cmd = Cmd::new("zpool").arg("list").timeout(Duration::from_secs(10));
+    let cmd = Cmd::new("zpool")
+        .arg("list")
+        .timeout(Duration::from_secs(10));
     runner.run(&cmd).await.is_ok_and(|o| o.success())
 }
 
@@ -67,9 +75,11 @@ pub async fn ensure_zfs_fuse() -> Result<(), String> {
             .timeout(Duration::from_secs(30));
         let out = runner.run(&start).await.expect("start zfs-fuse");
         assert!(out.success(), "zfs-fuse did not start: {out:?}");
-        cstor_testkit::wait_until("zpool list answering", Duration::from_secs(30), || answering(&runner))
-            .await
-            .expect("zfs-fuse started but `zpool list` did not answer");
+        cstor_testkit::wait_until("zpool list answering", Duration::from_secs(30), || {
+            answering(&runner)
+        })
+        .await
+        .expect("zfs-fuse started but `zpool list` did not answer");
     }
     drop(lock);
     Ok(())
@@ -86,7 +96,10 @@ pub struct ZvolShim {
 
 impl ZvolShim {
     pub fn new(inner: Arc<dyn Runner>) -> Self {
-        Self { inner, zvols: Mutex::default() }
+        Self {
+            inner,
+            zvols: Mutex::default(),
+        }
     }
 }
 
@@ -107,7 +120,10 @@ impl Runner for ZvolShim {
                     )));
                 }
                 ["stats"] => {
-                    let list: Vec<String> = zvols().iter().map(|z| format!(r#"{{"name":"{z}","status":"Healthy","quorum":1}}"#)).collect();
+                    let list: Vec<String> = zvols()
+                        .iter()
+                        .map(|z| format!(r#"{{"name":"{z}","status":"Healthy","quorum":1}}"#))
+                        .collect();
                     return Ok(Output::ok(format!(r#"{{"stats":[{}]}}"#, list.join(","))));
                 }
                 ["get", "used,logicalreferenced", ds] if zvols().contains(*ds) => {
@@ -144,7 +160,12 @@ pub fn runners() -> (Arc<RecordingRunner>, Arc<ZvolShim>) {
 pub fn unique(prefix: &str) -> String {
     use std::hash::{BuildHasher, Hasher};
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos());
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos(),
+    );
     format!("{prefix}-{:010x}", h.finish() & 0xff_ffff_ffff)
 }
 
@@ -152,25 +173,54 @@ pub fn unique(prefix: &str) -> String {
 pub async fn create_node(client: &Client, name: &str) {
     let mut n = Node::default();
     n.metadata.name = Some(name.into());
-    n.metadata.labels = Some(BTreeMap::from([(label::HOSTNAME.to_string(), name.to_string())]));
-    Api::<Node>::all(client.clone()).create(&PostParams::default(), &n).await.expect("create node");
+    n.metadata.labels = Some(BTreeMap::from([(
+        label::HOSTNAME.to_string(),
+        name.to_string(),
+    )]));
+    Api::<Node>::all(client.clone())
+        .create(&PostParams::default(), &n)
+        .await
+        .expect("create node");
 }
 
 /// Creates a sparse file and its Active, Unclaimed BlockDevice on `node`.
-pub async fn create_bd(client: &Client, ns: &str, dir: &std::path::Path, name: &str, node: &str) -> String {
+pub async fn create_bd(
+    client: &Client,
+    ns: &str,
+    dir: &std::path::Path,
+    name: &str,
+    node: &str,
+) -> String {
     let path = dir.join(format!("{name}.img"));
     let f = std::fs::File::create(&path).expect("create sparse disk");
     f.set_len(DISK_SIZE).expect("size sparse disk");
     let path = path.to_string_lossy().into_owned();
-    let mut bd = BlockDevice::namespaced(name, ns, BlockDeviceSpec {
-        path: path.clone(),
-        capacity: DeviceCapacity { storage: DISK_SIZE, ..Default::default() },
+    let mut bd = BlockDevice::namespaced(
+        name,
+        ns,
+        BlockDeviceSpec {
+            path: path.clone(),
+            capacity: DeviceCapacity {
+                storage: DISK_SIZE,
+                ..Default::default()
+            },
+            ..Default::default()
+        },
+    );
+    bd.spec.node_attributes.node_name = Some(node.into());
+    bd.metadata.labels = Some(BTreeMap::from([(
+        label::HOSTNAME.to_string(),
+        node.to_string(),
+    )]));
+    bd.status = Some(BlockDeviceStatus {
+        claim_state: DeviceClaimState::Unclaimed,
+        state: BlockDeviceState::Active,
         ..Default::default()
     });
-    bd.spec.node_attributes.node_name = Some(node.into());
-    bd.metadata.labels = Some(BTreeMap::from([(label::HOSTNAME.to_string(), node.to_string())]));
-    bd.status = Some(BlockDeviceStatus { claim_state: DeviceClaimState::Unclaimed, state: BlockDeviceState::Active, ..Default::default() });
-    Api::<BlockDevice>::namespaced(client.clone(), ns).create(&PostParams::default(), &bd).await.expect("create bd");
+    Api::<BlockDevice>::namespaced(client.clone(), ns)
+        .create(&PostParams::default(), &bd)
+        .await
+        .expect("create bd");
     path
 }
 
@@ -179,37 +229,70 @@ pub async fn bind_claims(client: &Client, ns: &str) -> usize {
     let bdcs: Api<BlockDeviceClaim> = Api::namespaced(client.clone(), ns);
     let bds: Api<BlockDevice> = Api::namespaced(client.clone(), ns);
     let mut n = 0;
-    for mut c in bdcs.list(&ListParams::default()).await.expect("list bdcs").items {
-        if c.status.as_ref().is_some_and(|s| s.phase == DeviceClaimPhase::Bound) || c.metadata.deletion_timestamp.is_some() {
+    for mut c in bdcs
+        .list(&ListParams::default())
+        .await
+        .expect("list bdcs")
+        .items
+    {
+        if c.status
+            .as_ref()
+            .is_some_and(|s| s.phase == DeviceClaimPhase::Bound)
+            || c.metadata.deletion_timestamp.is_some()
+        {
             continue;
         }
-        let bd_name = c.spec.block_device_name.clone().expect("claim names its block device");
+        let bd_name = c
+            .spec
+            .block_device_name
+            .clone()
+            .expect("claim names its block device");
         let mut bd = bds.get(&bd_name).await.expect("claimed bd");
-        bd.spec.claim_ref = Some(ObjectReference { name: Some(c.name_any()), namespace: Some(ns.into()), kind: Some("BlockDeviceClaim".into()), uid: c.uid(), ..Default::default() });
+        bd.spec.claim_ref = Some(ObjectReference {
+            name: Some(c.name_any()),
+            namespace: Some(ns.into()),
+            kind: Some("BlockDeviceClaim".into()),
+            uid: c.uid(),
+            ..Default::default()
+        });
         bd.status.get_or_insert_with(Default::default).claim_state = DeviceClaimState::Claimed;
-        bds.replace(&bd_name, &PostParams::default(), &bd).await.expect("bind bd");
-        c.status = Some(DeviceClaimStatus { phase: DeviceClaimPhase::Bound, ..Default::default() });
-        bdcs.replace(&c.name_any(), &PostParams::default(), &c).await.expect("bind bdc");
+        bds.replace(&bd_name, &PostParams::default(), &bd)
+            .await
+            .expect("bind bd");
+        c.status = Some(DeviceClaimStatus {
+            phase: DeviceClaimPhase::Bound,
+            ..Default::default()
+        });
+        bdcs.replace(&c.name_any(), &PostParams::default(), &c)
+            .await
+            .expect("bind bdc");
         n += 1;
     }
     n
 }
 
 pub async fn delete_node(client: &Client, name: &str) {
-    let _ = Api::<Node>::all(client.clone()).delete(name, &DeleteParams::default()).await;
+    let _ = Api::<Node>::all(client.clone())
+        .delete(name, &DeleteParams::default())
+        .await;
 }
 
 /// Destroys every pool whose name starts with `prefix` (test cleanup).
 pub async fn destroy_pools(runner: &dyn Runner, pools: &[String]) {
     for p in pools {
-        let _ = runner.run(&Cmd::new("zpool").args(["destroy", "-f", p.as_str()])).await;
+        let _ = runner
+            .run(&Cmd::new("zpool").args(["destroy", "-f", p.as_str()]))
+            .await;
     }
 }
 
 /// Logs of the library to the test output (`RUST_LOG`, default `cstor_operators=debug`).
 pub fn init_tracing() {
     let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "cstor_operators=debug".into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "cstor_operators=debug".into()),
+        )
         .with_test_writer()
         .try_init();
 }

@@ -1,0 +1,44 @@
+//! `cspc-operator`: turns CStorPoolClusters into CStorPoolInstances, claims and pool-manager
+//! Deployments (see `cstor_operators::cspc_operator`).
+
+use std::{process::ExitCode, time::Duration};
+
+use clap::Parser;
+use cstor_operators::cspc_operator::{self, DeployConfig};
+
+/// Reconciles CStorPoolClusters.
+#[derive(Debug, Parser)]
+#[command(name = "cspc-operator", version)]
+struct Args {
+    /// Namespace to watch (all namespaces when empty).
+    #[arg(long, env = "OPENEBS_NAMESPACE", default_value = "")]
+    namespace: String,
+    /// Seconds between resyncs.
+    #[arg(long, env = "RESYNC_INTERVAL", default_value_t = 30)]
+    resync_interval: u64,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    let args = Args::parse();
+    let client = match kube::Client::try_default().await {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(error = %e, "no Kubernetes client configuration");
+            return ExitCode::FAILURE;
+        }
+    };
+    let ctx = cspc_operator::Context::new(client, DeployConfig::from_env())
+        .with_resync(Duration::from_secs(args.resync_interval.max(1)));
+    let ns = (!args.namespace.is_empty()).then_some(args.namespace);
+    tokio::select! {
+        () = cspc_operator::run(ctx, ns) => {}
+        _ = tokio::signal::ctrl_c() => tracing::info!("interrupted"),
+    }
+    ExitCode::SUCCESS
+}

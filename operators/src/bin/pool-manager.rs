@@ -1,0 +1,61 @@
+//! `pool-manager`: the cstor-pool-mgmt container of a cStor pool pod (see
+//! `cstor_operators::pool_manager`).
+
+use std::{process::ExitCode, sync::Arc, time::Duration};
+
+use clap::Parser;
+use cstor_api::exec::HostRunner;
+use cstor_operators::{engine::CstorEngine, pool_manager};
+
+/// Realises one CStorPoolInstance as a zpool and its volume replicas as zvols.
+#[derive(Debug, Parser)]
+#[command(name = "pool-manager", version)]
+struct Args {
+    /// UID of the CStorPoolInstance this pool manager serves.
+    #[arg(long, env = "OPENEBS_IO_CSPI_ID")]
+    cspi_id: String,
+    /// UID of the CStorPoolCluster; the pool is `cstor-<uid>`.
+    #[arg(long, env = "OPENEBS_IO_POOL_NAME")]
+    pool_name: String,
+    /// Namespace of the CSPI, CVRs and block devices.
+    #[arg(long, env = "NAMESPACE", default_value = "openebs")]
+    namespace: String,
+    /// Seconds between resyncs.
+    #[arg(long, env = "RESYNC_INTERVAL", default_value_t = 30)]
+    resync_interval: u64,
+    /// zpool cache file.
+    #[arg(long, env = "CSTOR_POOL_CACHE_FILE", default_value = cstor_operators::engine::DEFAULT_CACHE_FILE)]
+    cache_file: String,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    let args = Args::parse();
+    let client = match kube::Client::try_default().await {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(error = %e, "no Kubernetes client configuration");
+            return ExitCode::FAILURE;
+        }
+    };
+    let engine =
+        Arc::new(CstorEngine::new(Arc::new(HostRunner::new())).with_cache_file(args.cache_file));
+    let ctx = pool_manager::Context::new(
+        client,
+        engine,
+        args.namespace,
+        args.cspi_id,
+        &args.pool_name,
+    )
+    .with_resync(Duration::from_secs(args.resync_interval.max(1)));
+    tokio::select! {
+        () = pool_manager::run(ctx) => {}
+        _ = tokio::signal::ctrl_c() => tracing::info!("interrupted"),
+    }
+    ExitCode::SUCCESS
+}

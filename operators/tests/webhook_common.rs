@@ -1,0 +1,140 @@
+//! Shared builders of the webhook tests (included with `#[path]`; has no tests of its own).
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+
+use cstor_api::{
+    constants::label,
+    cstor::{
+        CStorPoolCluster, CStorPoolClusterSpec, CStorPoolInstanceBlockDevice, PoolConfig, PoolSpec,
+        RaidGroup,
+    },
+    ndm::{
+        BlockDevice, BlockDeviceClaim, BlockDeviceSpec, BlockDeviceState, BlockDeviceStatus,
+        DeviceCapacity, DeviceClaimSpec, DeviceClaimState, NodeAttribute,
+    },
+};
+use k8s_openapi::api::core::v1::{Node, ObjectReference};
+use kube::api::ObjectMeta;
+
+pub const GIB: u64 = 1 << 30;
+
+pub fn node(name: &str, hostname: &str) -> Node {
+    Node {
+        metadata: ObjectMeta {
+            name: Some(name.to_owned()),
+            labels: Some(BTreeMap::from([(
+                label::HOSTNAME.to_owned(),
+                hostname.to_owned(),
+            )])),
+            ..Default::default()
+        },
+        ..Default::default()
+    }
+}
+
+/// An Active, unclaimed block device on `host`.
+pub fn bd(ns: &str, name: &str, host: &str, bytes: u64) -> BlockDevice {
+    let mut bd = BlockDevice::namespaced(
+        name,
+        ns,
+        BlockDeviceSpec {
+            node_attributes: NodeAttribute {
+                node_name: Some(host.to_owned()),
+                ..Default::default()
+            },
+            path: format!("/dev/{name}"),
+            capacity: DeviceCapacity {
+                storage: bytes,
+                ..Default::default()
+            },
+            ..Default::default()
+        },
+    );
+    bd.metadata.uid = Some(format!("uid-{name}"));
+    bd.metadata.labels = Some(BTreeMap::from([(
+        label::HOSTNAME.to_owned(),
+        host.to_owned(),
+    )]));
+    bd.status = Some(BlockDeviceStatus {
+        claim_state: DeviceClaimState::Unclaimed,
+        state: BlockDeviceState::Active,
+        ..Default::default()
+    });
+    bd
+}
+
+/// Marks `bd` as claimed by `claim`.
+pub fn claimed(mut bd: BlockDevice, claim: &str) -> BlockDevice {
+    bd.spec.claim_ref = Some(ObjectReference {
+        name: Some(claim.to_owned()),
+        ..Default::default()
+    });
+    bd.status.as_mut().unwrap().claim_state = DeviceClaimState::Claimed;
+    bd
+}
+
+/// A claim of `bd` labelled with `cspc`, optionally marked as replacing `predecessor`.
+pub fn claim(
+    ns: &str,
+    name: &str,
+    bd: &str,
+    cspc: &str,
+    predecessor: Option<&str>,
+) -> BlockDeviceClaim {
+    let mut c = BlockDeviceClaim::namespaced(
+        name,
+        ns,
+        DeviceClaimSpec {
+            block_device_name: Some(bd.to_owned()),
+            ..Default::default()
+        },
+    );
+    c.metadata.labels = Some(BTreeMap::from([(
+        label::CSTOR_POOL_CLUSTER.to_owned(),
+        cspc.to_owned(),
+    )]));
+    if let Some(p) = predecessor {
+        c.metadata.annotations = Some(BTreeMap::from([(
+            cstor_api::constants::annotation::BD_PREDECESSOR.to_owned(),
+            p.to_owned(),
+        )]));
+    }
+    c
+}
+
+pub fn group(bds: &[&str]) -> RaidGroup {
+    RaidGroup {
+        block_devices: bds
+            .iter()
+            .map(|b| CStorPoolInstanceBlockDevice::named(*b))
+            .collect(),
+        ..Default::default()
+    }
+}
+
+/// A pool on the node labelled `kubernetes.io/hostname=<host>`.
+pub fn pool(host: &str, raid: &str, groups: &[&[&str]]) -> PoolSpec {
+    PoolSpec {
+        node_selector: BTreeMap::from([(label::HOSTNAME.to_owned(), host.to_owned())]),
+        data_raid_groups: groups.iter().map(|g| group(g)).collect(),
+        pool_config: Some(PoolConfig {
+            data_raid_group_type: raid.into(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+pub fn cspc(ns: &str, name: &str, pools: Vec<PoolSpec>) -> CStorPoolCluster {
+    let mut c = CStorPoolCluster::namespaced(
+        name,
+        ns,
+        CStorPoolClusterSpec {
+            pools: Some(pools),
+            ..Default::default()
+        },
+    );
+    c.metadata.uid = Some(format!("uid-{name}"));
+    c
+}
