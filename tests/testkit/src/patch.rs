@@ -2,7 +2,8 @@
 //!
 //! - `application/merge-patch+json`: RFC 7386 JSON merge patch.
 //! - `application/json-patch+json`: RFC 6902 JSON patch. A failing `test` operation, or an operation
-//!   on a path that does not exist, answers 422 `Invalid`.
+//!   on a path that does not exist, answers 422 `Invalid`; like the real API server, a `test` for
+//!   `null` on a missing path passes.
 //! - `application/strategic-merge-patch+json`: refused with 415 for custom resources, as the real
 //!   API does. For built-in kinds it is **approximated by a JSON merge patch**: lists are replaced
 //!   whole instead of merged by their patch merge key (e.g. containers by `name`), and `$patch`,
@@ -115,12 +116,23 @@ pub(crate) fn apply_patch(
         PatchKind::Json => {
             let ops: json_patch::Patch = serde_json::from_slice(body)
                 .map_err(|e| ApiError::bad_request(format!("error decoding JSON patch: {e}")))?;
-            json_patch::patch(&mut doc, &ops).map_err(|e| {
-                ApiError::unprocessable_patch(format!(
-                    "the server rejected our request due to an error in our request: JSON patch operation {} failed: {}",
-                    e.operation, e.kind
-                ))
-            })?;
+            // Applied one operation at a time so that, as in the real API server (evanphx
+            // json-patch), a `test` for `null` passes on a path that does not exist — kube's
+            // finalizer helper relies on that when it adds the first finalizer.
+            for (i, op) in ops.0.iter().enumerate() {
+                if let json_patch::PatchOperation::Test(t) = op
+                    && t.value.is_null()
+                    && doc.pointer(t.path.as_str()).is_none()
+                {
+                    continue;
+                }
+                json_patch::patch(&mut doc, std::slice::from_ref(op)).map_err(|e| {
+                    ApiError::unprocessable_patch(format!(
+                        "the server rejected our request due to an error in our request: JSON patch operation {i} failed: {}",
+                        e.kind
+                    ))
+                })?;
+            }
         }
         PatchKind::Apply { .. } => {
             let applied = apply_body(def, meta_str(current, "name").unwrap_or_default(), body)?;

@@ -234,3 +234,82 @@ async fn strategic_merge_is_415_for_custom_resources_and_merge_for_builtins() {
     assert_eq!(out.spec.unwrap().replicas, Some(3));
     assert_eq!(out.metadata.generation, Some(2));
 }
+
+#[tokio::test]
+async fn json_patch_test_for_null_on_a_missing_path_passes_as_in_the_real_api() {
+    let srv = TestApiServer::start().await;
+    let api: Api<ConfigMap> = Api::namespaced(srv.client(), "default");
+    api.create(&PostParams::default(), &cm("fin", &[("a", "1")]))
+        .await
+        .unwrap();
+    // What kube::runtime::finalizer sends when it adds the first finalizer.
+    let first = json!([
+        {"op": "test", "path": "/metadata/finalizers", "value": null},
+        {"op": "add", "path": "/metadata/finalizers", "value": ["x.io/f"]}
+    ]);
+    let patched = api
+        .patch(
+            "fin",
+            &PatchParams::default(),
+            &Patch::Json::<()>(serde_json::from_value(first.clone()).unwrap()),
+        )
+        .await
+        .unwrap();
+    assert_eq!(patched.metadata.finalizers, Some(vec!["x.io/f".into()]));
+    // Now the path exists and holds a list, so the same test for null fails.
+    let err = api
+        .patch(
+            "fin",
+            &PatchParams::default(),
+            &Patch::Json::<()>(serde_json::from_value(first).unwrap()),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(code(err).0, 422);
+}
+
+#[tokio::test]
+async fn kube_runtime_finalizer_helper_works_against_the_server() {
+    use kube::runtime::finalizer::{Event, finalizer};
+    let srv = TestApiServer::start().await;
+    let api: Api<ConfigMap> = Api::namespaced(srv.client(), "default");
+    api.create(&PostParams::default(), &cm("helper", &[]))
+        .await
+        .unwrap();
+    let cleanups = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let run = |api: Api<ConfigMap>| {
+        let cleanups = cleanups.clone();
+        async move {
+            let obj = std::sync::Arc::new(api.get("helper").await.unwrap());
+            let seen = cleanups.clone();
+            finalizer(&api, "cstor.test/finalizer", obj, |ev| async move {
+                if matches!(ev, Event::Cleanup(_)) {
+                    cleanups.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                }
+                Ok::<_, std::convert::Infallible>(kube::runtime::controller::Action::await_change())
+            })
+            .await
+            .map(|_| seen.load(std::sync::atomic::Ordering::SeqCst))
+        }
+    };
+    // First pass adds the finalizer, second applies.
+    run(api.clone()).await.unwrap();
+    let got = api.get("helper").await.unwrap();
+    assert_eq!(
+        got.metadata.finalizers,
+        Some(vec!["cstor.test/finalizer".to_string()])
+    );
+    assert_eq!(run(api.clone()).await.unwrap(), 0, "apply, not cleanup");
+    // Deletion keeps the object until the helper runs cleanup and removes the finalizer.
+    api.delete("helper", &Default::default()).await.unwrap();
+    assert!(
+        api.get("helper")
+            .await
+            .unwrap()
+            .metadata
+            .deletion_timestamp
+            .is_some()
+    );
+    assert_eq!(run(api.clone()).await.unwrap(), 1, "cleanup ran");
+    assert!(api.get_opt("helper").await.unwrap().is_none());
+}
