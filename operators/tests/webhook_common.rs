@@ -138,3 +138,43 @@ pub fn cspc(ns: &str, name: &str, pools: Vec<PoolSpec>) -> CStorPoolCluster {
     c.metadata.uid = Some(format!("uid-{name}"));
     c
 }
+
+/// POSTs `body` to `https://<addr>/validate`, verifying the server as `server_name` against
+/// `ca_pem` only.
+pub async fn post_validate(
+    addr: std::net::SocketAddr,
+    server_name: rustls_pki_types::ServerName<'static>,
+    ca_pem: &str,
+    body: Vec<u8>,
+) -> Result<(u16, Vec<u8>), String> {
+    use axum::body::Body;
+    let config = cstor_operators::webhook::tls::client_config(ca_pem.as_bytes())
+        .map_err(|e| e.to_string())?;
+    let connector = tokio_rustls::TlsConnector::from(config);
+    let tcp = tokio::net::TcpStream::connect(addr)
+        .await
+        .map_err(|e| e.to_string())?;
+    let stream = connector
+        .connect(server_name, tcp)
+        .await
+        .map_err(|e| e.to_string())?;
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .map_err(|e| e.to_string())?;
+    tokio::spawn(conn);
+    let request = hyper::Request::post("/validate")
+        .header("host", "webhook")
+        .header("content-type", "application/json")
+        .body(Body::from(body))
+        .map_err(|e| e.to_string())?;
+    let response = sender
+        .send_request(request)
+        .await
+        .map_err(|e| e.to_string())?;
+    let status = response.status().as_u16();
+    let bytes = axum::body::to_bytes(Body::new(response.into_body()), 1 << 20)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok((status, bytes.to_vec()))
+}
