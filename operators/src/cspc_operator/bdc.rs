@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use cstor_api::{
-    constants::{finalizer as finalizers, label as labels},
+    constants::{annotation as annotations, finalizer as finalizers, label as labels},
     cstor::CStorPoolCluster,
     ndm::{
         BlockDevice, BlockDeviceClaim, BlockDeviceNodeAttributes, DeviceClaimResources,
@@ -30,8 +30,16 @@ pub enum Claim {
     Foreign(String),
 }
 
-/// Makes sure `bd` is claimed for `cspc` (creating the claim when needed).
-pub async fn claim(ctx: &Context, cspc: &CStorPoolCluster, bd: &str) -> Result<Claim> {
+/// Makes sure `bd` is claimed for `cspc` (creating the claim when needed). With
+/// `predecessor = Some(old)` the claim marks `bd` as the replacement of block device `old`
+/// (annotation `openebs.io/bd-predecessor`, added to an existing claim of this CSPC as well);
+/// the pool manager drops the annotation once the resilver has completed.
+pub async fn claim(
+    ctx: &Context,
+    cspc: &CStorPoolCluster,
+    bd: &str,
+    predecessor: Option<&str>,
+) -> Result<Claim> {
     let ns = cspc.namespace().unwrap_or_default();
     let bds: Api<BlockDevice> = ctx.api(&ns);
     let bdcs: Api<BlockDeviceClaim> = ctx.api(&ns);
@@ -49,8 +57,13 @@ pub async fn claim(ctx: &Context, cspc: &CStorPoolCluster, bd: &str) -> Result<C
             .and_then(|r| r.name.clone())
             .unwrap_or_default();
         let ours = match bdcs.get_opt(&claim_name).await? {
-            Some(c) => c.labels().get(labels::CSTOR_POOL_CLUSTER) == Some(&cspc.name_any()),
-            None => false,
+            Some(c) if c.labels().get(labels::CSTOR_POOL_CLUSTER) == Some(&cspc.name_any()) => {
+                if let Some(old) = predecessor {
+                    mark_predecessor(&bdcs, c, old).await?;
+                }
+                true
+            }
+            _ => false,
         };
         return Ok(if ours {
             Claim::Usable
@@ -61,7 +74,11 @@ pub async fn claim(ctx: &Context, cspc: &CStorPoolCluster, bd: &str) -> Result<C
         });
     }
     let name = cstor_api::naming::bdc_name(&device.uid().unwrap_or_default());
-    if bdcs.get_opt(&name).await?.is_none() {
+    let existing = bdcs.get_opt(&name).await?;
+    if let (Some(c), Some(old)) = (&existing, predecessor) {
+        mark_predecessor(&bdcs, c.clone(), old).await?;
+    }
+    if existing.is_none() {
         let host = device.labels().get(labels::HOSTNAME).cloned();
         let mut c = BlockDeviceClaim::namespaced(
             &name,
@@ -86,6 +103,12 @@ pub async fn claim(ctx: &Context, cspc: &CStorPoolCluster, bd: &str) -> Result<C
             labels::CSTOR_POOL_CLUSTER.into(),
             cspc.name_any(),
         )]));
+        if let Some(old) = predecessor {
+            c.metadata.annotations = Some(BTreeMap::from([(
+                annotations::BD_PREDECESSOR.into(),
+                old.to_owned(),
+            )]));
+        }
         c.metadata.owner_references = cspc.controller_owner_ref(&()).map(|r| vec![r]);
         c.metadata.finalizers = Some(vec![finalizers::CSPC.into()]);
         match bdcs.create(&PostParams::default(), &c).await {
@@ -95,6 +118,22 @@ pub async fn claim(ctx: &Context, cspc: &CStorPoolCluster, bd: &str) -> Result<C
         }
     }
     Ok(Claim::Pending)
+}
+
+/// Sets `openebs.io/bd-predecessor=<old>` on claim `c` unless it is already there.
+async fn mark_predecessor(
+    bdcs: &Api<BlockDeviceClaim>,
+    mut c: BlockDeviceClaim,
+    old: &str,
+) -> Result<()> {
+    if c.annotations().get(annotations::BD_PREDECESSOR).map(String::as_str) == Some(old) {
+        return Ok(());
+    }
+    c.annotations_mut()
+        .insert(annotations::BD_PREDECESSOR.into(), old.to_owned());
+    bdcs.replace(&c.name_any(), &PostParams::default(), &c)
+        .await?;
+    Ok(())
 }
 
 /// upstream `ByteCount`: binary units truncated, rendered with a decimal suffix letter.

@@ -8,6 +8,7 @@ pub mod bdc;
 pub mod cspi;
 pub mod deployment;
 pub mod reconcile;
+pub mod replace;
 pub mod scale_down;
 pub mod status;
 

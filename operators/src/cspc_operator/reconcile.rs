@@ -20,7 +20,7 @@ use kube::{
 use super::{
     Context, Error, POOL_SPEC_VALID, Result, SCALE_DOWN_BLOCKED,
     bdc::{self, Claim},
-    cspi, deployment, scale_down, status,
+    cspi, deployment, replace, scale_down, status,
 };
 use crate::pool_manager::{condition, set_condition};
 
@@ -137,11 +137,22 @@ async fn apply(cspc: &CStorPoolCluster, ctx: &Context) -> Result<Action> {
                 continue;
             }
         };
+        // Disks swapped in the spec (the CSPI still has the old one) are claimed as
+        // replacements.
+        let replacements = existing
+            .iter()
+            .find(|c| cspi::matches(c, pool))
+            .map(|c| replace::pending(c, pool))
+            .unwrap_or_default();
         // Claim every block device; a foreign claim makes the pool invalid.
         let mut usable = std::collections::BTreeMap::new();
         let mut foreign = None;
         for bd in pool.block_device_names() {
-            match bdc::claim(ctx, cspc, bd).await? {
+            let predecessor = replacements
+                .iter()
+                .find(|r| r.new == bd)
+                .map(|r| r.old.as_str());
+            match bdc::claim(ctx, cspc, bd, predecessor).await? {
                 Claim::Usable => {
                     usable.insert(bd.to_owned(), true);
                 }
@@ -175,7 +186,33 @@ async fn apply(cspc: &CStorPoolCluster, ctx: &Context) -> Result<Action> {
                 }
             }
             Some(c) => {
-                if expand(c, pool, &usable) {
+                let replaced = replace::apply(c, &replacements, &usable);
+                if replaced.len() < replacements.len() {
+                    pending.push(format!(
+                        "spec.pools[{i}]: waiting for the claims of replacement block devices to be bound"
+                    ));
+                }
+                if !replaced.is_empty() {
+                    *c = cspi_api
+                        .replace(&c.name_any(), &PostParams::default(), c)
+                        .await?;
+                    for r in &replaced {
+                        ctx.event(
+                            cspc,
+                            EventType::Normal,
+                            "BlockDeviceReplacement",
+                            format!(
+                                "block device {} of {} is being replaced by {}",
+                                r.old,
+                                c.name_any(),
+                                r.new
+                            ),
+                        )
+                        .await;
+                    }
+                }
+                let targets: Vec<&str> = replacements.iter().map(|r| r.new.as_str()).collect();
+                if expand(c, pool, &usable, &targets) {
                     *c = cspi_api
                         .replace(&c.name_any(), &PostParams::default(), c)
                         .await?;
@@ -300,11 +337,13 @@ async fn apply(cspc: &CStorPoolCluster, ctx: &Context) -> Result<Action> {
 }
 
 /// Appends data raid groups of `pool` that are new to `c` (every disk usable), and new usable
-/// disks of stripe groups. Returns whether `c` changed.
+/// disks of stripe groups; `replacing` (new devices of pending replacements) are never added.
+/// Returns whether `c` changed.
 fn expand(
     c: &mut CStorPoolInstance,
     pool: &cstor_api::cstor::PoolSpec,
     usable: &std::collections::BTreeMap<String, bool>,
+    replacing: &[&str],
 ) -> bool {
     let mut changed = false;
     let stripe = pool
@@ -325,7 +364,9 @@ fn expand(
         });
         match present {
             None => {
-                if names.iter().all(|n| usable.get(*n) == Some(&true)) {
+                if names.iter().all(|n| usable.get(*n) == Some(&true))
+                    && !names.iter().any(|n| replacing.contains(n))
+                {
                     c.spec.data_raid_groups.push(g.clone());
                     changed = true;
                 }
@@ -337,6 +378,9 @@ fn expand(
                         .iter()
                         .any(|x| x.block_device_name == b.block_device_name)
                     {
+                        if replacing.contains(&b.block_device_name.as_str()) {
+                            continue;
+                        }
                         if usable.get(&b.block_device_name) != Some(&true) {
                             break;
                         }
