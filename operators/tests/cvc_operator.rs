@@ -620,3 +620,107 @@ async fn killed_mid_reconcile_converges_without_duplicates() {
     let _: Api<Event> = h.api();
     h.stop().await;
 }
+
+#[tokio::test]
+async fn unhealthy_volume_is_explained_on_cvc_and_cv_then_cleared() {
+    let h = Harness::start().await;
+    h.create_cspc("cspc-h").await;
+    let pools = h.create_pools("cspc-h", 0, 1).await;
+    h.create_cvc(&h.cvc("pvc-sick", "cspc-h", 1, "1Gi")).await;
+    h.wait_bound("pvc-sick").await;
+    let cvr = h.cvrs("pvc-sick").await.remove(0);
+    let hold = json!({"metadata": {"annotations": {support::HOLD_STATUS: "true"}}});
+    // The target reports the volume Offline, its only replica Offline, and the pool went OFFLINE.
+    h.api::<CStorVolumeReplica>()
+        .patch(
+            &cvr.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": hold["metadata"], "status": {"phase": "Offline"}})),
+        )
+        .await
+        .unwrap();
+    h.set_pool_phase(&pools[0], "OFFLINE").await;
+    h.api::<CStorVolume>()
+        .patch(
+            "pvc-sick",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": hold["metadata"], "status": {"phase": "Offline"}})),
+        )
+        .await
+        .unwrap();
+    let c = h
+        .wait_cvc("pvc-sick", "VolumeNotHealthy condition", |c| {
+            status::condition(c, status::VOLUME_NOT_HEALTHY).is_some()
+        })
+        .await;
+    let cond = status::condition(&c, status::VOLUME_NOT_HEALTHY).unwrap();
+    assert_eq!(cond.reason, "Offline");
+    assert!(
+        cond.message.contains("CStorVolume phase is Offline")
+            && cond.message.contains(&format!(
+                "replica {} on {}: Offline (pool phase OFFLINE)",
+                cvr.name_any(),
+                pools[0]
+            )),
+        "{}",
+        cond.message
+    );
+    assert!(
+        !events_for(&h, "pvc-sick", "VolumeNotHealthy")
+            .await
+            .is_empty()
+    );
+    let cv = h.api::<CStorVolume>().get("pvc-sick").await.unwrap();
+    let cv_cond = cv
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .and_then(|cs| {
+            cs.iter()
+                .find(|c| c.type_ == status::CV_VOLUME_HEALTHY)
+                .cloned()
+        })
+        .expect("VolumeHealthy condition on the CV");
+    assert_eq!(cv_cond.status, "False");
+
+    // Recovery: everything Healthy again clears the CVC condition and flips the CV's.
+    h.set_pool_phase(&pools[0], "ONLINE").await;
+    h.api::<CStorVolumeReplica>()
+        .patch(
+            &cvr.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": {"phase": "Healthy"}})),
+        )
+        .await
+        .unwrap();
+    h.api::<CStorVolume>()
+        .patch(
+            "pvc-sick",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": {"phase": "Healthy"}})),
+        )
+        .await
+        .unwrap();
+    h.wait_cvc("pvc-sick", "VolumeNotHealthy cleared", |c| {
+        status::condition(c, status::VOLUME_NOT_HEALTHY).is_none()
+    })
+    .await;
+    let cvs = h.api::<CStorVolume>();
+    wait_until("CV VolumeHealthy True", DEADLINE, || {
+        let cvs = cvs.clone();
+        async move {
+            cvs.get("pvc-sick").await.ok().filter(|cv| {
+                cv.status
+                    .as_ref()
+                    .and_then(|s| s.conditions.as_ref())
+                    .is_some_and(|cs| {
+                        cs.iter()
+                            .any(|c| c.type_ == status::CV_VOLUME_HEALTHY && c.status == "True")
+                    })
+            })
+        }
+    })
+    .await
+    .unwrap();
+    h.stop().await;
+}

@@ -28,6 +28,14 @@ use tokio::task::JoinHandle;
 /// Deadline of every wait in the scenarios.
 pub const DEADLINE: Duration = Duration::from_secs(60);
 
+/// Annotation that makes the simulated pool and volume managers leave an object's status alone,
+/// so a test can write an unhealthy status itself.
+pub const HOLD_STATUS: &str = "cstor-test.openebs.io/hold-status";
+
+fn held<K: ResourceExt>(obj: &K) -> bool {
+    obj.annotations().contains_key(HOLD_STATUS)
+}
+
 pub struct Harness {
     pub cluster: TestCluster,
     pub client: Client,
@@ -274,6 +282,9 @@ pub fn simulate(client: Client, ns: String, assign_cluster_ips: bool) -> Vec<Joi
                 }
                 continue;
             }
+            if held(&cvr) {
+                continue;
+            }
             let phase = cvr.status.as_ref().and_then(|s| s.phase.clone());
             if phase.as_ref().is_none_or(|p| p.as_str() != "Healthy") {
                 let id = cvr
@@ -304,7 +315,7 @@ pub fn simulate(client: Client, ns: String, assign_cluster_ips: bool) -> Vec<Joi
         let mut stream =
             std::pin::pin!(watcher(cvs.clone(), watcher::Config::default()).applied_objects());
         while let Some(Ok(cv)) = stream.next().await {
-            if cv.metadata.deletion_timestamp.is_some() {
+            if cv.metadata.deletion_timestamp.is_some() || held(&cv) {
                 continue;
             }
             let st = cv.status.clone().unwrap_or_default();
