@@ -724,3 +724,159 @@ async fn unhealthy_volume_is_explained_on_cvc_and_cv_then_cleared() {
     .unwrap();
     h.stop().await;
 }
+
+#[tokio::test]
+async fn volume_policy_shapes_the_target_and_policy_edits_reach_it() {
+    let h = Harness::start().await;
+    h.create_cspc("cspc-pol").await;
+    h.create_pools("cspc-pol", 0, 1).await;
+    let policy: CStorVolumePolicy = from_value(json!({
+        "apiVersion": "cstor.openebs.io/v1", "kind": "CStorVolumePolicy",
+        "metadata": {"name": "target-tuning", "namespace": h.ns},
+        "spec": {
+            "provision": {"replicaAffinity": false},
+            "target": {
+                "queueDepth": "64",
+                "luWorkers": 8,
+                "priorityClassName": "storage-critical",
+                "nodeSelector": {"storage": "fast"},
+                "tolerations": [{"key": "dedicated", "operator": "Equal", "value": "storage", "effect": "NoSchedule"}],
+                "resources": {"requests": {"cpu": "250m", "memory": "256Mi"}},
+                "auxResources": {"limits": {"memory": "128Mi"}},
+                "affinity": {"requiredDuringSchedulingIgnoredDuringExecution": [
+                    {"labelSelector": {"matchLabels": {"app": "db"}}, "topologyKey": "kubernetes.io/hostname"}]}
+            },
+            "replica": {"zvolWorkers": "4"}
+        }
+    }))
+    .unwrap();
+    h.api::<CStorVolumePolicy>()
+        .create(&PostParams::default(), &policy)
+        .await
+        .unwrap();
+    let mut cvc = h.cvc("pvc-tuned", "cspc-pol", 1, "1Gi");
+    cvc.annotations_mut()
+        .insert("openebs.io/volume-policy".into(), "target-tuning".into());
+    h.create_cvc(&cvc).await;
+    let bound = h.wait_bound("pvc-tuned").await;
+    assert_eq!(
+        bound
+            .spec
+            .policy
+            .target
+            .as_ref()
+            .and_then(|t| t.queue_depth.as_deref()),
+        Some("64"),
+        "the policy is copied into the CVC at bind"
+    );
+
+    let target = naming::target_deployment_name("pvc-tuned");
+    let pod = h
+        .api::<Deployment>()
+        .get(&target)
+        .await
+        .unwrap()
+        .spec
+        .unwrap()
+        .template
+        .spec
+        .unwrap();
+    assert_eq!(pod.priority_class_name.as_deref(), Some("storage-critical"));
+    assert_eq!(
+        pod.node_selector
+            .as_ref()
+            .and_then(|n| n.get("storage"))
+            .map(String::as_str),
+        Some("fast")
+    );
+    let tolerations = pod.tolerations.clone().unwrap();
+    assert_eq!(
+        tolerations.len(),
+        1,
+        "the policy's tolerations replace the defaults"
+    );
+    assert_eq!(tolerations[0].key.as_deref(), Some("dedicated"));
+    let pod_affinity = pod
+        .affinity
+        .as_ref()
+        .and_then(|a| a.pod_affinity.as_ref())
+        .unwrap();
+    assert_eq!(
+        pod_affinity
+            .required_during_scheduling_ignored_during_execution
+            .as_ref()
+            .unwrap()[0]
+            .topology_key,
+        "kubernetes.io/hostname"
+    );
+    let istgt = pod
+        .containers
+        .iter()
+        .find(|c| c.name == "cstor-istgt")
+        .unwrap();
+    let env = |c: &k8s_openapi::api::core::v1::Container, k: &str| {
+        c.env
+            .as_ref()
+            .and_then(|e| e.iter().find(|v| v.name == k))
+            .and_then(|v| v.value.clone())
+    };
+    assert_eq!(env(istgt, "QueueDepth").as_deref(), Some("64"));
+    assert_eq!(env(istgt, "Luworkers").as_deref(), Some("8"));
+    assert_eq!(
+        istgt
+            .resources
+            .as_ref()
+            .and_then(|r| r.requests.as_ref())
+            .and_then(|r| r.get("cpu"))
+            .map(|q| q.0.as_str()),
+        Some("250m")
+    );
+    let mgmt = pod
+        .containers
+        .iter()
+        .find(|c| c.name == "cstor-volume-mgmt")
+        .unwrap();
+    assert_eq!(
+        mgmt.resources
+            .as_ref()
+            .and_then(|r| r.limits.as_ref())
+            .and_then(|r| r.get("memory"))
+            .map(|q| q.0.as_str()),
+        Some("128Mi")
+    );
+    assert_eq!(
+        h.cvrs("pvc-tuned").await[0].spec.zvol_workers.as_deref(),
+        Some("4"),
+        "replica zvolWorkers from the policy"
+    );
+
+    // Editing the CVC's policy reaches the running target (upstream §5.8).
+    h.api::<CStorVolumeConfig>()
+        .patch(
+            "pvc-tuned",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"policy": {"target": {"queueDepth": "128", "priorityClassName": "other"}}}})),
+        )
+        .await
+        .unwrap();
+    let deployments = h.api::<Deployment>();
+    wait_until("target follows the policy edit", DEADLINE, || {
+        let deployments = deployments.clone();
+        let target = target.clone();
+        async move {
+            let d = deployments.get(&target).await.ok()?;
+            let pod = d.spec?.template.spec?;
+            let istgt = pod
+                .containers
+                .iter()
+                .find(|c| c.name == "cstor-istgt")?
+                .clone();
+            (pod.priority_class_name.as_deref() == Some("other")
+                && env(&istgt, "QueueDepth").as_deref() == Some("128"))
+            .then_some(())
+        }
+    })
+    .await
+    .unwrap();
+    h.stop().await;
+}
