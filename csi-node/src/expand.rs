@@ -55,16 +55,10 @@ impl NodeDriver {
                 ))
             })?;
         let target = IscsiTarget::new(&cva.iqn, &cva.target_portal);
-        self.inner
-            .attacher
-            .rescan(&target)
-            .await
-            .map_err(NodeError::attach(format!(
-                "cannot rescan the iSCSI session of volume {volume}"
-            )))?;
+        let required = req.capacity_range.as_ref().map_or(0, |r| r.required_bytes);
 
         if meta.file_type().is_block_device() {
-            let size = self.device_size(path).await?;
+            let size = self.rescan_until(volume, &target, path, required).await?;
             tracing::info!(volume, size, "block volume rescanned");
             return Ok(NodeExpandVolumeResponse {
                 capacity_bytes: size,
@@ -88,6 +82,9 @@ impl NodeDriver {
                 ))
             })?;
         let device = Path::new(&m.source).to_path_buf();
+        // Growing the filesystem before the LUN has grown would report a resize that did not
+        // happen: the kubelet would consider it finished.
+        self.rescan_until(volume, &target, &device, required).await?;
         self.inner
             .fs
             .grow(fs, &device, path)
@@ -100,6 +97,42 @@ impl NodeDriver {
         Ok(NodeExpandVolumeResponse {
             capacity_bytes: size,
         })
+    }
+
+    /// Rescans the iSCSI session until `device` is at least `required` bytes, within the
+    /// `device_resize` deadline; otherwise UNAVAILABLE so the CO retries once the target has
+    /// resized the LUN. Returns the device size.
+    async fn rescan_until(
+        &self,
+        volume: &str,
+        target: &IscsiTarget,
+        device: &Path,
+        required: i64,
+    ) -> Result<i64> {
+        let waits = &self.config().waits;
+        let deadline = tokio::time::Instant::now() + waits.device_resize;
+        loop {
+            self.inner
+                .attacher
+                .rescan(target)
+                .await
+                .map_err(NodeError::attach(format!(
+                    "cannot rescan the iSCSI session of volume {volume}"
+                )))?;
+            let size = self.device_size(device).await?;
+            if size >= required {
+                return Ok(size);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(NodeError::NotReady(format!(
+                    "volume {volume}: the device {} is {size} bytes, smaller than the requested {required}; \
+                     the target has not grown the LUN yet (check the CStorVolume's status.capacity) — the expansion is retried",
+                    device.display()
+                )));
+            }
+            let wake = (tokio::time::Instant::now() + waits.poll).min(deadline);
+            tokio::time::sleep_until(wake).await;
+        }
     }
 
     async fn device_size(&self, device: &Path) -> Result<i64> {

@@ -32,6 +32,9 @@ pub struct Waits {
     pub cvc_bound: Duration,
     pub volume_ready: Duration,
     pub portal_reachable: Duration,
+    /// How long NodeExpandVolume waits for the device to reach the requested size after a
+    /// rescan (the target may still be resizing the LUN) before asking the CO to retry.
+    pub device_resize: Duration,
     pub poll: Duration,
 }
 
@@ -41,6 +44,7 @@ impl Default for Waits {
             cvc_bound: Duration::from_secs(10),
             volume_ready: Duration::from_secs(12),
             portal_reachable: Duration::from_secs(12),
+            device_resize: Duration::from_secs(10),
             poll: Duration::from_secs(1),
         }
     }

@@ -62,8 +62,21 @@ fn xfs_grows_online_and_stats_follow() {
         assert!(inodes.total > 0 && inodes.used > 0);
         assert!(!before.volume_condition.as_ref().unwrap().abnormal);
 
+        // The CO asks for 640 MiB before the target has grown the LUN: the node must not grow
+        // the filesystem or report success, but ask to be retried.
+        let mut early = expand_req(pv, &target);
+        early.capacity_range = Some(cstor_api::proto::csi::v1::CapacityRange {
+            required_bytes: (640 * MIB) as i64,
+            limit_bytes: 0,
+        });
+        let err = h.driver.expand(early.clone()).await.unwrap_err();
+        let status = tonic::Status::from(err);
+        assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
+        assert!(status.message().contains("smaller than the requested"), "{status:?}");
+        assert!(h.commands("xfs_growfs").is_empty(), "nothing grown early");
+
         grow_image(&image, 640 * MIB);
-        let resp = h.driver.expand(expand_req(pv, &target)).await.unwrap();
+        let resp = h.driver.expand(early).await.unwrap();
         assert_eq!(
             resp.capacity_bytes,
             (640 * MIB) as i64,

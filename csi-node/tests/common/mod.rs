@@ -310,6 +310,7 @@ pub fn short_waits() -> Waits {
         cvc_bound: Duration::from_millis(300),
         volume_ready: Duration::from_millis(300),
         portal_reachable: Duration::from_millis(300),
+        device_resize: Duration::from_millis(300),
         poll: Duration::from_millis(50),
     }
 }

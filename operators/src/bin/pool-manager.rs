@@ -53,9 +53,22 @@ async fn main() -> ExitCode {
         &args.pool_name,
     )
     .with_resync(Duration::from_secs(args.resync_interval.max(1)));
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot listen for SIGTERM");
+            return ExitCode::FAILURE;
+        }
+    };
     tokio::select! {
-        () = pool_manager::run(ctx) => {}
+        () = pool_manager::run(ctx.clone()) => {}
         _ = tokio::signal::ctrl_c() => tracing::info!("interrupted"),
+        _ = term.recv() => tracing::info!("terminated"),
+    }
+    // The CSPI is reported OFFLINE before the process goes (upstream behaviour).
+    let _guard = ctx.lock.lock().await;
+    if let Err(e) = pool_manager::mark_offline(&ctx).await {
+        tracing::warn!(error = %e, "marking the CSPI OFFLINE on shutdown failed");
     }
     ExitCode::SUCCESS
 }

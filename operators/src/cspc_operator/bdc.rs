@@ -126,7 +126,11 @@ async fn mark_predecessor(
     mut c: BlockDeviceClaim,
     old: &str,
 ) -> Result<()> {
-    if c.annotations().get(annotations::BD_PREDECESSOR).map(String::as_str) == Some(old) {
+    if c.annotations()
+        .get(annotations::BD_PREDECESSOR)
+        .map(String::as_str)
+        == Some(old)
+    {
         return Ok(());
     }
     c.annotations_mut()

@@ -189,8 +189,14 @@ mod tests {
         assert_eq!(c2, c);
         let usable = [("z".to_string(), true)].into();
         assert_eq!(apply(&mut c2, &reps, &usable).len(), 1);
-        assert_eq!(c2.spec.data_raid_groups[1].block_devices[0].block_device_name, "z");
-        assert!(pending(&c2, &p).is_empty(), "applied replacement is not pending any more");
+        assert_eq!(
+            c2.spec.data_raid_groups[1].block_devices[0].block_device_name,
+            "z"
+        );
+        assert!(
+            pending(&c2, &p).is_empty(),
+            "applied replacement is not pending any more"
+        );
     }
 
     #[test]

@@ -99,6 +99,13 @@ impl Context {
         self
     }
 
+    /// Overrides the zpool name. Every pool of one CSPC is `cstor-<CSPC uid>` on its own node;
+    /// a host that plays several nodes (the scenario tests) needs a distinct name per pool.
+    pub fn with_pool_name(mut self, pool: impl Into<String>) -> Self {
+        self.pool = pool.into();
+        self
+    }
+
     pub fn cspis(&self) -> Api<CStorPoolInstance> {
         Api::namespaced(self.client.clone(), &self.namespace)
     }
@@ -115,12 +122,26 @@ impl Context {
         reason: &str,
         note: impl Into<String>,
     ) {
+        self.event_as(obj, type_, reason, reason, note).await
+    }
+
+    /// [`Self::event`] with an explicit `action`. The recorder folds Events with the same
+    /// reason and action on one object into a series keeping the first note, so steps of one
+    /// operation that must stay visible separately use distinct actions.
+    pub async fn event_as<K: Resource<DynamicType = ()>>(
+        &self,
+        obj: &K,
+        type_: EventType,
+        reason: &str,
+        action: &str,
+        note: impl Into<String>,
+    ) {
         let reference: ObjectReference = obj.object_ref(&());
         let ev = Event {
             type_,
             reason: reason.into(),
             note: Some(note.into()),
-            action: reason.into(),
+            action: action.into(),
             secondary: None,
         };
         if let Err(e) = self.recorder.publish(&ev, &reference).await {
@@ -198,8 +219,25 @@ pub fn condition(
     }
 }
 
-/// Runs the CSPI and CVR controllers until the stream ends (or the future is dropped).
+/// Marks existing replicas `Recreate` ([`replica::mark_recreate`]), then runs the CSPI and
+/// CVR controllers until the stream ends (or the future is dropped).
 pub async fn run(ctx: Context) {
+    // Replicas found at start-up are rechecked (and recreated when their zvol is gone); a
+    // failure here is retried until the API answers, the controllers need it first.
+    let mut backoff = Duration::from_millis(200);
+    loop {
+        match replica::mark_recreate(&ctx).await {
+            Ok(n) => {
+                tracing::info!(replicas = n, "existing replicas marked Recreate");
+                break;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "marking existing replicas Recreate failed; retrying");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(10));
+            }
+        }
+    }
     let ctx = Arc::new(ctx);
     let cspis = ctx.cspis();
     let cspi_ctl = Controller::new(cspis, watcher::Config::default())
@@ -223,4 +261,40 @@ pub async fn run(ctx: Context) {
 /// Requeue after a successful pass.
 pub fn resync(ctx: &Context) -> Action {
     Action::requeue(ctx.resync)
+}
+
+/// Shutdown (upstream §4.1): the served CSPI's `status.phase` becomes `OFFLINE`, so the CSPC
+/// status and the volume placement stop counting this pool until the next pool manager reports
+/// it again. Retried on a write conflict; a CSPI that is gone is not an error.
+pub async fn mark_offline(ctx: &Context) -> Result<()> {
+    use cstor_api::cstor::CStorPoolInstancePhase;
+    for _ in 0..5 {
+        let list = ctx.cspis().list(&kube::api::ListParams::default()).await?;
+        let Some(mut cspi) = list
+            .items
+            .into_iter()
+            .find(|c| c.uid().as_deref() == Some(ctx.cspi_uid.as_str()))
+        else {
+            return Ok(());
+        };
+        let status = cspi.status.get_or_insert_with(Default::default);
+        if status.phase == Some(CStorPoolInstancePhase::Offline) {
+            return Ok(());
+        }
+        status.phase = Some(CStorPoolInstancePhase::Offline);
+        match ctx
+            .cspis()
+            .replace(&cspi.name_any(), &kube::api::PostParams::default(), &cspi)
+            .await
+        {
+            Ok(_) => return Ok(()),
+            Err(kube::Error::Api(s)) if s.code == 409 => continue,
+            Err(kube::Error::Api(s)) if s.code == 404 => return Ok(()),
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(Error::Waiting(format!(
+        "marking CSPI {} OFFLINE kept conflicting with other writers",
+        ctx.cspi_uid
+    )))
 }

@@ -62,10 +62,11 @@ pub async fn replace(
             ctx.engine
                 .replace_disk(&ctx.pool, old_path, new_path)
                 .await?;
-            ctx.event(
+            ctx.event_as(
                 cspi,
                 EventType::Normal,
                 "BlockDeviceReplacement",
+                "Replacing",
                 format!(
                     "Replacement of {old_bd} BlockDevice with {new_bd} BlockDevice is in-Progress"
                 ),
@@ -110,10 +111,11 @@ pub async fn replace(
         }
         bdcs.replace(&claim.name_any(), &PostParams::default(), &new_claim)
             .await?;
-        ctx.event(
+        ctx.event_as(
             cspi,
             EventType::Normal,
             "BlockDeviceReplacement",
+            "Replaced",
             format!("Resilvering is successful on BlockDevice {new_bd}"),
         )
         .await;

@@ -283,3 +283,46 @@ async fn cleanup(cvr: &CStorVolumeReplica, ctx: &Context) -> Result<Action> {
     }
     Ok(Action::await_change())
 }
+
+/// Start-up pass (upstream §4.10 Add handler): every existing CVR of this pool that is past
+/// `""`/`Init` is set to `Recreate`, so a zvol lost while the pool manager was down is created
+/// again with `quorum=off` (it must be rebuilt from its peers before serving reads); a zvol
+/// that still exists only gets its phase back from `zfs stats`. Returns how many were marked.
+pub async fn mark_recreate(ctx: &Context) -> Result<usize> {
+    let selector = format!("{}={}", labels::CSPI_UID, ctx.cspi_uid);
+    let list = ctx
+        .cvrs()
+        .list(&kube::api::ListParams::default().labels(&selector))
+        .await?;
+    let mut marked = 0;
+    for mut cvr in list.items {
+        if cvr.metadata.deletion_timestamp.is_some() {
+            continue;
+        }
+        let status = cvr.status.get_or_insert_with(Default::default);
+        let phase = status.phase.clone().unwrap_or_default();
+        if matches!(phase, Phase::Empty | Phase::Init | Phase::Recreate) {
+            continue;
+        }
+        status.phase = Some(Phase::Recreate);
+        status.last_transition_time = Some(Time(k8s_openapi::jiff::Timestamp::now()));
+        match ctx
+            .cvrs()
+            .replace(&cvr.name_any(), &PostParams::default(), &cvr)
+            .await
+        {
+            Ok(_) => marked += 1,
+            // Changed or deleted meanwhile: the controller sees the newer object anyway.
+            Err(kube::Error::Api(s)) if s.code == 409 || s.code == 404 => {}
+            Err(e) => return Err(e.into()),
+        }
+        ctx.event(
+            &cvr,
+            EventType::Normal,
+            "Synced",
+            format!("pool manager started: replica {} (was {phase}) is checked and recreated if missing", cvr.name_any()),
+        )
+        .await;
+    }
+    Ok(marked)
+}

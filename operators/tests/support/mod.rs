@@ -296,3 +296,181 @@ pub fn init_tracing() {
         .with_test_writer()
         .try_init();
 }
+
+/// A raid group of the named block devices.
+pub fn raid_group(bds: &[&str]) -> cstor_api::cstor::RaidGroup {
+    cstor_api::cstor::RaidGroup {
+        block_devices: bds
+            .iter()
+            .map(|b| cstor_api::cstor::CStorPoolInstanceBlockDevice::named(*b))
+            .collect(),
+        ..Default::default()
+    }
+}
+
+/// A pool spec on `node` (selected by hostname), compression `on`.
+pub fn pool_spec(
+    node: &str,
+    raid: cstor_api::cstor::RaidGroupType,
+    groups: Vec<cstor_api::cstor::RaidGroup>,
+) -> cstor_api::cstor::PoolSpec {
+    cstor_api::cstor::PoolSpec {
+        node_selector: [(label::HOSTNAME.to_string(), node.to_string())].into(),
+        data_raid_groups: groups,
+        pool_config: Some(cstor_api::cstor::PoolConfig {
+            data_raid_group_type: raid,
+            // zfs-fuse knows no lz4 (the default).
+            compression: Some("on".into()),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// Plays NDM until `n` claims of CSPC `cspc` are bound (waits for the operator to create them).
+pub async fn bind_until(client: &Client, ns: &str, cspc: &str, n: usize) {
+    let bdcs: Api<BlockDeviceClaim> = Api::namespaced(client.clone(), ns);
+    let selector = format!("{}={cspc}", label::CSTOR_POOL_CLUSTER);
+    cstor_testkit::wait_until(
+        &format!("{n} claims of {cspc} bound"),
+        Duration::from_secs(90),
+        || async {
+            bind_claims(client, ns).await;
+            let list = bdcs
+                .list(&ListParams::default().labels(&selector))
+                .await
+                .expect("list bdcs");
+            list.items
+                .iter()
+                .filter(|c| {
+                    c.status
+                        .as_ref()
+                        .is_some_and(|s| s.phase == DeviceClaimPhase::Bound)
+                })
+                .count()
+                >= n
+        },
+    )
+    .await
+    .expect("claims bound");
+}
+
+/// The CSPI of `cspc` on `node`, once it exists.
+pub async fn cspi_on(
+    client: &Client,
+    ns: &str,
+    cspc: &str,
+    node: &str,
+) -> cstor_api::cstor::CStorPoolInstance {
+    let api: Api<cstor_api::cstor::CStorPoolInstance> = Api::namespaced(client.clone(), ns);
+    let selector = format!(
+        "{}={cspc},{}={node}",
+        label::CSTOR_POOL_CLUSTER,
+        label::HOSTNAME
+    );
+    cstor_testkit::wait_until(
+        &format!("CSPI of {cspc} on {node}"),
+        Duration::from_secs(90),
+        || async {
+            api.list(&ListParams::default().labels(&selector))
+                .await
+                .expect("list cspis")
+                .items
+                .into_iter()
+                .next()
+        },
+    )
+    .await
+    .expect("CSPI created")
+}
+
+/// A pool manager serving `cspi` in process, on zpool `pool` (unique per test: several fake
+/// nodes share this host's zfs-fuse). Returns its task, engine and command recording.
+pub fn spawn_pool_manager(
+    client: &Client,
+    ns: &str,
+    cspi: &cstor_api::cstor::CStorPoolInstance,
+    pool: &str,
+    dir: &std::path::Path,
+) -> (
+    tokio::task::JoinHandle<()>,
+    Arc<dyn cstor_operators::engine::DataEngine>,
+    Arc<RecordingRunner>,
+) {
+    let (rec, _shim) = runners();
+    let engine: Arc<dyn cstor_operators::engine::DataEngine> = Arc::new(
+        cstor_operators::engine::CstorEngine::new(rec.clone())
+            .with_cache_file(dir.join(format!("{pool}.cache")).to_string_lossy()),
+    );
+    let ctx = cstor_operators::pool_manager::Context::new(
+        client.clone(),
+        engine.clone(),
+        ns,
+        cspi.uid().expect("cspi uid"),
+        "unused",
+    )
+    .with_pool_name(pool)
+    .with_resync(Duration::from_secs(2));
+    (
+        tokio::spawn(cstor_operators::pool_manager::run(ctx)),
+        engine,
+        rec,
+    )
+}
+
+/// Waits for CSPI `name` to report phase ONLINE and returns it.
+pub async fn wait_online(
+    client: &Client,
+    ns: &str,
+    name: &str,
+) -> cstor_api::cstor::CStorPoolInstance {
+    let api: Api<cstor_api::cstor::CStorPoolInstance> = Api::namespaced(client.clone(), ns);
+    cstor_testkit::wait_until(
+        &format!("CSPI {name} ONLINE"),
+        Duration::from_secs(90),
+        || async {
+            let c = api.get(name).await.expect("get cspi");
+            (c.status.as_ref().and_then(|s| s.phase.clone())
+                == Some(cstor_api::cstor::CStorPoolInstancePhase::Online))
+            .then_some(c)
+        },
+    )
+    .await
+    .expect("CSPI ONLINE")
+}
+
+/// A unique zpool name for a test.
+pub fn unique_pool(prefix: &str) -> String {
+    unique(&format!("cstor-{prefix}"))
+}
+
+/// How a scenario ended: finished, timed out, or panicked (the panic is held until the
+/// caller's cleanup ran).
+pub struct ScenarioOutcome(
+    Result<Result<(), tokio::time::error::Elapsed>, Box<dyn std::any::Any + Send>>,
+);
+
+impl ScenarioOutcome {
+    /// Re-raises the scenario's panic, or fails on its timeout; call after cleanup.
+    pub fn finish(self) {
+        match self.0 {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) => panic!("scenario timed out"),
+            Err(p) => std::panic::resume_unwind(p),
+        }
+    }
+}
+
+/// Runs `fut` with a deadline, catching a panic so zpools and nodes are cleaned up even when
+/// an assertion fails.
+pub async fn scenario(
+    deadline: Duration,
+    fut: impl std::future::Future<Output = ()>,
+) -> ScenarioOutcome {
+    use futures::FutureExt;
+    ScenarioOutcome(
+        std::panic::AssertUnwindSafe(tokio::time::timeout(deadline, fut))
+            .catch_unwind()
+            .await,
+    )
+}

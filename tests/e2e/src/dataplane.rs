@@ -71,21 +71,34 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
         .map_err(|_| format!("size `{text}` is not a whole number with an optional K/M/G/T unit"))
 }
 
-/// Copies `from` to `to` keeping holes: 1 MiB chunks that are all zero are skipped.
+/// Copies `from` to `to` keeping holes: only the data extents (`SEEK_DATA`/`SEEK_HOLE`) are
+/// read, and 1 MiB chunks of zeros inside them are skipped too.
 pub fn sparse_copy(from: &Path, to: &Path) -> std::io::Result<u64> {
+    use nix::unistd::{Whence, lseek};
     let mut src = File::open(from)?;
     let len = src.metadata()?.len();
     let mut dst = File::create(to)?;
     let mut buf = vec![0u8; 1 << 20];
     let mut off = 0u64;
     while off < len {
-        let want = buf.len().min((len - off) as usize);
-        src.read_exact(&mut buf[..want])?;
-        if buf[..want].iter().any(|b| *b != 0) {
-            dst.seek(SeekFrom::Start(off))?;
-            dst.write_all(&buf[..want])?;
+        let data = match lseek(&src, off as i64, Whence::SeekData) {
+            Ok(d) => d as u64,
+            Err(nix::errno::Errno::ENXIO) => break,
+            Err(e) => return Err(e.into()),
+        };
+        let hole = (lseek(&src, data as i64, Whence::SeekHole)? as u64).min(len);
+        let mut pos = data;
+        src.seek(SeekFrom::Start(pos))?;
+        while pos < hole {
+            let want = buf.len().min((hole - pos) as usize);
+            src.read_exact(&mut buf[..want])?;
+            if buf[..want].iter().any(|b| *b != 0) {
+                dst.seek(SeekFrom::Start(pos))?;
+                dst.write_all(&buf[..want])?;
+            }
+            pos += want as u64;
         }
-        off += want as u64;
+        off = hole;
     }
     dst.set_len(len)?;
     dst.sync_all()?;
@@ -169,14 +182,9 @@ impl DataPlane {
         let f = File::create(&image).map_err(|e| format!("{}: {e}", image.display()))?;
         f.set_len(size)
             .map_err(|e| format!("{}: {e}", image.display()))?;
-        self.lock().zvols.insert(
-            dataset.to_owned(),
-            Zvol {
-                image,
-                size,
-                props,
-            },
-        );
+        self.lock()
+            .zvols
+            .insert(dataset.to_owned(), Zvol { image, size, props });
         Ok(())
     }
 
@@ -198,14 +206,9 @@ impl DataPlane {
             .join("zvols")
             .join(format!("{}.img", file_name(dataset)));
         let size = sparse_copy(&src, &image).map_err(|e| format!("clone {snapshot}: {e}"))?;
-        self.lock().zvols.insert(
-            dataset.to_owned(),
-            Zvol {
-                image,
-                size,
-                props,
-            },
-        );
+        self.lock()
+            .zvols
+            .insert(dataset.to_owned(), Zvol { image, size, props });
         Ok(())
     }
 
