@@ -42,6 +42,10 @@ struct Args {
     /// TCP port of the targets' snapshot service.
     #[arg(long, env = "CSTOR_SNAPSHOT_PORT", default_value_t = SNAPSHOT_GRPC_PORT)]
     snapshot_port: u16,
+    /// Host to dial for snapshot commands instead of each CStorVolume's target IP (only for a
+    /// controller run outside the cluster behind a forwarder).
+    #[arg(long, env = "CSTOR_SNAPSHOT_HOST")]
+    snapshot_host: Option<String>,
     /// Deadline of one snapshot command, in seconds.
     #[arg(long, env = "CSTOR_SNAPSHOT_TIMEOUT", default_value_t = 90)]
     snapshot_timeout: u64,
@@ -123,6 +127,7 @@ async fn run(args: Args) -> Result<(), String> {
     }
     config.snapshot_port = args.snapshot_port;
     config.snapshot_timeout = Duration::from_secs(args.snapshot_timeout);
+    config.snapshot_host = args.snapshot_host;
     config.topology = args.volume_topology;
     tracing::info!(node = %args.nodeid, namespace = %config.namespace, driver = %config.driver_name, "starting");
     let service = ControllerService::new(client, config);

@@ -54,6 +54,9 @@ pub struct Config {
     pub snapshot_port: u16,
     /// Deadline of one snapshot command.
     pub snapshot_timeout: Duration,
+    /// Host to dial for snapshot commands instead of each CStorVolume's `spec.targetIP`
+    /// (for a controller run outside the cluster behind a forwarder); `None` in production.
+    pub snapshot_host: Option<String>,
     /// What CreateVolume reports as accessible topology.
     pub topology: TopologyMode,
 }
@@ -67,6 +70,7 @@ impl Config {
             namespace: namespace.into(),
             snapshot_port: SNAPSHOT_GRPC_PORT,
             snapshot_timeout: Duration::from_secs(90),
+            snapshot_host: None,
             topology: TopologyMode::Requisite,
         }
     }
@@ -100,6 +104,7 @@ impl ControllerService {
         let target = TargetClient {
             port: config.snapshot_port,
             timeout: config.snapshot_timeout,
+            host: config.snapshot_host.clone(),
         };
         ControllerService {
             inner: Arc::new(Inner {

@@ -73,6 +73,9 @@ pub struct TargetClient {
     pub port: u16,
     /// Deadline of one command (connect included). The target itself waits up to 60 s.
     pub timeout: Duration,
+    /// Host dialled instead of the CStorVolume's target IP (a controller running outside the
+    /// cluster reaches the targets through a forwarder); `None` in production.
+    pub host: Option<String>,
 }
 
 /// Which command.
@@ -86,6 +89,7 @@ pub enum SnapAction {
 
 impl TargetClient {
     fn address(&self, ip: &str) -> String {
+        let ip = self.host.as_deref().unwrap_or(ip);
         if ip.contains(':') {
             format!("[{ip}]:{}", self.port)
         } else {
@@ -196,11 +200,14 @@ mod tests {
             "OK SNAPCREATE\r\n"
         );
         assert_eq!(reply_text(b"garbage"), "garbage");
-        let c = TargetClient {
+        let mut c = TargetClient {
             port: 7777,
             timeout: Duration::from_secs(1),
+            host: None,
         };
         assert_eq!(c.address("10.0.0.1"), "10.0.0.1:7777");
         assert_eq!(c.address("fd00::1"), "[fd00::1]:7777");
+        c.host = Some("127.0.0.1".into());
+        assert_eq!(c.address("10.0.0.1"), "127.0.0.1:7777", "host override");
     }
 }

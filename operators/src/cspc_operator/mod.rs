@@ -11,6 +11,7 @@ pub mod reconcile;
 pub mod replace;
 pub mod scale_down;
 pub mod status;
+pub mod sync;
 
 use std::{sync::Arc, time::Duration};
 

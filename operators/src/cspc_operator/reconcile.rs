@@ -20,7 +20,7 @@ use kube::{
 use super::{
     Context, Error, POOL_SPEC_VALID, Result, SCALE_DOWN_BLOCKED,
     bdc::{self, Claim},
-    cspi, deployment, replace, scale_down, status,
+    cspi, deployment, replace, scale_down, status, sync,
 };
 use crate::pool_manager::{condition, set_condition};
 
@@ -212,6 +212,21 @@ async fn apply(cspc: &CStorPoolCluster, ctx: &Context) -> Result<Action> {
                     }
                 }
                 let targets: Vec<&str> = replacements.iter().map(|r| r.new.as_str()).collect();
+                if sync::sync_cspi(cspc, pool, &host, c) {
+                    *c = cspi_api
+                        .replace(&c.name_any(), &PostParams::default(), c)
+                        .await?;
+                    ctx.event(
+                        cspc,
+                        EventType::Normal,
+                        "PoolConfigSync",
+                        format!(
+                            "pool settings of spec.pools[{i}] handed to {}",
+                            c.name_any()
+                        ),
+                    )
+                    .await;
+                }
                 if expand(c, pool, &usable, &targets) {
                     *c = cspi_api
                         .replace(&c.name_any(), &PostParams::default(), c)
@@ -232,8 +247,20 @@ async fn apply(cspc: &CStorPoolCluster, ctx: &Context) -> Result<Action> {
         .iter()
         .filter(|c| c.metadata.deletion_timestamp.is_none())
     {
-        if deps.get_opt(&c.name_any()).await?.is_none() {
-            let d = deployment::build(&ctx.deploy, &ctx.version, cspc, c);
+        let d = deployment::build(&ctx.deploy, &ctx.version, cspc, c);
+        if let Some(mut current) = deps.get_opt(&c.name_any()).await? {
+            if sync::sync_deployment(&d, &mut current) {
+                match deps
+                    .replace(&c.name_any(), &PostParams::default(), &current)
+                    .await
+                {
+                    Ok(_) => {}
+                    // Changed meanwhile: the next pass compares again.
+                    Err(kube::Error::Api(s)) if s.code == 409 => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
+        } else {
             match deps.create(&PostParams::default(), &d).await {
                 Ok(_) => {}
                 Err(kube::Error::Api(s)) if s.code == 409 => {}

@@ -428,6 +428,9 @@ impl Harness {
         std::fs::create_dir_all(&sockets).expect("socket dir");
         let mut ccfg = cstor_csi_controller::Config::new(&ns);
         ccfg.snapshot_port = snap_port;
+        // On a real cluster the targets' ClusterIPs are not reachable from here: every snapshot
+        // command goes to the local router, which dispatches by volume.
+        ccfg.snapshot_host = Some("127.0.0.1".to_owned());
         ccfg.snapshot_timeout = Duration::from_secs(30);
         let csvc = cstor_csi_controller::ControllerService::new(client.clone(), ccfg);
         let csock = sockets.join("controller.sock");
