@@ -485,7 +485,10 @@ mod tests {
     #[tokio::test]
     async fn scripted_runner_falls_back_to_real_tool() {
         let s = ScriptedRunner::new().with_fallback(Arc::new(HostRunner::new()));
-        s.on_line("iscsiadm -m session", Output::fail(21, "No active sessions."));
+        s.on_line(
+            "iscsiadm -m session",
+            Output::fail(21, "No active sessions."),
+        );
         assert_eq!(
             s.run(&Cmd::new("iscsiadm").args(["-m", "session"]))
                 .await

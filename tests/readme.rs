@@ -26,13 +26,9 @@ const CONFIG_HEADING: &str = "## Configuration reference";
 /// of the same or a higher level.
 fn section<'a>(text: &'a str, heading: &str) -> Option<&'a str> {
     let level = heading.chars().take_while(|c| *c == '#').count();
-    let start = text
-        .match_indices(heading)
-        .map(|(i, _)| i)
-        .find(|&i| {
-            (i == 0 || text[..i].ends_with('\n'))
-                && text[i + heading.len()..].starts_with(['\n', '\r'])
-        })?;
+    let start = text.match_indices(heading).map(|(i, _)| i).find(|&i| {
+        (i == 0 || text[..i].ends_with('\n')) && text[i + heading.len()..].starts_with(['\n', '\r'])
+    })?;
     let body_start = start + heading.len();
     let mut offset = body_start;
     for line in text[body_start..].split_inclusive('\n') {
@@ -148,7 +144,13 @@ fn reference_mismatches(bin: &str, help: &str, section: &str) -> Vec<String> {
 fn workspace_binaries() -> Vec<String> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| env!("CARGO").to_owned());
     let out = Command::new(&cargo)
-        .args(["metadata", "--no-deps", "--offline", "--format-version", "1"])
+        .args([
+            "metadata",
+            "--no-deps",
+            "--offline",
+            "--format-version",
+            "1",
+        ])
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .output()
         .unwrap_or_else(|e| panic!("cannot run {cargo} metadata: {e}"));
@@ -224,8 +226,11 @@ fn binary_section(bin: &str) -> Option<&'static str> {
 
 /// The single line of the "run the system" command.
 fn run_command() -> &'static str {
-    let two = section(README, "## The two commands (fresh Debian 12 machine, as root, with a Rust toolchain)")
-        .expect("README keeps its `## The two commands` section");
+    let two = section(
+        README,
+        "## The two commands (fresh Debian 12 machine, as root, with a Rust toolchain)",
+    )
+    .expect("README keeps its `## The two commands` section");
     two.lines()
         .find(|l| l.starts_with("cargo build"))
         .expect("the run command starts with `cargo build`")
@@ -257,7 +262,11 @@ fn configuration_reference_matches_every_binarys_help() {
         checked.iter().any(|b| b == "crdgen"),
         "crdgen (this package's binary) must always be checked"
     );
-    assert!(problems.is_empty(), "README is out of date:\n{}", problems.join("\n"));
+    assert!(
+        problems.is_empty(),
+        "README is out of date:\n{}",
+        problems.join("\n")
+    );
 }
 
 #[test]
@@ -275,7 +284,8 @@ fn run_command_builds_once_and_runs_every_binary() {
     let bins = workspace_binaries();
     for bin in &bins {
         assert!(
-            cmd.contains(&format!("./target/release/{bin} ")) || cmd.ends_with(&format!("./target/release/{bin} --help")),
+            cmd.contains(&format!("./target/release/{bin} "))
+                || cmd.ends_with(&format!("./target/release/{bin} --help")),
             "the run command does not run {bin}: add `./target/release/{bin} --help`"
         );
     }
@@ -312,7 +322,10 @@ fn architecture_picture_shows_every_component() {
     );
     // Graphviz writes `-` as `&#45;` in SVG text.
     let svg_text = ARCH_SVG.replace("&#45;", "-");
-    for bin in workspace_binaries().iter().filter(|b| b.as_str() != "crdgen") {
+    for bin in workspace_binaries()
+        .iter()
+        .filter(|b| b.as_str() != "crdgen")
+    {
         assert!(
             ARCH_DOT.contains(bin.as_str()),
             "docs/architecture.dot does not show {bin}"
@@ -338,19 +351,30 @@ fn mismatch_check_reports_missing_stale_flags_and_envs() {
     );
     assert_eq!(
         help_envs(help),
-        ["OPENEBS_NAMESPACE", "RESYNC_INTERVAL"].map(String::from).into()
+        ["OPENEBS_NAMESPACE", "RESYNC_INTERVAL"]
+            .map(String::from)
+            .into()
     );
     let complete = "| flag | env |\n|---|---|\n| `--namespace` | `OPENEBS_NAMESPACE` |\n\
                     | `--resync-interval` | `RESYNC_INTERVAL` |\n| `--help`, `--version` | |\n";
-    assert_eq!(reference_mismatches("demo", help, complete), Vec::<String>::new());
+    assert_eq!(
+        reference_mismatches("demo", help, complete),
+        Vec::<String>::new()
+    );
 
     let incomplete = "| `--namespace` | `OPENEBS_NAMESPACE` |\n| `--old-flag` | |\n\
                       | `--help`, `--version` | |\n";
     let problems = reference_mismatches("demo", help, incomplete);
     assert_eq!(problems.len(), 3, "{problems:#?}");
-    assert!(problems[0].contains("--resync-interval is missing"), "{problems:#?}");
+    assert!(
+        problems[0].contains("--resync-interval is missing"),
+        "{problems:#?}"
+    );
     assert!(problems[1].contains("--old-flag"), "{problems:#?}");
-    assert!(problems[2].contains("RESYNC_INTERVAL is missing"), "{problems:#?}");
+    assert!(
+        problems[2].contains("RESYNC_INTERVAL is missing"),
+        "{problems:#?}"
+    );
 
     // A hand-written usage line (crdgen's) counts too.
     assert_eq!(
@@ -362,7 +386,10 @@ fn mismatch_check_reports_missing_stale_flags_and_envs() {
 #[test]
 fn sections_end_at_the_next_heading_of_their_level() {
     let text = "# t\n## A\na\n### `x`\nx1\n### `y`\ny1\n## B\nb\n";
-    assert_eq!(section(text, "## A"), Some("\na\n### `x`\nx1\n### `y`\ny1\n"));
+    assert_eq!(
+        section(text, "## A"),
+        Some("\na\n### `x`\nx1\n### `y`\ny1\n")
+    );
     assert_eq!(section(text, "### `x`"), Some("\nx1\n"));
     assert_eq!(section(text, "### `y`"), Some("\ny1\n"));
     assert_eq!(section(text, "## C"), None);

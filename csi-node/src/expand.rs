@@ -84,7 +84,8 @@ impl NodeDriver {
         let device = Path::new(&m.source).to_path_buf();
         // Growing the filesystem before the LUN has grown would report a resize that did not
         // happen: the kubelet would consider it finished.
-        self.rescan_until(volume, &target, &device, required).await?;
+        self.rescan_until(volume, &target, &device, required)
+            .await?;
         self.inner
             .fs
             .grow(fs, &device, path)

@@ -72,7 +72,10 @@ fn xfs_grows_online_and_stats_follow() {
         let err = h.driver.expand(early.clone()).await.unwrap_err();
         let status = tonic::Status::from(err);
         assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
-        assert!(status.message().contains("smaller than the requested"), "{status:?}");
+        assert!(
+            status.message().contains("smaller than the requested"),
+            "{status:?}"
+        );
         assert!(h.commands("xfs_growfs").is_empty(), "nothing grown early");
 
         grow_image(&image, 640 * MIB);

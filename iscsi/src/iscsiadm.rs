@@ -243,7 +243,9 @@ impl Iscsiadm {
     /// record. Values of keys containing `password` are masked in errors.
     pub async fn node_update(&self, target: &Target, key: &str, value: &str) -> Result<(), Error> {
         validate_setting(key, value)?;
-        let cmd = self.node_cmd(target).args(["-o", "update", "-n", key, "-v"]);
+        let cmd = self
+            .node_cmd(target)
+            .args(["-o", "update", "-n", key, "-v"]);
         // Passwords are passed to iscsiadm but never shown in logs or errors.
         let cmd = if key.to_ascii_lowercase().contains("password") {
             cmd.secret_arg(value)

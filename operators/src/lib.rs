@@ -1,8 +1,8 @@
 //! cStor operators: cspc-operator, pool-manager, cvc-operator and volume-manager.
 
+pub mod cspc_operator;
+pub mod cvc_operator;
 pub mod engine;
 pub mod pool_manager;
-pub mod cspc_operator;
 pub mod volume_manager;
-pub mod cvc_operator;
 pub mod webhook;
