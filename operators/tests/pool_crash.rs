@@ -79,7 +79,7 @@ async fn restart_after_create_converges_without_second_pool() {
     );
     let pool = ctx.pool.clone();
 
-    let outcome = tokio::time::timeout(Duration::from_secs(180), async {
+    let outcome = support::scenario(Duration::from_secs(180), async {
         // First life: the pool gets created, then the process dies before any status write.
         let mut copy = cspi.clone();
         let resolved = devices::resolve(&ctx, &copy).await.unwrap();
@@ -164,5 +164,5 @@ async fn restart_after_create_converges_without_second_pool() {
     .await;
     support::destroy_pools(&cstor_api::exec::HostRunner::new(), &[pool]).await;
     let _ = cluster.cleanup().await;
-    outcome.expect("scenario timed out");
+    outcome.finish();
 }

@@ -97,7 +97,7 @@ async fn stripe_pool_lifecycle() {
         .with_resync(Duration::from_secs(2));
     let operator = tokio::spawn(cspc_operator::run(op_ctx, Some(ns.clone())));
 
-    let result = tokio::time::timeout(Duration::from_secs(300), async {
+    let result = support::scenario(Duration::from_secs(300), async {
         // The claim comes before the CSPI; NDM (the test) binds it.
         wait_until("BDC created", DEADLINE, || async { !bdcs.list(&ListParams::default()).await.unwrap().items.is_empty() }).await.unwrap();
         assert!(cspis.list(&ListParams::default()).await.unwrap().items.is_empty(), "no CSPI before the claim is bound");
@@ -186,5 +186,5 @@ async fn stripe_pool_lifecycle() {
     support::destroy_pools(&cstor_api::exec::HostRunner::new(), &[pool]).await;
     support::delete_node(&client, &node).await;
     let _ = cluster.cleanup().await;
-    result.expect("scenario timed out");
+    result.finish();
 }
