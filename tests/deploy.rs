@@ -411,8 +411,8 @@ fn needs() -> BTreeMap<&'static str, Vec<Need>> {
             ),
             // scale_down.rs cvrs.list.
             (Ns, CSTOR, "cstorvolumereplicas", &["list"]),
-            // bdc.rs bds.get; cspi.rs bds.get_opt.
-            (Ns, NDM, "blockdevices", &["get"]),
+            // bdc.rs bds.get; cspi.rs bds.get_opt; mod.rs .watches(bds) list/watch.
+            (Ns, NDM, "blockdevices", &["get", "list", "watch"]),
             // .owns(bdcs) list/watch; bdc.rs get_opt, create, list, replace, delete.
             (
                 Ns,
@@ -420,17 +420,18 @@ fn needs() -> BTreeMap<&'static str, Vec<Need>> {
                 "blockdeviceclaims",
                 &["get", "list", "watch", "create", "update", "delete"],
             ),
-            // .owns(deps) list/watch; reconcile.rs get_opt + create; status.rs get_opt.
+            // mod.rs .watches(deps) list/watch; reconcile.rs get_opt + create, and replace when
+            // sync.rs sync_deployment changed the pool settings; status.rs get_opt.
             (
                 Ns,
                 "apps",
                 "deployments",
-                &["get", "list", "watch", "create"],
+                &["get", "list", "watch", "create", "update"],
             ),
             // Recorder::publish (kube-runtime events.rs): create, patch for a series.
             (Ns, "events.k8s.io", "events", &["create", "patch"]),
-            // cspi.rs Api::<Node>::all().list(nodeSelector labels).
-            (Cluster, "", "nodes", &["list"]),
+            // cspi.rs Api::<Node>::all().list(nodeSelector labels); mod.rs .watches(nodes).
+            (Cluster, "", "nodes", &["list", "watch"]),
         ],
     );
     m.insert(

@@ -1,8 +1,8 @@
 //! cspc-operator: one CStorPoolInstance per `spec.pools[]` entry of a CStorPoolCluster, with its
 //! BlockDeviceClaims (created before the CSPI) and its pool-manager Deployment.
 //!
-//! Event driven: a kube-runtime Controller on CSPCs that owns CSPIs, BDCs and Deployments, plus
-//! a slow resync (`Action::requeue`).
+//! Event driven: a kube-runtime Controller on CSPCs that owns CSPIs and BDCs and watches pool
+//! Deployments, BlockDevices and Nodes (see [`run`]), plus a slow resync (`Action::requeue`).
 
 pub mod bdc;
 pub mod cspi;
@@ -16,16 +16,21 @@ pub mod sync;
 use std::{sync::Arc, time::Duration};
 
 use cstor_api::{
+    constants::label,
     cstor::{CStorPoolCluster, CStorPoolInstance},
-    ndm::BlockDeviceClaim,
+    ndm::{BlockDevice, BlockDeviceClaim},
 };
 use futures::StreamExt;
-use k8s_openapi::api::{apps::v1::Deployment, core::v1::ObjectReference};
+use k8s_openapi::api::{
+    apps::v1::Deployment,
+    core::v1::{Node, ObjectReference},
+};
 use kube::{
     Api, Client, Resource, ResourceExt,
     runtime::{
         Controller,
         events::{Event, EventType, Recorder, Reporter},
+        reflector::ObjectRef,
         watcher,
     },
 };
@@ -118,32 +123,88 @@ pub enum Error {
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// Where the watched objects live: one namespace or all of them.
+enum ScopedApi {
+    Namespaced(Client, String),
+    All(Client),
+}
+
+impl ScopedApi {
+    fn api<K>(self) -> Api<K>
+    where
+        K: Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+        K::DynamicType: Default,
+    {
+        match self {
+            ScopedApi::Namespaced(c, ns) => Api::namespaced(c, &ns),
+            ScopedApi::All(c) => Api::all(c),
+        }
+    }
+}
+
+/// The CSPCs (of those given) whose pools name block device `bd`.
+pub fn cspcs_naming<'a>(
+    bd: &str,
+    cspcs: impl IntoIterator<Item = &'a CStorPoolCluster>,
+) -> Vec<ObjectRef<CStorPoolCluster>> {
+    cspcs
+        .into_iter()
+        .filter(|c| {
+            c.spec
+                .pools()
+                .iter()
+                .any(|p| p.block_device_names().any(|n| n == bd))
+        })
+        .map(ObjectRef::from_obj)
+        .collect()
+}
+
 /// Runs the controller on CSPCs of `namespace` (all namespaces with `None`).
+///
+/// Triggers: CSPCs; the CSPIs and BDCs they own; pool Deployments (owned by a CSPI, mapped to
+/// their CSPC through the `openebs.io/cstor-pool-cluster` label); BlockDevices (mapped to every
+/// CSPC that names them — a claim being bound or a disk going inactive); Nodes (label changes
+/// decide which node a pool's selector matches, so every CSPC is looked at again).
 pub async fn run(ctx: Context, namespace: Option<String>) {
     let client = ctx.client.clone();
-    let (cspcs, cspis, bdcs, deps): (
-        Api<CStorPoolCluster>,
-        Api<CStorPoolInstance>,
-        Api<BlockDeviceClaim>,
-        Api<Deployment>,
-    ) = match &namespace {
-        Some(ns) => (
-            Api::namespaced(client.clone(), ns),
-            Api::namespaced(client.clone(), ns),
-            Api::namespaced(client.clone(), ns),
-            Api::namespaced(client, ns),
-        ),
-        None => (
-            Api::all(client.clone()),
-            Api::all(client.clone()),
-            Api::all(client.clone()),
-            Api::all(client),
-        ),
+    let scoped = |client: Client| match &namespace {
+        Some(ns) => ScopedApi::Namespaced(client, ns.clone()),
+        None => ScopedApi::All(client),
     };
-    Controller::new(cspcs, watcher::Config::default())
+    let cspcs: Api<CStorPoolCluster> = scoped(client.clone()).api();
+    let cspis: Api<CStorPoolInstance> = scoped(client.clone()).api();
+    let bdcs: Api<BlockDeviceClaim> = scoped(client.clone()).api();
+    let deps: Api<Deployment> = scoped(client.clone()).api();
+    let bds: Api<BlockDevice> = scoped(client.clone()).api();
+    let nodes: Api<Node> = Api::all(client);
+    let controller = Controller::new(cspcs, watcher::Config::default());
+    let cspc_store = controller.store();
+    let bd_store = cspc_store.clone();
+    let node_store = cspc_store.clone();
+    controller
         .owns(cspis, watcher::Config::default())
         .owns(bdcs, watcher::Config::default())
-        .owns(deps, watcher::Config::default())
+        .watches(
+            deps,
+            watcher::Config::default().labels(label::CSTOR_POOL_CLUSTER),
+            |d: Deployment| {
+                let ns = d.namespace();
+                d.labels().get(label::CSTOR_POOL_CLUSTER).map(|cspc| {
+                    ObjectRef::<CStorPoolCluster>::new(cspc)
+                        .within(ns.as_deref().unwrap_or_default())
+                })
+            },
+        )
+        .watches(bds, watcher::Config::default(), move |bd: BlockDevice| {
+            cspcs_naming(&bd.name_any(), bd_store.state().iter().map(|c| &**c))
+        })
+        .watches(nodes, watcher::Config::default(), move |_node: Node| {
+            node_store
+                .state()
+                .into_iter()
+                .map(|c| ObjectRef::from_obj(&*c))
+                .collect::<Vec<_>>()
+        })
         .run(reconcile, error_policy, Arc::new(ctx))
         .for_each(|res| async move {
             if let Err(e) = res {
@@ -151,4 +212,50 @@ pub async fn run(ctx: Context, namespace: Option<String>) {
             }
         })
         .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cstor_api::cstor::{
+        CStorPoolClusterSpec, CStorPoolInstanceBlockDevice, PoolSpec, RaidGroup,
+    };
+
+    fn cspc(name: &str, disks: &[&str]) -> CStorPoolCluster {
+        CStorPoolCluster::namespaced(
+            name,
+            "openebs",
+            CStorPoolClusterSpec {
+                pools: Some(vec![PoolSpec {
+                    data_raid_groups: vec![RaidGroup {
+                        block_devices: disks
+                            .iter()
+                            .map(|d| CStorPoolInstanceBlockDevice::named(*d))
+                            .collect(),
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                }]),
+                ..Default::default()
+            },
+        )
+    }
+
+    #[test]
+    fn block_devices_map_to_the_cspcs_that_name_them() {
+        let all = [
+            cspc("a", &["bd-1", "bd-2"]),
+            cspc("b", &["bd-3"]),
+            cspc("c", &["bd-2"]),
+        ];
+        let names = |bd: &str| -> Vec<String> {
+            cspcs_naming(bd, all.iter())
+                .into_iter()
+                .map(|r| r.name)
+                .collect()
+        };
+        assert_eq!(names("bd-2"), vec!["a", "c"]);
+        assert_eq!(names("bd-3"), vec!["b"]);
+        assert!(names("bd-9").is_empty());
+    }
 }
