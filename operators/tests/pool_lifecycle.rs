@@ -160,6 +160,17 @@ async fn stripe_pool_lifecycle() {
         let create = rec.lines().into_iter().find(|l| l.starts_with("zfs create")).expect("zvol create issued");
         assert_eq!(create, format!("zfs create -b 4K -s -o compression=on -o quorum=on -o io.openebs:zvol_replica_id={id} -o io.openebs:volname={} -o io.openebs:targetip=127.0.0.1 -V 1G {pool}/pvc-1", cvr.name_any()));
 
+        // Snapshots the target took on the zvol show in the CVR status, and leave it with them.
+        shim.snapshots.lock().unwrap().entry(format!("{pool}/pvc-1")).or_default().insert("snap-1".into(), 4096);
+        let snap_of = |c: &CStorVolumeReplica| c.status.as_ref().and_then(|s| s.snapshots.as_ref()).and_then(|m| m.get("snap-1")).map(|i| i.logical_referenced);
+        wait_until("CVR lists snap-1", DEADLINE, || async {
+            snap_of(&cvrs.get(&cvr.name_any()).await.unwrap()).filter(|b| *b == 4096)
+        }).await.unwrap();
+        shim.snapshots.lock().unwrap().clear();
+        wait_until("snap-1 gone from the CVR", DEADLINE, || async {
+            snap_of(&cvrs.get(&cvr.name_any()).await.unwrap()).is_none()
+        }).await.unwrap();
+
         // Deleting the CSPI while the replica lives: kept, with a condition saying why.
         cspis.delete(&cspi.name_any(), &DeleteParams::default()).await.unwrap();
         wait_until("deletion blocked", DEADLINE, || async {

@@ -7,7 +7,8 @@ use std::sync::Arc;
 use cstor_api::{
     constants::{annotation as annotations, finalizer as finalizers, label as labels},
     cstor::{
-        CStorVolumeReplica, CStorVolumeReplicaCapacityDetails, CStorVolumeReplicaPhase as Phase,
+        CStorSnapshotInfo, CStorVolumeReplica, CStorVolumeReplicaCapacityDetails,
+        CStorVolumeReplicaPhase as Phase,
     },
     naming::replica_id_from_uid,
 };
@@ -167,7 +168,57 @@ async fn pass(ctx: &Context, cvr: &mut CStorVolumeReplica) -> Result<Phase> {
         }
         Err(e) => tracing::warn!(zvol, error = %e, "replica capacity unavailable"),
     }
+    sync_snapshots(ctx, cvr, &zvol, &new_phase).await;
     Ok(new_phase)
+}
+
+/// `status.snapshots` follows the zvol's snapshots (`zfs listsnap`, upstream syncCVRStatus):
+/// new names get their `logicalreferenced`, vanished names are dropped, pending snapshots that
+/// now exist locally leave `pendingSnapshots`, which is cleared once the replica is Healthy.
+/// A failed listing (exit 11, EAGAIN, is common) keeps the recorded state for the next pass.
+async fn sync_snapshots(ctx: &Context, cvr: &mut CStorVolumeReplica, zvol: &str, phase: &Phase) {
+    let list = match ctx.engine.list_snapshots(zvol).await {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::debug!(zvol, error = %e, "snapshot listing unavailable");
+            return;
+        }
+    };
+    let status = cvr.status.get_or_insert_with(Default::default);
+    let known = status.snapshots.take().unwrap_or_default();
+    let mut now = std::collections::BTreeMap::new();
+    for name in list.snapshots {
+        if let Some(info) = known.get(&name) {
+            now.insert(name, info.clone());
+            continue;
+        }
+        match ctx.engine.snapshot_sizes(zvol, &name).await {
+            Ok(s) => {
+                now.insert(
+                    name,
+                    CStorSnapshotInfo {
+                        logical_referenced: s.logical_referenced,
+                        ..Default::default()
+                    },
+                );
+            }
+            Err(e) => {
+                tracing::debug!(zvol, snapshot = name, error = %e, "snapshot size unavailable")
+            }
+        }
+    }
+    if let Some(pending) = status.pending_snapshots.as_mut() {
+        pending.retain(|k, _| !now.contains_key(k));
+    }
+    if matches!(phase, Phase::Healthy)
+        || status
+            .pending_snapshots
+            .as_ref()
+            .is_some_and(|p| p.is_empty())
+    {
+        status.pending_snapshots = None;
+    }
+    status.snapshots = (!now.is_empty()).then_some(now);
 }
 
 async fn create(

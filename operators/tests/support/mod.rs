@@ -92,6 +92,9 @@ pub async fn ensure_zfs_fuse() -> Result<(), String> {
 pub struct ZvolShim {
     inner: Arc<dyn Runner>,
     pub zvols: Mutex<BTreeSet<String>>,
+    /// Snapshots of the zvols (`zfs listsnap` answers from here), name → logicalreferenced.
+    pub snapshots:
+        Mutex<std::collections::BTreeMap<String, std::collections::BTreeMap<String, u64>>>,
 }
 
 impl ZvolShim {
@@ -99,6 +102,7 @@ impl ZvolShim {
         Self {
             inner,
             zvols: Mutex::default(),
+            snapshots: Mutex::default(),
         }
     }
 }
@@ -130,6 +134,42 @@ impl Runner for ZvolShim {
                     return Ok(Output::ok(format!(
                         "NAME PROPERTY VALUE SOURCE\n{ds} used 6K -\n{ds} logicalreferenced 6K -\n"
                     )));
+                }
+                ["listsnap", ds] if zvols().contains(*ds) => {
+                    let snaps = self
+                        .snapshots
+                        .lock()
+                        .unwrap()
+                        .get(*ds)
+                        .cloned()
+                        .unwrap_or_default();
+                    let list: Vec<String> =
+                        snaps.keys().map(|s| format!(r#""{s}":null"#)).collect();
+                    return Ok(Output::ok(format!(
+                        r#"{{"name":"{ds}","snaplist":{{{}}}}}"#,
+                        list.join(",")
+                    )));
+                }
+                [
+                    "get",
+                    "-H",
+                    "-p",
+                    "-o",
+                    "value",
+                    "logicalreferenced,used",
+                    full,
+                ] => {
+                    if let Some((ds, snap)) = full.split_once('@')
+                        && let Some(size) = self
+                            .snapshots
+                            .lock()
+                            .unwrap()
+                            .get(ds)
+                            .and_then(|s| s.get(snap))
+                            .copied()
+                    {
+                        return Ok(Output::ok(format!("{size}\n{}\n", size * 2)));
+                    }
                 }
                 ["destroy", "-R", ds] if zvols().contains(*ds) => {
                     self.zvols.lock().unwrap().remove(*ds);
