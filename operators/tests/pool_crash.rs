@@ -62,7 +62,7 @@ async fn restart_after_create_converges_without_second_pool() {
         Some([(label::CSTOR_POOL_CLUSTER.to_string(), "crash".to_string())].into());
     let cspi = cspis.create(&PostParams::default(), &cspi).await.unwrap();
     let cspc_uid = support::unique("uid");
-    let (rec, _shim) = support::runners();
+    let (rec, shim) = support::runners();
     let engine: Arc<dyn DataEngine> = Arc::new(
         CstorEngine::new(rec.clone())
             .with_cache_file(dir.path().join("pool.cache").to_string_lossy()),
@@ -137,6 +137,39 @@ async fn restart_after_create_converges_without_second_pool() {
         );
 
         // Deletion with no replica: pool destroyed, finalizer removed, object gone.
+        // Read-only threshold (upstream §4.4): at 0 % the pool is over it at once and is set
+        // read-only; at 100 % switching is disabled and the pool is writable again.
+        for (limit, want) in [(0, true), (100, false)] {
+            let mut c = cspis.get("crash-cspi").await.unwrap();
+            c.spec.pool_config.as_mut().unwrap().ro_threshold_limit = Some(limit);
+            cspis
+                .replace("crash-cspi", &PostParams::default(), &c)
+                .await
+                .unwrap();
+            wait_until(
+                "readOnly follows the threshold",
+                Duration::from_secs(60),
+                || async {
+                    let c = cspis.get("crash-cspi").await.unwrap();
+                    if c.status.as_ref().is_some_and(|s| s.read_only == want) {
+                        return Some(());
+                    }
+                    let _ = pool_manager::reconcile(Arc::new(c), ctx.clone()).await;
+                    None
+                },
+            )
+            .await
+            .unwrap();
+            assert_eq!(shim.read_only.lock().unwrap().get(&pool), Some(&want));
+            let value = if want { "on" } else { "off" };
+            assert!(
+                rec.lines()
+                    .contains(&format!("zpool set io.openebs:readonly={value} {pool}")),
+                "{:?}",
+                rec.lines()
+            );
+        }
+
         cspis
             .delete("crash-cspi", &DeleteParams::default())
             .await

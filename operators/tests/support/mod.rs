@@ -95,6 +95,8 @@ pub struct ZvolShim {
     /// Snapshots of the zvols (`zfs listsnap` answers from here), name → logicalreferenced.
     pub snapshots:
         Mutex<std::collections::BTreeMap<String, std::collections::BTreeMap<String, u64>>>,
+    /// uZFS's `io.openebs:readonly` pool property (zfs-fuse has no such property), per pool.
+    pub read_only: Mutex<std::collections::BTreeMap<String, bool>>,
 }
 
 impl ZvolShim {
@@ -103,6 +105,7 @@ impl ZvolShim {
             inner,
             zvols: Mutex::default(),
             snapshots: Mutex::default(),
+            read_only: Mutex::default(),
         }
     }
 }
@@ -111,6 +114,37 @@ impl ZvolShim {
 impl Runner for ZvolShim {
     async fn run(&self, cmd: &Cmd) -> Result<Output, ExecError> {
         let a: Vec<&str> = cmd.args.iter().map(String::as_str).collect();
+        if cmd.program == "zpool" {
+            match a.as_slice() {
+                ["set", prop, pool] if prop.starts_with("io.openebs:readonly=") => {
+                    let on = prop.ends_with("=on");
+                    self.read_only.lock().unwrap().insert(pool.to_string(), on);
+                    return Ok(Output::ok(""));
+                }
+                [
+                    "get",
+                    "-H",
+                    "-o",
+                    "value",
+                    "health,io.openebs:readonly",
+                    pool,
+                ] => {
+                    let ro = self.read_only.lock().unwrap().get(*pool).copied();
+                    if let Some(ro) = ro {
+                        let health = self
+                            .inner
+                            .run(&Cmd::new("zpool").args(["list", "-H", "-o", "health", pool]))
+                            .await?;
+                        return Ok(Output::ok(format!(
+                            "{}\n{}\n",
+                            health.stdout.trim(),
+                            if ro { "on" } else { "off" }
+                        )));
+                    }
+                }
+                _ => {}
+            }
+        }
         if cmd.program == "zfs" {
             let zvols = || self.zvols.lock().unwrap().clone();
             match a.as_slice() {
