@@ -1324,3 +1324,58 @@ async fn upstream_examples_apply_with_our_crds() {
         }
     }
 }
+
+/// With `CSTOR_TEST_KUBECONFIG` set: every rendered manifest and example goes to the real API
+/// server as a server-side-apply dry run (full validation and admission, nothing persisted;
+/// namespaced objects aimed at the test's namespace). Kinds the cluster does not serve (the
+/// snapshot CRDs are a cluster add-on) are reported and skipped.
+#[tokio::test]
+async fn manifests_apply_to_a_real_cluster_as_dry_run() {
+    use kube::{
+        Api,
+        api::{DynamicObject, GroupVersionKind, Patch, PatchParams},
+        discovery::{Discovery, Scope},
+    };
+    let Some(tc) =
+        cluster::TestCluster::real_only("manifests_apply_to_a_real_cluster_as_dry_run").await
+    else {
+        return;
+    };
+    let client = tc.client();
+    let discovery = Discovery::new(client.clone())
+        .run()
+        .await
+        .expect("discovery");
+    let docs: Vec<Value> = render(&deploy())
+        .into_iter()
+        .chain(render(&deploy().join("examples")))
+        .collect();
+    for d in &docs {
+        let api_version = d["apiVersion"].as_str().unwrap_or_default();
+        let (group, version) = api_version.split_once('/').unwrap_or(("", api_version));
+        let gvk = GroupVersionKind::gvk(group, version, kind(d));
+        let Some((ar, caps)) = discovery.resolve_gvk(&gvk) else {
+            println!(
+                "SKIPPED {api_version} {}: not served by this cluster",
+                kind(d)
+            );
+            continue;
+        };
+        let mut obj: DynamicObject = serde_json::from_value(d.clone()).expect("object");
+        let name = obj.metadata.name.clone().expect("name");
+        let api: Api<DynamicObject> = if caps.scope == Scope::Namespaced {
+            obj.metadata.namespace = Some(tc.namespace().to_string());
+            Api::namespaced_with(client.clone(), tc.namespace(), &ar)
+        } else {
+            Api::all_with(client.clone(), &ar)
+        };
+        api.patch(
+            &name,
+            &PatchParams::apply("cstor-deploy-test").force().dry_run(),
+            &Patch::Apply(&obj),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{} {name} refused by the cluster: {e}", kind(d)));
+    }
+    tc.cleanup().await.expect("cleanup");
+}
