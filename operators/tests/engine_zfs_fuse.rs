@@ -8,7 +8,7 @@ use std::{
     future::Future,
     hash::{BuildHasher, Hasher},
     panic::AssertUnwindSafe,
-    path::{Path, PathBuf},
+    path::Path,
     sync::{
         Arc,
         atomic::{AtomicU64, Ordering},
@@ -20,25 +20,8 @@ use cstor_api::exec::{Cmd, HostRunner, Runner};
 use cstor_operators::engine::*;
 use futures::FutureExt;
 
-const PID_FILE: &str = "/var/run/zfs-fuse.pid";
-const START_LOCK: &str = "/var/lock/cstor-zfs-fuse-start.lock";
 const DISK_SIZE: u64 = 128 << 20;
 const SCENARIO_DEADLINE: Duration = Duration::from_secs(120);
-
-fn zfs_fuse_binary() -> Option<PathBuf> {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .chain(["/usr/sbin".into(), "/sbin".into()])
-        .map(|d| d.join("zfs-fuse"))
-        .find(|p| p.is_file())
-}
-
-async fn answering(runner: &HostRunner) -> bool {
-    let cmd = Cmd::new("zpool")
-        .arg("list")
-        .timeout(Duration::from_secs(10));
-    runner.run(&cmd).await.is_ok_and(|o| o.success())
-}
 
 /// Polls `cond` until it holds or `deadline` passes.
 async fn wait_until<F, Fut>(deadline: Duration, mut cond: F) -> bool
@@ -60,43 +43,9 @@ where
 
 /// Makes sure a zfs-fuse daemon answers; `Err(reason)` only when the binary is missing.
 async fn ensure_daemon() -> Result<(), String> {
-    static IN_PROCESS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-    let Some(binary) = zfs_fuse_binary() else {
-        return Err("zfs-fuse is not installed (apt-get install -y zfs-fuse)".into());
-    };
-    let runner = HostRunner::new();
-    if answering(&runner).await {
-        return Ok(());
-    }
-    let _guard = IN_PROCESS.lock().await;
-    // Other test binaries may start it at the same time: one starter across processes.
-    let lock = tokio::task::spawn_blocking(|| -> std::io::Result<std::fs::File> {
-        let f = std::fs::File::create(START_LOCK)?;
-        f.lock()?;
-        Ok(f)
-    })
-    .await
-    .expect("lock task")
-    .expect("take the zfs-fuse start lock");
-    if !answering(&runner).await {
-        // The daemon leaves its pid file behind; a stale one makes a new daemon exit at once.
-        match std::fs::remove_file(PID_FILE) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => panic!("remove stale {PID_FILE}: {e}"),
-        }
-        let start = Cmd::new(binary.to_string_lossy())
-            .args(["-p", PID_FILE, "--no-kstat-mount", "-m", "256"])
-            .timeout(Duration::from_secs(30));
-        let out = runner.run(&start).await.expect("start zfs-fuse");
-        assert!(out.success(), "zfs-fuse did not start: {out:?}");
-        assert!(
-            wait_until(Duration::from_secs(30), || answering(&runner)).await,
-            "zfs-fuse started but `zpool list` did not answer within 30 s"
-        );
-    }
-    drop(lock);
-    Ok(())
+    cstor_testkit::zfs_fuse::ensure_zfs_fuse()
+        .await
+        .map_err(|m| m.to_string())
 }
 
 fn random_suffix() -> String {

@@ -6,7 +6,6 @@
 
 use std::{
     collections::{BTreeMap, BTreeSet},
-    path::PathBuf,
     sync::{Arc, Mutex},
     time::Duration,
 };
@@ -26,63 +25,13 @@ use kube::{
     api::{DeleteParams, ListParams, PostParams},
 };
 
-const PID_FILE: &str = "/var/run/zfs-fuse.pid";
-const START_LOCK: &str = "/var/lock/cstor-zfs-fuse-start.lock";
 pub const DISK_SIZE: u64 = 128 << 20;
-
-fn zfs_fuse_binary() -> Option<PathBuf> {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .chain(["/usr/sbin".into(), "/sbin".into()])
-        .map(|d| d.join("zfs-fuse"))
-        .find(|p| p.is_file())
-}
-
-async fn answering(runner: &HostRunner) -> bool {
-    let cmd = Cmd::new("zpool")
-        .arg("list")
-        .timeout(Duration::from_secs(10));
-    runner.run(&cmd).await.is_ok_and(|o| o.success())
-}
 
 /// Makes sure a zfs-fuse daemon answers; `Err(reason)` only when the binary is missing.
 pub async fn ensure_zfs_fuse() -> Result<(), String> {
-    static IN_PROCESS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-    let Some(binary) = zfs_fuse_binary() else {
-        return Err("zfs-fuse is not installed (apt-get install -y zfs-fuse)".into());
-    };
-    let runner = HostRunner::new();
-    if answering(&runner).await {
-        return Ok(());
-    }
-    let _guard = IN_PROCESS.lock().await;
-    let lock = tokio::task::spawn_blocking(|| -> std::io::Result<std::fs::File> {
-        let f = std::fs::File::create(START_LOCK)?;
-        f.lock()?;
-        Ok(f)
-    })
-    .await
-    .expect("lock task")
-    .expect("take the zfs-fuse start lock");
-    if !answering(&runner).await {
-        match std::fs::remove_file(PID_FILE) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => panic!("remove stale {PID_FILE}: {e}"),
-        }
-        let start = Cmd::new(binary.to_string_lossy())
-            .args(["-p", PID_FILE, "--no-kstat-mount", "-m", "256"])
-            .timeout(Duration::from_secs(30));
-        let out = runner.run(&start).await.expect("start zfs-fuse");
-        assert!(out.success(), "zfs-fuse did not start: {out:?}");
-        cstor_testkit::wait_until("zpool list answering", Duration::from_secs(30), || {
-            answering(&runner)
-        })
+    cstor_testkit::zfs_fuse::ensure_zfs_fuse()
         .await
-        .expect("zfs-fuse started but `zpool list` did not answer");
-    }
-    drop(lock);
-    Ok(())
+        .map_err(|m| m.to_string())
 }
 
 /// Plays the uZFS zvol commands zfs-fuse lacks: `zfs create -V`, `zfs clone`, `zfs stats`,

@@ -84,6 +84,7 @@ pub mod status;
 pub mod store;
 pub mod wait;
 pub mod watch;
+pub mod zfs_fuse;
 
 pub use cluster::TestCluster;
 pub use fixtures::CrdSpec;
