@@ -326,6 +326,14 @@ impl Harness {
     pub async fn start(nodes: usize) -> Harness {
         let cluster = TestCluster::start().await;
         let client = cluster.client();
+        // On the in-process server each component gets a client of its own, so the calls it
+        // makes are recorded under its ServiceAccount name (checked against deploy/'s RBAC).
+        let as_sa = |sa: &str| {
+            cluster
+                .server()
+                .map(|s| s.client_as(sa))
+                .unwrap_or_else(|| client.clone())
+        };
         let ns = cluster.namespace().to_owned();
         let dir = tempfile::tempdir().expect("tempdir");
         let plane = DataPlane::new(dir.path().join("plane")).expect("data plane directory");
@@ -361,14 +369,15 @@ impl Harness {
         }
 
         // The operators.
-        let cspc_ctx = cspc_operator::Context::new(client.clone(), Default::default())
-            .with_resync(Duration::from_secs(2));
+        let cspc_ctx =
+            cspc_operator::Context::new(as_sa("openebs-cstor-cspc-operator"), Default::default())
+                .with_resync(Duration::from_secs(2));
         tasks.push(tokio::spawn(cspc_operator::run(cspc_ctx, Some(ns.clone()))));
         let mut cvc_cfg = cvc_operator::Config::new(&ns);
         cvc_cfg.resync = Duration::from_secs(2);
         cvc_cfg.retry = Duration::from_millis(300);
         cvc_cfg.wait_retry = Duration::from_millis(200);
-        let cvc_ctx = cvc_operator::Context::new(client.clone(), cvc_cfg);
+        let cvc_ctx = cvc_operator::Context::new(as_sa("openebs-cstor-cvc-operator"), cvc_cfg);
         tasks.push(tokio::spawn(cvc_operator::run(cvc_ctx, stopped_fut())));
 
         // The snapshot port of every target.
@@ -408,13 +417,17 @@ impl Harness {
             Arc::new(ZvolShim::new(Arc::new(HostRunner::new()), plane.clone()));
         tasks.push(tokio::spawn(run_pool_pods(
             client.clone(),
+            as_sa("openebs-cstor-pool-manager"),
             ns.clone(),
             kubelet.clone(),
             zvol_runner,
             dir.path().to_path_buf(),
         )));
         tasks.push(tokio::spawn(run_targets(
-            client.clone(),
+            Clients {
+                infra: client.clone(),
+                component: as_sa("openebs-cstor-volume-manager"),
+            },
             ns.clone(),
             kubelet.clone(),
             plane.clone(),
@@ -432,7 +445,10 @@ impl Harness {
         // command goes to the local router, which dispatches by volume.
         ccfg.snapshot_host = Some("127.0.0.1".to_owned());
         ccfg.snapshot_timeout = Duration::from_secs(30);
-        let csvc = cstor_csi_controller::ControllerService::new(client.clone(), ccfg);
+        let csvc = cstor_csi_controller::ControllerService::new(
+            as_sa("openebs-cstor-csi-controller-sa"),
+            ccfg,
+        );
         let csock = sockets.join("controller.sock");
         let listener = cstor_csi_controller::bind_unix(&csock).expect("bind controller socket");
         {
@@ -461,7 +477,7 @@ impl Harness {
             poll: Duration::from_millis(100),
         };
         let api: Arc<dyn VolumeApi> = Arc::new(ServiceRouting {
-            inner: KubeVolumeApi::new(client.clone(), &ns),
+            inner: KubeVolumeApi::new(as_sa("openebs-cstor-csi-node-sa"), &ns),
             portal: portal.to_string(),
         });
         let node_driver = NodeDriver::new(ncfg, runner, api, Arc::new(attacher));
@@ -763,6 +779,7 @@ async fn cluster_ips(client: Client, ns: String) {
 /// Kubelet stand-in for pool pods: one pool manager per CSPI, stopped when the CSPI is gone.
 async fn run_pool_pods(
     client: Client,
+    pm_client: Client,
     ns: String,
     kubelet: Arc<Kubelet>,
     zvol_runner: Arc<dyn Runner>,
@@ -817,7 +834,7 @@ async fn run_pool_pods(
                 .with_cache_file(dir.join(format!("{name}.cache")).to_string_lossy()),
         );
         let ctx = pool_manager::Context::new(
-            client.clone(),
+            pm_client.clone(),
             engine,
             &ns,
             cspi.uid().unwrap_or_default(),
@@ -837,8 +854,14 @@ async fn run_pool_pods(
 
 /// Kubelet stand-in for target pods: for each CV, an istgt stand-in and the real volume manager;
 /// stopped when the CV is gone.
+/// The test infrastructure's client and the client a component runs with.
+struct Clients {
+    infra: Client,
+    component: Client,
+}
+
 async fn run_targets(
-    client: Client,
+    clients: Clients,
     ns: String,
     kubelet: Arc<Kubelet>,
     plane: Arc<DataPlane>,
@@ -846,6 +869,10 @@ async fn run_targets(
     dir: PathBuf,
     node: String,
 ) {
+    let Clients {
+        infra: client,
+        component: vm_client,
+    } = clients;
     let cvs: Api<CStorVolume> = Api::namespaced(client.clone(), &ns);
     let mut stream =
         std::pin::pin!(watcher(cvs.clone(), watcher::Config::default()).default_backoff());
@@ -897,9 +924,9 @@ async fn run_targets(
                 let _ = rx.wait_for(|v| *v).await;
             }
         };
-        let known = KnownReplicaServer::new(client.clone(), &ns, conf.clone());
+        let known = KnownReplicaServer::new(vm_client.clone(), &ns, conf.clone());
         let manager = VolumeManager::new(
-            client.clone(),
+            vm_client.clone(),
             control.clone(),
             conf,
             ManagerConfig {

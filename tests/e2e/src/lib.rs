@@ -55,6 +55,7 @@ pub mod dataplane;
 pub mod harness;
 pub mod iscsi;
 pub mod istgt;
+pub mod rbac;
 pub mod scenario;
 pub mod zfs_fuse;
 

@@ -415,6 +415,30 @@ async fn story(h: &Harness) {
         h.plane.files_on_disk()
     );
     step(t0, "nothing left");
+
+    // 11. deploy/'s RBAC allows every API call the components made on the way.
+    if let Some(server) = h.cluster.server() {
+        let calls = server.calls();
+        let components: std::collections::BTreeSet<&str> =
+            calls.iter().map(|c| c.component.as_str()).collect();
+        for sa in [
+            "openebs-cstor-cspc-operator",
+            "openebs-cstor-pool-manager",
+            "openebs-cstor-cvc-operator",
+            "openebs-cstor-volume-manager",
+            "openebs-cstor-csi-controller-sa",
+            "openebs-cstor-csi-node-sa",
+        ] {
+            assert!(components.contains(sa), "no API call recorded for {sa}");
+        }
+        let denied = cstor_e2e::rbac::denied(&calls, &cstor_e2e::rbac::grants());
+        assert!(
+            denied.is_empty(),
+            "deploy/base/rbac does not allow these calls the components made: {denied:#?}"
+        );
+    } else {
+        println!("SKIPPED RBAC check: a real cluster does not record which component called");
+    }
 }
 
 #[test]

@@ -89,6 +89,7 @@ pub mod zfs_fuse;
 pub use cluster::TestCluster;
 pub use fixtures::CrdSpec;
 pub use resources::{ResourceDef, Scope, builtin_resources};
+pub use routes::{ApiCall, COMPONENT_HEADER};
 pub use server::{ServerConfig, TestApiServer};
 pub use status::ApiError;
 pub use wait::{WaitError, WaitTimeout, wait_for, wait_for_object, wait_until};

@@ -34,6 +34,26 @@ pub(crate) struct Shared {
     pub state: Mutex<State>,
     pub config: ServerConfig,
     pub address: String,
+    /// Every resource request served, for RBAC checks ([`ApiCall`]).
+    pub calls: Mutex<Vec<ApiCall>>,
+}
+
+/// Header a test client sets to say which component it plays; recorded with each call.
+pub const COMPONENT_HEADER: &str = "x-cstor-test-component";
+
+/// One resource request as RBAC sees it.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ApiCall {
+    /// The [`COMPONENT_HEADER`] of the request, empty when absent.
+    pub component: String,
+    /// RBAC verb: get, list, watch, create, update, patch, delete, deletecollection.
+    pub verb: String,
+    /// API group, empty for the core group.
+    pub group: String,
+    /// Plural resource name, with `/status` for the status subresource.
+    pub resource: String,
+    /// Whether the request named a namespace.
+    pub namespaced: bool,
 }
 
 impl Shared {
@@ -181,6 +201,37 @@ pub(crate) async fn handle(AxState(shared): AxState<Arc<Shared>>, req: Request) 
         .is_some_and(|a| a.contains("as=PartialObjectMetadata"));
     let mut target = target;
     target.metadata_only = metadata_only;
+    let verb = match (&parts.method, target.name.is_some()) {
+        (&Method::GET, true) => "get",
+        (&Method::GET, false) if is_true(&query, "watch") => "watch",
+        (&Method::GET, false) => "list",
+        (&Method::POST, _) => "create",
+        (&Method::PUT, _) => "update",
+        (&Method::PATCH, _) => "patch",
+        (&Method::DELETE, true) => "delete",
+        (&Method::DELETE, false) => "deletecollection",
+        _ => "",
+    };
+    shared
+        .calls
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .push(ApiCall {
+            component: parts
+                .headers
+                .get(COMPONENT_HEADER)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_string(),
+            verb: verb.to_string(),
+            group: target.def.group.clone(),
+            resource: if target.status {
+                format!("{}/status", target.def.plural)
+            } else {
+                target.def.plural.clone()
+            },
+            namespaced: target.namespace.is_some(),
+        });
     let result = dispatch(
         &shared,
         &parts.method,

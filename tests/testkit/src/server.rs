@@ -117,6 +117,7 @@ impl TestApiServer {
             state: Mutex::new(State::new(config.history_limit, config.garbage_collection)),
             config,
             address: addr.to_string(),
+            calls: Mutex::default(),
         });
         let app = axum::Router::new()
             .fallback(routes::handle)
@@ -167,6 +168,26 @@ impl TestApiServer {
     /// Serves an extra resource (for example a custom resource without creating its CRD).
     pub fn register(&self, def: ResourceDef) {
         self.inner.shared.lock().registry.insert(def);
+    }
+
+    /// A client whose requests are recorded as made by `component` (see [`Self::calls`]).
+    pub fn client_as(&self, component: &str) -> kube::Client {
+        let mut config = self.kube_config();
+        config.headers.push((
+            http::HeaderName::from_static(crate::routes::COMPONENT_HEADER),
+            http::HeaderValue::from_str(component).expect("component names are header-safe"),
+        ));
+        kube::Client::try_from(config).expect("building a kube client for the test server failed")
+    }
+
+    /// Every resource request served so far (verb, group, resource, component).
+    pub fn calls(&self) -> Vec<crate::routes::ApiCall> {
+        self.inner
+            .shared
+            .calls
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// The current (latest) resourceVersion.
