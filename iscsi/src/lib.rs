@@ -25,6 +25,7 @@
 
 pub mod device;
 pub mod error;
+pub mod fake;
 pub mod iscsiadm;
 pub mod parse;
 pub mod target;

@@ -1,19 +1,21 @@
-//! attach/detach against a simulated initiator: a ScriptedRunner that keeps node records and
-//! sessions like iscsiadm does, and on login creates the by-path link (under a temporary device
-//! root) to a real file standing in for /dev/sdX. Exact command lines are asserted with a
-//! RecordingRunner.
+//! attach/detach against the simulated initiator of `cstor_iscsi::fake`: node records and
+//! sessions kept like iscsiadm does, a login that makes the by-path link (under a temporary
+//! device root) point at a real file standing in for /dev/sdX. Exact command lines are asserted
+//! with a RecordingRunner; per-test answers are ScriptedRunner rules in front of the simulation.
 
 use std::{
-    collections::{BTreeMap, BTreeSet},
-    path::{Path, PathBuf},
-    sync::{Arc, Mutex},
+    path::PathBuf,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, Ordering},
+    },
     time::Duration,
 };
 
-use cstor_api::exec::{Cmd, ExecError, Output, RecordingRunner, ScriptedRunner};
+use cstor_api::exec::{ExecError, Output, RecordingRunner, ScriptedRunner};
 use cstor_iscsi::{
     AttachOptions, Chap, Detached, DeviceWaiter, Error, Iscsiadm, Login, Logout, Portal, Target,
-    by_path_name,
+    by_path_name, fake::FakeIscsiadm,
 };
 
 const IQN: &str = "iqn.2016-09.com.openebs.cstor:pvc-6f1d0c1e";
@@ -21,24 +23,13 @@ const PORTAL: &str = "127.0.0.1:3260";
 const NODE: &str =
     "iscsiadm -m node -T iqn.2016-09.com.openebs.cstor:pvc-6f1d0c1e -p 127.0.0.1:3260 -I default";
 
-type Key = (String, String, String);
-
-#[derive(Default)]
-struct State {
-    records: BTreeMap<Key, BTreeMap<String, String>>,
-    /// sid -> record key
-    sessions: BTreeMap<u32, Key>,
-    next_sid: u32,
-    /// When set, `--login` answers this instead of logging in.
-    login_failure: Option<Output>,
-    /// When false, a login does not make the by-path link appear.
-    link_on_login: bool,
-    discovery_records: BTreeSet<String>,
-}
-
 /// A simulated open-iscsi with a device root.
 struct Sim {
-    state: Arc<Mutex<State>>,
+    fake: FakeIscsiadm,
+    /// When set, `--login` answers this instead of logging in.
+    login_failure: Arc<Mutex<Option<Output>>>,
+    /// When false, a login does not make the by-path link appear.
+    link_on_login: Arc<AtomicBool>,
     dir: tempfile::TempDir,
     recorder: RecordingRunner,
     scripted: ScriptedRunner,
@@ -48,19 +39,34 @@ impl Sim {
     fn new() -> Self {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir(dir.path().join("by-path")).unwrap();
-        std::fs::write(dir.path().join("sdb"), b"disk").unwrap();
-        let state = Arc::new(Mutex::new(State {
-            next_sid: 1,
-            link_on_login: true,
-            ..State::default()
-        }));
-        let scripted = ScriptedRunner::new();
-        let st = state.clone();
-        let root = dir.path().to_path_buf();
-        scripted.on(move |cmd| Some(answer(&st, &root, cmd)));
+        let disk = dir.path().join("sdb");
+        std::fs::write(&disk, b"disk").unwrap();
+        let login_failure: Arc<Mutex<Option<Output>>> = Arc::default();
+        let link_on_login = Arc::new(AtomicBool::new(true));
+        let (fail, link) = (login_failure.clone(), link_on_login.clone());
+        let fake = FakeIscsiadm::new(dir.path().join("by-path"))
+            .on_login(move |_, _| {
+                if let Some(out) = fail.lock().unwrap().clone() {
+                    return Err(out);
+                }
+                Ok(link.load(Ordering::SeqCst).then(|| disk.clone()))
+            })
+            .on_discovery(|portal| {
+                if portal.port == 3260 {
+                    Ok(vec![IQN.to_string(), format!("{IQN}-2")])
+                } else {
+                    Err(Output::fail(
+                        12,
+                        "iscsiadm: Could not insert module tcp. Kmod error -2\niscsiadm: iSCSI driver tcp is not loaded. Load the module then retry the command.\niscsiadm: Could not perform SendTargets discovery: iSCSI driver not found. Please make sure it is loaded, and retry the operation\n",
+                    ))
+                }
+            });
+        let scripted = ScriptedRunner::new().with_fallback(Arc::new(fake.clone()));
         let recorder = RecordingRunner::new(Arc::new(scripted.clone()));
         Self {
-            state,
+            fake,
+            login_failure,
+            link_on_login,
             dir,
             recorder,
             scripted,
@@ -94,11 +100,11 @@ impl Sim {
     }
 
     fn records(&self) -> usize {
-        self.state.lock().unwrap().records.len()
+        self.fake.records().len()
     }
 
     fn sessions(&self) -> usize {
-        self.state.lock().unwrap().sessions.len()
+        self.fake.sessions().len()
     }
 }
 
@@ -108,179 +114,6 @@ fn target() -> Target {
 
 fn node(rest: &str) -> String {
     format!("{NODE} {rest}")
-}
-
-fn arg<'a>(args: &'a [String], flag: &str) -> Option<&'a str> {
-    args.iter()
-        .position(|a| a == flag)
-        .and_then(|i| args.get(i + 1))
-        .map(String::as_str)
-}
-
-fn link_path(root: &Path, iqn: &str, portal: &str) -> PathBuf {
-    let p = Portal::parse(portal).unwrap();
-    root.join("by-path")
-        .join(format!("ip-{}:{}-iscsi-{iqn}-lun-0", p.address(), p.port))
-}
-
-/// What open-iscsi 2.1.8 answers, in the simulated state.
-fn answer(state: &Mutex<State>, root: &Path, cmd: &Cmd) -> Result<Output, ExecError> {
-    assert_eq!(cmd.program, "iscsiadm");
-    let a = &cmd.args;
-    let mut st = state.lock().unwrap();
-    let no_records = || Ok(Output::fail(21, "iscsiadm: No records found\n"));
-    match arg(a, "-m") {
-        Some("session") => {
-            if let Some(sid) = arg(a, "-r") {
-                let sid: u32 = sid.parse().unwrap();
-                let Some((iqn, portal, _)) = st.sessions.get(&sid).cloned() else {
-                    return Ok(Output::fail(
-                        22,
-                        format!(
-                            "iscsiadm: could not read session targetname: 5\niscsiadm: Could not get session info for sid {sid}\n"
-                        ),
-                    ));
-                };
-                assert!(a.iter().any(|x| x == "--rescan"), "{a:?}");
-                let link = link_path(root, &iqn, &portal);
-                if !link.exists() {
-                    std::os::unix::fs::symlink("../sdb", link).unwrap();
-                }
-                return Ok(Output::ok(
-                    "Rescanning session [sid: 1, target: ..., portal: ...]\n",
-                ));
-            }
-            if st.sessions.is_empty() {
-                return Ok(Output::fail(21, "iscsiadm: No active sessions.\n"));
-            }
-            let text: String = st
-                .sessions
-                .iter()
-                .map(|(sid, (iqn, portal, _))| {
-                    format!("tcp: [{sid}] {portal},1 {iqn} (non-flash)\n")
-                })
-                .collect();
-            Ok(Output::ok(text))
-        }
-        Some("discovery") => {
-            let portal = arg(a, "-p").unwrap().to_string();
-            st.discovery_records.insert(portal.clone());
-            if portal.ends_with(":3260") {
-                Ok(Output::ok(format!(
-                    "{portal},1 {IQN}\n{portal},1 {IQN}-2\n"
-                )))
-            } else {
-                Ok(Output::fail(
-                    12,
-                    "iscsiadm: Could not insert module tcp. Kmod error -2\niscsiadm: iSCSI driver tcp is not loaded. Load the module then retry the command.\niscsiadm: Could not perform SendTargets discovery: iSCSI driver not found. Please make sure it is loaded, and retry the operation\n",
-                ))
-            }
-        }
-        Some("discoverydb") => {
-            let portal = arg(a, "-p").unwrap();
-            assert_eq!(arg(a, "-o"), Some("delete"));
-            if st.discovery_records.remove(portal) {
-                Ok(Output::ok(""))
-            } else {
-                Ok(Output::fail(
-                    6,
-                    format!("iscsiadm: Discovery record [{portal}] not found.\n"),
-                ))
-            }
-        }
-        Some("node") => {
-            let key: Key = (
-                arg(a, "-T").unwrap().to_string(),
-                arg(a, "-p").unwrap().to_string(),
-                arg(a, "-I").unwrap_or("default").to_string(),
-            );
-            let logged_in = st.sessions.values().any(|k| *k == key);
-            if a.iter().any(|x| x == "--login") {
-                if !st.records.contains_key(&key) {
-                    return no_records();
-                }
-                if logged_in {
-                    return Ok(Output::fail(
-                        15,
-                        "iscsiadm: default: 1 session requested, but 1 already present.\n",
-                    ));
-                }
-                if let Some(fail) = st.login_failure.clone() {
-                    return Ok(fail);
-                }
-                let sid = st.next_sid;
-                st.next_sid += 1;
-                st.sessions.insert(sid, key.clone());
-                if st.link_on_login {
-                    std::os::unix::fs::symlink("../sdb", link_path(root, &key.0, &key.1)).unwrap();
-                }
-                return Ok(Output::ok(format!(
-                    "Logging in to [iface: {}, target: {}, portal: {}]\nLogin to [iface: {}, target: {}, portal: {}] successful.\n",
-                    key.2, key.0, key.1, key.2, key.0, key.1
-                )));
-            }
-            if a.iter().any(|x| x == "--logout") {
-                let Some(sid) = st
-                    .sessions
-                    .iter()
-                    .find(|(_, k)| **k == key)
-                    .map(|(s, _)| *s)
-                else {
-                    return Ok(Output::fail(21, "iscsiadm: No matching sessions found\n"));
-                };
-                st.sessions.remove(&sid);
-                let _ = std::fs::remove_file(link_path(root, &key.0, &key.1));
-                return Ok(Output::ok("Logout of [sid: 1, ...] successful.\n"));
-            }
-            if a.iter().any(|x| x == "--rescan") {
-                return if logged_in {
-                    Ok(Output::ok(""))
-                } else {
-                    Ok(Output::fail(21, "iscsiadm: No session found.\n"))
-                };
-            }
-            match arg(a, "-o") {
-                Some("new") => {
-                    st.records.insert(key, BTreeMap::new());
-                    Ok(Output::ok("New iSCSI node [...] added\n"))
-                }
-                Some("update") => match st.records.get_mut(&key) {
-                    None => no_records(),
-                    Some(r) => {
-                        let name = arg(a, "-n").unwrap();
-                        if !name.starts_with("node.s") {
-                            return Ok(Output::fail(
-                                7,
-                                format!(
-                                    "iscsiadm: Cannot modify {name}. Invalid param name.\niscsiadm: Could not execute operation on all records: invalid parameter\n"
-                                ),
-                            ));
-                        }
-                        r.insert(name.to_string(), arg(a, "-v").unwrap().to_string());
-                        Ok(Output::ok(""))
-                    }
-                },
-                Some("delete") => {
-                    if st.records.remove(&key).is_some() {
-                        Ok(Output::ok(""))
-                    } else {
-                        no_records()
-                    }
-                }
-                Some("show") => match st.records.get(&key) {
-                    None => no_records(),
-                    Some(r) => Ok(Output::ok(
-                        std::iter::once(format!("# BEGIN RECORD 2.1.8\nnode.name = {}\n", key.0))
-                            .chain(r.iter().map(|(k, v)| format!("{k} = {v}\n")))
-                            .chain(std::iter::once("# END RECORD\n".to_string()))
-                            .collect::<String>(),
-                    )),
-                },
-                other => panic!("unexpected node operation {other:?} in {a:?}"),
-            }
-        }
-        other => panic!("unexpected mode {other:?} in {a:?}"),
-    }
 }
 
 #[tokio::test]
@@ -374,7 +207,7 @@ async fn detach_twice_is_idempotent() {
 #[tokio::test]
 async fn failed_login_deletes_the_node_record_and_keeps_code_and_message() {
     let sim = Sim::new();
-    sim.state.lock().unwrap().login_failure = Some(Output {
+    *sim.login_failure.lock().unwrap() = Some(Output {
         code: Some(24),
         stdout: "Logging in to [iface: default, target: x, portal: 127.0.0.1,3260]\n".into(),
         stderr: "iscsiadm: Could not login to [iface: default, target: x, portal: 127.0.0.1,3260].\n\
@@ -429,7 +262,7 @@ async fn failed_login_deletes_the_node_record_and_keeps_code_and_message() {
 #[tokio::test]
 async fn login_without_iscsid_is_daemon_unavailable_and_cleans_up() {
     let sim = Sim::new();
-    sim.state.lock().unwrap().login_failure = Some(Output::fail(
+    *sim.login_failure.lock().unwrap() = Some(Output::fail(
         20,
         "iscsiadm: can not connect to iSCSI daemon (111)!\n\
          iscsiadm: Could not login to [iface: default, target: x, portal: 127.0.0.1,3260].\n\
@@ -490,7 +323,7 @@ async fn a_bad_setting_fails_after_create_and_the_record_is_removed() {
 #[tokio::test]
 async fn device_that_never_appears_times_out_and_undoes_the_login() {
     let sim = Sim::new();
-    sim.state.lock().unwrap().link_on_login = false;
+    sim.link_on_login.store(false, Ordering::SeqCst);
     let adm = sim.adm();
     let t = target();
     let opts = AttachOptions {
@@ -621,13 +454,7 @@ async fn discovery_parses_targets_and_cleans_up_after_failure() {
             "iscsiadm -m discoverydb -t sendtargets -p 127.0.0.1:3999 -o delete"
         ]
     );
-    assert!(
-        !sim.state
-            .lock()
-            .unwrap()
-            .discovery_records
-            .contains("127.0.0.1:3999")
-    );
+    assert!(!sim.fake.discovery_records().contains("127.0.0.1:3999"));
 }
 
 #[tokio::test]

@@ -14,7 +14,7 @@ use std::{
 };
 
 use cstor_api::{
-    exec::{Cmd, ExecError, HostRunner, Output, RecordingRunner, Runner, ScriptedRunner},
+    exec::{HostRunner, Output, RecordingRunner, Runner, ScriptedRunner},
     proto::csi::v1::{
         NodeExpandVolumeRequest, NodeGetVolumeStatsRequest, NodePublishVolumeRequest,
         NodeStageVolumeRequest, NodeUnpublishVolumeRequest, NodeUnstageVolumeRequest,
@@ -29,6 +29,7 @@ use cstor_csi_node::{
     memory::MemoryVolumeApi,
     mount_table::MountTable,
 };
+use cstor_iscsi::fake::FakeIscsiadm;
 
 pub const NODE: &str = "node-a";
 pub const NS: &str = "openebs";
@@ -111,184 +112,59 @@ impl Drop for LoopDevice {
     }
 }
 
-/// A recorded `iscsiadm`: sessions live in memory; `--login` attaches the LUN's image with
-/// `losetup -f --show` and links it under the device root as udev would; `--logout` detaches.
-#[derive(Clone, Debug, Default)]
+/// A recorded `iscsiadm` (`cstor_iscsi::fake`): sessions live in memory; `--login` attaches the
+/// LUN's image with `losetup -f --show` and links it under the device root as udev would;
+/// `--rescan` is `losetup -c`; `--logout` detaches.
+#[derive(Clone, Debug)]
 pub struct FakeIscsi {
-    inner: Arc<Mutex<FakeState>>,
-}
-
-#[derive(Debug, Default)]
-struct FakeState {
-    dev_root: PathBuf,
-    luns: BTreeMap<String, PathBuf>,
-    records: BTreeMap<(String, String), ()>,
-    /// (iqn, portal) → (sid, loop device)
-    sessions: BTreeMap<(String, String), (u32, PathBuf)>,
-    next_sid: u32,
-    logins: u32,
+    sim: FakeIscsiadm,
+    /// iqn → image file of its LUN
+    luns: Arc<Mutex<BTreeMap<String, PathBuf>>>,
 }
 
 impl FakeIscsi {
     pub fn new(dev_root: &Path) -> Self {
-        let f = Self::default();
-        f.inner.lock().unwrap().dev_root = dev_root.to_path_buf();
-        f.inner.lock().unwrap().next_sid = 1;
-        f
+        let luns: Arc<Mutex<BTreeMap<String, PathBuf>>> = Arc::default();
+        let images = luns.clone();
+        let sim = FakeIscsiadm::new(dev_root)
+            .with_fallback(Arc::new(HostRunner::new()))
+            .on_login(move |t, _lun| {
+                let image = images.lock().unwrap().get(t.iqn.as_str()).cloned();
+                match image {
+                    Some(image) => Ok(Some(losetup(&image))),
+                    None => Err(Output::fail(24, "iscsiadm: Login failed: target not found")),
+                }
+            })
+            .on_logout(|_, _, dev| losetup_detach(dev))
+            .on_rescan(|_, _, dev| {
+                let out = Command::new("losetup").arg("-c").arg(dev).output().unwrap();
+                assert!(out.status.success(), "losetup -c");
+                Ok(())
+            });
+        Self { sim, luns }
     }
 
     /// The image file that `--login` to `iqn` attaches.
     pub fn add_lun(&self, iqn: &str, image: &Path) {
-        self.inner
-            .lock()
-            .unwrap()
-            .luns
-            .insert(iqn.into(), image.into());
+        self.luns.lock().unwrap().insert(iqn.into(), image.into());
     }
 
     pub fn logins(&self) -> u32 {
-        self.inner.lock().unwrap().logins
+        self.sim.logins()
     }
 
     pub fn session_device(&self, iqn: &str) -> Option<PathBuf> {
-        self.inner
-            .lock()
-            .unwrap()
-            .sessions
-            .iter()
-            .find(|((i, _), _)| i == iqn)
-            .map(|(_, (_, d))| d.clone())
+        self.sim.session_device(iqn)
     }
 
     pub fn has_record(&self, iqn: &str) -> bool {
-        self.inner
-            .lock()
-            .unwrap()
-            .records
-            .keys()
-            .any(|(i, _)| i == iqn)
+        self.sim.has_record(iqn)
     }
 
-    /// Answers the iscsiadm command lines `cstor-iscsi` runs; `None` for anything else.
-    fn answer(&self, cmd: &Cmd) -> Option<Result<Output, ExecError>> {
-        if cmd.program != "iscsiadm" {
-            return None;
-        }
-        let a: Vec<&str> = cmd.args.iter().map(String::as_str).collect();
-        let mut s = self.inner.lock().unwrap();
-        let arg = |k: &str| {
-            a.iter()
-                .position(|x| *x == k)
-                .and_then(|i| a.get(i + 1))
-                .map(|v| v.to_string())
-        };
-        Some(Ok(match a.as_slice() {
-            ["-m", "session"] => {
-                if s.sessions.is_empty() {
-                    Output::fail(21, "iscsiadm: No active sessions.")
-                } else {
-                    Output::ok(
-                        s.sessions
-                            .iter()
-                            .map(|((iqn, portal), (sid, _))| {
-                                format!("tcp: [{sid}] {portal},1 {iqn} (non-flash)\n")
-                            })
-                            .collect::<String>(),
-                    )
-                }
-            }
-            ["-m", "session", "-r", sid, "--rescan"] => {
-                let sid: u32 = sid.parse().unwrap();
-                match s.sessions.values().find(|(x, _)| *x == sid) {
-                    Some((_, dev)) => {
-                        let out = Command::new("losetup").arg("-c").arg(dev).output().unwrap();
-                        assert!(out.status.success(), "losetup -c");
-                        Output::ok("Rescanning session [sid: 1]\n")
-                    }
-                    None => Output::fail(21, "iscsiadm: No session found."),
-                }
-            }
-            ["-m", "node", "-T", _, "-p", _, "-I", _, rest @ ..] => {
-                let key = (arg("-T").unwrap(), arg("-p").unwrap());
-                match rest {
-                    ["-o", "new"] => {
-                        s.records.insert(key, ());
-                        Output::ok("New iSCSI node added")
-                    }
-                    ["-o", "update", ..] => {
-                        if s.records.contains_key(&key) {
-                            Output::ok("")
-                        } else {
-                            Output::fail(21, "iscsiadm: No records found")
-                        }
-                    }
-                    ["-o", "delete"] => {
-                        if s.records.remove(&key).is_some() {
-                            Output::ok("")
-                        } else {
-                            Output::fail(21, "iscsiadm: No records found")
-                        }
-                    }
-                    ["--login"] => {
-                        if !s.records.contains_key(&key) {
-                            Output::fail(21, "iscsiadm: No records found")
-                        } else if s.sessions.contains_key(&key) {
-                            Output::fail(
-                                15,
-                                "iscsiadm: default: 1 session requested, but 1 already present.",
-                            )
-                        } else {
-                            let Some(image) = s.luns.get(&key.0).cloned() else {
-                                return Some(Ok(Output::fail(
-                                    24,
-                                    "iscsiadm: Login failed: target not found",
-                                )));
-                            };
-                            let dev = losetup(&image);
-                            let link = s
-                                .dev_root
-                                .join(format!("ip-{}-iscsi-{}-lun-0", key.1, key.0));
-                            let _ = std::fs::remove_file(&link);
-                            std::os::unix::fs::symlink(&dev, &link).unwrap();
-                            let sid = s.next_sid;
-                            s.next_sid += 1;
-                            s.logins += 1;
-                            s.sessions.insert(key, (sid, dev));
-                            Output::ok("Login successful.")
-                        }
-                    }
-                    ["--logout"] => match s.sessions.remove(&key) {
-                        Some((_, dev)) => {
-                            let link = s
-                                .dev_root
-                                .join(format!("ip-{}-iscsi-{}-lun-0", key.1, key.0));
-                            let _ = std::fs::remove_file(&link);
-                            losetup_detach(&dev);
-                            Output::ok("Logout successful.")
-                        }
-                        None => Output::fail(21, "iscsiadm: No matching sessions found"),
-                    },
-                    _ => return None,
-                }
-            }
-            _ => return None,
-        }))
-    }
-
-    /// A runner: iscsiadm answered here, every other command run for real.
+    /// A runner: iscsiadm answered here, every other command run for real; rules added to it
+    /// are tried first.
     pub fn runner(&self) -> ScriptedRunner {
-        let s = ScriptedRunner::new().with_fallback(Arc::new(HostRunner::new()));
-        let me = self.clone();
-        s.on(move |cmd| me.answer(cmd));
-        s
-    }
-}
-
-impl Drop for FakeState {
-    fn drop(&mut self) {
-        for (_, (_, dev)) in std::mem::take(&mut self.sessions) {
-            losetup_detach(&dev);
-        }
+        ScriptedRunner::new().with_fallback(Arc::new(self.sim.clone()))
     }
 }
 
