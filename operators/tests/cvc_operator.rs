@@ -880,3 +880,47 @@ async fn volume_policy_shapes_the_target_and_policy_edits_reach_it() {
     .unwrap();
     h.stop().await;
 }
+
+#[tokio::test]
+async fn replicas_spread_over_zones() {
+    use k8s_openapi::api::core::v1::Node;
+    let h = Harness::start().await;
+    h.create_cspc("cspc-z").await;
+    // Eight pools: six in zone-a, one in zone-b, one in zone-c (pool i is on `<ns>-node<i>`).
+    let pools = h.create_pools("cspc-z", 0, 8).await;
+    let nodes: Api<Node> = Api::all(h.client.clone());
+    let zone_of = |i: usize| match i {
+        6 => "zone-b",
+        7 => "zone-c",
+        _ => "zone-a",
+    };
+    for i in 0..pools.len() {
+        let host = format!("{}-node{i}", h.ns);
+        let node: Node = serde_json::from_value(json!({
+            "apiVersion": "v1", "kind": "Node",
+            "metadata": {"name": host, "labels": {
+                label::HOSTNAME: host, "topology.kubernetes.io/zone": zone_of(i)}}
+        }))
+        .unwrap();
+        nodes.create(&PostParams::default(), &node).await.unwrap();
+    }
+    h.create_cvc(&h.cvc("pvc-zones", "cspc-z", 3, "1Gi")).await;
+    h.wait_bound("pvc-zones").await;
+    let zones: BTreeSet<&str> = h
+        .cvr_pools("pvc-zones")
+        .await
+        .iter()
+        .map(|p| zone_of(pools.iter().position(|q| q == p).unwrap()))
+        .collect();
+    assert_eq!(
+        zones,
+        BTreeSet::from(["zone-a", "zone-b", "zone-c"]),
+        "one replica per zone"
+    );
+    for i in 0..pools.len() {
+        let _ = nodes
+            .delete(&format!("{}-node{i}", h.ns), &DeleteParams::default())
+            .await;
+    }
+    h.stop().await;
+}
