@@ -148,6 +148,7 @@ async fn stripe_pool_lifecycle() {
             (label::CSPI_UID.to_string(), cspi.uid().unwrap()),
             (label::CSPI_NAME.to_string(), cspi.name_any()),
             (label::CSTOR_VOLUME_NAME.to_string(), "pvc-1".to_string()),
+            (label::PERSISTENT_VOLUME.to_string(), "pvc-1".to_string()),
         ].into());
         cvr.metadata.finalizers = Some(vec![finalizer::CVR.into()]);
         let cvr = cvrs.create(&PostParams::default(), &cvr).await.unwrap();
@@ -170,6 +171,36 @@ async fn stripe_pool_lifecycle() {
         wait_until("snap-1 gone from the CVR", DEADLINE, || async {
             snap_of(&cvrs.get(&cvr.name_any()).await.unwrap()).is_none()
         }).await.unwrap();
+
+        // While the replica rebuilds, the snapshots its peers have and it lacks are pending.
+        let mut peer = CStorVolumeReplica::namespaced("pvc-1-peer", &ns, CStorVolumeReplicaSpec::default());
+        peer.metadata.labels = Some([
+            (label::CSPI_UID.to_string(), "another-pool".to_string()),
+            (label::PERSISTENT_VOLUME.to_string(), "pvc-1".to_string()),
+        ].into());
+        peer.status = Some(cstor_api::cstor::CStorVolumeReplicaStatus {
+            snapshots: Some([("snap-2".to_string(), cstor_api::cstor::CStorSnapshotInfo { logical_referenced: 8192, ..Default::default() })].into()),
+            ..Default::default()
+        });
+        cvrs.create(&PostParams::default(), &peer).await.unwrap();
+        let zvol = format!("{pool}/pvc-1");
+        shim.stats_status.lock().unwrap().insert(zvol.clone(), "Rebuilding".into());
+        let snap2_of = |c: &CStorVolumeReplica| c.status.as_ref().and_then(|s| s.snapshots.as_ref()).is_some_and(|m| m.contains_key("snap-2"));
+        let pending_of = |c: &CStorVolumeReplica| c.status.as_ref().and_then(|s| s.pending_snapshots.clone()).unwrap_or_default();
+        wait_until("snap-2 pending while rebuilding", DEADLINE, || async {
+            let c = cvrs.get(&cvr.name_any()).await.unwrap();
+            (c.status.as_ref().and_then(|s| s.phase.clone()) == Some(CStorVolumeReplicaPhase::Rebuilding)
+                && pending_of(&c).get("snap-2").map(|i| i.logical_referenced) == Some(8192)).then_some(())
+        }).await.unwrap();
+        // The rebuild brings snap-2 over: it leaves the pending set.
+        shim.snapshots.lock().unwrap().entry(zvol.clone()).or_default().insert("snap-2".into(), 8192);
+        wait_until("snap-2 local, nothing pending", DEADLINE, || async {
+            let c = cvrs.get(&cvr.name_any()).await.unwrap();
+            (snap2_of(&c) && pending_of(&c).is_empty()).then_some(())
+        }).await.unwrap();
+        shim.stats_status.lock().unwrap().clear();
+        shim.snapshots.lock().unwrap().clear();
+        cvrs.delete("pvc-1-peer", &DeleteParams::default()).await.unwrap();
 
         // Deleting the CSPI while the replica lives: kept, with a condition saying why.
         cspis.delete(&cspi.name_any(), &DeleteParams::default()).await.unwrap();

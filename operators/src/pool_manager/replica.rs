@@ -173,9 +173,10 @@ async fn pass(ctx: &Context, cvr: &mut CStorVolumeReplica) -> Result<Phase> {
 }
 
 /// `status.snapshots` follows the zvol's snapshots (`zfs listsnap`, upstream syncCVRStatus):
-/// new names get their `logicalreferenced`, vanished names are dropped, pending snapshots that
-/// now exist locally leave `pendingSnapshots`, which is cleared once the replica is Healthy.
-/// A failed listing (exit 11, EAGAIN, is common) keeps the recorded state for the next pass.
+/// new names get their `logicalreferenced`, vanished names are dropped. While the replica is
+/// rebuilding, `pendingSnapshots` holds the snapshots its peers (the CVRs of the same volume)
+/// report and it does not have yet; it is cleared once the replica is Healthy. A failed listing
+/// (exit 11, EAGAIN, is common) keeps the recorded state for the next pass.
 async fn sync_snapshots(ctx: &Context, cvr: &mut CStorVolumeReplica, zvol: &str, phase: &Phase) {
     let list = match ctx.engine.list_snapshots(zvol).await {
         Ok(l) => l,
@@ -183,6 +184,11 @@ async fn sync_snapshots(ctx: &Context, cvr: &mut CStorVolumeReplica, zvol: &str,
             tracing::debug!(zvol, error = %e, "snapshot listing unavailable");
             return;
         }
+    };
+    let peers = if matches!(phase, Phase::Rebuilding | Phase::ReconstructingNewReplica) {
+        peer_snapshots(ctx, cvr).await
+    } else {
+        None
     };
     let status = cvr.status.get_or_insert_with(Default::default);
     let known = status.snapshots.take().unwrap_or_default();
@@ -207,6 +213,11 @@ async fn sync_snapshots(ctx: &Context, cvr: &mut CStorVolumeReplica, zvol: &str,
             }
         }
     }
+    if let Some(mut union) = peers {
+        // Recomputed from the peers each pass: a snapshot gone from every peer leaves too.
+        union.retain(|k, _| !now.contains_key(k));
+        status.pending_snapshots = Some(union);
+    }
     if let Some(pending) = status.pending_snapshots.as_mut() {
         pending.retain(|k, _| !now.contains_key(k));
     }
@@ -219,6 +230,40 @@ async fn sync_snapshots(ctx: &Context, cvr: &mut CStorVolumeReplica, zvol: &str,
         status.pending_snapshots = None;
     }
     status.snapshots = (!now.is_empty()).then_some(now);
+}
+
+/// The union of the snapshots the other CVRs of this volume report; `None` when they cannot be
+/// listed (the previous pending set is kept).
+async fn peer_snapshots(
+    ctx: &Context,
+    cvr: &CStorVolumeReplica,
+) -> Option<std::collections::BTreeMap<String, CStorSnapshotInfo>> {
+    let pv = cvr.labels().get(labels::PERSISTENT_VOLUME)?;
+    let selector = format!("{}={pv}", labels::PERSISTENT_VOLUME);
+    let peers = match ctx
+        .cvrs()
+        .list(&kube::api::ListParams::default().labels(&selector))
+        .await
+    {
+        Ok(l) => l.items,
+        Err(e) => {
+            tracing::debug!(error = %e, "cannot list the peers of {}", cvr.name_any());
+            return None;
+        }
+    };
+    let mut union = std::collections::BTreeMap::new();
+    for peer in peers.iter().filter(|p| p.name_any() != cvr.name_any()) {
+        for (name, info) in peer
+            .status
+            .as_ref()
+            .and_then(|s| s.snapshots.as_ref())
+            .into_iter()
+            .flatten()
+        {
+            union.entry(name.clone()).or_insert_with(|| info.clone());
+        }
+    }
+    Some(union)
 }
 
 async fn create(

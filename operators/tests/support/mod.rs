@@ -46,6 +46,8 @@ pub struct ZvolShim {
         Mutex<std::collections::BTreeMap<String, std::collections::BTreeMap<String, u64>>>,
     /// uZFS's `io.openebs:readonly` pool property (zfs-fuse has no such property), per pool.
     pub read_only: Mutex<std::collections::BTreeMap<String, bool>>,
+    /// `zfs stats` status of a zvol when not `Healthy` (e.g. `Rebuilding`).
+    pub stats_status: Mutex<std::collections::BTreeMap<String, String>>,
 }
 
 impl ZvolShim {
@@ -55,6 +57,7 @@ impl ZvolShim {
             zvols: Mutex::default(),
             snapshots: Mutex::default(),
             read_only: Mutex::default(),
+            stats_status: Mutex::default(),
         }
     }
 }
@@ -102,8 +105,15 @@ impl Runner for ZvolShim {
                     return Ok(Output::ok(""));
                 }
                 ["stats", ds] if zvols().contains(*ds) => {
+                    let status = self
+                        .stats_status
+                        .lock()
+                        .unwrap()
+                        .get(*ds)
+                        .cloned()
+                        .unwrap_or_else(|| "Healthy".into());
                     return Ok(Output::ok(format!(
-                        r#"{{"stats":[{{"name":"{ds}","status":"Healthy","rebuildStatus":"DONE","quorum":1,"isIOAckSenderCreated":1,"isIOReceiverCreated":1,"runningIONum":0,"checkpointedIONum":0,"degradedCheckpointedIONum":0,"checkpointedTime":0,"rebuildBytes":0,"rebuildCnt":0,"rebuildDoneCnt":0,"rebuildFailedCnt":0}}]}}"#
+                        r#"{{"stats":[{{"name":"{ds}","status":"{status}","rebuildStatus":"DONE","quorum":1,"isIOAckSenderCreated":1,"isIOReceiverCreated":1,"runningIONum":0,"checkpointedIONum":0,"degradedCheckpointedIONum":0,"checkpointedTime":0,"rebuildBytes":0,"rebuildCnt":0,"rebuildDoneCnt":0,"rebuildFailedCnt":0}}]}}"#
                     )));
                 }
                 ["stats"] => {
