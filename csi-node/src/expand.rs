@@ -131,8 +131,7 @@ impl NodeDriver {
                     device.display()
                 )));
             }
-            let wake = (tokio::time::Instant::now() + waits.poll).min(deadline);
-            tokio::time::sleep_until(wake).await;
+            crate::stage::sleep_until_next(waits.poll, deadline).await;
         }
     }
 

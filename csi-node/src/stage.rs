@@ -414,7 +414,7 @@ impl NodeDriver {
 }
 
 /// Sleeps one poll interval, never past the deadline (plus a hair so the loop sees it passed).
-async fn sleep_until_next(poll: Duration, deadline: Instant) {
+pub(crate) async fn sleep_until_next(poll: Duration, deadline: Instant) {
     let now = Instant::now();
     let wake = (now + poll).min(deadline.max(now) + Duration::from_millis(1));
     tokio::time::sleep_until(wake).await;

@@ -23,24 +23,6 @@ use futures::FutureExt;
 const DISK_SIZE: u64 = 128 << 20;
 const SCENARIO_DEADLINE: Duration = Duration::from_secs(120);
 
-/// Polls `cond` until it holds or `deadline` passes.
-async fn wait_until<F, Fut>(deadline: Duration, mut cond: F) -> bool
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let end = Instant::now() + deadline;
-    loop {
-        if cond().await {
-            return true;
-        }
-        if Instant::now() >= end {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 /// Makes sure a zfs-fuse daemon answers; `Err(reason)` only when the binary is missing.
 async fn ensure_daemon() -> Result<(), String> {
     cstor_testkit::zfs_fuse::ensure_zfs_fuse()
@@ -133,7 +115,7 @@ impl Ctx {
             }
         };
         for pool in mine {
-            let done = wait_until(Duration::from_secs(20), || async {
+            let done = cstor_testkit::wait_for(Duration::from_secs(20), || async {
                 match self.engine.destroy_pool(&pool).await {
                     Ok(()) => true,
                     Err(EngineError::PoolBusy { .. }) => false,
@@ -144,7 +126,7 @@ impl Ctx {
                 }
             })
             .await;
-            if !done {
+            if done.is_err() {
                 eprintln!("cleanup: {pool} stayed busy");
             }
         }
@@ -552,10 +534,11 @@ async fn offline_disk_shows_in_health_and_topology() {
         assert_eq!(bad[0].1, VdevState::Offline);
         c.zpool(&["online", &pool, &disks[2]]).await;
         assert!(
-            wait_until(Duration::from_secs(30), || async {
+            cstor_testkit::wait_for(Duration::from_secs(30), || async {
                 c.engine.pool_health(&pool).await.unwrap().health == "ONLINE"
             })
             .await
+            .is_ok()
         );
     })
     .await;
