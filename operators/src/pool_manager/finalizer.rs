@@ -1,8 +1,9 @@
 //! A finalizer helper with the semantics of `kube::runtime::finalizer` (add the finalizer before
 //! the first apply; on deletion run cleanup, then remove it), written with plain replaces of the
-//! whole object. kube's helper adds the first finalizer with a JSON-patch `test` of a missing
-//! `/metadata/finalizers`, which the project's in-process API server rejects (422); this helper
-//! works on both.
+//! whole object, so the operators need `update` but no `patch` on their objects. It was written
+//! while the in-process test server still refused kube's JSON-patch `test` of a missing
+//! `/metadata/finalizers`; the server now accepts it as the real API does, so switching to kube's
+//! helper (and granting `patch` in deploy/'s RBAC) is possible.
 
 use std::{fmt::Debug, future::Future, sync::Arc};
 
