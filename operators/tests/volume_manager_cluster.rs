@@ -33,8 +33,9 @@ fn fixture_cv(namespace: &str) -> CStorVolume {
     cv
 }
 
-fn replica(id: &str, mode: &str, quorum: &str) -> serde_json::Value {
-    json!({"replicaId": id, "Address": "10.0.0.9", "Mode": mode, "checkpointedIOSeq": "1234",
+/// A replica of istgt's REPLICA payload; `zvol_guid` is what istgt reports as `replicaId`.
+fn replica(zvol_guid: &str, mode: &str, quorum: &str) -> serde_json::Value {
+    json!({"replicaId": zvol_guid, "Address": "10.0.0.9", "Mode": mode, "checkpointedIOSeq": "1234",
            "inflightRead": "0", "inflightWrite": "5", "inflightSync": "0", "quorum": quorum, "upTime": 42})
 }
 
@@ -86,8 +87,8 @@ async fn status_resize_drf_and_shutdown() {
         &name,
         "Degraded",
         &[
-            replica("11", "Healthy", "1"),
-            replica("22", "Degraded", "0"),
+            replica(&guid_of("11"), "Healthy", "1"),
+            replica(&guid_of("22"), "Degraded", "0"),
         ],
     ));
     let conf = Arc::new(IstgtConf::new(dir.path().join("istgt.conf")));
@@ -125,7 +126,7 @@ async fn status_resize_drf_and_shutdown() {
     let r0 = &st.replica_statuses()[0];
     assert_eq!(
         (r0.replica_id.as_str(), r0.mode.as_str(), r0.quorum.as_str()),
-        ("11", "Healthy", "1")
+        (guid_of("11").as_str(), "Healthy", "1")
     );
     assert_eq!(
         (
@@ -170,9 +171,9 @@ async fn status_resize_drf_and_shutdown() {
         &name,
         "Healthy",
         &[
-            replica("11", "Healthy", "1"),
-            replica("22", "Healthy", "1"),
-            replica("33", "Healthy", "1"),
+            replica(&guid_of("11"), "Healthy", "1"),
+            replica(&guid_of("22"), "Healthy", "1"),
+            replica(&guid_of("33"), "Healthy", "1"),
         ],
     ));
     wait_cv(&api, &name, "CV Healthy", |cv| {
@@ -418,13 +419,14 @@ async fn known_replicas_from_istgt_are_persisted() {
     cluster.cleanup().await.unwrap();
 }
 
+/// The zvol guid of replica `id` in these tests (istgt reports replicas by guid).
+fn guid_of(id: &str) -> String {
+    format!("1544{id}0963112087")
+}
+
 fn details(ids: &[&str]) -> Option<cstor::CStorVolumeReplicaDetails> {
     Some(cstor::CStorVolumeReplicaDetails {
-        known_replicas: Some(
-            ids.iter()
-                .map(|i| (i.to_string(), format!("guid-{i}")))
-                .collect(),
-        ),
+        known_replicas: Some(ids.iter().map(|i| (i.to_string(), guid_of(i))).collect()),
         ..Default::default()
     })
 }
@@ -481,16 +483,26 @@ async fn drf_scale_down_removes_the_dropped_replica() {
     fake.set_replica_json(replica_json(
         &name,
         "Degraded",
-        &[replica("11", "Degraded", "1")],
+        &[replica(&guid_of("11"), "Degraded", "1")],
     ));
     let err = manager.drf(&cv).await.unwrap_err();
     assert!(err.to_string().contains("must be Healthy"), "{err}");
     assert!(!fake.requests().iter().any(|r| r.starts_with("DRF")));
 
+    // istgt lists replicas by zvol guid: a healthy replica is found through knownReplicas
+    // (id → guid). A report naming only some other zvol does not count for replica 11.
     fake.set_replica_json(replica_json(
         &name,
         "Healthy",
-        &[replica("11", "Healthy", "1")],
+        &[replica(&guid_of("33"), "Healthy", "1")],
+    ));
+    let err = manager.drf(&cv).await.unwrap_err();
+    assert!(err.to_string().contains("replica 11"), "{err}");
+    assert!(!fake.requests().iter().any(|r| r.starts_with("DRF")));
+    fake.set_replica_json(replica_json(
+        &name,
+        "Healthy",
+        &[replica(&guid_of("11"), "Healthy", "1")],
     ));
     manager.drf(&cv).await.unwrap();
     assert!(
@@ -503,7 +515,7 @@ async fn drf_scale_down_removes_the_dropped_replica() {
         "\n  ReplicationFactor 1\n",
         "\n  ConsistencyFactor 1\n",
         "\n  DesiredReplicationFactor 1\n",
-        "\n  Replica 11 guid-11\n",
+        &format!("\n  Replica 11 {}\n", guid_of("11")),
     ] {
         assert!(text.contains(line), "{line:?} missing in {text}");
     }
@@ -545,7 +557,10 @@ async fn run_serves_all_three_parts_and_goes_offline() {
     fake.set_replica_json(replica_json(
         &name,
         "Healthy",
-        &[replica("11", "Healthy", "1"), replica("22", "Healthy", "1")],
+        &[
+            replica(&guid_of("11"), "Healthy", "1"),
+            replica(&guid_of("22"), "Healthy", "1"),
+        ],
     ));
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()

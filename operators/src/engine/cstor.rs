@@ -617,7 +617,7 @@ impl DataEngine for CstorEngine {
         Ok(self.list_datasets().await?.contains(&dataset))
     }
 
-    /// `zfs get -H -o property,value <p1,p2,...> <dataset>`.
+    /// `zfs get -H -o property,value <p1,p2,...> <dataset>` (`-` and empty values are unset).
     async fn get_properties(
         &self,
         dataset: &str,
@@ -656,7 +656,11 @@ impl DataEngine for CstorEngine {
                 )
             })?;
             let v = v.trim_end_matches(['\r', '\n']);
-            found.insert(k.to_string(), (v != "-").then(|| v.to_string()));
+            // uZFS prints an unset user property as an empty value, OpenZFS as `-`.
+            found.insert(
+                k.to_string(),
+                (v != "-" && !v.is_empty()).then(|| v.to_string()),
+            );
         }
         for k in &keys {
             if !found.contains_key(k) {

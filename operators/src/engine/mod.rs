@@ -44,6 +44,9 @@ pub use types::{
 };
 pub use units::{Size, parse_size};
 
+/// The zvol property naming the target a replica connects to.
+pub const TARGET_IP_PROPERTY: &str = "io.openebs:targetip";
+
 /// Pool and replica operations of the data engine, in typed form.
 #[async_trait]
 pub trait DataEngine: Send + Sync + std::fmt::Debug {
@@ -111,7 +114,8 @@ pub trait DataEngine: Send + Sync + std::fmt::Debug {
 
     async fn dataset_exists(&self, dataset: &str) -> Result<bool, EngineError>;
 
-    /// Property values (`None` for `-`, an unset user property).
+    /// Property values (`None` for an unset user property: `-` on OpenZFS/zfs-fuse, an empty
+    /// value on uZFS).
     async fn get_properties(
         &self,
         dataset: &str,
@@ -119,6 +123,30 @@ pub trait DataEngine: Send + Sync + std::fmt::Debug {
     ) -> Result<BTreeMap<String, Option<String>>, EngineError>;
 
     async fn set_property(&self, dataset: &str, key: &str, value: &str) -> Result<(), EngineError>;
+
+    /// The target a replica zvol connects to (`io.openebs:targetip`), `None` when unset.
+    async fn target_ip(&self, dataset: &str) -> Result<Option<String>, EngineError> {
+        let props = self.get_properties(dataset, &[TARGET_IP_PROPERTY]).await?;
+        Ok(props.get(TARGET_IP_PROPERTY).cloned().flatten())
+    }
+
+    /// Points a replica zvol at `ip` (empty: at no target). uZFS refuses to change the
+    /// property from one address to another (`internal error: Invalid argument`, exit 134), so
+    /// a set address is cleared first (`zfs set io.openebs:targetip= <zvol>`) and the new one
+    /// set after. Returns whether the zvol changed.
+    async fn set_target_ip(&self, dataset: &str, ip: &str) -> Result<bool, EngineError> {
+        let current = self.target_ip(dataset).await?;
+        if current.as_deref().unwrap_or("") == ip {
+            return Ok(false);
+        }
+        if current.is_some() {
+            self.set_property(dataset, TARGET_IP_PROPERTY, "").await?;
+        }
+        if !ip.is_empty() {
+            self.set_property(dataset, TARGET_IP_PROPERTY, ip).await?;
+        }
+        Ok(true)
+    }
 
     /// Creates a replica zvol with upstream's exact options.
     async fn create_replica(&self, spec: &ReplicaVolumeSpec) -> Result<(), EngineError>;

@@ -123,7 +123,7 @@ struct RawStats {
 #[derive(Deserialize)]
 struct RawStatsDoc {
     #[serde(default)]
-    stats: Option<Vec<RawStats>>,
+    stats: Option<Vec<serde_json::Value>>,
 }
 
 fn json_start(text: &str) -> Result<&str, String> {
@@ -134,6 +134,10 @@ fn json_start(text: &str) -> Result<&str, String> {
 }
 
 /// Parses `zfs stats [<zvol>]`: `{"stats":[{"name":..,"status":..,...}]}`.
+///
+/// The real uZFS ends the list of `zfs stats <zvol>` with a `{"pool":{}}` element, and a zvol
+/// that is not opened for a target (no `io.openebs:targetip`) has no element at all
+/// (`{"stats":[{"pool":{}}]}`): elements without a `name` are not replicas and are skipped.
 pub fn parse_stats(text: &str) -> Result<Vec<ReplicaStats>, String> {
     let doc: RawStatsDoc =
         serde_json::from_str(json_start(text)?).map_err(|e| format!("invalid JSON: {e}"))?;
@@ -141,7 +145,11 @@ pub fn parse_stats(text: &str) -> Result<Vec<ReplicaStats>, String> {
     doc.stats
         .unwrap_or_default()
         .into_iter()
-        .map(|r| {
+        .filter(|v| v.get("name").is_some())
+        .enumerate()
+        .map(|(i, v)| {
+            let r: RawStats =
+                serde_json::from_value(v).map_err(|e| format!("invalid JSON: stats[{i}]: {e}"))?;
             Ok(ReplicaStats {
                 status: ReplicaStatus::parse(r.status.as_deref().unwrap_or("")),
                 rebuild_status: r.rebuild_status.unwrap_or_default(),

@@ -72,14 +72,49 @@ pub fn phase_of(status: &ReplicaStatus, quorum: u64) -> Phase {
     }
 }
 
+/// The phase `zfs stats <zvol>` gives. uZFS lists only zvols opened for a target: a zvol
+/// without `io.openebs:targetip` (a restore replica waiting for its data) has no entry, and is
+/// `Offline` (it exists, but serves no target).
 async fn stats_phase(ctx: &Context, zvol: &str) -> Result<Phase> {
     let stats = ctx.engine.replica_stats(Some(zvol)).await?;
     Ok(stats
         .iter()
         .find(|s| s.name == zvol)
-        .or(stats.first())
         .map(|s| phase_of(&s.status, s.quorum))
-        .unwrap_or(Phase::Error))
+        .unwrap_or(Phase::Offline))
+}
+
+/// `io.openebs:targetip` of an existing zvol follows the CVR (upstream §4.10 step 6, extended to
+/// any change of `spec.targetIP`):
+/// - a restore replica (`isRestoreVol: "true"`) stays without a target until the CVR carries
+///   `openebs.io/restore-completed: "true"`; then it gets `spec.targetIP` and both annotations
+///   are removed (persisted with the status update of this pass);
+/// - any other replica whose target differs is re-pointed, clearing the old address first
+///   (uZFS refuses a direct change, see [`crate::engine::DataEngine::set_target_ip`]).
+async fn sync_target_ip(ctx: &Context, cvr: &mut CStorVolumeReplica, zvol: &str) -> Result<()> {
+    let anns = cvr.annotations();
+    let is_true = |k: &str| anns.get(k).map(String::as_str) == Some("true");
+    let restore = is_true(annotations::IS_RESTORE_VOL);
+    let completed = is_true(annotations::RESTORE_COMPLETED);
+    if restore && !completed {
+        return Ok(());
+    }
+    let want = cvr.spec.target_ip.clone().unwrap_or_default();
+    let before = ctx.engine.target_ip(zvol).await?;
+    if ctx.engine.set_target_ip(zvol, &want).await? {
+        let message = match before {
+            Some(old) => format!("Replica volume {zvol} moved from target {old} to {want}"),
+            None => format!("Replica volume {zvol} connects to target {want}"),
+        };
+        ctx.event(cvr, EventType::Normal, "TargetIPUpdated", message)
+            .await;
+    }
+    if completed {
+        let anns = cvr.annotations_mut();
+        anns.remove(annotations::RESTORE_COMPLETED);
+        anns.remove(annotations::IS_RESTORE_VOL);
+    }
+    Ok(())
 }
 
 async fn apply(cvr: &CStorVolumeReplica, ctx: &Context) -> Result<Action> {
@@ -139,6 +174,7 @@ async fn pass(ctx: &Context, cvr: &mut CStorVolumeReplica) -> Result<Phase> {
                 .await?;
             cvr.spec.replica_id = props.get("io.openebs:zvol_replica_id").cloned().flatten();
         }
+        sync_target_ip(ctx, cvr, &zvol).await?;
     } else if matches!(phase, Phase::Empty | Phase::Init | Phase::Recreate) {
         create(ctx, cvr, &zvol, &phase).await?;
     } else {

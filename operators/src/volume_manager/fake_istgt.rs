@@ -25,6 +25,10 @@ use tokio::{
 /// The banner the fake writes on accept (cStor istgt's format).
 pub const FAKE_BANNER: &str =
     "iSCSI Target Controller version istgt:0.5.20121028:13:43:08:Jun 15 2021 on  from ";
+/// The version the fake reports to `VERSION` (the banner's).
+pub const FAKE_VERSION: &str = "istgt:0.5.20121028:13:43:08:Jun 15 2021";
+/// istgt's node base: targets are `<NODE_BASE>:<volume>`.
+pub const NODE_BASE: &str = "iqn.2016-09.com.openebs.cstor";
 
 /// What the fake answers to one command.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -56,6 +60,8 @@ struct State {
     always: HashMap<String, FakeReply>,
     replica_json: String,
     chunk: Option<usize>,
+    /// The volume istgt serves; commands naming another one fail as istgt's do.
+    volume: Option<String>,
 }
 
 /// The fake istgt control socket; stops and removes its socket when dropped.
@@ -74,9 +80,85 @@ impl std::fmt::Debug for FakeIstgt {
     }
 }
 
-/// A `REPLICA` payload for one volume (`replicas` are istgt-style replica objects).
+/// A `REPLICA` payload for one volume (`replicas` are istgt-style replica objects, see
+/// [`replica_entry`]).
 pub fn replica_json(volume: &str, status: &str, replicas: &[serde_json::Value]) -> String {
     serde_json::json!({"volumeStatus": [{"name": volume, "status": status, "replicaStatus": replicas}]}).to_string()
+}
+
+/// One replica of a `REPLICA` payload exactly as istgt writes it: `replicaId` is the replica
+/// **zvol's guid** (decimal), not its `io.openebs:zvol_replica_id`; the uint64 counters are JSON
+/// strings, `upTime` a number, `Mode` capitalised.
+pub fn replica_entry(
+    zvol_guid: &str,
+    address: &str,
+    mode: &str,
+    checkpointed_io_seq: u64,
+    quorum: bool,
+    up_time: i64,
+) -> serde_json::Value {
+    serde_json::json!({
+        "replicaId": zvol_guid, "Address": address, "Mode": mode,
+        "checkpointedIOSeq": checkpointed_io_seq.to_string(), "inflightRead": "0",
+        "inflightWrite": "0", "inflightSync": "0", "quorum": if quorum { "1" } else { "0" },
+        "upTime": up_time,
+    })
+}
+
+/// The shape of one control-socket reply, for comparing a stand-in with a recording of the
+/// real istgt: one entry per line; the banner and payload-less data lines by their command
+/// word, JSON payloads by their keys and value types, final lines (`OK …`, `ERR …`) verbatim.
+/// Fails when a line does not end in `\r\n`.
+pub fn reply_shape(raw: &[u8]) -> Result<Vec<String>, String> {
+    let text = String::from_utf8_lossy(raw);
+    if !text.ends_with("\r\n") {
+        return Err(format!("reply does not end in CRLF: {text:?}"));
+    }
+    let body = &text[..text.len() - 2];
+    let mut shape = Vec::new();
+    for line in body.split("\r\n") {
+        if line.contains('\n') || line.contains('\r') {
+            return Err(format!("line {line:?} is not CRLF-framed"));
+        }
+        if line.starts_with("iSCSI Target Controller version ") {
+            shape.push("<banner>".to_owned());
+        } else if line.starts_with("OK ") || line.starts_with("ERR") || line.starts_with("Error") {
+            shape.push(line.to_owned());
+        } else {
+            let (word, rest) = line.split_once(' ').unwrap_or((line, ""));
+            match rest
+                .strip_prefix(' ')
+                .map(serde_json::from_str::<serde_json::Value>)
+            {
+                Some(Ok(v)) => shape.push(format!("{word}  {}", json_shape(&v))),
+                _ => shape.push(format!("{word} <text>")),
+            }
+        }
+    }
+    Ok(shape)
+}
+
+/// Keys and value types of a JSON value (array elements must all have one shape).
+pub fn json_shape(v: &serde_json::Value) -> String {
+    use serde_json::Value;
+    match v {
+        Value::Null => "null".into(),
+        Value::Bool(_) => "bool".into(),
+        Value::Number(_) => "number".into(),
+        Value::String(_) => "string".into(),
+        Value::Array(items) => {
+            let mut shapes: Vec<String> = items.iter().map(json_shape).collect();
+            shapes.dedup();
+            format!("[{}]", shapes.join(" | "))
+        }
+        Value::Object(m) => {
+            let fields: Vec<String> = m
+                .iter()
+                .map(|(k, v)| format!("{k}:{}", json_shape(v)))
+                .collect();
+            format!("{{{}}}", fields.join(","))
+        }
+    }
 }
 
 impl FakeIstgt {
@@ -136,6 +218,12 @@ impl FakeIstgt {
         self.lock().always.insert(word.to_owned(), reply);
     }
 
+    /// Serves `volume` as the real istgt does: `STATUS` lists its target, and `SNAPCREATE`,
+    /// `SNAPDESTROY`, `RESIZE`, `DRF` naming another volume fail with istgt's messages.
+    pub fn set_volume(&self, volume: &str) {
+        self.lock().volume = Some(volume.to_owned());
+    }
+
     /// Writes replies in chunks of `n` bytes (`None`: one write per line, as istgt does).
     pub fn set_chunk_size(&self, n: Option<usize>) {
         self.lock().chunk = n;
@@ -176,22 +264,31 @@ impl Drop for FakeIstgt {
 }
 
 fn default_reply(word: &str, args: &str, st: &State) -> FakeReply {
+    let other_volume = st
+        .volume
+        .as_deref()
+        .is_some_and(|v| args.split(' ').next() != Some(v));
     match word {
-        "STATUS" => FakeReply::Lines(vec![
-            "STATUS Running:NORMAL MODE OF OPERATION".into(),
-            "OK STATUS".into(),
-        ]),
+        "VERSION" => FakeReply::Lines(vec![format!("VERSION {FAKE_VERSION}"), "OK VERSION".into()]),
+        "STATUS" => {
+            let mut lines = vec!["STATUS Running:NORMAL MODE OF OPERATION".to_owned()];
+            if let Some(v) = &st.volume {
+                lines.push(format!("STATUS {NODE_BASE}:{v} REAL"));
+            }
+            lines.push("OK STATUS".into());
+            FakeReply::Lines(lines)
+        }
         "REPLICA" => FakeReply::Lines(vec![
             format!("REPLICA  {}", st.replica_json),
             "OK REPLICA".into(),
         ]),
-        "REFRESH" | "RESIZE" | "DRF" | "SNAPCREATE" | "SNAPDESTROY" => {
-            if word != "REFRESH" && args.is_empty() {
-                FakeReply::err("ERR invalid param")
-            } else {
-                FakeReply::ok(word)
-            }
+        "REFRESH" => FakeReply::ok(word),
+        "RESIZE" | "DRF" | "SNAPCREATE" | "SNAPDESTROY" if args.is_empty() => {
+            FakeReply::err("ERR invalid param")
         }
+        "SNAPCREATE" | "SNAPDESTROY" if other_volume => FakeReply::err("ERR no target"),
+        "RESIZE" | "DRF" if other_volume => FakeReply::err("ERR target not found"),
+        "RESIZE" | "DRF" | "SNAPCREATE" | "SNAPDESTROY" => FakeReply::ok(word),
         _ => FakeReply::err("ERR unknown command"),
     }
 }

@@ -456,14 +456,14 @@ impl VolumeManager {
                 report.status
             )));
         }
-        for id in spec_known.keys() {
+        // istgt reports each replica by its zvol guid; the known replicas map id → guid.
+        for (id, guid) in &spec_known {
             let healthy = report
-                .replicas
-                .iter()
-                .any(|r| &r.replica_id == id && r.mode == "Healthy");
+                .replica_by_guid(guid)
+                .is_some_and(|r| r.mode == "Healthy");
             if !healthy {
                 return Err(ManagerError::Drf(format!(
-                    "replica {id} of volume {name} is not connected and Healthy yet"
+                    "replica {id} (zvol guid {guid}) of volume {name} is not connected and Healthy yet"
                 )));
             }
         }

@@ -1,7 +1,7 @@
 //! The `REPLICA` payload of istgt and how it maps onto `CStorVolume.status` (pure functions).
 //!
 //! Payload: `{"volumeStatus":[{"name":"<vol>","status":"Healthy|Degraded|Offline",
-//! "replicaStatus":[{"replicaId":"…","Address":"…","Mode":"Healthy|Degraded",
+//! "replicaStatus":[{"replicaId":"<zvol guid>","Address":"…","Mode":"Healthy|Degraded",
 //! "checkpointedIOSeq":"<u64>","inflightRead":"<u64>","inflightWrite":"<u64>",
 //! "inflightSync":"<u64>","quorum":"0|1","upTime":<secs>}]}]}`.
 //! istgt writes its uint64 counters as JSON strings and capitalises `Mode`; this decoder also
@@ -22,6 +22,18 @@ pub struct ReplicaReport {
     pub status: String,
     /// The connected replicas.
     pub replicas: Vec<ReplicaStatus>,
+}
+
+impl ReplicaReport {
+    /// The connected replica whose zvol guid is `guid`. istgt's `replicaId` is the replica
+    /// zvol's guid (decimal), not its `io.openebs:zvol_replica_id`; the CV's
+    /// `replicaDetails.knownReplicas` map replica id → guid.
+    pub fn replica_by_guid(&self, guid: &str) -> Option<&ReplicaStatus> {
+        if guid.is_empty() {
+            return None;
+        }
+        self.replicas.iter().find(|r| r.replica_id == guid)
+    }
 }
 
 /// A `REPLICA` payload that cannot be decoded.

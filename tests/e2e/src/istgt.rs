@@ -1,10 +1,14 @@
 //! The target stand-in: istgt's control socket for one volume, answered from the
 //! [`DataPlane`] (the real volume manager talks to it exactly as it talks to istgt).
 //!
-//! - `STATUS`, `REFRESH`, `DRF`: accepted.
+//! Replies have the real istgt's shape (checked against the recordings in
+//! `tests/fixtures/real-engine/istgt`):
+//! - `VERSION`, `STATUS` (with the volume's target line), `REFRESH`, `DRF`: accepted; a command
+//!   naming another volume fails with istgt's message (`ERR no target`, `ERR target not found`).
 //! - `REPLICA`: every replica zvol of the volume that exists in the data plane is "connected"
-//!   and reported `Healthy`; each newly connected replica is also reported to the volume
-//!   manager's known-replica socket, as istgt does when it trusts a replica.
+//!   and reported `Healthy` under its **zvol guid** (as istgt does; not its replica id); each
+//!   newly connected replica is also reported to the volume manager's known-replica socket
+//!   (replica id and guid), as istgt does when it trusts a replica.
 //! - `RESIZE <pv> <size>`: grows every replica image (the LUN included) before answering.
 //! - `SNAPCREATE <pv> <snap>` / `SNAPDESTROY <pv> <snap>`: copy the LUN to a snapshot image on
 //!   every replica / remove those images, before answering.
@@ -18,7 +22,9 @@ use std::{
 };
 
 use cstor_api::cstor::CStorVolume;
-use cstor_operators::volume_manager::fake_istgt::FAKE_BANNER;
+use cstor_operators::volume_manager::fake_istgt::{
+    FAKE_BANNER, FAKE_VERSION, NODE_BASE, replica_entry,
+};
 use kube::Api;
 use tokio::{
     io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader},
@@ -152,11 +158,7 @@ async fn report_known(sh: Arc<Shared>, replicas: Vec<(String, String)>) {
         if sh.reported.lock().unwrap().contains(&id) {
             continue;
         }
-        let line = serde_json::json!({
-            "replicaId": id, "replicaZvolGuid": guid(&ds), "volumeName": sh.pv,
-            "replicationFactor": rf, "consistencyFactor": cf,
-        })
-        .to_string();
+        let line = known_replica_line(&id, &guid(&ds), &sh.pv, rf, cf);
         let Ok(mut sock) = UnixStream::connect(&sh.known_socket).await else {
             return;
         };
@@ -177,53 +179,79 @@ async fn report_known(sh: Arc<Shared>, replicas: Vec<(String, String)>) {
     }
 }
 
-fn answer(sh: &Arc<Shared>, word: &str, args: &[&str]) -> Vec<String> {
-    let pv_matches = args.first().is_some_and(|v| *v == sh.pv);
-    match word {
+/// The line istgt writes to the known-replica socket when it trusts a replica.
+fn known_replica_line(id: &str, guid: &str, pv: &str, rf: i64, cf: i64) -> String {
+    serde_json::json!({
+        "replicaId": id, "replicaZvolGuid": guid, "volumeName": pv,
+        "replicationFactor": rf, "consistencyFactor": cf,
+    })
+    .to_string()
+}
+
+/// istgt's `REPLICA` reply for `pv` with these connected `(replica id, dataset)` replicas: each
+/// is listed under its zvol guid.
+fn replica_reply(pv: &str, replicas: &[(String, String)], up: u64) -> Vec<String> {
+    let list: Vec<serde_json::Value> = replicas
+        .iter()
+        .map(|(_, ds)| replica_entry(&guid(ds), "127.0.0.1", "Healthy", 0, true, up as i64))
+        .collect();
+    let status = if list.is_empty() {
+        "Offline"
+    } else {
+        "Healthy"
+    };
+    let json = serde_json::json!({"volumeStatus": [{"name": pv, "status": status, "replicaStatus": list}]});
+    vec![format!("REPLICA  {json}"), "OK REPLICA".into()]
+}
+
+/// Replies that need no data plane; `None` for the commands that do.
+fn static_answer(pv: &str, word: &str, args: &[&str]) -> Option<Vec<String>> {
+    let pv_matches = args.first().is_some_and(|v| *v == pv);
+    let needs_args = matches!(word, "DRF" | "RESIZE" | "SNAPCREATE" | "SNAPDESTROY");
+    Some(match word {
+        "VERSION" => vec![format!("VERSION {FAKE_VERSION}"), "OK VERSION".into()],
         "STATUS" => vec![
             "STATUS Running:NORMAL MODE OF OPERATION".into(),
+            format!("STATUS {NODE_BASE}:{pv} REAL"),
             "OK STATUS".into(),
         ],
         "REFRESH" => vec!["OK REFRESH".into()],
-        "DRF" if pv_matches => vec!["OK DRF".into()],
+        _ if needs_args && args.is_empty() => vec!["ERR invalid param".into()],
+        "SNAPCREATE" | "SNAPDESTROY" if !pv_matches => vec!["ERR no target".into()],
+        "DRF" | "RESIZE" if !pv_matches => vec!["ERR target not found".into()],
+        "DRF" => vec!["OK DRF".into()],
+        "REPLICA" | "RESIZE" | "SNAPCREATE" | "SNAPDESTROY" => return None,
+        _ => vec!["ERR unknown command".into()],
+    })
+}
+
+fn answer(sh: &Arc<Shared>, word: &str, args: &[&str]) -> Vec<String> {
+    if let Some(lines) = static_answer(&sh.pv, word, args) {
+        return lines;
+    }
+    match word {
         "REPLICA" => {
             let replicas = connected(sh);
             let up = sh.started.elapsed().as_secs();
-            let list: Vec<serde_json::Value> = replicas
-                .iter()
-                .map(|(id, _)| {
-                    serde_json::json!({"replicaId": id, "Address": "127.0.0.1", "Mode": "Healthy",
-                        "checkpointedIOSeq": "0", "inflightRead": "0", "inflightWrite": "0",
-                        "inflightSync": "0", "quorum": "1", "upTime": up})
-                })
-                .collect();
-            let status = if list.is_empty() {
-                "Offline"
-            } else {
-                "Healthy"
-            };
+            let lines = replica_reply(&sh.pv, &replicas, up);
             tokio::spawn(report_known(sh.clone(), replicas));
-            let json = serde_json::json!({"volumeStatus": [{"name": sh.pv, "status": status, "replicaStatus": list}]});
-            vec![format!("REPLICA  {json}"), "OK REPLICA".into()]
+            lines
         }
-        "RESIZE" if pv_matches && args.len() >= 2 => {
+        "RESIZE" if args.len() >= 2 => {
             match parse_size(args[1]).and_then(|s| sh.plane.resize_volume(&sh.pv, s)) {
                 Ok(()) => vec!["OK RESIZE".into()],
                 Err(e) => vec![format!("ERR {e}")],
             }
         }
-        "SNAPCREATE" if pv_matches && args.len() >= 2 => {
-            match sh.plane.snapshot_volume(&sh.pv, args[1]) {
-                Ok(_) => vec!["OK SNAPCREATE".into()],
-                Err(e) => vec![format!("ERR failed SNAPCREATE: {e}")],
-            }
-        }
-        "SNAPDESTROY" if pv_matches && args.len() >= 2 => {
+        "SNAPCREATE" if args.len() >= 2 => match sh.plane.snapshot_volume(&sh.pv, args[1]) {
+            Ok(_) => vec!["OK SNAPCREATE".into()],
+            Err(e) => vec![format!("ERR failed SNAPCREATE: {e}")],
+        },
+        "SNAPDESTROY" if args.len() >= 2 => {
             sh.plane.destroy_volume_snapshot(&sh.pv, args[1]);
             vec!["OK SNAPDESTROY".into()]
         }
-        "DRF" | "RESIZE" | "SNAPCREATE" | "SNAPDESTROY" => vec!["ERR invalid param".into()],
-        _ => vec!["ERR unknown command".into()],
+        _ => vec!["ERR invalid param".into()],
     }
 }
 
@@ -274,5 +302,110 @@ async fn serve(sock: UnixStream, sh: Arc<Shared>) {
         if reader.get_mut().write_all(out.as_bytes()).await.is_err() {
             return;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The stand-in against the real istgt's recorded replies (`tests/fixtures/real-engine`).
+    use super::*;
+    use cstor_operators::volume_manager::fake_istgt::{json_shape, reply_shape};
+
+    fn recording(name: &str) -> Vec<u8> {
+        let path = format!(
+            "{}/../fixtures/real-engine/istgt/{name}",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        std::fs::read(&path).unwrap_or_else(|e| panic!("read {path}: {e}"))
+    }
+
+    /// The recorded volume name and the command line of a recording.
+    fn sent(name: &str) -> (String, Vec<String>) {
+        let line = String::from_utf8(recording(&format!("{name}.sent"))).unwrap();
+        let words: Vec<String> = line.trim_end().split(' ').map(str::to_owned).collect();
+        let pv = String::from_utf8(recording("replica.recv"))
+            .unwrap()
+            .split("\"name\":\"")
+            .nth(1)
+            .and_then(|r| r.split('"').next())
+            .unwrap()
+            .to_owned();
+        (pv, words)
+    }
+
+    fn framed(lines: &[String]) -> Vec<u8> {
+        let mut out = format!("{FAKE_BANNER}\r\n");
+        for l in lines {
+            out.push_str(l);
+            out.push_str("\r\n");
+        }
+        out.into_bytes()
+    }
+
+    #[test]
+    fn static_replies_have_the_real_shape() {
+        for name in [
+            "version",
+            "status",
+            "refresh",
+            "unknown",
+            "snapcreate-no-args",
+            "snapcreate-other-volume",
+            "resize-no-args",
+            "resize-other-volume",
+            "drf-same",
+            "drf-other-volume",
+        ] {
+            let (pv, words) = sent(name);
+            let args: Vec<&str> = words[1..].iter().map(String::as_str).collect();
+            let ours = static_answer(&pv, &words[0].to_ascii_uppercase(), &args)
+                .unwrap_or_else(|| panic!("{name}: no static answer"));
+            assert_eq!(
+                reply_shape(&framed(&ours)).unwrap(),
+                reply_shape(&recording(&format!("{name}.recv"))).unwrap(),
+                "{name}"
+            );
+        }
+    }
+
+    #[test]
+    fn replica_reply_lists_zvol_guids_in_the_real_shape() {
+        let (pv, _) = sent("replica");
+        let replicas: Vec<(String, String)> = (1..=3)
+            .map(|i| (format!("{i}2345"), format!("cstor-pool/{pv}-{i}")))
+            .collect();
+        let ours = replica_reply(&pv, &replicas, 42);
+        assert_eq!(
+            reply_shape(&framed(&ours)).unwrap(),
+            reply_shape(&recording("replica.recv")).unwrap()
+        );
+        let json: serde_json::Value =
+            serde_json::from_str(ours[0].strip_prefix("REPLICA  ").unwrap()).unwrap();
+        let ids: Vec<&str> = json["volumeStatus"][0]["replicaStatus"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["replicaId"].as_str().unwrap())
+            .collect();
+        let guids: Vec<String> = replicas.iter().map(|(_, ds)| guid(ds)).collect();
+        assert_eq!(
+            ids, guids,
+            "replicas are listed by zvol guid, not replica id"
+        );
+        // Nothing connected: the real "starting" reply.
+        assert_eq!(
+            reply_shape(&framed(&replica_reply(&pv, &[], 0))).unwrap(),
+            reply_shape(&recording("replica-starting.recv")).unwrap()
+        );
+    }
+
+    #[test]
+    fn known_replica_line_has_the_real_shape() {
+        let real = recording("known-replica-report-1.recv");
+        let real = String::from_utf8(real).unwrap();
+        let real: serde_json::Value = serde_json::from_str(real.trim_end()).unwrap();
+        let ours: serde_json::Value =
+            serde_json::from_str(&known_replica_line("1", &guid("p/v"), "pvc-1", 3, 2)).unwrap();
+        assert_eq!(json_shape(&ours), json_shape(&real));
     }
 }
