@@ -34,9 +34,11 @@ pub async fn ensure_zfs_fuse() -> Result<(), String> {
         .map_err(|m| m.to_string())
 }
 
-/// Plays the uZFS zvol commands zfs-fuse lacks: `zfs create -V`, `zfs clone`, `zfs stats`,
-/// `zfs get used,logicalreferenced <zvol>`, `zfs destroy -R <zvol>`, and adds the zvols to the
-/// dataset listings. Everything else runs on `inner`.
+/// Plays the uZFS zvol commands zfs-fuse lacks: `zfs create -V`, `zfs stats`, `zfs get`/`zfs set`
+/// of zvol properties, `zfs get used,logicalreferenced <zvol>`, `zfs destroy -R <zvol>`, and adds
+/// the zvols to the dataset listings, with uZFS's behaviour as recorded in
+/// `tests/fixtures/real-engine` (checked by `engine_real_recordings.rs`). Everything else runs
+/// on `inner`.
 #[derive(Debug)]
 pub struct ZvolShim {
     inner: Arc<dyn Runner>,
@@ -48,6 +50,37 @@ pub struct ZvolShim {
     pub read_only: Mutex<std::collections::BTreeMap<String, bool>>,
     /// `zfs stats` status of a zvol when not `Healthy` (e.g. `Rebuilding`).
     pub stats_status: Mutex<std::collections::BTreeMap<String, String>>,
+    /// The `-o` properties of each zvol (`zfs get`/`zfs set` answer from here).
+    pub props:
+        Mutex<std::collections::BTreeMap<String, std::collections::BTreeMap<String, String>>>,
+}
+
+/// Behaves as uZFS does for `zfs set <k>=<v> <zvol>` (tests/fixtures/real-engine): changing
+/// `io.openebs:targetip` from one address to another directly aborts (exit 134).
+pub fn uzfs_set(
+    props: &mut std::collections::BTreeMap<String, String>,
+    key: &str,
+    value: &str,
+) -> Output {
+    let current = props.get(key).map(String::as_str).unwrap_or("");
+    if key == "io.openebs:targetip" && !current.is_empty() && !value.is_empty() && current != value
+    {
+        return Output::fail(134, "internal error: Invalid argument\n");
+    }
+    props.insert(key.to_owned(), value.to_owned());
+    Output::ok("")
+}
+
+/// uZFS's `zfs stats <zvol>`: a zvol without a target has no entry, and the list ends with a
+/// `{"pool":{}}` element.
+pub fn uzfs_stats(zvol: &str, target_ip: &str, status: &str) -> String {
+    if target_ip.is_empty() {
+        return r#"{"stats":[{"pool":{}}]}"#.to_owned() + "\n";
+    }
+    let zvol = zvol.replace('/', "\\/");
+    format!(
+        r#"{{"stats":[{{"name":"{zvol}","status":"{status}","readOnly":"off","rebuildStatus":"DONE","isIOAckSenderCreated":1,"isIOReceiverCreated":1,"runningIONum":0,"checkpointedIONum":0,"degradedCheckpointedIONum":0,"checkpointedTime":0,"zvol_workers":2,"quorum":1,"rebuildBytes":0,"rebuildCnt":0,"rebuildDoneCnt":0,"rebuildFailedCnt":0}},{{"pool":{{}}}}]}}"#
+    ) + "\n"
 }
 
 impl ZvolShim {
@@ -58,6 +91,7 @@ impl ZvolShim {
             snapshots: Mutex::default(),
             read_only: Mutex::default(),
             stats_status: Mutex::default(),
+            props: Mutex::default(),
         }
     }
 }
@@ -102,7 +136,28 @@ impl Runner for ZvolShim {
             match a.as_slice() {
                 ["create", .., "-V", _, ds] => {
                     self.zvols.lock().unwrap().insert(ds.to_string());
+                    let props = a
+                        .windows(2)
+                        .filter(|w| w[0] == "-o")
+                        .filter_map(|w| w[1].split_once('='))
+                        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                        .collect();
+                    self.props.lock().unwrap().insert(ds.to_string(), props);
                     return Ok(Output::ok(""));
+                }
+                ["get", "-H", "-o", "property,value", keys, ds] if zvols().contains(*ds) => {
+                    let props = self.props.lock().unwrap().get(*ds).cloned();
+                    let props = props.unwrap_or_default();
+                    let out: String = keys
+                        .split(',')
+                        .map(|k| format!("{k}\t{}\n", props.get(k).map_or("", String::as_str)))
+                        .collect();
+                    return Ok(Output::ok(out));
+                }
+                ["set", kv, ds] if zvols().contains(*ds) && kv.contains('=') => {
+                    let (k, v) = kv.split_once('=').unwrap();
+                    let mut all = self.props.lock().unwrap();
+                    return Ok(uzfs_set(all.entry(ds.to_string()).or_default(), k, v));
                 }
                 ["stats", ds] if zvols().contains(*ds) => {
                     let status = self
@@ -112,9 +167,14 @@ impl Runner for ZvolShim {
                         .get(*ds)
                         .cloned()
                         .unwrap_or_else(|| "Healthy".into());
-                    return Ok(Output::ok(format!(
-                        r#"{{"stats":[{{"name":"{ds}","status":"{status}","rebuildStatus":"DONE","quorum":1,"isIOAckSenderCreated":1,"isIOReceiverCreated":1,"runningIONum":0,"checkpointedIONum":0,"degradedCheckpointedIONum":0,"checkpointedTime":0,"rebuildBytes":0,"rebuildCnt":0,"rebuildDoneCnt":0,"rebuildFailedCnt":0}}]}}"#
-                    )));
+                    let ip = self
+                        .props
+                        .lock()
+                        .unwrap()
+                        .get(*ds)
+                        .and_then(|p| p.get("io.openebs:targetip").cloned())
+                        .unwrap_or_default();
+                    return Ok(Output::ok(uzfs_stats(ds, &ip, &status)));
                 }
                 ["stats"] => {
                     let list: Vec<String> = zvols()
@@ -166,6 +226,7 @@ impl Runner for ZvolShim {
                 }
                 ["destroy", "-R", ds] if zvols().contains(*ds) => {
                     self.zvols.lock().unwrap().remove(*ds);
+                    self.props.lock().unwrap().remove(*ds);
                     return Ok(Output::ok(""));
                 }
                 ["get", "-Hp", "name", "-o", "name"] | ["list", "-H", "-o", "name"] => {
