@@ -646,14 +646,13 @@ async fn replay_istgt(path: PathBuf, recv: Vec<u8>) -> tokio::task::JoinHandle<V
     let listener = UnixListener::bind(&path).unwrap();
     tokio::spawn(async move {
         let mut got = Vec::new();
-        while let Ok((sock, _)) = listener.accept().await {
+        if let Ok((sock, _)) = listener.accept().await {
             let mut r = BufReader::new(sock);
             let mut line = String::new();
             r.read_line(&mut line).await.unwrap();
             got.push(line);
             r.get_mut().write_all(&recv).await.unwrap();
             r.get_mut().shutdown().await.ok();
-            break;
         }
         got
     })
