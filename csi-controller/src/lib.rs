@@ -45,6 +45,7 @@
 
 pub mod capability;
 pub mod capacity;
+pub mod cli;
 pub mod create;
 pub mod delete;
 pub mod error;

@@ -4,64 +4,8 @@
 use std::{path::PathBuf, time::Duration};
 
 use clap::Parser;
-use cstor_api::constants::{csi::DRIVER_NAME, engine::SNAPSHOT_GRPC_PORT, env::OPENEBS_NAMESPACE};
-use cstor_csi_controller::{Config, ControllerService, CsiEndpoint, TopologyMode};
-
-#[derive(Parser, Debug)]
-#[command(
-    name = "cstor-csi-controller",
-    about = "CSI controller plugin of cstor.csi.openebs.io",
-    disable_version_flag = true
-)]
-struct Args {
-    /// CSI endpoint: unix:///path/to/csi.sock or tcp://ip:port.
-    #[arg(
-        long,
-        env = "OPENEBS_CSI_ENDPOINT",
-        default_value = "unix://csi/csi.sock"
-    )]
-    endpoint: String,
-    /// Node this process runs on (kept for upstream compatibility; the controller does not use it).
-    #[arg(long, env = "OPENEBS_NODE_ID", default_value = "node1")]
-    nodeid: String,
-    /// CSI driver name.
-    #[arg(long, default_value = DRIVER_NAME)]
-    name: String,
-    /// `controller` serves Identity and Controller; anything else serves Identity only.
-    #[arg(long, env = "OPENEBS_CONTROLLER_DRIVER", default_value = "controller")]
-    plugin: String,
-    /// Legacy maya-apiserver URL (accepted and ignored, as upstream).
-    #[arg(long, env = "OPENEBS_CSI_API_URL", default_value = "")]
-    url: String,
-    /// Vendor version reported by GetPluginInfo (defaults to the build's version), as upstream's --version.
-    #[arg(long = "version", env = "OPENEBS_CSI_VERSION")]
-    vendor_version: Option<String>,
-    /// Namespace of the cStor objects.
-    #[arg(long, env = OPENEBS_NAMESPACE)]
-    namespace: String,
-    /// TCP port of the targets' snapshot service.
-    #[arg(long, env = "CSTOR_SNAPSHOT_PORT", default_value_t = SNAPSHOT_GRPC_PORT)]
-    snapshot_port: u16,
-    /// Host to dial for snapshot commands instead of each CStorVolume's target IP (only for a
-    /// controller run outside the cluster behind a forwarder).
-    #[arg(long, env = "CSTOR_SNAPSHOT_HOST")]
-    snapshot_host: Option<String>,
-    /// Deadline of one snapshot command, in seconds.
-    #[arg(long, env = "CSTOR_SNAPSHOT_TIMEOUT", default_value_t = 90)]
-    snapshot_timeout: u64,
-    /// Accessible topology reported for new volumes.
-    #[arg(long, env = "CSTOR_VOLUME_TOPOLOGY", value_enum, default_value_t = TopologyMode::Requisite)]
-    volume_topology: TopologyMode,
-    /// Seconds between sweeps for snapshots of deleted clones (0 disables the sweep).
-    #[arg(long, env = "CSTOR_CLONE_SWEEP_INTERVAL", default_value_t = 300)]
-    clone_sweep_interval: u64,
-    /// Kubeconfig for running outside the cluster (default: in-cluster or $KUBECONFIG).
-    #[arg(long, env = "OPENEBS_IO_KUBE_CONFIG")]
-    kubeconfig: Option<PathBuf>,
-    /// Log as JSON lines.
-    #[arg(long, env = "CSTOR_LOG_JSON", default_value_t = false)]
-    log_json: bool,
-}
+use cstor_api::constants::env::OPENEBS_NAMESPACE;
+use cstor_csi_controller::{Config, ControllerService, CsiEndpoint, cli::ControllerArgs};
 
 async fn kube_client(kubeconfig: Option<&PathBuf>) -> Result<kube::Client, String> {
     let config = match kubeconfig {
@@ -91,7 +35,7 @@ async fn shutdown_signal() {
 
 #[tokio::main]
 async fn main() {
-    let args = Args::parse();
+    let args = ControllerArgs::parse();
     let filter =
         tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
     if args.log_json {
@@ -108,7 +52,7 @@ async fn main() {
     }
 }
 
-async fn run(args: Args) -> Result<(), String> {
+async fn run(args: ControllerArgs) -> Result<(), String> {
     if args.namespace.is_empty() {
         return Err(format!(
             "{OPENEBS_NAMESPACE} is empty: set it to the namespace of the cStor objects"

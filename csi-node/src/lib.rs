@@ -12,6 +12,7 @@
 //!   implemented with `cstor-iscsi` in [`iscsi`].
 
 pub mod attach;
+pub mod cli;
 pub mod error;
 pub mod expand;
 pub mod fs;

@@ -5,65 +5,11 @@
 use std::{sync::Arc, time::Duration};
 
 use clap::Parser;
-use cstor_api::{
-    constants::{csi::DRIVER_NAME, env},
-    exec::{HostRunner, Runner},
-};
+use cstor_api::exec::{HostRunner, Runner};
 use cstor_csi_node::{
-    NodeConfig, NodeDriver, NodeService, iscsi::IscsiAttacher, kube_client::KubeVolumeApi, server,
+    NodeConfig, NodeDriver, NodeService, cli::NodeArgs, iscsi::IscsiAttacher,
+    kube_client::KubeVolumeApi, server,
 };
-
-#[derive(Debug, Parser)]
-#[command(
-    name = "cstor-csi-node",
-    version,
-    about = "CSI node plugin of cstor.csi.openebs.io"
-)]
-struct Args {
-    /// CSI endpoint: unix:///path/to/csi.sock.
-    #[arg(
-        long,
-        env = "OPENEBS_CSI_ENDPOINT",
-        default_value = "unix:///plugin/csi.sock"
-    )]
-    endpoint: String,
-    /// This node's Kubernetes name.
-    #[arg(long = "nodeid", env = env::OPENEBS_NODE_ID)]
-    node_id: String,
-    /// CSI driver name.
-    #[arg(long, default_value = DRIVER_NAME)]
-    name: String,
-    /// Plugin role; this binary serves the node role only.
-    #[arg(long, env = env::OPENEBS_NODE_DRIVER, default_value = "node", value_parser = ["node"])]
-    plugin: String,
-    /// Namespace of the cStor objects (CVC, CStorVolume, CVA).
-    #[arg(long, env = env::OPENEBS_NAMESPACE)]
-    namespace: String,
-    /// Remount staged filesystems that went read-only once their volume is healthy again.
-    #[arg(long, env = env::REMOUNT, default_value_t = true, action = clap::ArgAction::Set)]
-    remount: bool,
-    /// How often the remount monitor looks at the mounts.
-    #[arg(long, env = "REMOUNT_INTERVAL_SECONDS", default_value_t = 5)]
-    remount_interval_seconds: u64,
-    /// max_volumes_per_node reported by NodeGetInfo (0 = no limit).
-    #[arg(long, env = "CSTOR_MAX_VOLUMES", default_value_t = 0)]
-    max_volumes: i64,
-    /// iscsiadm to run (a chroot wrapper in the DaemonSet).
-    #[arg(long, env = "ISCSIADM", default_value = "iscsiadm")]
-    iscsiadm: String,
-    /// Directory of the iSCSI by-path device links.
-    #[arg(long, env = "DEVICE_ROOT", default_value = cstor_iscsi::DEFAULT_DEVICE_ROOT)]
-    device_root: String,
-    /// Legacy maya-apiserver URL; accepted and ignored.
-    #[arg(long, env = "OPENEBS_CSI_API_URL", hide = true, default_value = "")]
-    url: String,
-    /// Version string reported by GetPluginInfo.
-    #[arg(long = "version-string", hide = true, default_value = env!("CARGO_PKG_VERSION"))]
-    version_string: String,
-    /// Log as JSON lines instead of text.
-    #[arg(long, env = "LOG_JSON", default_value_t = false, action = clap::ArgAction::Set)]
-    log_json: bool,
-}
 
 fn init_tracing(json: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
@@ -88,7 +34,7 @@ async fn shutdown_signal() {
 
 #[tokio::main]
 async fn main() -> anyhow_free::Result {
-    let args = Args::parse();
+    let args = NodeArgs::parse();
     init_tracing(args.log_json);
     if args.node_id.is_empty() {
         return Err("--nodeid / OPENEBS_NODE_ID is empty: set it to this node's name".into());

@@ -1,5 +1,6 @@
 //! cStor operators: cspc-operator, pool-manager, cvc-operator and volume-manager.
 
+pub mod cli;
 pub mod cspc_operator;
 pub mod cvc_operator;
 pub mod engine;

@@ -4,19 +4,10 @@
 use std::{process::ExitCode, time::Duration};
 
 use clap::Parser;
-use cstor_operators::cspc_operator::{self, DeployConfig};
-
-/// Reconciles CStorPoolClusters.
-#[derive(Debug, Parser)]
-#[command(name = "cspc-operator", version)]
-struct Args {
-    /// Namespace to watch (all namespaces when empty).
-    #[arg(long, env = "OPENEBS_NAMESPACE", default_value = "")]
-    namespace: String,
-    /// Seconds between resyncs.
-    #[arg(long, env = "RESYNC_INTERVAL", default_value_t = 30)]
-    resync_interval: u64,
-}
+use cstor_operators::{
+    cli::CspcOperatorArgs,
+    cspc_operator::{self, DeployConfig},
+};
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -25,7 +16,7 @@ async fn main() -> ExitCode {
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .init();
-    let args = Args::parse();
+    let args = CspcOperatorArgs::parse();
     let client = match kube::Client::try_default().await {
         Ok(c) => c,
         Err(e) => {

@@ -3,43 +3,16 @@
 use std::{net::SocketAddr, process::ExitCode, sync::Arc};
 
 use clap::Parser;
-use cstor_api::constants::env;
-use cstor_operators::webhook::{
-    DEFAULT_PORT, WEBHOOK_CONFIG_NAME,
-    bootstrap::{self, BootstrapConfig},
-    lookup::KubeLookup,
-    server::{self, WebhookState},
-    tls,
+use cstor_operators::{
+    cli::WebhookArgs,
+    webhook::{
+        WEBHOOK_CONFIG_NAME,
+        bootstrap::{self, BootstrapConfig},
+        lookup::KubeLookup,
+        server::{self, WebhookState},
+        tls,
+    },
 };
-
-/// Validates CStorPoolClusters, CStorVolumeConfigs, PVC and namespace deletions.
-#[derive(Debug, Parser)]
-#[command(name = "cstor-webhook", version)]
-struct Args {
-    /// HTTPS port.
-    #[arg(long, default_value_t = DEFAULT_PORT)]
-    port: u16,
-    /// Address to listen on.
-    #[arg(long, default_value = "0.0.0.0")]
-    bind_address: std::net::IpAddr,
-    /// PEM serving certificate. With --tls-key-file, the webhook serves these files and does
-    /// not register anything (the webhook configuration must then carry the matching CA).
-    /// Without them it generates a CA + certificate into its Secret and registers itself.
-    #[arg(long, requires = "tls_key_file")]
-    tls_cert_file: Option<std::path::PathBuf>,
-    /// PEM private key of --tls-cert-file.
-    #[arg(long, requires = "tls_cert_file")]
-    tls_key_file: Option<std::path::PathBuf>,
-    /// OpenEBS namespace.
-    #[arg(long, env = env::OPENEBS_NAMESPACE)]
-    namespace: String,
-    /// Name of the Service (and of the certificate's host).
-    #[arg(long, env = "ADMISSION_WEBHOOK_NAME", default_value = cstor_operators::webhook::SERVER_NAME)]
-    webhook_name: String,
-    /// `no`/`false`/`ignore` → failurePolicy Ignore; anything else → Fail.
-    #[arg(long, env = "ADMISSION_WEBHOOK_FAILURE_POLICY")]
-    failure_policy: Option<String>,
-}
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -48,7 +21,7 @@ async fn main() -> ExitCode {
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .init();
-    let args = Args::parse();
+    let args = WebhookArgs::parse();
     match run(args).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -58,7 +31,7 @@ async fn main() -> ExitCode {
     }
 }
 
-async fn run(args: Args) -> Result<(), String> {
+async fn run(args: WebhookArgs) -> Result<(), String> {
     let client = kube::Client::try_default().await.map_err(|e| {
         format!("cannot build a Kubernetes client (in-cluster config or KUBECONFIG): {e}")
     })?;

@@ -4,22 +4,10 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use cstor_operators::cvc_operator::{self, Config, Context};
-
-/// Turns Pending CStorVolumeConfigs into cStor volumes and keeps them in line with their spec.
-#[derive(Debug, Parser)]
-#[command(name = "cvc-operator", version)]
-struct Args {
-    /// Seconds between periodic resyncs of every CVC.
-    #[arg(long, env = "RESYNC_INTERVAL", default_value_t = 30)]
-    resync_interval: u64,
-    /// Accepted for compatibility with upstream manifests (the REST server is not provided).
-    #[arg(long, default_value = "")]
-    bind: String,
-    /// Accepted for compatibility with upstream manifests (leader election is not provided).
-    #[arg(long, default_value_t = false)]
-    leader_election: bool,
-}
+use cstor_operators::{
+    cli::CvcOperatorArgs,
+    cvc_operator::{self, Config, Context},
+};
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -28,7 +16,7 @@ async fn main() -> ExitCode {
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .init();
-    let args = Args::parse();
+    let args = CvcOperatorArgs::parse();
     if args.leader_election {
         eprintln!("cvc-operator: --leader-election is not supported; run a single replica");
         return ExitCode::FAILURE;

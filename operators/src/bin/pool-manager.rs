@@ -5,28 +5,7 @@ use std::{process::ExitCode, sync::Arc, time::Duration};
 
 use clap::Parser;
 use cstor_api::exec::HostRunner;
-use cstor_operators::{engine::CstorEngine, pool_manager};
-
-/// Realises one CStorPoolInstance as a zpool and its volume replicas as zvols.
-#[derive(Debug, Parser)]
-#[command(name = "pool-manager", version)]
-struct Args {
-    /// UID of the CStorPoolInstance this pool manager serves.
-    #[arg(long, env = "OPENEBS_IO_CSPI_ID")]
-    cspi_id: String,
-    /// UID of the CStorPoolCluster; the pool is `cstor-<uid>`.
-    #[arg(long, env = "OPENEBS_IO_POOL_NAME")]
-    pool_name: String,
-    /// Namespace of the CSPI, CVRs and block devices.
-    #[arg(long, env = "NAMESPACE", default_value = "openebs")]
-    namespace: String,
-    /// Seconds between resyncs.
-    #[arg(long, env = "RESYNC_INTERVAL", default_value_t = 30)]
-    resync_interval: u64,
-    /// zpool cache file.
-    #[arg(long, env = "CSTOR_POOL_CACHE_FILE", default_value = cstor_operators::engine::DEFAULT_CACHE_FILE)]
-    cache_file: String,
-}
+use cstor_operators::{cli::PoolManagerArgs, engine::CstorEngine, pool_manager};
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -35,7 +14,7 @@ async fn main() -> ExitCode {
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .init();
-    let args = Args::parse();
+    let args = PoolManagerArgs::parse();
     let client = match kube::Client::try_default().await {
         Ok(c) => c,
         Err(e) => {

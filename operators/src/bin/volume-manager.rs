@@ -1,45 +1,13 @@
 //! `volume-manager`: the cstor-volume-mgmt container of a cStor target pod (see
 //! `cstor_operators::volume_manager`).
 
-use std::{net::SocketAddr, path::PathBuf, process::ExitCode, time::Duration};
+use std::{process::ExitCode, time::Duration};
 
 use clap::Parser;
-use cstor_operators::volume_manager::{
-    self, ConfOptions, ManagerConfig, Settings, control, istgt_conf, known_replicas, snapshot,
+use cstor_operators::{
+    cli::VolumeManagerArgs,
+    volume_manager::{self, ConfOptions, ManagerConfig, Settings},
 };
-
-/// Keeps a cStor volume's target (istgt) configured and its CStorVolume status true.
-#[derive(Debug, Parser)]
-#[command(name = "volume-manager", version)]
-struct Args {
-    /// UID of the CStorVolume this target serves.
-    #[arg(long, env = "OPENEBS_IO_CSTOR_VOLUME_ID")]
-    volume_id: String,
-    /// Namespace of the CStorVolume.
-    #[arg(long, env = "OPENEBS_NAMESPACE", default_value = "openebs")]
-    namespace: String,
-    /// Seconds between status syncs.
-    #[arg(long, env = "RESYNC_INTERVAL", default_value_t = 30)]
-    resync_interval: u64,
-    /// istgt's control socket.
-    #[arg(long, env = "ISTGT_CONTROL_SOCKET", default_value = control::DEFAULT_SOCKET)]
-    istgt_socket: PathBuf,
-    /// Socket istgt reports trusted replicas to.
-    #[arg(long, env = "VOLUME_MGMT_SOCKET", default_value = known_replicas::DEFAULT_SOCKET)]
-    known_replica_socket: PathBuf,
-    /// istgt.conf written for the volume.
-    #[arg(long, env = "ISTGT_CONF", default_value = istgt_conf::DEFAULT_CONF_PATH)]
-    conf_path: PathBuf,
-    /// Listen address of the snapshot gRPC service.
-    #[arg(long, env = "SNAPSHOT_GRPC_LISTEN", default_value = snapshot::DEFAULT_LISTEN)]
-    grpc_listen: SocketAddr,
-    /// Event source component.
-    #[arg(long, env = "POD_NAME", default_value = "")]
-    pod_name: String,
-    /// Event source host.
-    #[arg(long, env = "NODE_NAME", default_value = "")]
-    node_name: String,
-}
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -48,7 +16,7 @@ async fn main() -> ExitCode {
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .init();
-    let args = Args::parse();
+    let args = VolumeManagerArgs::parse();
     let client = match kube::Client::try_default().await {
         Ok(c) => c,
         Err(e) => {

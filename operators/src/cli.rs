@@ -1,0 +1,175 @@
+//! Command lines of the operator binaries (`src/bin/*.rs` parse these and run).
+//!
+//! They live in the library so that tests can parse the exact arguments the manifests in
+//! `deploy/` pass (`tests/e2e/tests/manifest_args.rs`).
+//!
+//! Boolean flags take upstream's (Go `flag` package) forms: `--flag`, `--flag=true` and
+//! `--flag=false`.
+
+/// The argument parser, for callers of `Parser::try_parse_from` on these types.
+pub use clap;
+
+use std::{
+    net::{IpAddr, SocketAddr},
+    path::PathBuf,
+};
+
+use clap::Parser;
+use cstor_api::constants::env;
+
+use crate::{
+    engine::DEFAULT_CACHE_FILE,
+    volume_manager::{control, istgt_conf, known_replicas, snapshot},
+    webhook::{DEFAULT_PORT, SERVER_NAME},
+};
+
+/// Reconciles CStorPoolClusters.
+#[derive(Debug, Parser)]
+#[command(name = "cspc-operator", version)]
+pub struct CspcOperatorArgs {
+    /// Namespace to watch (all namespaces when empty).
+    #[arg(long, env = "OPENEBS_NAMESPACE", default_value = "")]
+    pub namespace: String,
+    /// Seconds between resyncs.
+    #[arg(long, env = "RESYNC_INTERVAL", default_value_t = 30)]
+    pub resync_interval: u64,
+}
+
+/// Realises one CStorPoolInstance as a zpool and its volume replicas as zvols.
+#[derive(Debug, Parser)]
+#[command(name = "pool-manager", version)]
+pub struct PoolManagerArgs {
+    /// UID of the CStorPoolInstance this pool manager serves.
+    #[arg(long, env = "OPENEBS_IO_CSPI_ID")]
+    pub cspi_id: String,
+    /// UID of the CStorPoolCluster; the pool is `cstor-<uid>`.
+    #[arg(long, env = "OPENEBS_IO_POOL_NAME")]
+    pub pool_name: String,
+    /// Namespace of the CSPI, CVRs and block devices.
+    #[arg(long, env = "NAMESPACE", default_value = "openebs")]
+    pub namespace: String,
+    /// Seconds between resyncs.
+    #[arg(long, env = "RESYNC_INTERVAL", default_value_t = 30)]
+    pub resync_interval: u64,
+    /// zpool cache file.
+    #[arg(long, env = "CSTOR_POOL_CACHE_FILE", default_value = DEFAULT_CACHE_FILE)]
+    pub cache_file: String,
+}
+
+/// Turns Pending CStorVolumeConfigs into cStor volumes and keeps them in line with their spec.
+#[derive(Debug, Parser)]
+#[command(name = "cvc-operator", version)]
+pub struct CvcOperatorArgs {
+    /// Seconds between periodic resyncs of every CVC.
+    #[arg(long, env = "RESYNC_INTERVAL", default_value_t = 30)]
+    pub resync_interval: u64,
+    /// Accepted for compatibility with upstream manifests (the REST server is not provided).
+    #[arg(long, default_value = "")]
+    pub bind: String,
+    /// Leader election: not provided yet. `--leader-election=false` (what upstream's and our
+    /// manifests pass) runs normally; `--leader-election` / `=true` exits with an error.
+    #[arg(
+        long,
+        action = clap::ArgAction::Set,
+        num_args = 0..=1,
+        default_value_t = false,
+        default_missing_value = "true"
+    )]
+    pub leader_election: bool,
+}
+
+/// Keeps a cStor volume's target (istgt) configured and its CStorVolume status true.
+#[derive(Debug, Parser)]
+#[command(name = "volume-manager", version)]
+pub struct VolumeManagerArgs {
+    /// UID of the CStorVolume this target serves.
+    #[arg(long, env = "OPENEBS_IO_CSTOR_VOLUME_ID")]
+    pub volume_id: String,
+    /// Namespace of the CStorVolume.
+    #[arg(long, env = "OPENEBS_NAMESPACE", default_value = "openebs")]
+    pub namespace: String,
+    /// Seconds between status syncs.
+    #[arg(long, env = "RESYNC_INTERVAL", default_value_t = 30)]
+    pub resync_interval: u64,
+    /// istgt's control socket.
+    #[arg(long, env = "ISTGT_CONTROL_SOCKET", default_value = control::DEFAULT_SOCKET)]
+    pub istgt_socket: PathBuf,
+    /// Socket istgt reports trusted replicas to.
+    #[arg(long, env = "VOLUME_MGMT_SOCKET", default_value = known_replicas::DEFAULT_SOCKET)]
+    pub known_replica_socket: PathBuf,
+    /// istgt.conf written for the volume.
+    #[arg(long, env = "ISTGT_CONF", default_value = istgt_conf::DEFAULT_CONF_PATH)]
+    pub conf_path: PathBuf,
+    /// Listen address of the snapshot gRPC service.
+    #[arg(long, env = "SNAPSHOT_GRPC_LISTEN", default_value = snapshot::DEFAULT_LISTEN)]
+    pub grpc_listen: SocketAddr,
+    /// Event source component.
+    #[arg(long, env = "POD_NAME", default_value = "")]
+    pub pod_name: String,
+    /// Event source host.
+    #[arg(long, env = "NODE_NAME", default_value = "")]
+    pub node_name: String,
+}
+
+/// Validates CStorPoolClusters, CStorVolumeConfigs, PVC and namespace deletions.
+#[derive(Debug, Parser)]
+#[command(name = "cstor-webhook", version)]
+pub struct WebhookArgs {
+    /// HTTPS port.
+    #[arg(long, default_value_t = DEFAULT_PORT)]
+    pub port: u16,
+    /// Address to listen on.
+    #[arg(long, default_value = "0.0.0.0")]
+    pub bind_address: IpAddr,
+    /// PEM serving certificate. With --tls-key-file, the webhook serves these files and does
+    /// not register anything (the webhook configuration must then carry the matching CA).
+    /// Without them it generates a CA + certificate into its Secret and registers itself.
+    #[arg(long, requires = "tls_key_file")]
+    pub tls_cert_file: Option<PathBuf>,
+    /// PEM private key of --tls-cert-file.
+    #[arg(long, requires = "tls_cert_file")]
+    pub tls_key_file: Option<PathBuf>,
+    /// OpenEBS namespace.
+    #[arg(long, env = env::OPENEBS_NAMESPACE)]
+    pub namespace: String,
+    /// Name of the Service (and of the certificate's host).
+    #[arg(long, env = "ADMISSION_WEBHOOK_NAME", default_value = SERVER_NAME)]
+    pub webhook_name: String,
+    /// `no`/`false`/`ignore` → failurePolicy Ignore; anything else → Fail.
+    #[arg(long, env = "ADMISSION_WEBHOOK_FAILURE_POLICY")]
+    pub failure_policy: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::{CommandFactory, Parser};
+
+    use super::*;
+
+    #[test]
+    fn definitions_are_consistent() {
+        CspcOperatorArgs::command().debug_assert();
+        PoolManagerArgs::command().debug_assert();
+        CvcOperatorArgs::command().debug_assert();
+        VolumeManagerArgs::command().debug_assert();
+        WebhookArgs::command().debug_assert();
+    }
+
+    #[test]
+    fn leader_election_takes_every_upstream_form() {
+        let parse = |args: &[&str]| {
+            CvcOperatorArgs::try_parse_from(
+                std::iter::once("cvc-operator").chain(args.iter().copied()),
+            )
+            .map(|a| a.leader_election)
+            .map_err(|e| e.to_string())
+        };
+        assert_eq!(parse(&[]), Ok(false));
+        assert_eq!(parse(&["--leader-election=false"]), Ok(false));
+        assert_eq!(parse(&["--leader-election=true"]), Ok(true));
+        assert_eq!(parse(&["--leader-election"]), Ok(true));
+        assert_eq!(parse(&["--leader-election", "--bind=10.0.0.1"]), Ok(true));
+        assert_eq!(parse(&["--leader-election", "false"]), Ok(false));
+        assert!(parse(&["--leader-election=maybe"]).is_err());
+    }
+}
