@@ -1,0 +1,236 @@
+//! Which program runs for a container image, as the image's entrypoint would.
+//!
+//! - our images (`cstor-rs`, `cstor-rs-volume-manager`, `cstor-rs-pool-manager`): our binaries,
+//!   with the container's command (the images put every binary on `PATH`; the volume-manager and
+//!   pool-manager images default to their binary);
+//! - `cstor-pool`: the cStor engine's `zrepl` (the image's entrypoint runs it in the foreground);
+//! - `cstor-istgt`: the engine's `istgt` in the foreground, as the image's entrypoint starts it:
+//!   from a default configuration without a logical unit when `istgt.conf` is absent (the
+//!   volume-manager writes the volume's and sends `REFRESH`), with empty `auth.conf` and
+//!   `logfile`, and `externalIP=0.0.0.0` (the replica management listener on every address of
+//!   the pod, the Service address included);
+//! - everything else (exporters, the CSI sidecars, which need a kubelet's plugin registration
+//!   or the cluster's DNS) is reported and skipped.
+
+use std::path::{Path, PathBuf};
+
+/// The configuration the target image starts from: global settings and the control portal, no
+/// logical unit yet.
+pub const DEFAULT_ISTGT_CONF: &str = "[Global]
+  NodeBase \"iqn.2016-09.com.openebs.cstor\"
+  PidFile \"/var/run/istgt.pid\"
+  AuthFile \"/usr/local/etc/istgt/auth.conf\"
+  LogFile \"/usr/local/etc/istgt/logfile\"
+  Luworkers 6
+  MediaDirectory \"/mnt\"
+  Timeout 60
+  NopInInterval 20
+  TCPUserTimeout 120
+  MaxR2T 16
+  DiscoveryAuthMethod None
+  DiscoveryAuthGroup None
+  MaxSessions 32
+  MaxConnections 4
+  FirstBurstLength 262144
+  MaxBurstLength 1048576
+  MaxRecvDataSegmentLength 262144
+  MaxOutstandingR2T 16
+  DefaultTime2Wait 2
+  DefaultTime2Retain 20
+  OperationalMode 0
+
+[UnitControl]
+  AuthMethod None
+  AuthGroup None
+  Portal UC1 127.0.0.1:3261
+  Netmask 127.0.0.1/8
+";
+
+/// Where programs come from.
+#[derive(Clone, Debug)]
+pub struct Programs {
+    /// Our binaries (`target/<profile>`).
+    pub bin_dir: PathBuf,
+    /// The cStor engine (`bin/zrepl`, `bin/istgt`, `bin/zpool`, `bin/zfs`, ...), when present.
+    pub engine_dir: Option<PathBuf>,
+}
+
+/// How a container is started.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Launch {
+    Run {
+        program: PathBuf,
+        args: Vec<String>,
+        /// Added to the container's environment.
+        env: Vec<(String, String)>,
+        /// Files the image's entrypoint creates when they are absent (container path, content).
+        defaults: Vec<(String, String)>,
+        /// Directories put first on `PATH`.
+        path: Vec<PathBuf>,
+    },
+    Skip(String),
+}
+
+/// The repository name of an image (`registry/org/name:tag@digest` → `name`).
+pub fn image_name(image: &str) -> &str {
+    let no_digest = image.split('@').next().unwrap_or(image);
+    let last = no_digest.rsplit('/').next().unwrap_or(no_digest);
+    last.split(':').next().unwrap_or(last)
+}
+
+impl Programs {
+    fn ours(&self, name: &str) -> PathBuf {
+        self.bin_dir.join(name)
+    }
+
+    fn engine(&self, name: &str) -> Result<PathBuf, String> {
+        match &self.engine_dir {
+            Some(d) if d.join("bin").join(name).exists() => Ok(d.join("bin").join(name)),
+            Some(d) => Err(format!("{} has no bin/{name}", d.display())),
+            None => Err("no cStor engine configured (--engine-dir)".into()),
+        }
+    }
+
+    fn engine_path(&self) -> Vec<PathBuf> {
+        self.engine_dir.iter().map(|d| d.join("bin")).collect()
+    }
+
+    /// How to run a container of `image` with the (expanded) `command` and `args`.
+    pub fn launch(
+        &self,
+        image: &str,
+        command: Option<Vec<String>>,
+        args: Option<Vec<String>>,
+    ) -> Launch {
+        let name = image_name(image);
+        let ours = |default: Option<&str>| {
+            let argv: Vec<String> = match (&command, default) {
+                (Some(c), _) => c.iter().chain(args.iter().flatten()).cloned().collect(),
+                (None, Some(d)) => std::iter::once(d.to_string())
+                    .chain(args.iter().flatten().cloned())
+                    .collect(),
+                (None, None) => {
+                    return Launch::Skip(format!(
+                        "image {image} has no default command; the container must name one"
+                    ));
+                }
+            };
+            let program = if argv[0].contains('/') {
+                self.ours(
+                    Path::new(&argv[0])
+                        .file_name()
+                        .and_then(|f| f.to_str())
+                        .unwrap_or(""),
+                )
+            } else {
+                self.ours(&argv[0])
+            };
+            if !program.exists() {
+                return Launch::Skip(format!(
+                    "{} is not built (cargo build --workspace)",
+                    program.display()
+                ));
+            }
+            Launch::Run {
+                program,
+                args: argv[1..].to_vec(),
+                env: vec![],
+                defaults: vec![],
+                path: [self.engine_path(), vec![self.bin_dir.clone()]].concat(),
+            }
+        };
+        match name {
+            "cstor-rs" => ours(None),
+            "cstor-rs-volume-manager" => ours(Some("volume-manager")),
+            "cstor-rs-pool-manager" => ours(Some("pool-manager")),
+            "cstor-pool" => match self.engine("zrepl") {
+                Ok(p) => Launch::Run {
+                    program: p,
+                    args: args.unwrap_or_default(),
+                    env: vec![],
+                    defaults: vec![],
+                    path: self.engine_path(),
+                },
+                Err(e) => Launch::Skip(e),
+            },
+            "cstor-istgt" => match self.engine("istgt") {
+                Ok(p) => Launch::Run {
+                    program: p,
+                    args: vec!["-D".into()],
+                    env: vec![
+                        ("externalIP".into(), "0.0.0.0".into()),
+                        ("IO_MAX_WAIT_TIME".into(), "120".into()),
+                    ],
+                    defaults: vec![
+                        (
+                            "/usr/local/etc/istgt/istgt.conf".into(),
+                            DEFAULT_ISTGT_CONF.into(),
+                        ),
+                        ("/usr/local/etc/istgt/auth.conf".into(), String::new()),
+                        ("/usr/local/etc/istgt/logfile".into(), String::new()),
+                    ],
+                    path: self.engine_path(),
+                },
+                Err(e) => Launch::Skip(e),
+            },
+            "m-exporter" => Launch::Skip("metrics exporter image: not run locally".into()),
+            n if n.starts_with("csi-") || n == "livenessprobe" || n == "snapshot-controller" => {
+                Launch::Skip(format!(
+                    "CSI sidecar {n}: not run locally (no kubelet plugin registration); the suite calls the CSI sockets itself"
+                ))
+            }
+            _ => Launch::Skip(format!("image {image} is not known to the local runtime")),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn image_names() {
+        assert_eq!(image_name("cstor-rs:0.1.0"), "cstor-rs");
+        assert_eq!(
+            image_name("docker.io/openebs/cstor-pool:3.6.0"),
+            "cstor-pool"
+        );
+        assert_eq!(
+            image_name("registry.k8s.io/sig-storage/csi-resizer:v1.8.0"),
+            "csi-resizer"
+        );
+        assert_eq!(image_name("r:5000/x/y@sha256:abc"), "y");
+    }
+
+    #[test]
+    fn our_images_run_the_named_binary_with_exact_args() {
+        let dir = std::env::temp_dir().join(format!("cstor-local-img-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("cvc-operator"), "").unwrap();
+        let p = Programs {
+            bin_dir: dir.clone(),
+            engine_dir: None,
+        };
+        let l = p.launch(
+            "cstor-rs:0.1.0",
+            Some(vec!["cvc-operator".into()]),
+            Some(vec!["--leader-election=false".into()]),
+        );
+        match l {
+            Launch::Run { program, args, .. } => {
+                assert_eq!(program, dir.join("cvc-operator"));
+                assert_eq!(args, vec!["--leader-election=false"]);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            p.launch("cstor-rs:0.1.0", Some(vec!["nope".into()]), None),
+            Launch::Skip(_)
+        ));
+        assert!(matches!(
+            p.launch("openebs/cstor-pool:3.6.0", None, None),
+            Launch::Skip(_)
+        ));
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}
