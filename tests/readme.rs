@@ -270,7 +270,7 @@ fn configuration_reference_matches_every_binarys_help() {
 }
 
 #[test]
-fn run_command_builds_once_and_runs_every_binary() {
+fn run_command_builds_once_and_runs_the_system_story() {
     let cmd = run_command();
     assert_eq!(
         cmd.matches("cargo build --release --workspace").count(),
@@ -278,17 +278,10 @@ fn run_command_builds_once_and_runs_every_binary() {
         "the run command builds the release workspace exactly once: {cmd}"
     );
     assert!(
-        !cmd.contains('*'),
-        "the run command names the binaries explicitly, no globs: {cmd}"
+        cmd.trim_end().ends_with("./target/release/cstor-local"),
+        "the run command ends by running the system story (`./target/release/cstor-local`): {cmd}"
     );
     let bins = workspace_binaries();
-    for bin in &bins {
-        assert!(
-            cmd.contains(&format!("./target/release/{bin} "))
-                || cmd.ends_with(&format!("./target/release/{bin} --help")),
-            "the run command does not run {bin}: add `./target/release/{bin} --help`"
-        );
-    }
     for named in cmd.split("./target/release/").skip(1) {
         let name = named.split_whitespace().next().unwrap_or("");
         assert!(
@@ -324,7 +317,8 @@ fn architecture_picture_shows_every_component() {
     let svg_text = ARCH_SVG.replace("&#45;", "-");
     for bin in workspace_binaries()
         .iter()
-        .filter(|b| b.as_str() != "crdgen")
+        // Tools, not deployed components.
+        .filter(|b| b.as_str() != "crdgen" && b.as_str() != "cstor-local")
     {
         assert!(
             ARCH_DOT.contains(bin.as_str()),

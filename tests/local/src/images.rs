@@ -156,7 +156,13 @@ impl Programs {
             "cstor-istgt" => match self.engine("istgt") {
                 Ok(p) => Launch::Run {
                     program: p,
-                    args: vec!["-D".into()],
+                    // The image's istgt reads /usr/local/etc/istgt/istgt.conf by default; this build
+                    // was configured with another prefix, so the path is given.
+                    args: vec![
+                        "-D".into(),
+                        "-c".into(),
+                        "/usr/local/etc/istgt/istgt.conf".into(),
+                    ],
                     env: vec![
                         ("externalIP".into(), "0.0.0.0".into()),
                         ("IO_MAX_WAIT_TIME".into(), "120".into()),

@@ -192,7 +192,7 @@ impl<'a> Story<'a> {
         let pv = format!("pvc-{}", uuid::Uuid::new_v4());
         self.step(
             "CreateVolume with 3 replicas → CVC Bound, CStorVolume and every replica Healthy",
-            self.create_volume(&pv, cspc, 3, None),
+            self.create_volume(&pv, cspc, GIB, 3, None),
         )
         .await?;
         let data = initiator::pattern("cstor-rs story", 64);
@@ -322,13 +322,14 @@ impl<'a> Story<'a> {
         &self,
         pv: &str,
         cspc: &str,
+        bytes: u64,
         replicas: u32,
         source: Option<VolumeContentSource>,
     ) -> anyhow::Result<()> {
         let req = CreateVolumeRequest {
             name: pv.into(),
             capacity_range: Some(cstor_api::proto::csi::v1::CapacityRange {
-                required_bytes: GIB as i64,
+                required_bytes: bytes as i64,
                 limit_bytes: 0,
             }),
             volume_capabilities: vec![mount_cap()],
@@ -608,7 +609,7 @@ impl<'a> Story<'a> {
                 snapshot_id: snap_id.clone(),
             })),
         };
-        self.create_volume(&restored, cspc, 3, Some(src))
+        self.create_volume(&restored, cspc, 2 * GIB, 3, Some(src))
             .await
             .context("restore")?;
         let got = self.read(&restored, data.len()).await?;
@@ -622,7 +623,7 @@ impl<'a> Story<'a> {
                 volume_id: pv.into(),
             })),
         };
-        self.create_volume(&clone, cspc, 3, Some(src))
+        self.create_volume(&clone, cspc, 2 * GIB, 3, Some(src))
             .await
             .context("clone")?;
         let got = self.read(&clone, data.len()).await?;
