@@ -236,7 +236,7 @@ pub fn iqn(volume: &str) -> String {
 /// Writes `data` (a whole number of blocks) at block `lba`, from network namespace `netns`.
 pub fn write(netns: &str, portal: &str, iqn: &str, lba: u32, data: Vec<u8>) -> anyhow::Result<()> {
     anyhow::ensure!(
-        data.len() % BLOCK == 0,
+        data.len().is_multiple_of(BLOCK),
         "write of {} bytes: not whole {BLOCK}-byte blocks",
         data.len()
     );

@@ -291,10 +291,11 @@ impl Kubelet {
         let ns = svc.namespace().unwrap_or_default();
         let pods = self.pods.lock().unwrap();
         for p in pods.values() {
-            if p.namespace == ns && sel.iter().all(|(k, v)| p.labels.get(k) == Some(v)) {
-                if let Err(e) = self.network.add_address(&p.netns, ip) {
-                    tracing::warn!(pod = %p.key, error = %e, "cannot add the Service address");
-                }
+            if p.namespace == ns
+                && sel.iter().all(|(k, v)| p.labels.get(k) == Some(v))
+                && let Err(e) = self.network.add_address(&p.netns, ip)
+            {
+                tracing::warn!(pod = %p.key, error = %e, "cannot add the Service address");
             }
         }
     }
