@@ -11,6 +11,12 @@
 //!
 //! [`ZvolShim`] answers the zvol commands of the pool manager's engine from this store and runs
 //! everything else (`zpool create/add/destroy/...`, the pool's own datasets) on the real tools.
+//! Its answers have the shape of the real uZFS CLI's, as recorded in
+//! `tests/fixtures/real-engine` (checked by `tests/real_engine_shapes.rs`): `zfs stats` lists a
+//! zvol only while it has a target address and ends a single-zvol listing with `{"pool":{}}`,
+//! `zfs listsnap` fails with EAGAIN (exit 11) while the zvol is not connected, `zfs set` refuses
+//! to change `io.openebs:targetip` from one address to another (exit 134), an unset user
+//! property reads as an empty value.
 //! The target stand-in ([`crate::istgt`]) and the recorded `iscsiadm` ([`crate::iscsi`]) use the
 //! same store: a volume's LUN is the image of one of its replicas ([`DataPlane::lun`]).
 
@@ -32,7 +38,42 @@ pub struct Zvol {
     pub image: PathBuf,
     pub size: u64,
     pub props: BTreeMap<String, String>,
+    /// `zfs get guid`: chosen at creation.
+    pub guid: u64,
+    /// `zfs get origin`: the snapshot a clone was made from.
+    pub origin: Option<String>,
+    /// Whether the zvol is connected to its target (the stand-in's targets connect at once):
+    /// while it has an address and is not connected, `zfs stats` reports it Offline and
+    /// `zfs listsnap` answers EAGAIN, as uZFS does before istgt met the replica.
+    pub connected: bool,
 }
+
+impl Zvol {
+    fn new(image: PathBuf, size: u64, props: BTreeMap<String, String>) -> Self {
+        use std::hash::BuildHasher;
+        let guid = std::collections::hash_map::RandomState::new()
+            .hash_one((&image, std::time::SystemTime::now()))
+            .max(1);
+        Self {
+            image,
+            size,
+            props,
+            guid,
+            origin: None,
+            connected: true,
+        }
+    }
+
+    /// `io.openebs:targetip`, empty when unset.
+    pub fn target_ip(&self) -> &str {
+        self.props
+            .get(TARGET_IP)
+            .map(String::as_str)
+            .unwrap_or_default()
+    }
+}
+
+const TARGET_IP: &str = "io.openebs:targetip";
 
 #[derive(Debug, Default)]
 struct State {
@@ -184,7 +225,7 @@ impl DataPlane {
             .map_err(|e| format!("{}: {e}", image.display()))?;
         self.lock()
             .zvols
-            .insert(dataset.to_owned(), Zvol { image, size, props });
+            .insert(dataset.to_owned(), Zvol::new(image, size, props));
         Ok(())
     }
 
@@ -206,10 +247,73 @@ impl DataPlane {
             .join("zvols")
             .join(format!("{}.img", file_name(dataset)));
         let size = sparse_copy(&src, &image).map_err(|e| format!("clone {snapshot}: {e}"))?;
-        self.lock()
-            .zvols
-            .insert(dataset.to_owned(), Zvol { image, size, props });
+        let mut zvol = Zvol::new(image, size, props);
+        zvol.origin = Some(snapshot.to_owned());
+        self.lock().zvols.insert(dataset.to_owned(), zvol);
         Ok(())
+    }
+
+    /// `zfs snapshot <dataset>@<snap>`: a sparse copy of the zvol's image.
+    pub fn snapshot_zvol(&self, full: &str) -> Result<(), String> {
+        let (dataset, _) = full
+            .split_once('@')
+            .ok_or_else(|| format!("'{full}' is not a snapshot name"))?;
+        let src = {
+            let st = self.lock();
+            let Some(z) = st.zvols.get(dataset) else {
+                return Err(format!("cannot open '{dataset}': dataset does not exist"));
+            };
+            if st.snapshots.contains_key(full) {
+                return Err(format!(
+                    "cannot create snapshot '{full}': dataset already exists"
+                ));
+            }
+            z.image.clone()
+        };
+        let image = self
+            .root
+            .join("snapshots")
+            .join(format!("{}.img", file_name(full)));
+        sparse_copy(&src, &image).map_err(|e| format!("snapshot {full}: {e}"))?;
+        self.lock().snapshots.insert(full.to_owned(), image);
+        Ok(())
+    }
+
+    /// `zfs destroy <dataset>@<snap>`. `false` when there was no such snapshot.
+    pub fn destroy_snapshot(&self, full: &str) -> bool {
+        let Some(p) = self.lock().snapshots.remove(full) else {
+            return false;
+        };
+        let _ = std::fs::remove_file(p);
+        true
+    }
+
+    /// Marks a zvol connected to its target or not (see [`Zvol::connected`]); `false` when
+    /// there is no such zvol.
+    pub fn set_connected(&self, dataset: &str, connected: bool) -> bool {
+        match self.lock().zvols.get_mut(dataset) {
+            Some(z) => {
+                z.connected = connected;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// `zfs set <key>=<value> <dataset>` as uZFS does it: changing `io.openebs:targetip` from
+    /// one address to another directly aborts (exit 134, `internal error: Invalid argument`);
+    /// clearing it and setting it again works. `None` when there is no such zvol.
+    pub fn set_property(&self, dataset: &str, key: &str, value: &str) -> Option<Output> {
+        let mut st = self.lock();
+        let z = st.zvols.get_mut(dataset)?;
+        if key == TARGET_IP {
+            let current = z.target_ip();
+            if !current.is_empty() && !value.is_empty() && current != value {
+                return Some(Output::fail(134, "internal error: Invalid argument\n"));
+            }
+        }
+        z.props.insert(key.to_owned(), value.to_owned());
+        Some(Output::ok(""))
     }
 
     /// `zfs destroy -R <dataset>`: the zvol and its snapshots. `false` when it did not exist.
@@ -325,11 +429,204 @@ fn props_of(args: &[&str]) -> BTreeMap<String, String> {
         .collect()
 }
 
+/// A failed command with a message line, as the zfs CLI prints it (exit 1).
+fn fail(message: &str) -> Output {
+    Output::fail(1, format!("{}\n", message.trim_end()))
+}
+
 fn result(r: Result<(), String>) -> Output {
     match r {
         Ok(()) => Output::ok(""),
-        Err(e) => Output::fail(1, e),
+        Err(e) => fail(&e),
     }
+}
+
+/// libzfs's message for a dataset that is not there.
+fn not_found(dataset: &str) -> Output {
+    fail(&format!("cannot open '{dataset}': dataset does not exist"))
+}
+
+/// A name as uZFS's JSON writer prints it (`/` escaped as `\/`).
+fn json_name(name: &str) -> String {
+    serde_json::Value::from(name)
+        .to_string()
+        .replace('/', r"\/")
+}
+
+/// A size as `zfs get` prints it without `-p` (libzfs `zfs_nicenum`: `6K`, `75.5K`, `1.86G`).
+pub fn nicenum(n: u64) -> String {
+    const UNITS: [&str; 7] = ["", "K", "M", "G", "T", "P", "E"];
+    let mut index = 0;
+    while index < 6 && n >> (10 * (index + 1)) > 0 {
+        index += 1;
+    }
+    if index == 0 {
+        return n.to_string();
+    }
+    let unit = UNITS[index];
+    let scale = 1u64 << (10 * index);
+    if n.is_multiple_of(scale) {
+        return format!("{}{unit}", n / scale);
+    }
+    (0..=2)
+        .rev()
+        .map(|prec| format!("{:.*}{unit}", prec, n as f64 / scale as f64))
+        .find(|s| s.len() <= 5)
+        .unwrap_or_else(|| format!("{}{unit}", n / scale))
+}
+
+/// uZFS's `zfs stats` entry of a zvol (the keys and types of the real one).
+fn stats_entry(dataset: &str, z: &Zvol) -> String {
+    let (status, rebuild, created) = if z.connected {
+        ("Healthy", "DONE", 1)
+    } else {
+        ("Offline", "INIT", 0)
+    };
+    let quorum = u8::from(z.props.get("quorum").is_none_or(|q| q == "on"));
+    let workers: u32 = z
+        .props
+        .get("io.openebs:zvol_workers")
+        .and_then(|w| w.parse().ok())
+        .unwrap_or(2);
+    let name = json_name(dataset);
+    format!(
+        r#"{{"name":{name},"status":"{status}","readOnly":"off","rebuildStatus":"{rebuild}","isIOAckSenderCreated":{created},"isIOReceiverCreated":{created},"runningIONum":0,"checkpointedIONum":0,"degradedCheckpointedIONum":0,"checkpointedTime":0,"zvol_workers":{workers},"quorum":{quorum},"rebuildBytes":0,"rebuildCnt":0,"rebuildDoneCnt":0,"rebuildFailedCnt":0,"readCount":0,"readLatency":0,"readByte":0,"writeCount":0,"writeLatency":0,"writeByte":0,"syncCount":0,"syncLatency":0,"inflightIOCnt":0,"dispatchedIOCnt":0,"ruio":{{}},"wuio":{{}}}}"#
+    )
+}
+
+/// Allocated bytes of an image: what the replica really holds.
+fn allocated(image: &Path) -> u64 {
+    std::fs::metadata(image)
+        .map(|m| m.blocks() * 512)
+        .unwrap_or(0)
+}
+
+/// A `zfs get` command line: `[-H] [-p] [-o field,...] prop,... dataset...` (options anywhere).
+#[derive(Debug)]
+struct Get<'a> {
+    scripted: bool,
+    parsable: bool,
+    fields: Vec<&'a str>,
+    props: Vec<&'a str>,
+    datasets: Vec<&'a str>,
+}
+
+impl<'a> Get<'a> {
+    /// `None` for options the shim does not play (`-r`, `-t`, `-s`, ...).
+    fn parse(args: &[&'a str]) -> Option<Self> {
+        let mut g = Get {
+            scripted: false,
+            parsable: false,
+            fields: vec!["name", "property", "value", "source"],
+            props: Vec::new(),
+            datasets: Vec::new(),
+        };
+        let mut positional = Vec::new();
+        let mut it = args.iter();
+        while let Some(a) = it.next() {
+            match a.strip_prefix('-').filter(|f| !f.is_empty()) {
+                Some(flags) => {
+                    for c in flags.chars() {
+                        match c {
+                            'H' => g.scripted = true,
+                            'p' => g.parsable = true,
+                            'o' => g.fields = it.next()?.split(',').collect(),
+                            _ => return None,
+                        }
+                    }
+                }
+                None => positional.push(*a),
+            }
+        }
+        let (props, datasets) = positional.split_first()?;
+        g.props = props.split(',').collect();
+        g.datasets = datasets.to_vec();
+        Some(g)
+    }
+}
+
+/// What `zfs get` reads: a zvol or one of its snapshots.
+enum Dataset {
+    Zvol(Zvol),
+    Snapshot(PathBuf),
+}
+
+/// `(value, source)` of `prop` on `d`, as uZFS prints it.
+fn value_of(name: &str, d: &Dataset, prop: &str, parsable: bool) -> (String, &'static str) {
+    let bytes = |n: u64| if parsable { n.to_string() } else { nicenum(n) };
+    let (image, size) = match d {
+        Dataset::Zvol(z) => (z.image.clone(), z.size),
+        Dataset::Snapshot(p) => (
+            p.clone(),
+            std::fs::metadata(p).map(|m| m.len()).unwrap_or(0),
+        ),
+    };
+    match (prop, d) {
+        ("name", _) => (name.to_owned(), "-"),
+        ("type", Dataset::Zvol(_)) => ("volume".into(), "-"),
+        ("type", Dataset::Snapshot(_)) => ("snapshot".into(), "-"),
+        ("used" | "logicalused" | "referenced" | "logicalreferenced", _) => {
+            (bytes(allocated(&image)), "-")
+        }
+        ("volsize", Dataset::Zvol(_)) => (bytes(size), "local"),
+        ("volsize", Dataset::Snapshot(_)) => (bytes(size), "-"),
+        ("guid", Dataset::Zvol(z)) => (z.guid.to_string(), "-"),
+        ("origin", Dataset::Zvol(z)) => (z.origin.clone().unwrap_or_else(|| "-".into()), "-"),
+        (k, Dataset::Zvol(z)) if z.props.contains_key(k) => (z.props[k].clone(), "local"),
+        // uZFS prints an unset user property as an empty value (OpenZFS prints `-`).
+        (k, _) if k.contains(':') => (String::new(), "-"),
+        _ => ("-".into(), "-"),
+    }
+}
+
+/// The rows of `zfs get` as the CLI prints them: tab-separated with `-H`, else a header and
+/// columns padded to their widest cell plus two spaces (the last one unpadded).
+fn get_table(g: &Get, name: &str, d: &Dataset) -> String {
+    let rows: Vec<Vec<String>> = g
+        .props
+        .iter()
+        .map(|prop| {
+            let (value, source) = value_of(name, d, prop, g.parsable);
+            g.fields
+                .iter()
+                .map(|f| match *f {
+                    "name" => name.to_owned(),
+                    "property" => prop.to_string(),
+                    "value" => value.clone(),
+                    "source" => source.to_owned(),
+                    _ => "-".to_owned(),
+                })
+                .collect()
+        })
+        .collect();
+    if g.scripted {
+        return rows.iter().map(|r| format!("{}\n", r.join("\t"))).collect();
+    }
+    let header: Vec<String> = g.fields.iter().map(|f| f.to_uppercase()).collect();
+    let all: Vec<&Vec<String>> = std::iter::once(&header).chain(rows.iter()).collect();
+    let widths: Vec<usize> = (0..header.len())
+        .map(|i| all.iter().map(|r| r[i].len()).max().unwrap_or(0))
+        .collect();
+    all.iter()
+        .map(|r| {
+            let last = r.len() - 1;
+            let mut line = String::new();
+            for (i, cell) in r.iter().enumerate() {
+                if i == last {
+                    line.push_str(cell);
+                } else {
+                    line.push_str(&format!("{cell:<w$}", w = widths[i] + 2));
+                }
+            }
+            line + "\n"
+        })
+        .collect()
+}
+
+/// A name in the shim's part of the namespace: below a pool (`<pool>/<zvol>[@<snap>]`). The
+/// pools themselves are zfs-fuse's.
+fn below_pool(name: &str) -> bool {
+    name.contains('/')
 }
 
 #[async_trait]
@@ -340,12 +637,12 @@ impl Runner for ZvolShim {
         }
         let a: Vec<&str> = cmd.args.iter().map(String::as_str).collect();
         let plane = &self.plane;
-        let is_zvol = |ds: &str| plane.zvols().contains_key(ds);
+        let zvol = |ds: &str| plane.zvols().get(ds).cloned();
         match a.as_slice() {
             ["create", .., "-V", size, ds] => {
                 let size = match parse_size(size) {
                     Ok(s) => s,
-                    Err(e) => return Ok(Output::fail(2, e)),
+                    Err(e) => return Ok(Output::fail(2, format!("{e}\n"))),
                 };
                 let props = props_of(&a);
                 let (p, ds2) = (plane.clone(), ds.to_string());
@@ -362,65 +659,122 @@ impl Runner for ZvolShim {
                     .unwrap_or_else(|e| Err(e.to_string()));
                 Ok(result(r))
             }
-            ["stats", ds] if is_zvol(ds) => Ok(Output::ok(format!(
-                r#"{{"stats":[{{"name":"{ds}","status":"Healthy","rebuildStatus":"DONE","quorum":1,"isIOAckSenderCreated":1,"isIOReceiverCreated":1,"runningIONum":0,"checkpointedIONum":0,"degradedCheckpointedIONum":0,"checkpointedTime":0,"rebuildBytes":0,"rebuildCnt":0,"rebuildDoneCnt":0,"rebuildFailedCnt":0}}]}}"#
-            ))),
+            ["snapshot", full] if below_pool(full) && full.contains('@') => {
+                let (p, full) = (plane.clone(), full.to_string());
+                let r = tokio::task::spawn_blocking(move || p.snapshot_zvol(&full))
+                    .await
+                    .unwrap_or_else(|e| Err(e.to_string()));
+                Ok(result(r))
+            }
+            // A single zvol: its entry while it has a target, then uZFS's pool element.
+            ["stats", ds] => {
+                let entry = zvol(ds)
+                    .filter(|z| !z.target_ip().is_empty())
+                    .map(|z| format!("{},", stats_entry(ds, &z)))
+                    .unwrap_or_default();
+                Ok(Output::ok(format!(
+                    "{{\"stats\":[{entry}{{\"pool\":{{}}}}]}}\n"
+                )))
+            }
+            // Every zvol with a target; no pool element.
             ["stats"] => {
                 let list: Vec<String> = plane
                     .zvols()
-                    .keys()
-                    .map(|z| format!(r#"{{"name":"{z}","status":"Healthy","quorum":1}}"#))
+                    .iter()
+                    .filter(|(_, z)| !z.target_ip().is_empty())
+                    .map(|(ds, z)| stats_entry(ds, z))
                     .collect();
-                Ok(Output::ok(format!(r#"{{"stats":[{}]}}"#, list.join(","))))
+                Ok(Output::ok(format!("{{\"stats\":[{}]}}\n", list.join(","))))
             }
-            ["get", "used,logicalreferenced", ds] if is_zvol(ds) => {
-                let z = plane.zvols()[*ds].clone();
-                // Allocated bytes of the sparse image: what the replica really holds.
-                let used = std::fs::metadata(&z.image)
-                    .map(|m| m.blocks() * 512)
-                    .unwrap_or(0);
-                Ok(Output::ok(format!(
-                    "NAME PROPERTY VALUE SOURCE\n{ds} used {used} -\n{ds} logicalreferenced {used} -\n"
-                )))
-            }
-            ["get", "-H", "-o", "property,value", keys, ds] if is_zvol(ds) => {
-                let z = plane.zvols()[*ds].clone();
-                let out: String = keys
-                    .split(',')
-                    .map(|k| {
-                        let v = match k {
-                            "volsize" => z.size.to_string(),
-                            _ => z.props.get(k).cloned().unwrap_or_else(|| "-".into()),
-                        };
-                        format!("{k}\t{v}\n")
-                    })
-                    .collect();
-                Ok(Output::ok(out))
-            }
-            ["listsnap", ds] if is_zvol(ds) => {
+            ["listsnap", ds] if below_pool(ds) => {
+                let busy = |err: i32| {
+                    Output::fail(
+                        err,
+                        format!("failed listsnap command for {ds} with err {err}\n"),
+                    )
+                };
+                let Some(z) = zvol(ds) else {
+                    return Ok(busy(2));
+                };
+                if !z.connected || z.target_ip().is_empty() {
+                    return Ok(busy(11));
+                }
                 let prefix = format!("{ds}@");
                 let snaps: Vec<String> = plane
                     .snapshots()
                     .iter()
                     .filter_map(|s| s.strip_prefix(&prefix))
-                    .map(|s| format!(r#""{s}":null"#))
+                    .map(|s| format!("{}:null", json_name(s)))
                     .collect();
                 Ok(Output::ok(format!(
-                    r#"{{"name":"{ds}","snaplist":{{{}}}}}"#,
+                    "{{\"name\":{},\"snaplist\":{{{}}}}}\n",
+                    json_name(ds),
                     snaps.join(",")
                 )))
             }
-            ["destroy", "-R", ds] if is_zvol(ds) => {
-                plane.destroy_zvol(ds);
-                Ok(Output::ok(""))
+            ["set", kv, ds] if below_pool(ds) && !ds.contains('@') && kv.contains('=') => {
+                let (k, v) = kv.split_once('=').unwrap_or_default();
+                Ok(plane
+                    .set_property(ds, k, v)
+                    .unwrap_or_else(|| not_found(ds)))
+            }
+            ["destroy", "-R", ds] if below_pool(ds) && !ds.contains('@') => {
+                Ok(if plane.destroy_zvol(ds) {
+                    Output::ok("")
+                } else {
+                    not_found(ds)
+                })
+            }
+            ["destroy", full] | ["destroy", "-R", full] if below_pool(full) => {
+                let Some((ds, _)) = full.split_once('@') else {
+                    return self.inner.run(cmd).await;
+                };
+                Ok(if zvol(ds).is_none() {
+                    not_found(ds)
+                } else if plane.destroy_snapshot(full) {
+                    Output::ok("")
+                } else {
+                    fail("could not find any snapshots to destroy; check snapshot names.")
+                })
             }
             ["get", "-Hp", "name", "-o", "name"] | ["list", "-H", "-o", "name"] => {
                 let mut out = self.inner.run(cmd).await?;
+                if !out.success() {
+                    return Ok(out);
+                }
+                // The zvols of the pools that are there (an exported pool's zvols are not).
+                let pools: BTreeSet<String> = out.stdout.lines().map(str::to_owned).collect();
                 for z in plane.zvols().keys() {
-                    out.stdout.push_str(z);
-                    out.stdout.push('\n');
+                    if z.split_once('/').is_some_and(|(p, _)| pools.contains(p)) {
+                        out.stdout.push_str(z);
+                        out.stdout.push('\n');
+                    }
                 }
                 Ok(out)
+            }
+            ["get", rest @ ..] => {
+                let Some(g) = Get::parse(rest) else {
+                    return self.inner.run(cmd).await;
+                };
+                let [name] = g.datasets.as_slice() else {
+                    return self.inner.run(cmd).await;
+                };
+                if !below_pool(name) {
+                    return self.inner.run(cmd).await;
+                }
+                let d = match name.split_once('@') {
+                    Some(_) => plane
+                        .lock()
+                        .snapshots
+                        .get(*name)
+                        .cloned()
+                        .map(Dataset::Snapshot),
+                    None => zvol(name).map(Dataset::Zvol),
+                };
+                Ok(match d {
+                    Some(d) => Output::ok(get_table(&g, name, &d)),
+                    None => not_found(name),
+                })
             }
             _ => self.inner.run(cmd).await,
         }
@@ -438,6 +792,19 @@ mod tests {
         assert_eq!(parse_size("4096"), Ok(4096));
         assert!(parse_size("1.5G").is_err());
         assert!(parse_size("3X").is_err());
+    }
+
+    /// The sizes the real engine printed (tests/fixtures/real-engine/cli/zfs-get-*).
+    #[test]
+    fn sizes_print_as_zfs_prints_them() {
+        assert_eq!(nicenum(0), "0");
+        assert_eq!(nicenum(512), "512");
+        assert_eq!(nicenum(6 << 10), "6K");
+        assert_eq!(nicenum(12 << 10), "12K");
+        assert_eq!(nicenum(77_312), "75.5K");
+        assert_eq!(nicenum(25 << 10 | 512), "25.5K");
+        assert_eq!(nicenum(1_997_159_793), "1.86G");
+        assert_eq!(nicenum(1 << 30), "1G");
     }
 
     #[test]
