@@ -209,6 +209,12 @@ impl LocalCluster {
             t.abort();
         }
         self.kubelet.shutdown().await;
+        // The nodes go with their kubelet: on a real cluster the pod garbage collector then
+        // removes the Pods bound to them, and the next run's nodes get new ones.
+        let nodes: Api<k8s_openapi::api::core::v1::Node> = Api::all(self.client.clone());
+        for n in &self.nodes {
+            let _ = nodes.delete(n, &Default::default()).await;
+        }
         for t in self.tasks.drain(..) {
             t.abort();
         }

@@ -392,7 +392,12 @@ impl Kubelet {
         let stopping = Arc::new(AtomicBool::new(false));
         let pids = Arc::new(Mutex::new(BTreeMap::new()));
         let mut tasks = vec![proxy];
-        let mut statuses = Vec::new();
+        let statuses: Arc<Mutex<Vec<serde_json::Value>>> = Arc::new(Mutex::new(Vec::new()));
+        let writer = StatusWriter {
+            api: Api::namespaced(self.client.clone(), &ns),
+            pod: name.clone(),
+            statuses: statuses.clone(),
+        };
         for c in &spec.containers {
             let env = podspec::container_env(&pod, c, &facts, &refs).map_err(anyhow::Error::msg)?;
             let (command, args) = podspec::command_line(c, &env);
@@ -408,7 +413,7 @@ impl Kubelet {
                         container: c.name.clone(),
                         reason: reason.clone(),
                     });
-                    statuses.push(serde_json::json!({
+                    statuses.lock().unwrap().push(serde_json::json!({
                         "name": c.name, "image": c.image, "imageID": "", "ready": false, "restartCount": 0,
                         "state": {"waiting": {"reason": "NotRunLocally", "message": reason}},
                     }));
@@ -446,7 +451,7 @@ impl Kubelet {
                         defaults,
                         log: self.log_path(&ns, &name, &c.name),
                     };
-                    statuses.push(serde_json::json!({
+                    statuses.lock().unwrap().push(serde_json::json!({
                         "name": c.name, "image": c.image, "imageID": "", "ready": true, "started": true, "restartCount": 0,
                         "state": {"running": {"startedAt": Timestamp::now().to_string()}},
                     }));
@@ -455,6 +460,7 @@ impl Kubelet {
                         spec,
                         stopping.clone(),
                         pids.clone(),
+                        writer.clone(),
                     )));
                 }
             }
@@ -483,7 +489,7 @@ impl Kubelet {
             "hostIP": self.network.host_ip().to_string(),
             "startTime": now,
             "conditions": [cond("Initialized"), cond("Ready"), cond("ContainersReady"), cond("PodScheduled")],
-            "containerStatuses": statuses,
+            "containerStatuses": statuses.lock().unwrap().clone(),
         }});
         let api: Api<Pod> = Api::namespaced(self.client.clone(), &ns);
         api.patch_status(&name, &PatchParams::default(), &Patch::Merge(status))
@@ -681,6 +687,7 @@ async fn supervise(
     spec: ProcSpec,
     stopping: Arc<AtomicBool>,
     pids: Arc<Mutex<BTreeMap<String, u32>>>,
+    writer: StatusWriter,
 ) {
     for (path, content) in &spec.defaults {
         let file = host_path_of(&spec.mounts, path);
@@ -714,6 +721,8 @@ async fn supervise(
                     .unwrap()
                     .entry(format!("{}/{}", spec.key, spec.container))
                     .or_default() += 1;
+                let code = status.ok().and_then(|s| s.code()).unwrap_or(-1);
+                writer.restarted(&spec.container, code).await;
             }
             Err(e) => {
                 tracing::warn!(pod = %spec.key, container = %spec.container, error = format!("{e:#}"), "cannot start container")
@@ -724,6 +733,38 @@ async fn supervise(
         }
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(Duration::from_secs(10));
+    }
+}
+
+/// Writes a Pod's container statuses back when a container restarts.
+#[derive(Clone)]
+struct StatusWriter {
+    api: Api<Pod>,
+    pod: String,
+    statuses: Arc<Mutex<Vec<serde_json::Value>>>,
+}
+
+impl StatusWriter {
+    async fn restarted(&self, container: &str, exit_code: i32) {
+        let now = Timestamp::now().to_string();
+        let list = {
+            let mut st = self.statuses.lock().unwrap();
+            for c in st.iter_mut().filter(|c| c["name"] == container) {
+                let n = c["restartCount"].as_i64().unwrap_or(0) + 1;
+                c["restartCount"] = n.into();
+                c["lastState"] = serde_json::json!({"terminated": {"exitCode": exit_code, "finishedAt": now, "reason": if exit_code == 0 { "Completed" } else { "Error" }}});
+                c["state"] = serde_json::json!({"running": {"startedAt": now}});
+            }
+            st.clone()
+        };
+        let patch = serde_json::json!({"status": {"containerStatuses": list}});
+        if let Err(e) = self
+            .api
+            .patch_status(&self.pod, &PatchParams::default(), &Patch::Merge(patch))
+            .await
+        {
+            tracing::debug!(pod = %self.pod, error = %e, "writing container statuses");
+        }
     }
 }
 

@@ -164,13 +164,21 @@ impl Network {
         }
     }
 
-    /// Deletes every namespace, the bridge's last.
+    /// Deletes every namespace, the bridge's last (also done on drop; idempotent).
     pub fn teardown(&self) {
         let names: Vec<String> = self.state.lock().unwrap().members.keys().cloned().collect();
         for ns in names {
             self.remove(&ns);
         }
-        let _ = ip(&["netns", "del", &self.bridge_ns]);
+        if std::path::Path::new(&netns_path(&self.bridge_ns)).exists() {
+            let _ = ip(&["netns", "del", &self.bridge_ns]);
+        }
+    }
+}
+
+impl Drop for Network {
+    fn drop(&mut self) {
+        self.teardown();
     }
 }
 

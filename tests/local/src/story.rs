@@ -182,7 +182,9 @@ impl<'a> Story<'a> {
         let (ini, _) = self.cluster.network.add("initiator")?;
         self.initiator_ns = Some(ini);
 
-        let cspc = "cstor-story";
+        // A name of its own: a story on a cluster that kept an earlier run's pools does not clash.
+        let cspc_name = format!("story-{}", &uuid::Uuid::new_v4().simple().to_string()[..6]);
+        let cspc = cspc_name.as_str();
         let pools = self
             .step(
                 "CSPC on 3 nodes' sparse-file BlockDevices → 3 CSPIs ONLINE",
@@ -226,6 +228,11 @@ impl<'a> Story<'a> {
         self.step(
             "DeleteVolume: no CVC, CStorVolume, replica, target, Service or zvol left",
             self.delete_volume(&pv),
+        )
+        .await?;
+        self.step(
+            "delete the CSPC: pools destroyed, no CSPI, claim or pool pod left, disks released",
+            self.delete_pools(cspc),
         )
         .await?;
         Ok(self.summary.into_inner().unwrap())
@@ -754,6 +761,58 @@ impl<'a> Story<'a> {
             Ok((!cvc && !cv && cvrs == 0 && !dep && !svc).then_some(()))
         })
         .await
+    }
+
+    async fn delete_pools(&self, cspc: &str) -> anyhow::Result<()> {
+        self.api::<CStorPoolCluster>()
+            .delete(cspc, &DeleteParams::default())
+            .await?;
+        let sel = format!("openebs.io/cstor-pool-cluster={cspc}");
+        until(
+            &format!("CSPC {cspc}, its CSPIs, claims and pool pods gone"),
+            || async {
+                let cspc_left = self
+                    .api::<CStorPoolCluster>()
+                    .get_opt(cspc)
+                    .await?
+                    .is_some();
+                let cspis = self
+                    .api::<CStorPoolInstance>()
+                    .list(&ListParams::default().labels(&sel))
+                    .await?
+                    .items
+                    .len();
+                let bdcs = self
+                    .api::<cstor_api::ndm::BlockDeviceClaim>()
+                    .list(&ListParams::default().labels(&sel))
+                    .await?
+                    .items
+                    .len();
+                let pods = self
+                    .api::<Pod>()
+                    .list(&ListParams::default().labels(&sel))
+                    .await?
+                    .items
+                    .len();
+                Ok((!cspc_left && cspis == 0 && bdcs == 0 && pods == 0).then_some(()))
+            },
+        )
+        .await?;
+        let bds = self
+            .api::<cstor_api::ndm::BlockDevice>()
+            .list(&ListParams::default())
+            .await?;
+        let claimed: Vec<String> = bds
+            .items
+            .iter()
+            .filter(|b| b.spec.claim_ref.is_some())
+            .map(|b| b.name_any())
+            .collect();
+        ensure!(
+            claimed.is_empty(),
+            "block devices still claimed after the CSPC was deleted: {claimed:?}"
+        );
+        Ok(())
     }
 
     async fn delete_volume(&self, pv: &str) -> anyhow::Result<()> {
