@@ -46,11 +46,6 @@ fn deploy() -> PathBuf {
     repo().join("deploy")
 }
 
-/// Upstream's example files (the repository root's parent holds `shared/`).
-fn upstream() -> PathBuf {
-    repo().join("../shared/fixtures/upstream")
-}
-
 /// Every YAML document of `text` as JSON (empty documents skipped).
 fn yaml_docs(text: &str, what: &str) -> Vec<Value> {
     serde_yaml::Deserializer::from_str(text)
@@ -1266,6 +1261,11 @@ const UPSTREAM_MOVED: &[(&str, &str, &str)] = &[
 
 #[tokio::test]
 async fn upstream_examples_apply_with_our_crds() {
+    let Some(upstream) =
+        cstor_testkit::shared::upstream_fixtures("upstream_examples_apply_with_our_crds")
+    else {
+        return;
+    };
     let srv = server().await;
     let files = [
         "csi-storageclass.yaml",
@@ -1280,7 +1280,7 @@ async fn upstream_examples_apply_with_our_crds() {
         "cstor-csi/examples_csi-storageclass.yaml",
         "cstor-csi/examples_cspc.yaml",
     ];
-    let on_disk: BTreeSet<String> = std::fs::read_dir(upstream().join("cstor-csi"))
+    let on_disk: BTreeSet<String> = std::fs::read_dir(upstream.join("cstor-csi"))
         .expect("upstream cstor-csi fixtures")
         .map(|e| {
             format!(
@@ -1299,7 +1299,7 @@ async fn upstream_examples_apply_with_our_crds() {
             println!("SKIPPED upstream {f}: {why}");
             continue;
         }
-        let docs = read_docs(&upstream().join(f));
+        let docs = read_docs(&upstream.join(f));
         assert!(!docs.is_empty(), "{f} has no objects");
         for mut d in docs {
             if let Some((_, to, why)) = UPSTREAM_MOVED.iter().find(|(s, _, _)| *s == f) {

@@ -15,7 +15,6 @@ use serde::{Serialize, de::DeserializeOwned};
 use serde_json::Value;
 
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures");
-const UPSTREAM: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/fixtures/upstream");
 
 fn read(path: &Path) -> String {
     std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
@@ -332,9 +331,13 @@ fn string_enums_map_every_known_value_to_a_variant() {
 
 #[test]
 fn upstream_example_objects_parse() {
+    let Some(upstream) = cstor_testkit::shared::upstream_fixtures("upstream_example_objects_parse")
+    else {
+        return;
+    };
     let mut parsed = Vec::new();
     let mut rejected = Vec::new();
-    for path in yaml_files(Path::new(UPSTREAM)) {
+    for path in yaml_files(upstream.as_path()) {
         let text = read(&path);
         for (i, doc) in serde_yaml::Deserializer::from_str(&text).enumerate() {
             let value: Value = serde::Deserialize::deserialize(doc).unwrap();
@@ -372,7 +375,7 @@ fn upstream_example_objects_parse() {
     );
     assert_eq!(rejected.len(), 1, "{rejected:?}");
     let template: cstor::CStorPoolCluster =
-        from_yaml(&read(&Path::new(UPSTREAM).join("cspc-template.yaml"))).unwrap();
+        from_yaml(&read(&upstream.as_path().join("cspc-template.yaml"))).unwrap();
     let pool = &template.spec.pools()[0];
     assert_eq!(pool.node_selector["kubernetes.io/hostname"], "NODE_NAME");
     assert_eq!(pool.block_device_names().collect::<Vec<_>>(), ["BD_NAME"]);
@@ -504,6 +507,11 @@ fn wrong_kind_or_api_version_is_refused() {
 
 #[test]
 fn constructors_write_apiversion_kind_and_only_what_is_set() {
+    let Some(upstream) = cstor_testkit::shared::upstream_fixtures(
+        "constructors_write_apiversion_kind_and_only_what_is_set",
+    ) else {
+        return;
+    };
     let cspc = cstor::CStorPoolCluster::namespaced(
         "cspc-stripe",
         "openebs",
@@ -525,7 +533,7 @@ fn constructors_write_apiversion_kind_and_only_what_is_set() {
     );
     let written = serde_json::to_value(&cspc).unwrap();
     let expected: Value =
-        serde_yaml::from_str(&read(&Path::new(UPSTREAM).join("cspc-template.yaml")))
+        serde_yaml::from_str(&read(&upstream.as_path().join("cspc-template.yaml")))
             .map(|mut v: Value| {
                 v["metadata"]["name"] = "cspc-stripe".into();
                 v["spec"]["pools"][0]["nodeSelector"]["kubernetes.io/hostname"] = "n1".into();

@@ -6,7 +6,7 @@
 //! API server: the embedded one, or the cluster of `CSTOR_TEST_KUBECONFIG` (its
 //! controller-manager and scheduler must run). Engine: `target/cstor-real` (or `CSTOR_REAL_DIR`),
 //! unpacked from `../shared/real`; without it the test says SKIPPED and why, unless
-//! `CSTOR_REQUIRE_REAL=1` (CI with ../shared present), which makes its absence a failure.
+//! `CSTOR_REQUIRE_SHARED=1` (CI with ../shared present), which makes its absence a failure.
 
 use std::path::PathBuf;
 
@@ -33,8 +33,8 @@ fn expected_skip(s: &Skipped) -> bool {
 fn system_story_on_the_real_engine() {
     let Some(engine) = real_dir() else {
         let why = "the real cStor engine is not unpacked (CSTOR_REAL_DIR=target/cstor-real bash ../shared/real/unpack.sh)";
-        if std::env::var("CSTOR_REQUIRE_REAL").is_ok_and(|v| v == "1") {
-            panic!("CSTOR_REQUIRE_REAL=1 but {why}");
+        if std::env::var(cstor_testkit::shared::REQUIRE_ENV).is_ok_and(|v| v == "1") {
+            panic!("{}=1 but {why}", cstor_testkit::shared::REQUIRE_ENV);
         }
         println!("SKIPPED system_story_on_the_real_engine: {why}");
         return;

@@ -80,6 +80,7 @@ pub mod resources;
 mod routes;
 pub mod selectors;
 mod server;
+pub mod shared;
 pub mod status;
 pub mod store;
 pub mod wait;
