@@ -41,6 +41,16 @@ fn decide(
     Ok(None)
 }
 
+/// Upstream's CRDs and example objects (`../shared/fixtures/upstream`), or `None` after saying
+/// `SKIPPED`.
+pub fn upstream_fixtures(test: &str) -> Option<PathBuf> {
+    require(
+        shared_dir().join("fixtures/upstream"),
+        test,
+        "upstream's CRDs and examples, kept beside the repository",
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -57,14 +67,4 @@ mod tests {
             "{err}"
         );
     }
-}
-
-/// Upstream's CRDs and example objects (`../shared/fixtures/upstream`), or `None` after saying
-/// `SKIPPED`.
-pub fn upstream_fixtures(test: &str) -> Option<PathBuf> {
-    require(
-        shared_dir().join("fixtures/upstream"),
-        test,
-        "upstream's CRDs and examples, kept beside the repository",
-    )
 }
