@@ -60,8 +60,11 @@ pub struct LocalCluster {
     pub engine_dir: Option<PathBuf>,
     /// Objects of `deploy/` that were not applied, and why.
     pub not_applied: Vec<String>,
+    /// Whether the CSI controller sidecars run (real API server with ../shared/real's sidecars).
+    pub sidecars: bool,
     server: Option<TestApiServer>,
     tasks: Vec<JoinHandle<()>>,
+    snapshot_controller: Option<tokio::process::Child>,
     kubelet_task: Option<JoinHandle<()>>,
 }
 
@@ -144,6 +147,13 @@ impl LocalCluster {
                 )
             }
         };
+        // The CSI sidecars of ../shared/real run only on a real API server (protobuf, in-cluster
+        // configuration).
+        let sidecars = opts
+            .engine_dir
+            .as_ref()
+            .map(|d| d.join("sidecars"))
+            .filter(|d| !builtin && d.join("csi-provisioner").exists());
         let nodes: Vec<String> = (1..=opts.nodes)
             .map(|i| format!("csl{id}-node{i}"))
             .collect();
@@ -155,6 +165,7 @@ impl LocalCluster {
             programs: Programs {
                 bin_dir: opts.bin_dir.clone(),
                 engine_dir: opts.engine_dir.as_ref().map(|d| d.join("cstor-engine")),
+                sidecar_dir: sidecars.clone(),
             },
             api: access,
             rust_log: Some(std::env::var("CSTOR_LOCAL_POD_LOG").unwrap_or_else(|_| "info".into())),
@@ -169,6 +180,8 @@ impl LocalCluster {
             state_dir,
             engine_dir: opts.engine_dir.clone(),
             not_applied: vec![],
+            sidecars: sidecars.is_some(),
+            snapshot_controller: None,
             server,
             tasks: vec![],
             kubelet_task: None,
@@ -189,12 +202,24 @@ impl LocalCluster {
             me.tasks
                 .push(tokio::spawn(controllers::cluster_ips(client.clone())));
         }
-        me.kubelet_task = Some(tokio::spawn(kubelet.run()));
+        me.kubelet_task = Some(tokio::spawn(kubelet.clone().run()));
+        let node_dirs = nodes
+            .iter()
+            .map(|n| (n.clone(), kubelet.node_dir(n)))
+            .collect();
+        me.tasks.push(tokio::spawn(crate::registration::run(
+            client.clone(),
+            node_dirs,
+        )));
         me.not_applied = apply_deploy(&client, &opts.deploy_dir, &opts.namespace).await?;
         me.tasks.push(tokio::spawn(controllers::ndm(
             client.clone(),
             opts.namespace.clone(),
         )));
+        if let (Some(dir), Some(kubeconfig)) = (&sidecars, &opts.kubeconfig) {
+            me.snapshot_controller =
+                Some(snapshot_controller(&client, dir, kubeconfig, &me.state_dir).await?);
+        }
         Ok(me)
     }
 
@@ -205,6 +230,9 @@ impl LocalCluster {
 
     /// Stops every pod and task and removes the network.
     pub async fn shutdown(mut self) {
+        if let Some(mut c) = self.snapshot_controller.take() {
+            let _ = c.kill().await;
+        }
         if let Some(t) = self.kubelet_task.take() {
             t.abort();
         }
@@ -307,4 +335,33 @@ pub async fn apply_deploy(
     .await
     .map_err(|e| anyhow::anyhow!("namespace {namespace}: {e}"))?;
     Ok(skipped)
+}
+
+/// The snapshot CRDs and the snapshot-controller of external-snapshotter (a cluster add-on, as in
+/// a cluster where snapshots are used), run as a process of this machine with the admin
+/// kubeconfig.
+async fn snapshot_controller(
+    client: &Client,
+    sidecars: &Path,
+    kubeconfig: &Path,
+    state: &Path,
+) -> anyhow::Result<tokio::process::Child> {
+    let docs = kustomize(&sidecars.join("snapshot-crds"))?;
+    let crds: Vec<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition> =
+        docs.into_iter().map(serde_json::from_value).collect::<Result<_, _>>()?;
+    cstor_testkit::cluster::install_crds(client, &crds).await?;
+    std::fs::create_dir_all(state.join("logs"))?;
+    let log = std::fs::File::create(state.join("logs/snapshot-controller.log"))?;
+    let child = tokio::process::Command::new(sidecars.join("snapshot-controller"))
+        .arg(format!(
+            "--kubeconfig={}",
+            kubeconfig.canonicalize()?.display()
+        ))
+        .arg("--leader-election=false")
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .kill_on_drop(true)
+        .spawn()
+        .context("starting snapshot-controller")?;
+    Ok(child)
 }

@@ -53,6 +53,9 @@ pub struct Programs {
     pub bin_dir: PathBuf,
     /// The cStor engine (`bin/zrepl`, `bin/istgt`, `bin/zpool`, `bin/zfs`, ...), when present.
     pub engine_dir: Option<PathBuf>,
+    /// The CSI sidecars (`csi-provisioner`, `csi-resizer`, `csi-snapshotter`), when present and
+    /// the API server is a real one (they speak protobuf and use the in-cluster configuration).
+    pub sidecar_dir: Option<PathBuf>,
 }
 
 /// How a container is started.
@@ -180,9 +183,30 @@ impl Programs {
                 Err(e) => Launch::Skip(e),
             },
             "m-exporter" => Launch::Skip("metrics exporter image: not run locally".into()),
+            n @ ("csi-provisioner" | "csi-resizer" | "csi-snapshotter")
+                if self
+                    .sidecar_dir
+                    .as_ref()
+                    .is_some_and(|d| d.join(n).exists()) =>
+            {
+                let dir = self.sidecar_dir.clone().unwrap_or_default();
+                let argv: Vec<String> = command
+                    .into_iter()
+                    .flatten()
+                    .skip(1)
+                    .chain(args.into_iter().flatten())
+                    .collect();
+                Launch::Run {
+                    program: dir.join(n),
+                    args: argv,
+                    env: vec![],
+                    defaults: vec![],
+                    path: vec![],
+                }
+            }
             n if n.starts_with("csi-") || n == "livenessprobe" || n == "snapshot-controller" => {
                 Launch::Skip(format!(
-                    "CSI sidecar {n}: not run locally (no kubelet plugin registration); the suite calls the CSI sockets itself"
+                    "CSI sidecar {n}: not run here (node sidecars need a kubelet's plugin registration; controller sidecars need a real API server and ../shared/real's binaries)"
                 ))
             }
             _ => Launch::Skip(format!("image {image} is not known to the local runtime")),
@@ -216,6 +240,7 @@ mod tests {
         let p = Programs {
             bin_dir: dir.clone(),
             engine_dir: None,
+            sidecar_dir: None,
         };
         let l = p.launch(
             "cstor-rs:0.1.0",

@@ -425,7 +425,16 @@ impl Kubelet {
                     defaults,
                     path,
                 } => {
-                    let mounts = container_mounts(c, &vol_dirs)?;
+                    let mut mounts = container_mounts(c, &vol_dirs)?;
+                    let sa_dir = pod_dir.join("serviceaccount");
+                    let in_cluster = sa_dir.exists();
+                    if in_cluster {
+                        mounts.push(Mount {
+                            source: sa_dir,
+                            target: PathBuf::from(SERVICE_ACCOUNT_DIR),
+                            read_only: true,
+                        });
+                    }
                     let mut full_env = vec![
                         ("PATH".to_string(), path_var(&path)),
                         ("HOME".into(), "/root".into()),
@@ -435,6 +444,10 @@ impl Kubelet {
                             kubeconfig.to_string_lossy().into_owned(),
                         ),
                     ];
+                    if in_cluster {
+                        full_env.push(("KUBERNETES_SERVICE_HOST".into(), "127.0.0.1".into()));
+                        full_env.push(("KUBERNETES_SERVICE_PORT".into(), port.to_string()));
+                    }
                     if let Some(l) = &self.cfg.rust_log {
                         full_env.push(("RUST_LOG".into(), l.clone()));
                     }
@@ -554,6 +567,17 @@ impl Kubelet {
                     .await
                     .with_context(|| format!("token for ServiceAccount {ns}/{sa}"))?;
                 let token = tr.status.map(|s| s.token).unwrap_or_default();
+                // The in-cluster files, as the kubelet projects them (for programs that use the
+                // in-cluster configuration rather than KUBECONFIG, like the CSI sidecars).
+                let sa_dir = path.with_file_name("serviceaccount");
+                std::fs::create_dir_all(&sa_dir)?;
+                std::fs::write(sa_dir.join("token"), &token)?;
+                std::fs::write(sa_dir.join("namespace"), ns)?;
+                std::fs::write(
+                    sa_dir.join("ca.crt"),
+                    base64_decode(ca_data)
+                        .context("the kubeconfig's certificate-authority-data")?,
+                )?;
                 let ca = ca_data;
                 format!(
                     "apiVersion: v1\nkind: Config\nclusters:\n- name: local\n  cluster:\n    server: https://127.0.0.1:{port}\n    certificate-authority-data: {ca}\nusers:\n- name: pod\n  user:\n    token: {token}\ncontexts:\n- name: pod\n  context:\n    cluster: local\n    user: pod\n    namespace: {ns}\ncurrent-context: pod\n"
@@ -602,6 +626,35 @@ impl Kubelet {
         let keys = self.running();
         futures::future::join_all(keys.iter().map(|k| self.stop(k, None))).await;
     }
+}
+
+/// Where the kubelet projects a Pod's ServiceAccount token, CA and namespace.
+pub const SERVICE_ACCOUNT_DIR: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
+
+/// Standard base64 (with padding; whitespace ignored).
+fn base64_decode(text: &str) -> anyhow::Result<Vec<u8>> {
+    let mut out = Vec::with_capacity(text.len() * 3 / 4);
+    let (mut acc, mut bits) = (0u32, 0u32);
+    for c in text
+        .bytes()
+        .filter(|c| !c.is_ascii_whitespace() && *c != b'=')
+    {
+        let v = match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'+' => 62,
+            b'/' => 63,
+            _ => anyhow::bail!("invalid base64 character {:?}", c as char),
+        };
+        acc = (acc << 6) | u32::from(v);
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+        }
+    }
+    Ok(out)
 }
 
 fn path_var(first: &[PathBuf]) -> String {
@@ -909,6 +962,14 @@ async fn forward(listener: TcpListener, upstream: SocketAddr) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn base64_decodes_the_standard_alphabet() {
+        assert_eq!(base64_decode("Zm9vYmFy").unwrap(), b"foobar");
+        assert_eq!(base64_decode("Zm9vYg==").unwrap(), b"foob");
+        assert_eq!(base64_decode("Zm9v\nYmE=").unwrap(), b"fooba");
+        assert!(base64_decode("Zm9v*").is_err());
+    }
 
     #[test]
     fn container_paths_resolve_through_mounts() {

@@ -12,6 +12,7 @@
 //! - [`netns`]: the pod network;
 //! - [`kubelet`]: runs Pods;
 //! - [`controllers`]: workloads → Pods, ClusterIPs, NDM, Nodes;
+//! - [`registration`]: CSI node plugins → CSINode (the kubelet's plugin registration);
 //! - [`cluster`]: all of it together with `deploy/` applied;
 //! - [`initiator`]: iSCSI reads and writes through libiscsi;
 //! - [`story`]: the system story (pools → volume → I/O → resize → snapshots → restore/clone →
@@ -24,4 +25,5 @@ pub mod initiator;
 pub mod kubelet;
 pub mod netns;
 pub mod podspec;
+pub mod registration;
 pub mod story;

@@ -5,7 +5,7 @@
 //! the same data → replicas 3→2→3 → a pool pod killed, its replica rebuilt → DeleteVolume → no
 //! zvol and no object left.
 
-use std::{collections::BTreeMap, path::PathBuf, process::Command, time::Duration};
+use std::{collections::BTreeMap, process::Command, time::Duration};
 
 use anyhow::{Context as _, bail, ensure};
 use cstor_api::{
@@ -20,7 +20,6 @@ use cstor_api::{
         volume_content_source::{SnapshotSource, Type as SourceType, VolumeSource},
     },
 };
-use hyper_util::rt::TokioIo;
 use k8s_openapi::api::{
     apps::v1::Deployment,
     core::v1::{Pod, Service},
@@ -30,9 +29,9 @@ use kube::{
     api::{DeleteParams, ListParams, Patch, PatchParams, PostParams},
 };
 use serde_json::{Value, json};
-use tonic::transport::{Channel, Endpoint, Uri};
+use tonic::transport::Channel;
 
-use crate::{cluster::LocalCluster, initiator};
+use crate::{cluster::LocalCluster, initiator, registration::unix_channel};
 
 const GIB: u64 = 1 << 30;
 
@@ -95,17 +94,6 @@ where
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-}
-
-async fn unix_channel(path: PathBuf) -> anyhow::Result<Channel> {
-    Ok(Endpoint::try_from("http://[::1]:50051")?
-        .connect_with_connector(tower::service_fn(move |_: Uri| {
-            let path = path.clone();
-            async move {
-                Ok::<_, std::io::Error>(TokioIo::new(tokio::net::UnixStream::connect(path).await?))
-            }
-        }))
-        .await?)
 }
 
 fn mount_cap() -> VolumeCapability {
@@ -230,6 +218,17 @@ impl<'a> Story<'a> {
             self.delete_volume(&pv),
         )
         .await?;
+        if self.cluster.sidecars {
+            self.step(
+                "the user's path through the CSI sidecars: PVC → PV Bound (csi-provisioner), PVC resized (csi-resizer), VolumeSnapshot ready (csi-snapshotter, snapshot-controller), PVC deleted → volume gone",
+                self.user_path(cspc),
+            )
+            .await?;
+        } else {
+            (self.progress)(
+                "- the user's path through the CSI sidecars: not run (it needs a real API server and the sidecars of ../shared/real)",
+            );
+        }
         self.step(
             "delete the CSPC: pools destroyed, no CSPI, claim or pool pod left, disks released",
             self.delete_pools(cspc),
@@ -761,6 +760,116 @@ impl<'a> Story<'a> {
             Ok((!cvc && !cv && cvrs == 0 && !dep && !svc).then_some(()))
         })
         .await
+    }
+
+    /// A StorageClass, a PVC, its resize, a VolumeSnapshot and the PVC's deletion, each turned
+    /// into CSI calls by the real sidecars.
+    async fn user_path(&self, cspc: &str) -> anyhow::Result<()> {
+        use k8s_openapi::api::{
+            core::v1::PersistentVolume, core::v1::PersistentVolumeClaim, storage::v1::StorageClass,
+        };
+        use kube::api::{ApiResource, DynamicObject, GroupVersionKind};
+        let client = self.cluster.client.clone();
+        let sc_name = format!("{cspc}-sc");
+        let sc: StorageClass = serde_json::from_value(json!({
+            "metadata": {"name": sc_name},
+            "provisioner": "cstor.csi.openebs.io",
+            "allowVolumeExpansion": true,
+            "reclaimPolicy": "Delete",
+            "volumeBindingMode": "Immediate",
+            "parameters": {"cstorPoolCluster": cspc, "replicaCount": "1", "cas-type": "cstor"},
+        }))?;
+        Api::<StorageClass>::all(client.clone())
+            .create(&PostParams::default(), &sc)
+            .await?;
+        let vsc_ar = ApiResource::from_gvk_with_plural(
+            &GroupVersionKind::gvk("snapshot.storage.k8s.io", "v1", "VolumeSnapshotClass"),
+            "volumesnapshotclasses",
+        );
+        let vsc: DynamicObject = serde_json::from_value(json!({
+            "apiVersion": "snapshot.storage.k8s.io/v1", "kind": "VolumeSnapshotClass",
+            "metadata": {"name": sc_name}, "driver": "cstor.csi.openebs.io", "deletionPolicy": "Delete",
+        }))?;
+        Api::<DynamicObject>::all_with(client.clone(), &vsc_ar)
+            .create(&PostParams::default(), &vsc)
+            .await?;
+
+        let claims: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), "default");
+        let claim = format!("{cspc}-claim");
+        let pvc: PersistentVolumeClaim = serde_json::from_value(json!({
+            "metadata": {"name": claim},
+            "spec": {"storageClassName": sc_name, "accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}},
+        }))?;
+        claims.create(&PostParams::default(), &pvc).await?;
+        let pv = until(&format!("PVC {claim} Bound"), || async {
+            let c = claims.get(&claim).await?;
+            let v = json(&c);
+            Ok((field(&v, "/status/phase") == "Bound")
+                .then(|| field(&v, "/spec/volumeName").to_string()))
+        })
+        .await?;
+        self.healthy(&pv, 1).await?;
+
+        claims
+            .patch(
+                &claim,
+                &PatchParams::default(),
+                &Patch::Merge(json!({"spec": {"resources": {"requests": {"storage": "2Gi"}}}})),
+            )
+            .await?;
+        let pvs: Api<PersistentVolume> = Api::all(client.clone());
+        until(&format!("PV {pv} and CStorVolume grown to 2Gi"), || async {
+            let p = json(&pvs.get(&pv).await?);
+            let cv = json(&self.api::<CStorVolume>().get(&pv).await?);
+            Ok((field(&p, "/spec/capacity/storage") == "2Gi"
+                && field(&cv, "/status/capacity") == "2Gi")
+                .then_some(()))
+        })
+        .await?;
+
+        let vs_ar = ApiResource::from_gvk_with_plural(
+            &GroupVersionKind::gvk("snapshot.storage.k8s.io", "v1", "VolumeSnapshot"),
+            "volumesnapshots",
+        );
+        let snaps: Api<DynamicObject> = Api::namespaced_with(client.clone(), "default", &vs_ar);
+        let snap_name = format!("{cspc}-snap");
+        let vs: DynamicObject = serde_json::from_value(json!({
+            "apiVersion": "snapshot.storage.k8s.io/v1", "kind": "VolumeSnapshot",
+            "metadata": {"name": snap_name},
+            "spec": {"volumeSnapshotClassName": sc_name, "source": {"persistentVolumeClaimName": claim}},
+        }))?;
+        snaps.create(&PostParams::default(), &vs).await?;
+        until(
+            &format!("VolumeSnapshot {snap_name} readyToUse"),
+            || async {
+                let v = snaps.get(&snap_name).await?;
+                Ok(v.data
+                    .pointer("/status/readyToUse")
+                    .and_then(Value::as_bool)
+                    .unwrap_or(false)
+                    .then_some(()))
+            },
+        )
+        .await?;
+        snaps.delete(&snap_name, &DeleteParams::default()).await?;
+        until(&format!("VolumeSnapshot {snap_name} gone"), || async {
+            Ok(snaps.get_opt(&snap_name).await?.is_none().then_some(()))
+        })
+        .await?;
+
+        claims.delete(&claim, &DeleteParams::default()).await?;
+        until(&format!("PV {pv} gone"), || async {
+            Ok(pvs.get_opt(&pv).await?.is_none().then_some(()))
+        })
+        .await?;
+        self.gone(&pv).await?;
+        Api::<StorageClass>::all(client.clone())
+            .delete(&sc_name, &DeleteParams::default())
+            .await?;
+        Api::<DynamicObject>::all_with(client, &vsc_ar)
+            .delete(&sc_name, &DeleteParams::default())
+            .await?;
+        Ok(())
     }
 
     async fn delete_pools(&self, cspc: &str) -> anyhow::Result<()> {
