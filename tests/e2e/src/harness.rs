@@ -20,8 +20,8 @@ use cstor_api::{
     },
     exec::{Cmd, HostRunner, RecordingRunner, Runner},
     ndm::{
-        BlockDevice, BlockDeviceClaim, BlockDeviceSpec, BlockDeviceState, BlockDeviceStatus,
-        DeviceCapacity, DeviceClaimPhase, DeviceClaimState, DeviceClaimStatus,
+        BlockDevice, BlockDeviceSpec, BlockDeviceState, BlockDeviceStatus, DeviceCapacity,
+        DeviceClaimState,
     },
     proto::{
         csi::v1::{controller_client::ControllerClient, node_client::NodeClient},
@@ -50,7 +50,7 @@ use cstor_operators::{
 use cstor_testkit::TestCluster;
 use futures::StreamExt;
 use hyper_util::rt::TokioIo;
-use k8s_openapi::api::core::v1::{Node, NodeCondition, NodeStatus, ObjectReference, Service};
+use k8s_openapi::api::core::v1::{Node, NodeCondition, NodeStatus, Service};
 use kube::{
     Api, Client, ResourceExt,
     api::{DeleteParams, Patch, PatchParams, PostParams},
@@ -362,7 +362,10 @@ impl Harness {
         let mut tasks = Vec::new();
 
         // NDM stand-in: binds every claim to its block device.
-        tasks.push(tokio::spawn(ndm_binder(client.clone(), ns.clone())));
+        tasks.push(tokio::spawn(cstor_local::controllers::ndm(
+            client.clone(),
+            ns.clone(),
+        )));
         // kube-proxy/Service IP allocation stand-in (a bare API server assigns none).
         if !cluster.is_real() {
             tasks.push(tokio::spawn(cluster_ips(client.clone(), ns.clone())));
@@ -698,55 +701,6 @@ async fn create_bd(client: &Client, ns: &str, dir: &Path, name: &str, node: &str
         .create(&PostParams::default(), &bd)
         .await
         .expect("create BlockDevice");
-}
-
-/// NDM stand-in: binds each new claim to the block device it names.
-async fn ndm_binder(client: Client, ns: String) {
-    let bdcs: Api<BlockDeviceClaim> = Api::namespaced(client.clone(), &ns);
-    let bds: Api<BlockDevice> = Api::namespaced(client.clone(), &ns);
-    let mut stream = std::pin::pin!(
-        watcher(bdcs.clone(), watcher::Config::default())
-            .default_backoff()
-            .applied_objects()
-    );
-    while let Some(ev) = stream.next().await {
-        let Ok(mut c) = ev else { continue };
-        let bound = c
-            .status
-            .as_ref()
-            .is_some_and(|s| s.phase == DeviceClaimPhase::Bound);
-        if bound || c.metadata.deletion_timestamp.is_some() {
-            continue;
-        }
-        let Some(bd_name) = c.spec.block_device_name.clone() else {
-            continue;
-        };
-        let Ok(mut bd) = bds.get(&bd_name).await else {
-            continue;
-        };
-        bd.spec.claim_ref = Some(ObjectReference {
-            name: Some(c.name_any()),
-            namespace: Some(ns.clone()),
-            kind: Some("BlockDeviceClaim".into()),
-            uid: c.uid(),
-            ..Default::default()
-        });
-        bd.status.get_or_insert_with(Default::default).claim_state = DeviceClaimState::Claimed;
-        if bds
-            .replace(&bd_name, &PostParams::default(), &bd)
-            .await
-            .is_err()
-        {
-            continue;
-        }
-        c.status = Some(DeviceClaimStatus {
-            phase: DeviceClaimPhase::Bound,
-            ..Default::default()
-        });
-        let _ = bdcs
-            .replace(&c.name_any(), &PostParams::default(), &c)
-            .await;
-    }
 }
 
 /// Gives every Service ClusterIP 127.0.0.1 (the in-process API server allocates none).

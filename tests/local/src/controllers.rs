@@ -128,6 +128,31 @@ struct Workload {
     ordinal_names: bool,
 }
 
+impl Workload {
+    /// The workload `obj` of `kind` (an `apps/v1` kind); one being deleted wants no Pods.
+    fn of<K: Resource>(
+        obj: &K,
+        kind: &'static str,
+        replicas: i32,
+        template: PodTemplateSpec,
+        per_node: bool,
+        ordinal_names: bool,
+    ) -> Workload {
+        let deleting = obj.meta().deletion_timestamp.is_some();
+        Workload {
+            kind,
+            api_version: "apps/v1",
+            name: obj.meta().name.clone().unwrap_or_default(),
+            namespace: obj.meta().namespace.clone().unwrap_or_default(),
+            uid: obj.meta().uid.clone().unwrap_or_default(),
+            replicas: if deleting { 0 } else { replicas },
+            template,
+            per_node,
+            ordinal_names,
+        }
+    }
+}
+
 /// Deployment/StatefulSet/DaemonSet → Pods, for an API server without controllers.
 pub async fn workloads(client: Client, namespaces: BTreeSet<String>, nodes: Vec<String>) {
     let trigger = stream::select_all(vec![
@@ -176,21 +201,14 @@ async fn reconcile_namespace(client: &Client, ns: &str, node_names: &[String]) -
         .items
     {
         let spec = d.spec.clone().unwrap_or_default();
-        loads.push(Workload {
-            kind: "Deployment",
-            api_version: "apps/v1",
-            name: d.name_any(),
-            namespace: ns.into(),
-            uid: d.uid().unwrap_or_default(),
-            replicas: if d.meta().deletion_timestamp.is_some() {
-                0
-            } else {
-                spec.replicas.unwrap_or(1)
-            },
-            template: spec.template,
-            per_node: false,
-            ordinal_names: false,
-        });
+        loads.push(Workload::of(
+            &d,
+            "Deployment",
+            spec.replicas.unwrap_or(1),
+            spec.template,
+            false,
+            false,
+        ));
     }
     for s in Api::<StatefulSet>::namespaced(client.clone(), ns)
         .list(&lp)
@@ -198,21 +216,14 @@ async fn reconcile_namespace(client: &Client, ns: &str, node_names: &[String]) -
         .items
     {
         let spec = s.spec.clone().unwrap_or_default();
-        loads.push(Workload {
-            kind: "StatefulSet",
-            api_version: "apps/v1",
-            name: s.name_any(),
-            namespace: ns.into(),
-            uid: s.uid().unwrap_or_default(),
-            replicas: if s.meta().deletion_timestamp.is_some() {
-                0
-            } else {
-                spec.replicas.unwrap_or(1)
-            },
-            template: spec.template,
-            per_node: false,
-            ordinal_names: true,
-        });
+        loads.push(Workload::of(
+            &s,
+            "StatefulSet",
+            spec.replicas.unwrap_or(1),
+            spec.template,
+            false,
+            true,
+        ));
     }
     for d in Api::<DaemonSet>::namespaced(client.clone(), ns)
         .list(&lp)
@@ -220,21 +231,7 @@ async fn reconcile_namespace(client: &Client, ns: &str, node_names: &[String]) -
         .items
     {
         let spec = d.spec.clone().unwrap_or_default();
-        loads.push(Workload {
-            kind: "DaemonSet",
-            api_version: "apps/v1",
-            name: d.name_any(),
-            namespace: ns.into(),
-            uid: d.uid().unwrap_or_default(),
-            replicas: if d.meta().deletion_timestamp.is_some() {
-                0
-            } else {
-                1
-            },
-            template: spec.template,
-            per_node: true,
-            ordinal_names: false,
-        });
+        loads.push(Workload::of(&d, "DaemonSet", 1, spec.template, true, false));
     }
     let pods_api: Api<Pod> = Api::namespaced(client.clone(), ns);
     let pods = pods_api.list(&lp).await?.items;
