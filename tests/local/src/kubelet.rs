@@ -11,10 +11,7 @@ use std::{
     net::{Ipv4Addr, SocketAddr},
     os::{fd::AsRawFd, unix::process::CommandExt as _},
     path::{Path, PathBuf},
-    sync::{
-        Arc, Mutex,
-        atomic::{AtomicBool, Ordering},
-    },
+    sync::{Arc, Mutex},
     time::Duration,
 };
 
@@ -33,7 +30,7 @@ use kube::{
     api::{DeleteParams, Patch, PatchParams, PostParams},
     runtime::{WatchStreamExt, watcher},
 };
-use tokio::{net::TcpListener, task::JoinHandle};
+use tokio::{net::TcpListener, sync::watch, task::JoinHandle};
 
 use crate::{
     images::{Launch, Programs},
@@ -89,8 +86,9 @@ struct RunningPod {
     ip: Ipv4Addr,
     labels: BTreeMap<String, String>,
     namespace: String,
-    stopping: Arc<AtomicBool>,
+    stopping: watch::Sender<bool>,
     pids: Arc<Mutex<BTreeMap<String, u32>>>,
+    /// The API forwarder first, then one supervisor per container.
     tasks: Vec<JoinHandle<()>>,
     pod_dir: PathBuf,
 }
@@ -389,7 +387,7 @@ impl Kubelet {
             host_ip: self.network.host_ip().to_string(),
         };
 
-        let stopping = Arc::new(AtomicBool::new(false));
+        let (stopping, stop_rx) = watch::channel(false);
         let pids = Arc::new(Mutex::new(BTreeMap::new()));
         let mut tasks = vec![proxy];
         let statuses: Arc<Mutex<Vec<serde_json::Value>>> = Arc::new(Mutex::new(Vec::new()));
@@ -471,7 +469,7 @@ impl Kubelet {
                     tasks.push(tokio::spawn(supervise(
                         self.clone(),
                         spec,
-                        stopping.clone(),
+                        stop_rx.clone(),
                         pids.clone(),
                         writer.clone(),
                     )));
@@ -594,24 +592,25 @@ impl Kubelet {
             return;
         };
         let _ = uid;
-        p.stopping.store(true, Ordering::SeqCst);
-        let pids: Vec<u32> = p.pids.lock().unwrap().values().copied().collect();
-        for pid in &pids {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(*pid as i32),
-                nix::sys::signal::Signal::SIGTERM,
-            );
-        }
-        // Each supervisor forgets its pid once the process is reaped.
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-        while !p.pids.lock().unwrap().is_empty() && tokio::time::Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        for pid in p.pids.lock().unwrap().values() {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(*pid as i32),
-                nix::sys::signal::Signal::SIGKILL,
-            );
+        let mut p = p;
+        let _ = p.stopping.send(true);
+        let signal = |sig| {
+            for pid in p.pids.lock().unwrap().values() {
+                let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(*pid as i32), sig);
+            }
+        };
+        signal(nix::sys::signal::Signal::SIGTERM);
+        // Each supervisor returns once its process has exited; KILL what is left after 10 s.
+        {
+            let supervisors = futures::future::join_all(p.tasks.iter_mut().skip(1));
+            tokio::pin!(supervisors);
+            if tokio::time::timeout(Duration::from_secs(10), &mut supervisors)
+                .await
+                .is_err()
+            {
+                signal(nix::sys::signal::Signal::SIGKILL);
+                let _ = tokio::time::timeout(Duration::from_secs(5), supervisors).await;
+            }
         }
         for t in &p.tasks {
             t.abort();
@@ -738,7 +737,7 @@ struct ProcSpec {
 async fn supervise(
     kubelet: Arc<Kubelet>,
     spec: ProcSpec,
-    stopping: Arc<AtomicBool>,
+    mut stop: watch::Receiver<bool>,
     pids: Arc<Mutex<BTreeMap<String, u32>>>,
     writer: StatusWriter,
 ) {
@@ -752,19 +751,19 @@ async fn supervise(
     }
     let mut backoff = Duration::from_millis(500);
     loop {
-        if stopping.load(Ordering::SeqCst) {
+        if *stop.borrow() {
             return;
         }
         let started = tokio::time::Instant::now();
-        let child = spawn(&spec);
-        match child {
+        match spawn(&spec) {
             Ok(mut child) => {
                 if let Some(pid) = child.id() {
                     pids.lock().unwrap().insert(spec.container.clone(), pid);
                 }
+                // The Pod's stop signals the process; either way it is reaped here.
                 let status = child.wait().await;
                 pids.lock().unwrap().remove(&spec.container);
-                if stopping.load(Ordering::SeqCst) {
+                if *stop.borrow() {
                     return;
                 }
                 tracing::warn!(pod = %spec.key, container = %spec.container, status = ?status, log = %spec.log.display(), "container exited; restarting");
@@ -784,7 +783,11 @@ async fn supervise(
         if started.elapsed() > Duration::from_secs(30) {
             backoff = Duration::from_millis(500);
         }
-        tokio::time::sleep(backoff).await;
+        // Restart back-off, cut short when the Pod stops.
+        tokio::select! {
+            _ = tokio::time::sleep(backoff) => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
         backoff = (backoff * 2).min(Duration::from_secs(10));
     }
 }
