@@ -82,6 +82,7 @@ pub struct Skipped {
 
 struct RunningPod {
     key: String,
+    uid: String,
     netns: String,
     ip: Ipv4Addr,
     labels: BTreeMap<String, String>,
@@ -480,6 +481,7 @@ impl Kubelet {
             key.clone(),
             RunningPod {
                 key: key.clone(),
+                uid: uid.clone(),
                 netns,
                 ip,
                 labels,
@@ -587,11 +589,19 @@ impl Kubelet {
     }
 
     /// Stops a Pod's containers (TERM, then KILL after 10 s), its forwarder and network.
+    /// With `uid`, only the Pod of that uid: a Pod recreated under the same name (a StatefulSet's)
+    /// is not stopped by its predecessor's deletion.
     pub async fn stop(&self, key: &str, uid: Option<&str>) {
-        let Some(p) = self.pods.lock().unwrap().remove(key) else {
+        let p = {
+            let mut pods = self.pods.lock().unwrap();
+            match pods.get(key) {
+                Some(p) if uid.is_none_or(|u| u == p.uid) => pods.remove(key),
+                _ => None,
+            }
+        };
+        let Some(p) = p else {
             return;
         };
-        let _ = uid;
         let mut p = p;
         let _ = p.stopping.send(true);
         let signal = |sig| {
