@@ -132,7 +132,9 @@ async fn stripe_pool_lifecycle() {
         wait_until("second claim", DEADLINE, || async { bdcs.list(&ListParams::default()).await.unwrap().items.len() == 2 }).await.unwrap();
         support::bind_claims(&client, &ns).await;
         wait_until("second raid group in the pool", DEADLINE, || async {
+            // The recorder logs `zpool add` once it returned, maybe after the pool shows the disk.
             engine.pool_topology(&pool).await.is_ok_and(|t| t.contains_path(&paths[1]) && t.children.len() == 2)
+                && rec.lines().iter().any(|l| l.starts_with(&format!("zpool add {pool}")))
         }).await.unwrap();
         let cap1 = engine.pool_capacity(&pool).await.unwrap().total_bytes().unwrap();
         assert!(cap1 > cap0 + (64 << 20), "capacity {cap0} -> {cap1}");

@@ -122,11 +122,15 @@ async fn stripe_disk_expansion_and_scale_down() {
             .await
             .unwrap();
         support::bind_until(&client, &ns, name, 4).await;
+        // The recorder logs a command once it has returned, which can be after
+        // the pool already shows the disk: wait for both.
+        let add_prefix = format!("zpool add {}", zpools[0]);
         wait_until("extra disk in pool A", DEADLINE, || async {
             engines[0]
                 .pool_topology(&zpools[0])
                 .await
                 .is_ok_and(|t| t.contains_path(&extra_path))
+                && recs[0].lines().iter().any(|l| l.starts_with(&add_prefix))
         })
         .await
         .unwrap();
@@ -145,12 +149,9 @@ async fn stripe_disk_expansion_and_scale_down() {
         );
         assert_eq!(a.spec.data_raid_groups[0].block_devices.len(), 2);
         assert!(
-            recs[0]
-                .lines()
-                .iter()
-                .any(|l| l.starts_with(&format!("zpool add {}", zpools[0]))
-                    && l.ends_with(&format!(" {extra_path}"))
-                    && !l.contains(&paths[0])),
+            recs[0].lines().iter().any(|l| l.starts_with(&add_prefix)
+                && l.ends_with(&format!(" {extra_path}"))
+                && !l.contains(&paths[0])),
             "only the new disk is added: {:#?}",
             recs[0].lines()
         );
