@@ -1,8 +1,8 @@
 //! The target stand-in: istgt's control socket for one volume, answered from the
 //! [`DataPlane`] (the real volume manager talks to it exactly as it talks to istgt).
 //!
-//! Replies have the real istgt's shape (checked against the recordings in
-//! `tests/fixtures/real-engine/istgt`):
+//! Replies are those of `cstor_local::standin::protocol` (checked there against the recordings
+//! of the real istgt in `tests/fixtures/real-engine/istgt`):
 //! - `VERSION`, `STATUS` (with the volume's target line), `REFRESH`, `DRF`: accepted; a command
 //!   naming another volume fails with istgt's message (`ERR no target`, `ERR target not found`).
 //! - `REPLICA`: every replica zvol of the volume that exists in the data plane is "connected"
@@ -22,8 +22,8 @@ use std::{
 };
 
 use cstor_api::cstor::CStorVolume;
-use cstor_operators::volume_manager::fake_istgt::{
-    FAKE_BANNER, FAKE_VERSION, NODE_BASE, replica_entry,
+use cstor_local::standin::protocol::{
+    FAKE_BANNER, known_replica_line, replica_reply, static_answer,
 };
 use kube::Api;
 use tokio::{
@@ -179,52 +179,6 @@ async fn report_known(sh: Arc<Shared>, replicas: Vec<(String, String)>) {
     }
 }
 
-/// The line istgt writes to the known-replica socket when it trusts a replica.
-fn known_replica_line(id: &str, guid: &str, pv: &str, rf: i64, cf: i64) -> String {
-    serde_json::json!({
-        "replicaId": id, "replicaZvolGuid": guid, "volumeName": pv,
-        "replicationFactor": rf, "consistencyFactor": cf,
-    })
-    .to_string()
-}
-
-/// istgt's `REPLICA` reply for `pv` with these connected `(replica id, dataset)` replicas: each
-/// is listed under its zvol guid.
-fn replica_reply(pv: &str, replicas: &[(String, String)], up: u64) -> Vec<String> {
-    let list: Vec<serde_json::Value> = replicas
-        .iter()
-        .map(|(_, ds)| replica_entry(&guid(ds), "127.0.0.1", "Healthy", 0, true, up as i64))
-        .collect();
-    let status = if list.is_empty() {
-        "Offline"
-    } else {
-        "Healthy"
-    };
-    let json = serde_json::json!({"volumeStatus": [{"name": pv, "status": status, "replicaStatus": list}]});
-    vec![format!("REPLICA  {json}"), "OK REPLICA".into()]
-}
-
-/// Replies that need no data plane; `None` for the commands that do.
-fn static_answer(pv: &str, word: &str, args: &[&str]) -> Option<Vec<String>> {
-    let pv_matches = args.first().is_some_and(|v| *v == pv);
-    let needs_args = matches!(word, "DRF" | "RESIZE" | "SNAPCREATE" | "SNAPDESTROY");
-    Some(match word {
-        "VERSION" => vec![format!("VERSION {FAKE_VERSION}"), "OK VERSION".into()],
-        "STATUS" => vec![
-            "STATUS Running:NORMAL MODE OF OPERATION".into(),
-            format!("STATUS {NODE_BASE}:{pv} REAL"),
-            "OK STATUS".into(),
-        ],
-        "REFRESH" => vec!["OK REFRESH".into()],
-        _ if needs_args && args.is_empty() => vec!["ERR invalid param".into()],
-        "SNAPCREATE" | "SNAPDESTROY" if !pv_matches => vec!["ERR no target".into()],
-        "DRF" | "RESIZE" if !pv_matches => vec!["ERR target not found".into()],
-        "DRF" => vec!["OK DRF".into()],
-        "REPLICA" | "RESIZE" | "SNAPCREATE" | "SNAPDESTROY" => return None,
-        _ => vec!["ERR unknown command".into()],
-    })
-}
-
 fn answer(sh: &Arc<Shared>, word: &str, args: &[&str]) -> Vec<String> {
     if let Some(lines) = static_answer(&sh.pv, word, args) {
         return lines;
@@ -233,7 +187,8 @@ fn answer(sh: &Arc<Shared>, word: &str, args: &[&str]) -> Vec<String> {
         "REPLICA" => {
             let replicas = connected(sh);
             let up = sh.started.elapsed().as_secs();
-            let lines = replica_reply(&sh.pv, &replicas, up);
+            let guids: Vec<String> = replicas.iter().map(|(_, ds)| guid(ds)).collect();
+            let lines = replica_reply(&sh.pv, &guids, up);
             tokio::spawn(report_known(sh.clone(), replicas));
             lines
         }
@@ -302,110 +257,5 @@ async fn serve(sock: UnixStream, sh: Arc<Shared>) {
         if reader.get_mut().write_all(out.as_bytes()).await.is_err() {
             return;
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    //! The stand-in against the real istgt's recorded replies (`tests/fixtures/real-engine`).
-    use super::*;
-    use cstor_operators::volume_manager::fake_istgt::{json_shape, reply_shape};
-
-    fn recording(name: &str) -> Vec<u8> {
-        let path = format!(
-            "{}/../fixtures/real-engine/istgt/{name}",
-            env!("CARGO_MANIFEST_DIR")
-        );
-        std::fs::read(&path).unwrap_or_else(|e| panic!("read {path}: {e}"))
-    }
-
-    /// The recorded volume name and the command line of a recording.
-    fn sent(name: &str) -> (String, Vec<String>) {
-        let line = String::from_utf8(recording(&format!("{name}.sent"))).unwrap();
-        let words: Vec<String> = line.trim_end().split(' ').map(str::to_owned).collect();
-        let pv = String::from_utf8(recording("replica.recv"))
-            .unwrap()
-            .split("\"name\":\"")
-            .nth(1)
-            .and_then(|r| r.split('"').next())
-            .unwrap()
-            .to_owned();
-        (pv, words)
-    }
-
-    fn framed(lines: &[String]) -> Vec<u8> {
-        let mut out = format!("{FAKE_BANNER}\r\n");
-        for l in lines {
-            out.push_str(l);
-            out.push_str("\r\n");
-        }
-        out.into_bytes()
-    }
-
-    #[test]
-    fn static_replies_have_the_real_shape() {
-        for name in [
-            "version",
-            "status",
-            "refresh",
-            "unknown",
-            "snapcreate-no-args",
-            "snapcreate-other-volume",
-            "resize-no-args",
-            "resize-other-volume",
-            "drf-same",
-            "drf-other-volume",
-        ] {
-            let (pv, words) = sent(name);
-            let args: Vec<&str> = words[1..].iter().map(String::as_str).collect();
-            let ours = static_answer(&pv, &words[0].to_ascii_uppercase(), &args)
-                .unwrap_or_else(|| panic!("{name}: no static answer"));
-            assert_eq!(
-                reply_shape(&framed(&ours)).unwrap(),
-                reply_shape(&recording(&format!("{name}.recv"))).unwrap(),
-                "{name}"
-            );
-        }
-    }
-
-    #[test]
-    fn replica_reply_lists_zvol_guids_in_the_real_shape() {
-        let (pv, _) = sent("replica");
-        let replicas: Vec<(String, String)> = (1..=3)
-            .map(|i| (format!("{i}2345"), format!("cstor-pool/{pv}-{i}")))
-            .collect();
-        let ours = replica_reply(&pv, &replicas, 42);
-        assert_eq!(
-            reply_shape(&framed(&ours)).unwrap(),
-            reply_shape(&recording("replica.recv")).unwrap()
-        );
-        let json: serde_json::Value =
-            serde_json::from_str(ours[0].strip_prefix("REPLICA  ").unwrap()).unwrap();
-        let ids: Vec<&str> = json["volumeStatus"][0]["replicaStatus"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|r| r["replicaId"].as_str().unwrap())
-            .collect();
-        let guids: Vec<String> = replicas.iter().map(|(_, ds)| guid(ds)).collect();
-        assert_eq!(
-            ids, guids,
-            "replicas are listed by zvol guid, not replica id"
-        );
-        // Nothing connected: the real "starting" reply.
-        assert_eq!(
-            reply_shape(&framed(&replica_reply(&pv, &[], 0))).unwrap(),
-            reply_shape(&recording("replica-starting.recv")).unwrap()
-        );
-    }
-
-    #[test]
-    fn known_replica_line_has_the_real_shape() {
-        let real = recording("known-replica-report-1.recv");
-        let real = String::from_utf8(real).unwrap();
-        let real: serde_json::Value = serde_json::from_str(real.trim_end()).unwrap();
-        let ours: serde_json::Value =
-            serde_json::from_str(&known_replica_line("1", &guid("p/v"), "pvc-1", 3, 2)).unwrap();
-        assert_eq!(json_shape(&ours), json_shape(&real));
     }
 }

@@ -57,7 +57,10 @@ pub struct LocalCluster {
     pub kubelet: Arc<Kubelet>,
     pub network: Arc<Network>,
     pub state_dir: PathBuf,
+    /// The real cStor engine; `None` runs the stand-in ([`crate::standin`]).
     pub engine_dir: Option<PathBuf>,
+    /// Our binaries.
+    pub bin_dir: PathBuf,
     /// Objects of `deploy/` that were not applied, and why.
     pub not_applied: Vec<String>,
     /// Whether the CSI controller sidecars run (real API server with ../shared/real's sidecars).
@@ -157,6 +160,35 @@ impl LocalCluster {
         let nodes: Vec<String> = (1..=opts.nodes)
             .map(|i| format!("csl{id}-node{i}"))
             .collect();
+        let standin = match &opts.engine_dir {
+            Some(_) => None,
+            None => {
+                for (tool, package) in [
+                    ("/usr/sbin/zfs-fuse", "zfs-fuse"),
+                    ("/usr/sbin/istgt", "istgt"),
+                ] {
+                    anyhow::ensure!(
+                        Path::new(tool).exists(),
+                        "the engine stand-in needs {tool} (apt-get install {package}; `bash .ci/install-deps` installs it)"
+                    );
+                }
+                for b in [crate::standin::ZFS_SHIM, crate::standin::ISTGT_SHIM] {
+                    anyhow::ensure!(
+                        opts.bin_dir.join(b).exists(),
+                        "{} is not built (cargo build --workspace)",
+                        opts.bin_dir.join(b).display()
+                    );
+                }
+                Some(
+                    crate::images::StandIn::prepare(
+                        &state_dir,
+                        &opts.bin_dir,
+                        &state_dir.join("nodes"),
+                    )
+                    .context("preparing the engine stand-in")?,
+                )
+            }
+        };
         let network = Arc::new(Network::create(&format!("csl{id}"))?);
         let kcfg = KubeletConfig {
             state_dir: state_dir.clone(),
@@ -166,6 +198,7 @@ impl LocalCluster {
                 bin_dir: opts.bin_dir.clone(),
                 engine_dir: opts.engine_dir.as_ref().map(|d| d.join("cstor-engine")),
                 sidecar_dir: sidecars.clone(),
+                standin,
             },
             api: access,
             rust_log: Some(std::env::var("CSTOR_LOCAL_POD_LOG").unwrap_or_else(|_| "info".into())),
@@ -179,6 +212,7 @@ impl LocalCluster {
             network,
             state_dir,
             engine_dir: opts.engine_dir.clone(),
+            bin_dir: opts.bin_dir.clone(),
             not_applied: vec![],
             sidecars: sidecars.is_some(),
             snapshot_controller: None,

@@ -9,6 +9,10 @@
 //!   volume-manager writes the volume's and sends `REFRESH`), with empty `auth.conf` and
 //!   `logfile`, and `externalIP=0.0.0.0` (the replica management listener on every address of
 //!   the pod, the Service address included);
+//! - without the engine, the stand-in of [`crate::standin`]: `cstor-pool` is a `zfs-fuse` daemon
+//!   of the Pod's own (private `/var/run/zfs`, `/var/lock/zfs`, `/var/lib/zfs`, shared by the
+//!   Pod's pool containers), the pool manager's `zfs` is the zvol shim with the node's store,
+//!   and `cstor-istgt` is the target stand-in;
 //! - everything else (exporters, the CSI sidecars, which need a kubelet's plugin registration
 //!   or the cluster's DNS) is reported and skipped.
 
@@ -56,6 +60,46 @@ pub struct Programs {
     /// The CSI sidecars (`csi-provisioner`, `csi-resizer`, `csi-snapshotter`), when present and
     /// the API server is a real one (they speak protobuf and use the in-cluster configuration).
     pub sidecar_dir: Option<PathBuf>,
+    /// The engine stand-in, used when `engine_dir` is `None`.
+    pub standin: Option<StandIn>,
+}
+
+/// Name/value pairs.
+type Pairs = Vec<(String, String)>;
+
+/// Where the engine stand-in keeps its things.
+#[derive(Clone, Debug)]
+pub struct StandIn {
+    /// A directory with `zfs` → our zvol shim (put first on the pool manager's `PATH`).
+    pub shim_dir: PathBuf,
+    /// The node directories (each node's store is `<node>/cstor-standin`).
+    pub nodes_dir: PathBuf,
+    /// The targets' LUN images.
+    pub luns_dir: PathBuf,
+}
+
+/// The directories a stand-in pool Pod's `zfs-fuse` keeps to itself (Pod directory name →
+/// container path), bound in both of the Pod's pool containers.
+pub const ZFS_FUSE_DIRS: [(&str, &str); 3] = [
+    ("zfs-fuse-run", "/var/run/zfs"),
+    ("zfs-fuse-lock", "/var/lock/zfs"),
+    ("zfs-fuse-lib", "/var/lib/zfs"),
+];
+
+impl StandIn {
+    /// Creates the shim directory (`zfs` → `<bin_dir>/cstor-standin-zfs`).
+    pub fn prepare(state_dir: &Path, bin_dir: &Path, nodes_dir: &Path) -> std::io::Result<Self> {
+        let shim_dir = state_dir.join("standin-bin");
+        std::fs::create_dir_all(&shim_dir)?;
+        let link = shim_dir.join("zfs");
+        let _ = std::fs::remove_file(&link);
+        std::os::unix::fs::symlink(bin_dir.join(crate::standin::ZFS_SHIM), &link)?;
+        Ok(Self {
+            shim_dir,
+            nodes_dir: nodes_dir.to_path_buf(),
+            luns_dir: state_dir.join("standin-luns"),
+        })
+    }
 }
 
 /// How a container is started.
@@ -70,6 +114,10 @@ pub enum Launch {
         defaults: Vec<(String, String)>,
         /// Directories put first on `PATH`.
         path: Vec<PathBuf>,
+        /// Directories of the Pod (name below the Pod's directory) bound at container paths.
+        pod_dirs: Vec<(String, String)>,
+        /// Variables set to a path below the node's directory (name, relative path).
+        node_env: Vec<(String, String)>,
     },
     Skip(String),
 }
@@ -95,7 +143,33 @@ impl Programs {
     }
 
     fn engine_path(&self) -> Vec<PathBuf> {
-        self.engine_dir.iter().map(|d| d.join("bin")).collect()
+        match (&self.engine_dir, &self.standin) {
+            (Some(d), _) => vec![d.join("bin")],
+            (None, Some(s)) => vec![s.shim_dir.clone()],
+            (None, None) => vec![],
+        }
+    }
+
+    /// The stand-in, when the engine is absent.
+    fn standin(&self) -> Option<&StandIn> {
+        self.engine_dir.is_none().then_some(self.standin.as_ref())?
+    }
+
+    /// The stand-in pool containers' private zfs-fuse directories and store variable.
+    fn pool_standin(&self) -> (Pairs, Pairs) {
+        if self.standin().is_none() {
+            return (vec![], vec![]);
+        }
+        (
+            ZFS_FUSE_DIRS
+                .iter()
+                .map(|(d, t)| (d.to_string(), t.to_string()))
+                .collect(),
+            vec![(
+                crate::standin::STORE_ENV.to_string(),
+                crate::standin::STORE_DIR.to_string(),
+            )],
+        )
     }
 
     /// How to run a container of `image` with the (expanded) `command` and `args`.
@@ -134,18 +208,64 @@ impl Programs {
                     program.display()
                 ));
             }
+            let (pod_dirs, node_env) = if name == "cstor-rs-pool-manager" {
+                self.pool_standin()
+            } else {
+                (vec![], vec![])
+            };
             Launch::Run {
                 program,
                 args: argv[1..].to_vec(),
                 env: vec![],
                 defaults: vec![],
                 path: [self.engine_path(), vec![self.bin_dir.clone()]].concat(),
+                pod_dirs,
+                node_env,
             }
         };
         match name {
             "cstor-rs" => ours(None),
             "cstor-rs-volume-manager" => ours(Some("volume-manager")),
             "cstor-rs-pool-manager" => ours(Some("pool-manager")),
+            "cstor-pool" if self.standin().is_some() => {
+                let (pod_dirs, node_env) = self.pool_standin();
+                Launch::Run {
+                    program: PathBuf::from("/usr/sbin/zfs-fuse"),
+                    args: [
+                        "-n",
+                        "--no-kstat-mount",
+                        "-m",
+                        "128",
+                        "-p",
+                        "/var/run/zfs/zfs-fuse.pid",
+                    ]
+                    .map(String::from)
+                    .to_vec(),
+                    env: vec![],
+                    defaults: vec![],
+                    path: vec![],
+                    pod_dirs,
+                    node_env,
+                }
+            }
+            "cstor-istgt" if let Some(s) = self.standin() => Launch::Run {
+                program: self.ours(crate::standin::ISTGT_SHIM),
+                args: vec![],
+                env: vec![
+                    (
+                        crate::standin::NODES_ENV.into(),
+                        s.nodes_dir.to_string_lossy().into_owned(),
+                    ),
+                    (
+                        crate::standin::LUNS_ENV.into(),
+                        s.luns_dir.to_string_lossy().into_owned(),
+                    ),
+                ],
+                defaults: vec![],
+                path: vec![],
+                pod_dirs: vec![],
+                node_env: vec![],
+            },
             "cstor-pool" => match self.engine("zrepl") {
                 Ok(p) => Launch::Run {
                     program: p,
@@ -153,6 +273,8 @@ impl Programs {
                     env: vec![],
                     defaults: vec![],
                     path: self.engine_path(),
+                    pod_dirs: vec![],
+                    node_env: vec![],
                 },
                 Err(e) => Launch::Skip(e),
             },
@@ -179,6 +301,8 @@ impl Programs {
                         ("/usr/local/etc/istgt/logfile".into(), String::new()),
                     ],
                     path: self.engine_path(),
+                    pod_dirs: vec![],
+                    node_env: vec![],
                 },
                 Err(e) => Launch::Skip(e),
             },
@@ -202,6 +326,8 @@ impl Programs {
                     env: vec![],
                     defaults: vec![],
                     path: vec![],
+                    pod_dirs: vec![],
+                    node_env: vec![],
                 }
             }
             n if n.starts_with("csi-") || n == "livenessprobe" || n == "snapshot-controller" => {
@@ -241,6 +367,7 @@ mod tests {
             bin_dir: dir.clone(),
             engine_dir: None,
             sidecar_dir: None,
+            standin: None,
         };
         let l = p.launch(
             "cstor-rs:0.1.0",

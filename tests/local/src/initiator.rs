@@ -229,6 +229,11 @@ impl Drop for Session {
 }
 
 /// The cStor IQN of a volume.
+/// `Ok` when libiscsi can be loaded (the initiator works here).
+pub fn available() -> anyhow::Result<()> {
+    load().map(drop)
+}
+
 pub fn iqn(volume: &str) -> String {
     format!("iqn.2016-09.com.openebs.cstor:{volume}")
 }

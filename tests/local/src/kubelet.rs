@@ -423,8 +423,17 @@ impl Kubelet {
                     env: extra,
                     defaults,
                     path,
+                    pod_dirs,
+                    node_env,
                 } => {
                     let mut mounts = container_mounts(c, &vol_dirs)?;
+                    for (dir, target) in pod_dirs {
+                        mounts.push(Mount {
+                            source: pod_dir.join(dir),
+                            target: PathBuf::from(target),
+                            read_only: false,
+                        });
+                    }
                     let sa_dir = pod_dir.join("serviceaccount");
                     let in_cluster = sa_dir.exists();
                     if in_cluster {
@@ -452,6 +461,12 @@ impl Kubelet {
                     }
                     full_env.extend(env);
                     full_env.extend(extra);
+                    let node_dir = self.node_dir(&node);
+                    full_env.extend(
+                        node_env
+                            .into_iter()
+                            .map(|(k, rel)| (k, node_dir.join(rel).to_string_lossy().into_owned())),
+                    );
                     let spec = ProcSpec {
                         key: key.clone(),
                         container: c.name.clone(),

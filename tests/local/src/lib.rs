@@ -15,6 +15,8 @@
 //! - [`registration`]: CSI node plugins → CSINode (the kubelet's plugin registration);
 //! - [`cluster`]: all of it together with `deploy/` applied;
 //! - [`initiator`]: iSCSI reads and writes through libiscsi;
+//! - [`standin`]: the engine stand-in (image-file zvols, a target over Debian's istgt) used when
+//!   the real cStor engine is absent;
 //! - [`story`]: the system story (pools → volume → I/O → resize → snapshots → restore/clone →
 //!   scale → replica loss → delete).
 
@@ -26,4 +28,5 @@ pub mod kubelet;
 pub mod netns;
 pub mod podspec;
 pub mod registration;
+pub mod standin;
 pub mod story;

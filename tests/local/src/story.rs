@@ -281,6 +281,11 @@ impl<'a> Story<'a> {
             4 * GIB,
         )
         .await?;
+        // zfs-fuse (the stand-in's pools) has no lz4, the engine's default compression.
+        let pool_config = match self.cluster.engine_dir {
+            Some(_) => json!({"dataRaidGroupType": "stripe"}),
+            None => json!({"dataRaidGroupType": "stripe", "compression": "on"}),
+        };
         let pools: Vec<Value> = self
             .cluster
             .nodes
@@ -293,7 +298,7 @@ impl<'a> Story<'a> {
                 json!({
                     "nodeSelector": {"kubernetes.io/hostname": n},
                     "dataRaidGroups": [{"blockDevices": [{"blockDeviceName": bd.name_any()}]}],
-                    "poolConfig": {"dataRaidGroupType": "stripe"},
+                    "poolConfig": pool_config,
                 })
             })
             .collect();
@@ -445,17 +450,30 @@ impl<'a> Story<'a> {
             .kubelet
             .container_pid(&key, "cstor-pool")
             .with_context(|| format!("zrepl of {key} not running"))?;
-        let zfs = self
-            .cluster
-            .engine_dir
-            .as_ref()
-            .context("no engine")?
-            .join("cstor-engine/bin/zfs");
-        let out = Command::new("nsenter")
-            .args(["-t", &pid.to_string(), "-m", "-n"])
-            .arg(zfs)
-            .args(args)
-            .output()?;
+        let mut cmd = Command::new("nsenter");
+        cmd.args(["-t", &pid.to_string(), "-m", "-n"]);
+        match &self.cluster.engine_dir {
+            Some(engine) => {
+                cmd.arg(engine.join("cstor-engine/bin/zfs"));
+            }
+            None => {
+                // The stand-in: the zvol shim with the pool's node store.
+                let node = pod
+                    .spec
+                    .as_ref()
+                    .and_then(|s| s.node_name.clone())
+                    .context("pool pod without a node")?;
+                cmd.arg(self.cluster.bin_dir.join(crate::standin::ZFS_SHIM))
+                    .env(
+                        crate::standin::STORE_ENV,
+                        self.cluster
+                            .kubelet
+                            .node_dir(&node)
+                            .join(crate::standin::STORE_DIR),
+                    );
+            }
+        }
+        let out = cmd.args(args).output()?;
         ensure!(
             out.status.success(),
             "zfs {}: {}",

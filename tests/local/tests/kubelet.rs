@@ -45,6 +45,7 @@ async fn pod_runs_with_exact_args_env_volume_and_network_and_restarts() {
                 bin_dir: bin.clone(),
                 engine_dir: None,
                 sidecar_dir: None,
+                standin: None,
             },
             api: ApiAccess::Plain { upstream },
             rust_log: None,

@@ -7,6 +7,8 @@
 //! controller-manager and scheduler must run). Engine: `target/cstor-real` (or `CSTOR_REAL_DIR`),
 //! unpacked from `../shared/real`; without it the test says SKIPPED and why, unless
 //! `CSTOR_REQUIRE_SHARED=1` (CI with ../shared present), which makes its absence a failure.
+//! The same story on the engine stand-in (zfs-fuse pools, image-file zvols, Debian's istgt
+//! serving the LUN) is `tests/system_standin.rs`.
 
 use std::path::PathBuf;
 
@@ -39,6 +41,11 @@ fn system_story_on_the_real_engine() {
         println!("SKIPPED system_story_on_the_real_engine: {why}");
         return;
     };
+    run_story(Some(engine), "target/cstor-local");
+}
+
+/// The whole story on a local cluster with `engine` (`None`: the stand-in).
+pub fn run_story(engine: Option<PathBuf>, state_dir: &str) {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -57,8 +64,8 @@ fn system_story_on_the_real_engine() {
             kubeconfig: std::env::var_os("CSTOR_TEST_KUBECONFIG").map(PathBuf::from),
             deploy_dir: root.join("deploy"),
             bin_dir: bin_dir(),
-            engine_dir: Some(engine),
-            state_dir: root.join("target/cstor-local"),
+            engine_dir: engine,
+            state_dir: root.join(state_dir),
             nodes: 3,
             namespace: "openebs".into(),
         };

@@ -9,7 +9,8 @@ use cstor_local::{
 };
 
 /// Runs deploy/ on a local node runtime (embedded API server by default, or the cluster of
-/// --kubeconfig) with the cStor engine, then the system story: pools, a 3-replica volume, I/O,
+/// --kubeconfig) with the cStor engine (the real one when unpacked, else the stand-in: zfs-fuse
+/// pools, image-file zvols, Debian's istgt serving the LUN), then the system story: pools, a 3-replica volume, I/O,
 /// resize, snapshots, restore, clone, replica scaling, a pool pod killed, deletion.
 #[derive(Debug, Parser)]
 #[command(version)]
@@ -19,7 +20,8 @@ struct Args {
     #[arg(long, env = "CSTOR_LOCAL_KUBECONFIG")]
     kubeconfig: Option<PathBuf>,
     /// The unpacked cStor engine (`cstor-engine/bin/zrepl` below it); default: target/cstor-real
-    /// (`bash ../shared/real/unpack.sh` with CSTOR_REAL_DIR=target/cstor-real).
+    /// (`bash ../shared/real/unpack.sh` with CSTOR_REAL_DIR=target/cstor-real) when it is there,
+    /// else the engine stand-in.
     #[arg(long, env = "CSTOR_REAL_DIR")]
     engine_dir: Option<PathBuf>,
     /// Our binaries; default: the directory of this program.
@@ -37,6 +39,9 @@ struct Args {
     /// Keep the system running after the story until Ctrl-C.
     #[arg(long)]
     keep: bool,
+    /// Run the engine stand-in even when the real engine is unpacked.
+    #[arg(long)]
+    standin: bool,
 }
 
 #[tokio::main]
@@ -49,12 +54,10 @@ async fn main() {
         .init();
     let args = Args::parse();
     let root = workspace_root();
-    let engine_dir = args.engine_dir.or_else(real_dir);
-    let Some(engine_dir) = engine_dir else {
-        eprintln!(
-            "cstor-local: the cStor engine is not unpacked: run `CSTOR_REAL_DIR=target/cstor-real bash ../shared/real/unpack.sh` or pass --engine-dir"
-        );
-        std::process::exit(2);
+    let engine_dir = if args.standin {
+        None
+    } else {
+        args.engine_dir.or_else(real_dir)
     };
     let bin_dir = args.bin_dir.unwrap_or_else(|| {
         std::env::current_exe()
@@ -66,7 +69,7 @@ async fn main() {
         kubeconfig: args.kubeconfig,
         deploy_dir: args.deploy_dir.unwrap_or_else(|| root.join("deploy")),
         bin_dir,
-        engine_dir: Some(engine_dir),
+        engine_dir,
         state_dir: args
             .state_dir
             .unwrap_or_else(|| root.join("target/cstor-local")),
@@ -74,11 +77,15 @@ async fn main() {
         namespace: "openebs".into(),
     };
     println!(
-        "cstor-local: starting {} nodes, API server: {}",
+        "cstor-local: starting {} nodes, API server: {}, engine: {}",
         opts.nodes,
         opts.kubeconfig
             .as_ref()
-            .map_or("embedded".into(), |p| p.display().to_string())
+            .map_or("embedded".into(), |p| p.display().to_string()),
+        opts.engine_dir.as_ref().map_or(
+            "the stand-in (zfs-fuse pools, image-file zvols, Debian istgt)".into(),
+            |p| format!("cStor (zrepl, istgt) from {}", p.display())
+        )
     );
     let cluster = match LocalCluster::start(opts).await {
         Ok(c) => c,

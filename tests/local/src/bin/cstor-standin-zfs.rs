@@ -1,0 +1,47 @@
+//! `zfs` for the engine stand-in: the zvol commands answered from the node's image store
+//! (`$CSTOR_STANDIN_STORE`), every other command run by zfs-fuse's `zfs`.
+
+use std::{path::PathBuf, sync::Arc};
+
+use cstor_api::exec::{Cmd, HostRunner, Runner};
+use cstor_local::standin::{STORE_ENV, dataplane::DataPlane, dataplane::ZvolShim};
+
+/// The real `zfs` on `PATH`: the first that is not this program.
+fn real_zfs() -> Option<PathBuf> {
+    let me = std::env::current_exe().ok()?.canonicalize().ok()?;
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(["/usr/sbin".into(), "/sbin".into()])
+        .map(|d| d.join("zfs"))
+        .find(|p| p.is_file() && p.canonicalize().ok().as_ref() != Some(&me))
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() {
+    let Some(store) = std::env::var_os(STORE_ENV) else {
+        eprintln!("cstor-standin-zfs: {STORE_ENV} is not set (the node's zvol store)");
+        std::process::exit(2);
+    };
+    let Some(zfs) = real_zfs() else {
+        eprintln!("cstor-standin-zfs: no zfs (zfs-fuse) on PATH");
+        std::process::exit(2);
+    };
+    let plane = DataPlane::new(PathBuf::from(store)).unwrap_or_else(|e| {
+        eprintln!("cstor-standin-zfs: store: {e}");
+        std::process::exit(2);
+    });
+    let inner = Arc::new(HostRunner::new().with_program("zfs", zfs.to_string_lossy()));
+    let shim = ZvolShim::new(inner, plane);
+    let cmd = Cmd::new("zfs").args(std::env::args().skip(1));
+    match shim.run(&cmd).await {
+        Ok(out) => {
+            print!("{}", out.stdout);
+            eprint!("{}", out.stderr);
+            std::process::exit(out.code.unwrap_or(1));
+        }
+        Err(e) => {
+            eprintln!("cstor-standin-zfs: {e}");
+            std::process::exit(1);
+        }
+    }
+}
