@@ -8,7 +8,10 @@ use clap::Parser;
 use cstor_local::standin::{LUNS_ENV, NODES_ENV, target};
 
 #[derive(Parser, Debug)]
-#[command(version, about)]
+#[command(
+    version,
+    about = "The `cstor-istgt` container of the engine stand-in: istgt's control socket for the volume manager, the replicas of every node's zvol store, the LUN served over iSCSI by Debian's istgt"
+)]
 struct Args {
     /// The istgt.conf the volume manager writes.
     #[arg(long, default_value = "/usr/local/etc/istgt/istgt.conf")]

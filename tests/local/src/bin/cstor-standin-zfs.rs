@@ -6,6 +6,21 @@ use std::{path::PathBuf, sync::Arc};
 use cstor_api::exec::{Cmd, HostRunner, Runner};
 use cstor_local::standin::{STORE_ENV, dataplane::DataPlane, dataplane::ZvolShim};
 
+const HELP: &str = "\
+`zfs` of the engine stand-in: zvol commands (create -V, set/get/list of zvols, snapshots, clones,
+destroy, stats) are answered from the node's zvol store; every other command runs zfs-fuse's `zfs`
+(the first `zfs` on PATH that is not this program).
+
+Usage: cstor-standin-zfs <zfs arguments>...
+
+Options:
+  -h, --help     Print help (only as the sole argument)
+  -V, --version  Print version (only as the sole argument)
+
+Environment:
+  [env: CSTOR_STANDIN_STORE=]  the node's zvol store (a directory)
+";
+
 /// The real `zfs` on `PATH`: the first that is not this program.
 fn real_zfs() -> Option<PathBuf> {
     let me = std::env::current_exe().ok()?.canonicalize().ok()?;
@@ -18,6 +33,20 @@ fn real_zfs() -> Option<PathBuf> {
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if let [only] = args.as_slice() {
+        match only.as_str() {
+            "--help" | "-h" => {
+                print!("{HELP}");
+                return;
+            }
+            "--version" | "-V" => {
+                println!("cstor-standin-zfs {}", env!("CARGO_PKG_VERSION"));
+                return;
+            }
+            _ => {}
+        }
+    }
     let Some(store) = std::env::var_os(STORE_ENV) else {
         eprintln!("cstor-standin-zfs: {STORE_ENV} is not set (the node's zvol store)");
         std::process::exit(2);
@@ -32,7 +61,7 @@ async fn main() {
     });
     let inner = Arc::new(HostRunner::new().with_program("zfs", zfs.to_string_lossy()));
     let shim = ZvolShim::new(inner, plane);
-    let cmd = Cmd::new("zfs").args(std::env::args().skip(1));
+    let cmd = Cmd::new("zfs").args(args);
     match shim.run(&cmd).await {
         Ok(out) => {
             print!("{}", out.stdout);
