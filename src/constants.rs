@@ -78,6 +78,9 @@ pub mod annotation {
     pub const RESTORE_COMPLETED: &str = "openebs.io/restore-completed";
     pub const VOLUME_POLICY: &str = "openebs.io/volume-policy";
     pub const VOLUME_ID: &str = "openebs.io/volumeID";
+    /// Ours: the CSI name a volume was created with, when it could not name the CVC itself
+    /// (the CVC then carries a derived name; see `naming::derived_volume_name`).
+    pub const CSI_NAME: &str = "cstor.openebs.io/csi-name";
     pub const PERSISTENT_VOLUME_CLAIM: &str = "openebs.io/persistent-volume-claim";
     pub const CREATED_THROUGH: &str = "openebs.io/created-through";
     pub const MONITORING: &str = "openebs.io/monitoring";
@@ -102,6 +105,29 @@ pub mod finalizer {
 }
 
 /// Environment variables the components read (names kept from upstream).
+/// The OpenEBS version every component stamps on the objects it writes (label
+/// `openebs.io/version`, `versionDetails`): the upstream release whose objects ours are
+/// interchangeable with, so that upstream's operators and ours accept each other's objects.
+pub mod version {
+    /// Upstream release this control plane is compatible with.
+    pub const OPENEBS_VERSION: &str = "3.6.0";
+    /// Environment variable that overrides it (as upstream's operators honour).
+    pub const ENV: &str = "OPENEBS_IO_VERSION";
+
+    /// The version to stamp: `$OPENEBS_IO_VERSION` when set and non-empty, else
+    /// [`OPENEBS_VERSION`].
+    pub fn current() -> String {
+        from(std::env::var(ENV).ok())
+    }
+
+    /// [`current`] for a given value of the environment variable.
+    pub fn from(env: Option<String>) -> String {
+        env.map(|v| v.trim().to_owned())
+            .filter(|v| !v.is_empty())
+            .unwrap_or_else(|| OPENEBS_VERSION.to_owned())
+    }
+}
+
 pub mod env {
     pub const OPENEBS_NAMESPACE: &str = "OPENEBS_NAMESPACE";
     pub const OPENEBS_NODE_ID: &str = "OPENEBS_NODE_ID";
@@ -134,6 +160,8 @@ pub mod csi {
     pub const DRIVER_NAME: &str = "cstor.csi.openebs.io";
     /// Topology key owned by the driver; StorageClasses in the field use it in `allowedTopologies`.
     pub const TOPOLOGY_NODE_KEY: &str = "topology.cstor.openebs.io/nodeName";
+    /// The well-known zone label; a node reports it in its topology when its Node has it.
+    pub const TOPOLOGY_ZONE_KEY: &str = "topology.kubernetes.io/zone";
     /// StorageClass parameters.
     pub const PARAM_CSPC: &str = "cstorPoolCluster";
     pub const PARAM_REPLICA_COUNT: &str = "replicaCount";

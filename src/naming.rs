@@ -88,6 +88,27 @@ pub fn parse_snapshot_id(id: &str) -> Result<(&str, &str), NameError> {
     }
 }
 
+/// Prefix of the object name derived for a CSI volume name that cannot name objects itself.
+pub const DERIVED_VOLUME_PREFIX: &str = "csi-";
+/// Prefix of the snapshot name derived for a CSI snapshot name that cannot name a snapshot.
+pub const DERIVED_SNAPSHOT_PREFIX: &str = "snap-";
+
+/// 32 lowercase hex digits of xxh3-128 of `s` (deterministic across versions and machines).
+fn name_digest(s: &str) -> String {
+    format!("{:032x}", xxhash_rust::xxh3::xxh3_128(s.as_bytes()))
+}
+
+/// The object name derived for CSI volume name `csi_name`: `csi-<32 hex digits>` (36
+/// characters, a valid DNS-1035 label). The same name always gives the same object name.
+pub fn derived_volume_name(csi_name: &str) -> String {
+    format!("{DERIVED_VOLUME_PREFIX}{}", name_digest(csi_name))
+}
+
+/// The snapshot name derived for CSI snapshot name `csi_name`: `snap-<32 hex digits>`.
+pub fn derived_snapshot_name(csi_name: &str) -> String {
+    format!("{DERIVED_SNAPSHOT_PREFIX}{}", name_digest(csi_name))
+}
+
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum NameError {
     #[error("snapshot id {0:?} is not of the form <volume>@<snapshot>")]
@@ -185,6 +206,27 @@ mod tests {
         assert_eq!(cspi_name("cspc-a", [0, 1, 26, 27]), "cspc-a-bc9b");
         let n = cspi_name("x", [200, 13, 99, 255]);
         assert!(n[2..].bytes().all(|b| RAND_ALPHABET.contains(&b)), "{n}");
+    }
+
+    #[test]
+    fn derived_names_are_stable_valid_and_distinct() {
+        let a = derived_volume_name("My-Volume_01");
+        assert_eq!(a, derived_volume_name("My-Volume_01"));
+        assert_ne!(a, derived_volume_name("my-volume_01"));
+        assert_eq!(a.len(), 36);
+        assert!(a.starts_with("csi-"));
+        assert!(
+            a[4..]
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        );
+        let s = derived_snapshot_name(&"S".repeat(128));
+        assert!(s.starts_with("snap-") && s.len() == 37, "{s}");
+        // Pinned: a change of the digest would orphan every volume created with a derived name.
+        assert_eq!(
+            derived_volume_name(""),
+            format!("csi-{:032x}", xxhash_rust::xxh3::xxh3_128(b""))
+        );
     }
 
     #[test]

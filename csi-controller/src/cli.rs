@@ -52,8 +52,9 @@ pub struct ControllerArgs {
     /// Deadline of one snapshot command, in seconds.
     #[arg(long, env = "CSTOR_SNAPSHOT_TIMEOUT", default_value_t = 90)]
     pub snapshot_timeout: u64,
-    /// Accessible topology reported for new volumes.
-    #[arg(long, env = "CSTOR_VOLUME_TOPOLOGY", value_enum, default_value_t = TopologyMode::Requisite)]
+    /// Accessible topology reported for new volumes: none (reachable from every node), zone, or
+    /// requisite (the CO's requisite topologies as given).
+    #[arg(long, env = "CSTOR_VOLUME_TOPOLOGY", value_enum, default_value_t = TopologyMode::None)]
     pub volume_topology: TopologyMode,
     /// Seconds between sweeps for snapshots of deleted clones (0 disables the sweep).
     #[arg(long, env = "CSTOR_CLONE_SWEEP_INTERVAL", default_value_t = 300)]

@@ -6,7 +6,11 @@
 use std::collections::{BTreeMap, HashMap};
 
 use cstor_api::{
-    constants::{annotation, csi::TOPOLOGY_NODE_KEY, finalizer, label},
+    constants::{
+        annotation,
+        csi::{TOPOLOGY_NODE_KEY, TOPOLOGY_ZONE_KEY},
+        finalizer, label,
+    },
     cstor::{
         CStorVolumeConfig, CStorVolumeConfigPhase, CStorVolumeConfigPublish, CStorVolumeConfigSpec,
         CStorVolumeConfigStatus, VersionDetails, VersionStatus, VolumeProvision,
@@ -23,7 +27,9 @@ use kube::api::{ListParams, PostParams};
 use crate::{
     capability,
     error::{CreateError, KubeError},
-    params::{MAX_MAP_BYTES, ParamError, VolumeParams, check_volume_name, map_bytes},
+    params::{
+        MAX_MAP_BYTES, ParamError, VolumeParams, check_volume_name, map_bytes, volume_object_name,
+    },
     quantity::{GIB, gib_quantity, parse_bytes, plan_size},
     records::{self, clone_snapshot_name},
     server::{ControllerService, TopologyMode},
@@ -115,6 +121,8 @@ impl Source {
 /// Everything the new CVC needs.
 struct Plan<'a> {
     name: &'a str,
+    /// The CSI name, when it differs from `name` (a derived object name).
+    csi_name: Option<&'a str>,
     params: &'a VolumeParams,
     size_bytes: u64,
     node: Option<String>,
@@ -161,6 +169,9 @@ fn build_cvc(namespace: &str, plan: &Plan<'_>) -> CStorVolumeConfig {
             plan.params.pvc_name.clone().unwrap_or_default(),
         ),
     ]);
+    if let Some(csi) = plan.csi_name {
+        annotations.insert(annotation::CSI_NAME.to_owned(), csi.to_owned());
+    }
     if let Some(ct) = &plan.created_through {
         annotations.insert(annotation::CREATED_THROUGH.to_owned(), ct.clone());
     }
@@ -243,6 +254,22 @@ fn check_compatible(
     required: i64,
     limit: i64,
 ) -> Result<u64, String> {
+    let csi_name = |c: &CStorVolumeConfig| {
+        c.metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(annotation::CSI_NAME))
+            .or(c.metadata.name.as_ref())
+            .cloned()
+            .unwrap_or_default()
+    };
+    let names = (csi_name(existing), csi_name(wanted));
+    if names.0 != names.1 {
+        return Err(format!(
+            "CSI name (existing {:?}, requested {:?}; both derive this object name)",
+            names.0, names.1
+        ));
+    }
     let pool = (cvc_pool_cluster(existing), cvc_pool_cluster(wanted));
     if pool.0 != pool.1 {
         return Err(format!(
@@ -312,17 +339,19 @@ impl ControllerService {
         &self,
         req: CreateVolumeRequest,
     ) -> Result<CreateVolumeResponse, CreateError> {
-        let name = req.name.as_str();
-        if name.is_empty() {
+        let csi_name = req.name.as_str();
+        if csi_name.is_empty() {
             return Err(CreateError::Name {
                 name: String::new(),
                 reason: "is empty: CreateVolumeRequest.name is required".into(),
             });
         }
-        check_volume_name(name).map_err(|reason| CreateError::Name {
-            name: name.chars().take(64).collect(),
+        let object = volume_object_name(csi_name).map_err(|reason| CreateError::Name {
+            name: csi_name.chars().take(64).collect(),
             reason,
         })?;
+        let name = object.as_ref();
+        let derived = (name != csi_name).then_some(csi_name);
         let params = VolumeParams::try_from(&req.parameters)?;
         if !req.mutable_parameters.is_empty() {
             let size = map_bytes(&req.mutable_parameters);
@@ -364,7 +393,7 @@ impl ControllerService {
         if matches!(source, Source::Clone { .. })
             && let Some(existing) = self.get_cvc(name).await?
         {
-            let wanted = self.wanted_cvc(name, &params, size_bytes, None, &source, None);
+            let wanted = self.wanted_cvc((name, derived), &params, size_bytes, None, &source, None);
             return self
                 .compare_existing(&existing, &wanted, range.required_bytes, range.limit_bytes)
                 .map(respond);
@@ -374,7 +403,14 @@ impl ControllerService {
             .await?;
         let node = self.choose_node(topology).await?;
         let created_through = self.created_through(&params).await?;
-        let cvc = self.wanted_cvc(name, &params, size_bytes, node, &source, created_through);
+        let cvc = self.wanted_cvc(
+            (name, derived),
+            &params,
+            size_bytes,
+            node,
+            &source,
+            created_through,
+        );
 
         match self.cvcs().create(&PostParams::default(), &cvc).await {
             Ok(_) => {
@@ -397,9 +433,10 @@ impl ControllerService {
         }
     }
 
+    /// The CVC for object name `names.0` (CSI name `names.1` when it differs).
     fn wanted_cvc(
         &self,
-        name: &str,
+        names: (&str, Option<&str>),
         params: &VolumeParams,
         size_bytes: u64,
         node: Option<String>,
@@ -409,7 +446,8 @@ impl ControllerService {
         build_cvc(
             self.ns(),
             &Plan {
-                name,
+                name: names.0,
+                csi_name: names.1,
                 params,
                 size_bytes,
                 node,
@@ -510,7 +548,7 @@ impl ControllerService {
                     )));
                 }
                 match self
-                    .take_snapshot(src_cvc, &clone_snapshot_name(name), Some(name))
+                    .take_snapshot(src_cvc, &clone_snapshot_name(name), Some(name), None)
                     .await
                 {
                     Ok(_) => Ok(()),
@@ -533,6 +571,26 @@ impl ControllerService {
                 for t in &r.requisite {
                     if !t.segments.is_empty() && !out.contains(t) {
                         out.push(t.clone());
+                    }
+                }
+                out
+            }
+            (TopologyMode::Zone, Some(r)) => {
+                let from = if r.requisite.is_empty() {
+                    &r.preferred
+                } else {
+                    &r.requisite
+                };
+                let mut out: Vec<Topology> = Vec::new();
+                for zone in from
+                    .iter()
+                    .filter_map(|t| t.segments.get(TOPOLOGY_ZONE_KEY))
+                {
+                    let t = Topology {
+                        segments: [(TOPOLOGY_ZONE_KEY.to_owned(), zone.clone())].into(),
+                    };
+                    if !out.contains(&t) {
+                        out.push(t);
                     }
                 }
                 out
@@ -622,6 +680,7 @@ mod tests {
         let p = params();
         let plan = Plan {
             name: "pvc-1",
+            csi_name: None,
             params: &p,
             size_bytes: 2 * GIB,
             node: None,
@@ -666,6 +725,7 @@ mod tests {
             "ns",
             &Plan {
                 name: "pvc-2",
+                csi_name: None,
                 params: &p,
                 size_bytes: GIB,
                 node: None,
@@ -688,6 +748,7 @@ mod tests {
             "ns",
             &Plan {
                 name: "pvc-3",
+                csi_name: None,
                 params: &p,
                 size_bytes: GIB,
                 node: None,

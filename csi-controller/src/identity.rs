@@ -6,25 +6,71 @@ use cstor_api::proto::csi::v1::{
     identity_server::Identity,
     plugin_capability::{self, service, volume_expansion},
 };
+use kube::{
+    Resource,
+    api::{Api, ListParams},
+};
 use tonic::{Request, Response, Status};
 
-use crate::server::Config;
+use crate::server::{Config, ControllerService};
 
 /// The Identity service of the controller process.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct IdentityGrpc {
     name: String,
     version: String,
     controller: bool,
+    service: ControllerService,
+}
+
+/// Whether the API server answers for resource `K`: `Err(why not)` when it cannot be listed
+/// (API server unreachable, the CRD not installed, no permission).
+async fn answers<K>(api: Api<K>) -> Result<(), String>
+where
+    K: Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    let what = format!("{}.{}", K::plural(&()), K::group(&()));
+    match api.list(&ListParams::default().limit(1)).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(s)) if s.is_not_found() => Err(format!(
+            "{what} is not served: is its CustomResourceDefinition installed?"
+        )),
+        Err(e) => Err(format!("cannot list {what}: {e}")),
+    }
+}
+
+impl ControllerService {
+    /// Why the controller cannot serve now: the API server does not answer, or a resource
+    /// it works with (CVC, CV, CVR, CSPI, Node) is not served.
+    pub async fn readiness(&self) -> Result<(), String> {
+        let (cvc, cv, cvr, cspi, node) = tokio::join!(
+            answers(self.cvcs()),
+            answers(self.cvs()),
+            answers(self.cvrs()),
+            answers(self.cspis()),
+            answers(self.nodes()),
+        );
+        let problems: Vec<String> = [cvc, cv, cvr, cspi, node]
+            .into_iter()
+            .filter_map(Result::err)
+            .collect();
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(problems.join("; "))
+        }
+    }
 }
 
 impl IdentityGrpc {
-    /// Identity for `config`; `controller` tells whether the Controller service is served too.
-    pub fn new(config: Config, controller: bool) -> Self {
+    /// Identity of `service`; `controller` tells whether the Controller service is served too.
+    pub fn new(service: ControllerService, controller: bool) -> Self {
+        let config: Config = service.config().clone();
         IdentityGrpc {
             name: config.driver_name,
             version: config.vendor_version,
             controller,
+            service,
         }
     }
 
@@ -89,7 +135,16 @@ impl Identity for IdentityGrpc {
         }))
     }
 
+    /// Ready only while the API server answers for every resource the driver works with;
+    /// otherwise `ready: false`, with the reason in the log.
     async fn probe(&self, _: Request<ProbeRequest>) -> Result<Response<ProbeResponse>, Status> {
-        Ok(Response::new(ProbeResponse { ready: Some(true) }))
+        let ready = match self.service.readiness().await {
+            Ok(()) => true,
+            Err(why) => {
+                tracing::warn!("Probe: not ready: {why}");
+                false
+            }
+        };
+        Ok(Response::new(ProbeResponse { ready: Some(ready) }))
     }
 }

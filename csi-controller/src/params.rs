@@ -2,9 +2,12 @@
 //! decoded once into [`VolumeParams`] through `TryFrom<&HashMap<String, String>>`, plus the
 //! checks on names that end up in Kubernetes objects.
 
-use std::collections::HashMap;
+use std::{borrow::Cow, collections::HashMap};
 
-use cstor_api::constants::{csi as keys, value::CAS_TYPE_CSTOR};
+use cstor_api::{
+    constants::{csi as keys, value::CAS_TYPE_CSTOR},
+    naming,
+};
 
 /// CSI's limit on the total size of a map field (keys plus values), in bytes.
 pub const MAX_MAP_BYTES: usize = 4096;
@@ -75,6 +78,18 @@ pub enum ParamError {
         /// What is wrong and what would be accepted.
         reason: String,
     },
+    /// A key this driver does not know (a typo would otherwise be silently ignored).
+    #[error(
+        "unknown StorageClass parameter {key:?}{}; known parameters: {}",
+        closest.map(|c| format!(" (did you mean {c:?}?)")).unwrap_or_default(),
+        KNOWN_KEYS.join(", ")
+    )]
+    Unknown {
+        /// The key (truncated to 64 characters).
+        key: String,
+        /// The known key it most resembles.
+        closest: Option<&'static str>,
+    },
     /// The map exceeds CSI's size limit.
     #[error("parameters map is {0} bytes; CSI limits a map to {MAX_MAP_BYTES} bytes")]
     TooLarge(usize),
@@ -93,6 +108,70 @@ pub fn map_bytes(map: &HashMap<String, String>) -> usize {
     map.iter().map(|(k, v)| k.len() + v.len()).sum()
 }
 
+/// Every parameter key this driver understands: the StorageClass keys and the keys
+/// external-provisioner adds with `--extra-create-metadata`.
+pub const KNOWN_KEYS: &[&str] = &[
+    keys::PARAM_CSPC,
+    keys::PARAM_REPLICA_COUNT,
+    keys::PARAM_CAS_TYPE,
+    keys::PARAM_FS_TYPE,
+    keys::PARAM_VOLUME_POLICY,
+    keys::PARAM_PVC_NAME,
+    keys::PARAM_PVC_NAMESPACE,
+    keys::PARAM_PV_NAME,
+];
+
+/// Most replicas a volume may have (the CStorVolume's replication factor is a byte in istgt).
+pub const MAX_REPLICAS: u32 = 255;
+
+/// Edit distance between two keys, doubled so that a difference of case alone can count half
+/// a step (`replicacount` is closer to `replicaCount` than any other typo).
+fn distance(a: &str, b: &str) -> usize {
+    let (a, b): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
+    let mut prev: Vec<usize> = (0..=b.len()).map(|j| j * 2).collect();
+    for (i, ca) in a.iter().enumerate() {
+        let mut cur = vec![(i + 1) * 2; b.len() + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let subst = if ca == cb {
+                0
+            } else if ca.eq_ignore_ascii_case(cb) {
+                1
+            } else {
+                2
+            };
+            cur[j + 1] = (prev[j] + subst).min(prev[j + 1] + 2).min(cur[j] + 2);
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+/// The known key closest to `key`, when one is close enough to be a likely typo.
+pub fn closest_key(key: &str) -> Option<&'static str> {
+    let lower = key.to_ascii_lowercase();
+    KNOWN_KEYS
+        .iter()
+        .filter(|k| {
+            let known = k.to_ascii_lowercase();
+            distance(key, k) <= 6.max(k.len()) || lower.contains(&known) || known.contains(&lower)
+        })
+        .map(|k| (distance(key, k), *k))
+        .min()
+        .map(|(_, k)| k)
+}
+
+/// Parses a replica count strictly: decimal digits only, 1 to [`MAX_REPLICAS`].
+fn parse_replica_count(value: &str) -> Result<u32, ParamError> {
+    let reason = format!("must be a whole number from 1 to {MAX_REPLICAS}, written in digits only");
+    if value.is_empty() || !value.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(invalid(keys::PARAM_REPLICA_COUNT, value, reason));
+    }
+    match value.parse::<u32>() {
+        Ok(n) if (1..=MAX_REPLICAS).contains(&n) => Ok(n),
+        _ => Err(invalid(keys::PARAM_REPLICA_COUNT, value, reason)),
+    }
+}
+
 impl TryFrom<&HashMap<String, String>> for VolumeParams {
     type Error = ParamError;
 
@@ -101,9 +180,37 @@ impl TryFrom<&HashMap<String, String>> for VolumeParams {
         if size > MAX_MAP_BYTES {
             return Err(ParamError::TooLarge(size));
         }
-        let get = |key: &str| map.get(key).map(|v| v.trim()).filter(|v| !v.is_empty());
+        // Unknown keys first, in a stable order, so a typo is reported rather than the
+        // "missing" error of the key it was meant to be.
+        let mut unknown: Vec<&String> = map
+            .keys()
+            .filter(|k| !KNOWN_KEYS.contains(&k.as_str()))
+            .collect();
+        unknown.sort();
+        if let Some(key) = unknown.first() {
+            return Err(ParamError::Unknown {
+                key: key.chars().take(64).collect(),
+                closest: closest_key(key),
+            });
+        }
+        // Values are taken as written: surrounding spaces are an error, an empty value is
+        // as good as a missing one.
+        let get = |key: &'static str| -> Result<Option<&str>, ParamError> {
+            match map.get(key).map(String::as_str) {
+                None | Some("") => Ok(None),
+                Some(v) if v.trim() != v => Err(invalid(
+                    key,
+                    v,
+                    "has leading or trailing whitespace; remove it",
+                )),
+                Some(v) => Ok(Some(v)),
+            }
+        };
+        let required = |key: &'static str| -> Result<&str, ParamError> {
+            get(key)?.ok_or(ParamError::Missing(key))
+        };
 
-        let pool_cluster = get(keys::PARAM_CSPC).ok_or(ParamError::Missing(keys::PARAM_CSPC))?;
+        let pool_cluster = required(keys::PARAM_CSPC)?;
         if let Err(reason) = check_label_value_name(pool_cluster) {
             return Err(invalid(
                 keys::PARAM_CSPC,
@@ -112,21 +219,9 @@ impl TryFrom<&HashMap<String, String>> for VolumeParams {
             ));
         }
 
-        let replicas =
-            get(keys::PARAM_REPLICA_COUNT).ok_or(ParamError::Missing(keys::PARAM_REPLICA_COUNT))?;
-        let replica_count = match replicas.parse::<u32>() {
-            Ok(n) if n >= 1 => n,
-            _ => {
-                return Err(invalid(
-                    keys::PARAM_REPLICA_COUNT,
-                    replicas,
-                    "must be a whole number of at least 1",
-                ));
-            }
-        };
+        let replica_count = parse_replica_count(required(keys::PARAM_REPLICA_COUNT)?)?;
 
-        let cas_type =
-            get(keys::PARAM_CAS_TYPE).ok_or(ParamError::Missing(keys::PARAM_CAS_TYPE))?;
+        let cas_type = required(keys::PARAM_CAS_TYPE)?;
         if cas_type != CAS_TYPE_CSTOR {
             return Err(invalid(
                 keys::PARAM_CAS_TYPE,
@@ -135,18 +230,21 @@ impl TryFrom<&HashMap<String, String>> for VolumeParams {
             ));
         }
 
-        let fs_type = match get(keys::PARAM_FS_TYPE) {
+        let fs_type = match get(keys::PARAM_FS_TYPE)? {
             None => None,
             Some(fs) => Some(FsType::parse(fs).ok_or_else(|| {
                 invalid(
                     keys::PARAM_FS_TYPE,
                     fs,
-                    format!("supported filesystems are {}", FsType::SUPPORTED),
+                    format!(
+                        "supported filesystems are {} (lowercase)",
+                        FsType::SUPPORTED
+                    ),
                 )
             })?),
         };
 
-        let volume_policy = match get(keys::PARAM_VOLUME_POLICY) {
+        let volume_policy = match get(keys::PARAM_VOLUME_POLICY)? {
             None => None,
             Some(p) => {
                 check_object_name(p).map_err(|reason| {
@@ -159,6 +257,9 @@ impl TryFrom<&HashMap<String, String>> for VolumeParams {
                 Some(p.to_owned())
             }
         };
+        let pvc_name = get(keys::PARAM_PVC_NAME)?;
+        let pvc_namespace = get(keys::PARAM_PVC_NAMESPACE)?;
+        get(keys::PARAM_PV_NAME)?;
 
         Ok(VolumeParams {
             pool_cluster: pool_cluster.to_owned(),
@@ -166,8 +267,8 @@ impl TryFrom<&HashMap<String, String>> for VolumeParams {
             cas_type: cas_type.to_owned(),
             fs_type,
             volume_policy,
-            pvc_name: get(keys::PARAM_PVC_NAME).map(str::to_owned),
-            pvc_namespace: get(keys::PARAM_PVC_NAMESPACE).map(str::to_owned),
+            pvc_name: pvc_name.map(str::to_owned),
+            pvc_namespace: pvc_namespace.map(str::to_owned),
         })
     }
 }
@@ -229,6 +330,49 @@ pub fn check_volume_name(name: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// The longest CSI volume or snapshot name accepted (the CSI spec's guarantee to a CO).
+pub const MAX_CSI_NAME: usize = 128;
+
+fn check_csi_name(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("is empty".into());
+    }
+    let n = name.chars().count();
+    if n > MAX_CSI_NAME {
+        return Err(format!(
+            "is {n} characters long; CSI names are at most {MAX_CSI_NAME}"
+        ));
+    }
+    Ok(())
+}
+
+/// The name of the CVC (and CStorVolume, target Service, volume id) for CSI volume name
+/// `csi_name`: the name itself when it can name those objects (Kubernetes' `pvc-<uid>`),
+/// otherwise a deterministic derived name ([`naming::derived_volume_name`]). `Borrowed` means
+/// the name is used as it is.
+pub fn volume_object_name(csi_name: &str) -> Result<Cow<'_, str>, String> {
+    check_csi_name(csi_name)?;
+    if check_volume_name(csi_name).is_ok() {
+        Ok(Cow::Borrowed(csi_name))
+    } else {
+        Ok(Cow::Owned(naming::derived_volume_name(csi_name)))
+    }
+}
+
+/// The snapshot name (on the replicas, in the snapshot id) for CSI snapshot name `csi_name`:
+/// the name itself when it is a valid snapshot name outside the reserved clone prefix,
+/// otherwise a deterministic derived name ([`naming::derived_snapshot_name`]).
+pub fn snapshot_object_name(csi_name: &str) -> Result<Cow<'_, str>, String> {
+    check_csi_name(csi_name)?;
+    if check_snapshot_name(csi_name).is_ok()
+        && !csi_name.starts_with(crate::records::CLONE_SNAPSHOT_PREFIX)
+    {
+        Ok(Cow::Borrowed(csi_name))
+    } else {
+        Ok(Cow::Owned(naming::derived_snapshot_name(csi_name)))
+    }
+}
+
 /// Checks a CSI snapshot name: it becomes a ZFS snapshot name and a word of the target's
 /// `SNAPCREATE` command, so it may only hold letters, digits, `-`, `_`, `.` and `:`, at most
 /// 128 characters.
@@ -275,7 +419,6 @@ mod tests {
         map.insert("fsType".into(), "xfs".into());
         map.insert("csi.storage.k8s.io/pvc/name".into(), "data".into());
         map.insert("csi.storage.k8s.io/pvc/namespace".into(), "apps".into());
-        map.insert("someFutureKey".into(), "ignored".into());
         let p = VolumeParams::try_from(&map).unwrap();
         assert_eq!(p.pool_cluster, "cspc-a");
         assert_eq!(p.replica_count, 3);
@@ -331,6 +474,116 @@ mod tests {
         let mut big = good();
         big.insert("padding".into(), "x".repeat(5000));
         assert!(matches!(VolumeParams::try_from(&big), Err(ParamError::TooLarge(n)) if n > 5000));
+    }
+
+    #[test]
+    fn unknown_keys_are_refused_naming_the_closest_known_one() {
+        for (key, closest) in [
+            ("replicacount", Some("replicaCount")),
+            ("replicaCont", Some("replicaCount")),
+            ("poolCluster", Some("cstorPoolCluster")),
+            ("openebs.io/cas-type", Some("cas-type")),
+            ("fstype", Some("fsType")),
+            (
+                "csi.storage.k8s.io/pvc/nam",
+                Some("csi.storage.k8s.io/pvc/name"),
+            ),
+            ("zzzzzzzzzzzzzzzzzzzz", None),
+        ] {
+            let mut map = good();
+            map.insert(key.into(), "x".into());
+            let err = VolumeParams::try_from(&map).unwrap_err();
+            assert_eq!(
+                err,
+                ParamError::Unknown {
+                    key: key.into(),
+                    closest
+                },
+                "{key}"
+            );
+            let text = err.to_string();
+            assert!(text.contains(&format!("{key:?}")), "{text}");
+            if let Some(c) = closest {
+                assert!(text.contains(&format!("did you mean {c:?}")), "{text}");
+            }
+        }
+        // The keys external-provisioner adds are known.
+        let mut map = good();
+        map.insert("csi.storage.k8s.io/pv/name".into(), "pvc-1".into());
+        assert!(VolumeParams::try_from(&map).is_ok());
+    }
+
+    #[test]
+    fn values_are_parsed_strictly() {
+        for (key, value) in [
+            ("replicaCount", " 3"),
+            ("replicaCount", "+3"),
+            ("replicaCount", "3.0"),
+            ("replicaCount", "0x3"),
+            ("replicaCount", "256"),
+            ("replicaCount", "99999999999"),
+            ("cas-type", "CStor"),
+            ("cas-type", "cstor "),
+            ("fsType", "EXT4"),
+            ("cstorPoolCluster", " cspc-a"),
+        ] {
+            let mut map = good();
+            map.insert(key.into(), value.into());
+            let err = VolumeParams::try_from(&map).unwrap_err().to_string();
+            assert!(
+                err.contains(&format!("{key}={value:?}")),
+                "{key}={value:?}: {err}"
+            );
+        }
+        let mut map = good();
+        map.insert("replicaCount".into(), "255".into());
+        assert_eq!(VolumeParams::try_from(&map).unwrap().replica_count, 255);
+    }
+
+    #[test]
+    fn csi_names_map_to_object_names() {
+        let pv = "pvc-0a1b2c3d-aaaa-bbbb-cccc-000000000001";
+        assert!(matches!(volume_object_name(pv), Ok(Cow::Borrowed(n)) if n == pv));
+        let long = "V".repeat(128);
+        for name in [
+            "Upper",
+            long.as_str(),
+            "9starts-with-digit",
+            "has space",
+            "a/b",
+        ] {
+            let obj = volume_object_name(name).unwrap();
+            assert!(matches!(obj, Cow::Owned(_)), "{name}");
+            assert!(check_volume_name(&obj).is_ok(), "{obj}");
+            assert_eq!(volume_object_name(name).unwrap(), obj, "deterministic");
+        }
+        assert_ne!(
+            volume_object_name("Upper").unwrap(),
+            volume_object_name("upper").unwrap()
+        );
+        assert!(
+            volume_object_name(&"v".repeat(129))
+                .unwrap_err()
+                .contains("129 characters")
+        );
+        assert!(volume_object_name("").unwrap_err().contains("empty"));
+
+        assert!(matches!(
+            snapshot_object_name("snapshot-1"),
+            Ok(Cow::Borrowed(_))
+        ));
+        assert!(matches!(
+            snapshot_object_name("Snap_1.a:b"),
+            Ok(Cow::Borrowed(_))
+        ));
+        for name in ["two words", "a@b", "cstor-clone-pvc-1", long.as_str()] {
+            let obj = snapshot_object_name(name).unwrap();
+            if name != long {
+                assert!(matches!(obj, Cow::Owned(_)), "{name}");
+            }
+            assert!(check_snapshot_name(&obj).is_ok(), "{obj}");
+        }
+        assert!(snapshot_object_name(&"s".repeat(129)).is_err());
     }
 
     #[test]

@@ -44,6 +44,17 @@ pub struct SnapshotRecord {
     /// For internal clone snapshots: the clone volume that needs it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub clone_for: Option<String>,
+    /// The CSI name, when the snapshot carries a name derived from it (see
+    /// `params::snapshot_object_name`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub csi_name: Option<String>,
+}
+
+impl SnapshotRecord {
+    /// The CSI name this record was created for, `key` being its name in the records.
+    pub fn csi_name<'a>(&'a self, key: &'a str) -> &'a str {
+        self.csi_name.as_deref().unwrap_or(key)
+    }
 }
 
 /// Snapshot name → record.
@@ -158,6 +169,7 @@ mod tests {
                 size_bytes: 1 << 30,
                 ready: true,
                 clone_for: None,
+                csi_name: None,
             },
         );
         let text = serde_json::to_string(&records).unwrap();

@@ -34,11 +34,14 @@ use crate::{guard::VolumeGuard, identity::IdentityGrpc, target::TargetClient};
 /// What CreateVolume returns as the volume's `accessible_topology`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum TopologyMode {
-    /// The request's requisite topologies (the volume is reachable from each of them over
-    /// iSCSI); nothing when the request has no requisite.
-    Requisite,
-    /// Nothing (upstream behaviour): the volume counts as reachable from every node.
+    /// Nothing (the default, and upstream's behaviour): an iSCSI volume is reachable from
+    /// every node, so the PV gets no node affinity and survives node replacement.
     None,
+    /// The zones (`topology.kubernetes.io/zone`) of the request's requisite topologies (its
+    /// preferred ones when it has no requisite): the PV is pinned to zones, never to nodes.
+    Zone,
+    /// The request's requisite topologies as given (node-level when the CO asks per node).
+    Requisite,
 }
 
 /// Controller settings.
@@ -71,7 +74,7 @@ impl Config {
             snapshot_port: SNAPSHOT_GRPC_PORT,
             snapshot_timeout: Duration::from_secs(90),
             snapshot_host: None,
-            topology: TopologyMode::Requisite,
+            topology: TopologyMode::None,
         }
     }
 }
@@ -411,7 +414,7 @@ pub fn bind_unix(path: &Path) -> Result<UnixListener, ServeError> {
 }
 
 fn router(service: &ControllerService, controller: bool) -> tonic::transport::server::Router {
-    let identity = IdentityServer::new(IdentityGrpc::new(service.config().clone(), controller));
+    let identity = IdentityServer::new(IdentityGrpc::new(service.clone(), controller));
     let mut builder = tonic::transport::Server::builder();
     let router = builder.add_service(identity);
     if controller {

@@ -24,7 +24,7 @@ use kube::api::ListParams;
 use crate::{
     create::cvc_capacity,
     error::{KubeError, SnapshotError},
-    params::{check_snapshot_name, check_volume_name},
+    params::{check_volume_name, snapshot_object_name},
     records::{self, CLONE_SNAPSHOT_PREFIX, SnapshotRecord},
     server::ControllerService,
     target::{SnapAction, TargetError},
@@ -133,23 +133,20 @@ impl ControllerService {
         &self,
         req: CreateSnapshotRequest,
     ) -> Result<CreateSnapshotResponse, SnapshotError> {
-        let (name, source) = (req.name.as_str(), req.source_volume_id.as_str());
-        if name.is_empty() {
+        let (csi_name, source) = (req.name.as_str(), req.source_volume_id.as_str());
+        if csi_name.is_empty() {
             return Err(SnapshotError::Missing("name"));
         }
         if source.is_empty() {
             return Err(SnapshotError::Missing("source_volume_id"));
         }
-        let invalid = |reason: String| SnapshotError::InvalidName {
-            name: name.chars().take(64).collect(),
-            reason,
-        };
-        check_snapshot_name(name).map_err(invalid)?;
-        if name.starts_with(CLONE_SNAPSHOT_PREFIX) {
-            return Err(invalid(format!(
-                "starts with {CLONE_SNAPSHOT_PREFIX:?}, which is reserved for the snapshots clones are made from"
-            )));
-        }
+        let object =
+            snapshot_object_name(csi_name).map_err(|reason| SnapshotError::InvalidName {
+                name: csi_name.chars().take(64).collect(),
+                reason,
+            })?;
+        let name = object.as_ref();
+        let derived = (name != csi_name).then_some(csi_name);
         if check_volume_name(source).is_err() {
             return Err(SnapshotError::SourceNotFound(source.to_owned()));
         }
@@ -161,10 +158,16 @@ impl ControllerService {
             }
             Some(c) => c,
         };
-        if let Some(rec) = records::read(&cvc)?
-            .get(name)
-            .filter(|r| r.ready && r.clone_for.is_none())
+        let recs = records::read(&cvc)?;
+        if let Some(rec) = recs.get(name)
+            && rec.csi_name(name) != csi_name
         {
+            return Err(SnapshotError::AlreadyExists {
+                name: name.to_owned(),
+                volume: format!("{source} (taken for CSI name {:?})", rec.csi_name(name)),
+            });
+        }
+        if let Some(rec) = recs.get(name).filter(|r| r.ready && r.clone_for.is_none()) {
             return Ok(CreateSnapshotResponse {
                 snapshot: Some(snapshot_message(
                     source,
@@ -175,7 +178,7 @@ impl ControllerService {
             });
         }
         self.check_name_unique(source, name).await?;
-        let rec = self.take_snapshot(cvc, name, None).await?;
+        let rec = self.take_snapshot(cvc, name, None, derived).await?;
         tracing::info!(volume = source, snapshot = name, "snapshot created");
         Ok(CreateSnapshotResponse {
             snapshot: Some(snapshot_message(
@@ -278,6 +281,7 @@ impl ControllerService {
         cvc: CStorVolumeConfig,
         name: &str,
         clone_for: Option<&str>,
+        csi_name: Option<&str>,
     ) -> Result<SnapshotRecord, SnapshotError> {
         let volume = cvc.metadata.name.clone().unwrap_or_default();
         let size = cvc_capacity(&cvc).unwrap_or(0) as i64;
@@ -286,6 +290,7 @@ impl ControllerService {
             size_bytes: size,
             ready: false,
             clone_for: clone_for.map(str::to_owned),
+            csi_name: csi_name.map(str::to_owned),
         };
         let (rec, cvc) = self
             .update_records(cvc, |r| {

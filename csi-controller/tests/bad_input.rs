@@ -29,11 +29,6 @@ async fn bad_create_requests_are_refused_before_anything_is_written() {
         ),
         (create_req("", GIB), Code::InvalidArgument, "name"),
         (
-            create_req("PVC_upper", GIB),
-            Code::InvalidArgument,
-            "lowercase",
-        ),
-        (
             with(&|r| r.parameters = HashMap::new()),
             Code::InvalidArgument,
             "missing StorageClass parameter cstorPoolCluster",

@@ -296,7 +296,8 @@ async fn create_volume_validates_capabilities_and_capacity() {
 
 #[tokio::test]
 async fn create_volume_honours_accessibility_requirements() {
-    let mut h = Harness::start().await;
+    // Requisite mode (opt-in): the requisite topologies are reported as given.
+    let mut h = Harness::start_with(|c| c.topology = TopologyMode::Requisite).await;
     // label values unique to this test: a real cluster may have its own zones
     let (z1, z2) = (format!("z1-{}", h.ns()), format!("z2-{}", h.ns()));
     let a = h.node("node-a", &[("zone", &z1)]).await;
@@ -358,7 +359,8 @@ async fn create_volume_honours_accessibility_requirements() {
     assert_eq!(publish(cvc(&h, &name).await), None);
     h.cleanup().await;
 
-    let mut h = Harness::start_with(|c| c.topology = TopologyMode::None).await;
+    // The default: no accessible topology.
+    let mut h = Harness::start().await;
     let mut req = create_req(&pv_name(), GIB);
     req.accessibility_requirements = Some(TopologyRequirement {
         requisite: vec![topo(&[(NODE_KEY, "n1")])],

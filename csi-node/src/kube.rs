@@ -54,6 +54,8 @@ pub struct NodeInfo {
     pub uid: String,
     /// Condition `Ready` is `True`.
     pub ready: bool,
+    /// Label `topology.kubernetes.io/zone`, when the Node has it.
+    pub zone: Option<String>,
 }
 
 /// `mount` or `block` (CVA `spec.volume.accessType`).
@@ -135,6 +137,11 @@ impl Attachment {
 
 #[async_trait]
 pub trait VolumeApi: Send + Sync + std::fmt::Debug {
+    /// Whether the API server answers for every resource the node plugin works with (CVC, CV,
+    /// CVA, Node); `Err(why not)` otherwise. Probe reports not-ready while it fails.
+    async fn readiness(&self) -> Result<(), String> {
+        Ok(())
+    }
     /// `status.phase` of CStorVolumeConfig `<volume>`; `None` when there is no such CVC.
     async fn cvc_phase(&self, volume: &str) -> Result<Option<String>, ApiError>;
     /// CStorVolume `<volume>`; `None` when it does not exist (yet).

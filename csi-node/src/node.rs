@@ -116,6 +116,11 @@ impl NodeDriver {
         &self.inner.cfg
     }
 
+    /// This node's Node object, as the volume API sees it.
+    pub async fn node_info(&self) -> Result<Option<crate::kube::NodeInfo>, crate::kube::ApiError> {
+        self.inner.api.node(&self.inner.cfg.node_id).await
+    }
+
     pub fn guards(&self) -> &VolumeGuards {
         &self.inner.guards
     }

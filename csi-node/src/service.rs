@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 
 use cstor_api::{
-    constants::csi::TOPOLOGY_NODE_KEY,
+    constants::csi::{TOPOLOGY_NODE_KEY, TOPOLOGY_ZONE_KEY},
     proto::csi::v1::{
         GetPluginCapabilitiesRequest, GetPluginCapabilitiesResponse, GetPluginInfoRequest,
         GetPluginInfoResponse, NodeExpandVolumeRequest, NodeExpandVolumeResponse,
@@ -121,12 +121,26 @@ impl Node for NodeService {
         _request: Request<NodeGetInfoRequest>,
     ) -> Result<Response<NodeGetInfoResponse>, Status> {
         let cfg = self.driver.config();
+        let mut segments = HashMap::from([(TOPOLOGY_NODE_KEY.to_string(), cfg.node_id.clone())]);
+        // The zone, so that a controller run with zone topology can pin volumes to zones. A
+        // node whose Node object cannot be read reports its name only (and says why).
+        match self.driver.node_info().await {
+            Ok(Some(info)) => {
+                if let Some(zone) = info.zone.filter(|z| !z.is_empty()) {
+                    segments.insert(TOPOLOGY_ZONE_KEY.to_string(), zone);
+                }
+            }
+            Ok(None) => {
+                tracing::warn!(node = %cfg.node_id, "NodeGetInfo: no Node object of this name; reporting no zone")
+            }
+            Err(e) => {
+                tracing::warn!(node = %cfg.node_id, error = %e, "NodeGetInfo: cannot read the Node; reporting no zone")
+            }
+        }
         Ok(Response::new(NodeGetInfoResponse {
             node_id: cfg.node_id.clone(),
             max_volumes_per_node: cfg.max_volumes,
-            accessible_topology: Some(Topology {
-                segments: HashMap::from([(TOPOLOGY_NODE_KEY.to_string(), cfg.node_id.clone())]),
-            }),
+            accessible_topology: Some(Topology { segments }),
         }))
     }
 }
@@ -181,6 +195,15 @@ impl Identity for NodeService {
         &self,
         _request: Request<ProbeRequest>,
     ) -> Result<Response<ProbeResponse>, Status> {
-        Ok(Response::new(ProbeResponse { ready: Some(true) }))
+        // Not ready while the API server (or a CRD the plugin needs) does not answer: staging
+        // could not record its attachment.
+        let ready = match self.driver.inner.api.readiness().await {
+            Ok(()) => true,
+            Err(why) => {
+                tracing::warn!("Probe: not ready: {why}");
+                false
+            }
+        };
+        Ok(Response::new(ProbeResponse { ready: Some(ready) }))
     }
 }

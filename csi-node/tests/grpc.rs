@@ -44,10 +44,17 @@ async fn serves_identity_and_node_on_a_private_socket() {
     let mut cfg = NodeConfig::new(NODE, NS);
     cfg.max_volumes = 7;
     let runner = Arc::new(HostRunner::new());
+    let api = MemoryVolumeApi::new();
+    api.set_node(cstor_csi_node::kube::NodeInfo {
+        name: NODE.into(),
+        uid: "uid-node".into(),
+        ready: true,
+        zone: Some("zone-1".into()),
+    });
     let driver = NodeDriver::new(
         cfg,
         runner.clone(),
-        Arc::new(MemoryVolumeApi::new()),
+        Arc::new(api),
         Arc::new(IscsiAttacher::new(runner, dir.path())),
     );
     let endpoint = format!("unix://{}", sock.display());
@@ -116,12 +123,18 @@ async fn serves_identity_and_node_on_a_private_socket() {
     assert_eq!(ni.node_id, NODE);
     assert_eq!(ni.max_volumes_per_node, 7);
     assert_eq!(
-        ni.accessible_topology
-            .unwrap()
-            .segments
-            .get("topology.cstor.openebs.io/nodeName")
-            .map(String::as_str),
-        Some(NODE)
+        ni.accessible_topology.unwrap().segments,
+        std::collections::HashMap::from([
+            (
+                "topology.cstor.openebs.io/nodeName".to_string(),
+                NODE.to_string()
+            ),
+            // The Node's zone label, for controllers run with zone topology.
+            (
+                "topology.kubernetes.io/zone".to_string(),
+                "zone-1".to_string()
+            ),
+        ])
     );
     let caps: Vec<i32> = node
         .node_get_capabilities(NodeGetCapabilitiesRequest {})
@@ -160,4 +173,85 @@ async fn serves_identity_and_node_on_a_private_socket() {
     tx.send(()).unwrap();
     server.await.unwrap().unwrap();
     assert!(!sock.exists(), "socket removed on shutdown");
+}
+
+/// An API server that answers every list with an empty one, except for paths containing
+/// `missing` (404, as for a CRD that is not installed); `None` answers 503 to everything.
+fn fake_api(missing: Option<&'static str>) -> kube::Client {
+    let svc = service_fn(move |req: http::Request<kube::client::Body>| async move {
+        let path = req.uri().path().to_owned();
+        let (code, body) = match missing {
+            None => (
+                503,
+                r#"{"kind":"Status","apiVersion":"v1","status":"Failure","message":"unavailable","code":503}"#,
+            ),
+            Some(m) if path.contains(m) => (
+                404,
+                r#"{"kind":"Status","apiVersion":"v1","status":"Failure","message":"the server could not find the requested resource","reason":"NotFound","code":404}"#,
+            ),
+            Some(_) => (
+                200,
+                r#"{"kind":"List","apiVersion":"v1","metadata":{"resourceVersion":"1"},"items":[]}"#,
+            ),
+        };
+        Ok::<_, std::convert::Infallible>(
+            http::Response::builder()
+                .status(code)
+                .header("content-type", "application/json")
+                .body(kube::client::Body::from(body.as_bytes().to_vec()))
+                .unwrap(),
+        )
+    });
+    kube::Client::new(svc, NS)
+}
+
+async fn probe_over_socket(client: kube::Client) -> Option<bool> {
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("csi.sock");
+    let runner = Arc::new(HostRunner::new());
+    let driver = NodeDriver::new(
+        NodeConfig::new(NODE, NS),
+        runner.clone(),
+        Arc::new(cstor_csi_node::kube_client::KubeVolumeApi::new(client, NS)),
+        Arc::new(IscsiAttacher::new(runner, dir.path())),
+    );
+    let endpoint = format!("unix://{}", sock.display());
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(async move {
+        server::serve(NodeService::new(driver), &endpoint, async {
+            let _ = rx.await;
+        })
+        .await
+    });
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    while tokio::net::UnixStream::connect(&sock).await.is_err() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "server did not start"
+        );
+        tokio::task::yield_now().await;
+    }
+    let mut id = IdentityClient::new(channel(sock).await);
+    let ready = id.probe(ProbeRequest {}).await.unwrap().into_inner().ready;
+    let _ = tx.send(());
+    let _ = server.await;
+    ready
+}
+
+#[tokio::test]
+async fn probe_is_not_ready_without_the_api_server_or_a_crd() {
+    assert_eq!(
+        probe_over_socket(fake_api(Some("no-such-resource"))).await,
+        Some(true)
+    );
+    assert_eq!(
+        probe_over_socket(fake_api(Some("cstorvolumeattachments"))).await,
+        Some(false),
+        "the CVA CRD is not installed"
+    );
+    assert_eq!(
+        probe_over_socket(fake_api(None)).await,
+        Some(false),
+        "API server down"
+    );
 }

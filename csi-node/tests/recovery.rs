@@ -230,6 +230,7 @@ fn waits_end_with_upstream_messages() {
             name: "node-b".into(),
             uid: "u-b".into(),
             ready: true,
+            zone: None,
         });
         let target = h.api.volume_target("pvc-elsewhere").await.unwrap().unwrap();
         let mut other = cstor_csi_node::kube::Attachment::new(
@@ -266,6 +267,7 @@ fn waits_end_with_upstream_messages() {
             name: "node-b".into(),
             uid: "u-b".into(),
             ready: false,
+            zone: None,
         });
         h.driver
             .stage(stage_req("pvc-elsewhere", &staging, mount_cap("ext4")))

@@ -201,6 +201,7 @@ impl Harness {
             name: NODE.into(),
             uid: "uid-node-a".into(),
             ready: true,
+            zone: None,
         });
         let iscsi = FakeIscsi::new(&dev_root);
         let rec = RecordingRunner::new(Arc::new(iscsi.runner()));

@@ -73,7 +73,7 @@ impl Context {
         Self {
             client,
             recorder,
-            version: env!("CARGO_PKG_VERSION").into(),
+            version: cstor_api::constants::version::current(),
             deploy,
             resync: Duration::from_secs(30),
         }

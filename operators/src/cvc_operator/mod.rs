@@ -50,9 +50,6 @@ use kube::{
 };
 use tracing::{debug, info, warn};
 
-/// Version written into labels and `versionDetails` (upstream's operator version string).
-pub const DEFAULT_VERSION: &str = "3.6.0";
-
 /// Operator settings (images, namespace, timings). [`Config::from_env`] reads upstream's
 /// environment variables; tests build it directly.
 #[derive(Clone, Debug)]
@@ -86,7 +83,7 @@ impl Config {
     pub fn new(namespace: impl Into<String>) -> Self {
         Self {
             namespace: namespace.into(),
-            version: DEFAULT_VERSION.to_owned(),
+            version: cstor_api::constants::version::OPENEBS_VERSION.to_owned(),
             target_image: "openebs/cstor-istgt:ci".to_owned(),
             exporter_image: "openebs/m-exporter:ci".to_owned(),
             volume_mgmt_image: "openebs/cstor-volume-manager-amd64:ci".to_owned(),
@@ -130,9 +127,7 @@ impl Config {
         if let Some(v) = var(env::OPENEBS_IO_BASE_DIR) {
             c.base_dir = v;
         }
-        if let Some(v) = var("OPENEBS_IO_VERSION") {
-            c.version = v;
-        }
+        c.version = cstor_api::constants::version::from(var(cstor_api::constants::version::ENV));
         Ok(c)
     }
 }

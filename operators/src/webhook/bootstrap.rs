@@ -76,7 +76,7 @@ impl BootstrapConfig {
             secret_name: SECRET_NAME.to_owned(),
             webhook_config_name: WEBHOOK_CONFIG_NAME.to_owned(),
             failure_policy: "Fail".to_owned(),
-            version: env!("CARGO_PKG_VERSION").to_owned(),
+            version: cstor_api::constants::version::current(),
             target_port: DEFAULT_PORT,
         }
     }

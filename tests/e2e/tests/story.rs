@@ -96,6 +96,60 @@ async fn story(h: &Harness) {
     })
     .await;
     assert_eq!(h.plane.replicas_of(&pv).len(), 1, "one replica zvol");
+    // Every component stamps the same version, upstream's: upstream's operators refuse to
+    // reconcile an object whose versionDetails name another.
+    let version = cstor_api::constants::version::OPENEBS_VERSION;
+    let stamped =
+        |kind: &str, meta: &kube::api::ObjectMeta, current: Option<&str>, labelled: bool| {
+            if labelled {
+                assert_eq!(
+                    meta.labels
+                        .as_ref()
+                        .and_then(|l| l.get(label::VERSION))
+                        .map(String::as_str),
+                    Some(version),
+                    "{kind} {:?}: label {}",
+                    meta.name,
+                    label::VERSION
+                );
+            }
+            assert_eq!(
+                current,
+                Some(version),
+                "{kind} {:?}: versionDetails",
+                meta.name
+            );
+        };
+    for cspi in cspis.list(&by_cspc).await.expect("CSPIs").items {
+        stamped(
+            "CSPI",
+            &cspi.metadata,
+            cspi.version_details.as_ref().map(|v| v.current()),
+            true,
+        );
+    }
+    let cvc = cvcs.get(&pv).await.expect("the CVC");
+    stamped(
+        "CVC",
+        &cvc.metadata,
+        Some(cvc.version_details.current()),
+        false,
+    );
+    let cv = cvs.get(&pv).await.expect("the CV");
+    stamped(
+        "CV",
+        &cv.metadata,
+        cv.version_details.as_ref().map(|v| v.current()),
+        true,
+    );
+    for cvr in cvrs.list(&ListParams::default()).await.expect("CVRs").items {
+        stamped(
+            "CVR",
+            &cvr.metadata,
+            cvr.version_details.as_ref().map(|v| v.current()),
+            true,
+        );
+    }
     step(t0, "volume bound and healthy");
 
     // 3. NodeStage + NodePublish: login (loop device), mkfs.xfs, mount, bind mount; write.

@@ -1,0 +1,415 @@
+//! The CSI spec's edges, driven over the unix socket as a CO calls them: opaque names of up to
+//! 128 characters (uppercase, spaces, slashes) for volumes and snapshots, repeated calls,
+//! topology that does not pin a volume to nodes, strict StorageClass parameters, a Probe that
+//! tells when the API server or a CRD is missing, and nothing left behind by a refused call.
+
+mod common;
+
+use std::{collections::HashMap, time::Duration};
+
+use common::*;
+use cstor_api::{
+    constants::annotation,
+    cstor::CStorVolumeConfig,
+    proto::csi::v1::{
+        CreateSnapshotRequest, DeleteSnapshotRequest, DeleteVolumeRequest, ListSnapshotsRequest,
+        ProbeRequest, Topology, TopologyRequirement, identity_client::IdentityClient,
+    },
+};
+use cstor_csi_controller::{Config, ControllerService, TopologyMode, bind_unix, serve_unix};
+use kube::api::ListParams;
+use tonic::Code;
+
+fn snap_req(source: &str, name: &str) -> CreateSnapshotRequest {
+    CreateSnapshotRequest {
+        source_volume_id: source.into(),
+        name: name.into(),
+        ..Default::default()
+    }
+}
+
+async fn cvcs(h: &Harness) -> Vec<CStorVolumeConfig> {
+    h.api::<CStorVolumeConfig>()
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+}
+
+#[tokio::test]
+async fn volume_names_are_opaque_strings_of_up_to_128_characters() {
+    let mut h = Harness::start().await;
+    let long = format!("Vol/{}", "X".repeat(124));
+    assert_eq!(long.chars().count(), 128);
+    for name in ["MyVolume", "has space", long.as_str()] {
+        let v = h
+            .controller
+            .create_volume(create_req(name, GIB))
+            .await
+            .unwrap_or_else(|s| panic!("CreateVolume {name:?}: {s:?}"))
+            .into_inner()
+            .volume
+            .unwrap();
+        let id = v.volume_id.clone();
+        assert!(
+            id.starts_with("csi-") && id.len() == 36,
+            "{name:?} gets a derived object name: {id}"
+        );
+        let cvc = h
+            .api::<CStorVolumeConfig>()
+            .get(&id)
+            .await
+            .expect("the CVC carries the volume id");
+        assert_eq!(
+            cvc.metadata.annotations.as_ref().unwrap()[annotation::CSI_NAME],
+            name,
+            "the CSI name is kept for idempotency"
+        );
+        // Repeated call: the same volume, nothing new.
+        let again = h
+            .controller
+            .create_volume(create_req(name, GIB))
+            .await
+            .unwrap()
+            .into_inner()
+            .volume
+            .unwrap();
+        assert_eq!(again.volume_id, id);
+        // Same name, other size: the spec's ALREADY_EXISTS.
+        let e = h
+            .controller
+            .create_volume(create_req(name, 50 * GIB))
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), Code::AlreadyExists, "{e:?}");
+    }
+    assert_eq!(cvcs(&h).await.len(), 3, "one CVC per name");
+
+    // A Kubernetes PV name stays the CVC name (upstream objects and PVs keep working).
+    let pv = pv_name();
+    let v = h
+        .controller
+        .create_volume(create_req(&pv, GIB))
+        .await
+        .unwrap()
+        .into_inner()
+        .volume
+        .unwrap();
+    assert_eq!(v.volume_id, pv);
+    let cvc = h.api::<CStorVolumeConfig>().get(&pv).await.unwrap();
+    assert!(
+        !cvc.metadata
+            .annotations
+            .unwrap_or_default()
+            .contains_key(annotation::CSI_NAME)
+    );
+
+    // A name that happens to equal another name's derived object name is a different volume.
+    let derived = h
+        .controller
+        .create_volume(create_req("MyVolume", GIB))
+        .await
+        .unwrap()
+        .into_inner()
+        .volume
+        .unwrap()
+        .volume_id;
+    let e = h
+        .controller
+        .create_volume(create_req(&derived, GIB))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::AlreadyExists, "{e:?}");
+    assert!(e.message().contains("MyVolume"), "{}", e.message());
+
+    // Over 128 characters: refused, naming the limit; nothing written.
+    let before = cvcs(&h).await.len();
+    let e = h
+        .controller
+        .create_volume(create_req(&"v".repeat(129), GIB))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument);
+    assert!(e.message().contains("128"), "{}", e.message());
+    assert_eq!(cvcs(&h).await.len(), before);
+
+    // DeleteVolume takes the returned id, twice.
+    for _ in 0..2 {
+        h.controller
+            .delete_volume(DeleteVolumeRequest {
+                volume_id: derived.clone(),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+    }
+    h.cleanup().await;
+}
+
+#[tokio::test]
+async fn snapshot_names_are_opaque_strings_of_up_to_128_characters() {
+    let mut h = Harness::start().await;
+    let pv = pv_name();
+    h.controller
+        .create_volume(create_req(&pv, GIB))
+        .await
+        .unwrap();
+    h.bind_volume(&pv, Some("Healthy"), "1Gi").await;
+    let long = format!("Snap shot/{}", "Z".repeat(118));
+    assert_eq!(long.chars().count(), 128);
+    let mut ids = Vec::new();
+    for name in [
+        "Nightly Backup",
+        "cstor-clone-looks-internal",
+        long.as_str(),
+    ] {
+        let snap = h
+            .controller
+            .create_snapshot(snap_req(&pv, name))
+            .await
+            .unwrap_or_else(|s| panic!("CreateSnapshot {name:?}: {s:?}"))
+            .into_inner()
+            .snapshot
+            .unwrap();
+        let (vol, object) = snap.snapshot_id.split_once('@').unwrap();
+        assert_eq!(vol, pv);
+        assert!(
+            object.starts_with("snap-"),
+            "{name:?}: {}",
+            snap.snapshot_id
+        );
+        assert!(h.target.has(&snap.snapshot_id), "taken on the target");
+        let again = h
+            .controller
+            .create_snapshot(snap_req(&pv, name))
+            .await
+            .unwrap()
+            .into_inner()
+            .snapshot
+            .unwrap();
+        assert_eq!(again, snap, "a repeated call returns the same snapshot");
+        ids.push(snap.snapshot_id);
+    }
+    assert_eq!(h.target.calls().len(), 3, "one target call per snapshot");
+    let listed: Vec<String> = h
+        .controller
+        .list_snapshots(ListSnapshotsRequest {
+            source_volume_id: pv.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .entries
+        .into_iter()
+        .filter_map(|e| e.snapshot.map(|s| s.snapshot_id))
+        .collect();
+    for id in &ids {
+        assert!(listed.contains(id), "{id} listed in {listed:?}");
+    }
+    // Over 128: refused, nothing sent to the target.
+    let e = h
+        .controller
+        .create_snapshot(snap_req(&pv, &"s".repeat(129)))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument);
+    assert_eq!(h.target.calls().len(), 3);
+    for id in &ids {
+        for _ in 0..2 {
+            h.controller
+                .delete_snapshot(DeleteSnapshotRequest {
+                    snapshot_id: id.clone(),
+                    ..Default::default()
+                })
+                .await
+                .unwrap();
+        }
+        assert!(!h.target.has(id));
+    }
+    h.cleanup().await;
+}
+
+fn requirement(requisite: &[&[(&str, &str)]]) -> TopologyRequirement {
+    let topo = |pairs: &[(&str, &str)]| Topology {
+        segments: pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+    };
+    TopologyRequirement {
+        requisite: requisite.iter().map(|p| topo(p)).collect(),
+        preferred: requisite.iter().map(|p| topo(p)).collect(),
+    }
+}
+
+const NODE_KEY: &str = "topology.cstor.openebs.io/nodeName";
+const ZONE_KEY: &str = "topology.kubernetes.io/zone";
+
+#[tokio::test]
+async fn the_default_topology_does_not_pin_a_volume_to_nodes() {
+    let mut h = Harness::start().await;
+    let a = h.node("node-a", &[(ZONE_KEY, "z1")]).await;
+    let b = h.node("node-b", &[(ZONE_KEY, "z2")]).await;
+    let mut req = create_req(&pv_name(), GIB);
+    req.accessibility_requirements = Some(requirement(&[
+        &[(NODE_KEY, a.as_str()), (ZONE_KEY, "z1")],
+        &[(NODE_KEY, b.as_str()), (ZONE_KEY, "z2")],
+    ]));
+    let v = h
+        .controller
+        .create_volume(req)
+        .await
+        .unwrap()
+        .into_inner()
+        .volume
+        .unwrap();
+    assert!(
+        v.accessible_topology.is_empty(),
+        "reachable from every node over iSCSI: {:?}",
+        v.accessible_topology
+    );
+    h.cleanup().await;
+
+    let mut h = Harness::start_with(|c| c.topology = TopologyMode::Zone).await;
+    let a = h.node("node-a", &[(ZONE_KEY, "z1")]).await;
+    let b = h.node("node-b", &[(ZONE_KEY, "z2")]).await;
+    let c = h.node("node-c", &[(ZONE_KEY, "z1")]).await;
+    let mut req = create_req(&pv_name(), GIB);
+    req.accessibility_requirements = Some(requirement(&[
+        &[(NODE_KEY, a.as_str()), (ZONE_KEY, "z1")],
+        &[(NODE_KEY, b.as_str()), (ZONE_KEY, "z2")],
+        &[(NODE_KEY, c.as_str()), (ZONE_KEY, "z1")],
+    ]));
+    let v = h
+        .controller
+        .create_volume(req)
+        .await
+        .unwrap()
+        .into_inner()
+        .volume
+        .unwrap();
+    let zones: Vec<HashMap<String, String>> = v
+        .accessible_topology
+        .into_iter()
+        .map(|t| t.segments)
+        .collect();
+    assert_eq!(
+        zones,
+        vec![
+            HashMap::from([(ZONE_KEY.to_string(), "z1".to_string())]),
+            HashMap::from([(ZONE_KEY.to_string(), "z2".to_string())]),
+        ],
+        "zone level only, each zone once, never a node"
+    );
+    h.cleanup().await;
+}
+
+#[tokio::test]
+async fn unknown_storage_class_parameters_are_refused_and_nothing_is_written() {
+    let mut h = Harness::start().await;
+    for (key, value, closest) in [
+        ("replicacount", "3", Some("replicaCount")),
+        ("openebs.io/cas-type", "cstor", Some("cas-type")),
+        ("encryption", "on", None),
+    ] {
+        let mut req = create_req(&pv_name(), GIB);
+        req.parameters.insert(key.into(), value.into());
+        let e = h.controller.create_volume(req).await.unwrap_err();
+        assert_eq!(e.code(), Code::InvalidArgument, "{key}: {e:?}");
+        assert!(e.message().contains(key), "{key}: {}", e.message());
+        if let Some(c) = closest {
+            assert!(
+                e.message().contains(&format!("did you mean {c:?}")),
+                "{}",
+                e.message()
+            );
+        }
+    }
+    for (key, value) in [
+        ("replicaCount", " 1"),
+        ("replicaCount", "1.0"),
+        ("fsType", "Ext4"),
+    ] {
+        let mut req = create_req(&pv_name(), GIB);
+        req.parameters.insert(key.into(), value.into());
+        let e = h.controller.create_volume(req).await.unwrap_err();
+        assert_eq!(e.code(), Code::InvalidArgument, "{key}={value:?}");
+        assert!(e.message().contains(key), "{}", e.message());
+    }
+    assert!(cvcs(&h).await.is_empty(), "a refused call writes nothing");
+    h.cleanup().await;
+}
+
+/// An API server that answers every list with an empty one, except for the resources in
+/// `missing` (404, as for a CRD that is not installed); `None` answers nothing at all (503).
+fn fake_api(missing: Option<&'static str>) -> kube::Client {
+    let svc = tower::service_fn(move |req: http::Request<kube::client::Body>| async move {
+        let path = req.uri().path().to_owned();
+        let (code, body) = match missing {
+            None => (503, r#"{"kind":"Status","apiVersion":"v1","status":"Failure","message":"unavailable","code":503}"#.to_owned()),
+            Some(m) if path.contains(m) => (404, format!(r#"{{"kind":"Status","apiVersion":"v1","status":"Failure","message":"the server could not find the requested resource","reason":"NotFound","code":404}}"#)),
+            Some(_) => (200, r#"{"kind":"List","apiVersion":"v1","metadata":{"resourceVersion":"1"},"items":[]}"#.to_owned()),
+        };
+        Ok::<_, std::convert::Infallible>(
+            http::Response::builder()
+                .status(code)
+                .header("content-type", "application/json")
+                .body(kube::client::Body::from(body.into_bytes()))
+                .unwrap(),
+        )
+    });
+    kube::Client::new(svc, "openebs")
+}
+
+async fn probe_over_socket(client: kube::Client) -> Option<bool> {
+    let svc = ControllerService::new(client, Config::new("openebs"));
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("csi.sock");
+    let listener = bind_unix(&socket).unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(serve_unix(listener, svc, true, async {
+        let _ = stopped.await;
+    }));
+    let mut identity = IdentityClient::new(unix_channel(socket).await);
+    let ready = tokio::time::timeout(Duration::from_secs(60), identity.probe(ProbeRequest {}))
+        .await
+        .expect("Probe answers while the API server is away")
+        .expect("Probe is not an error")
+        .into_inner()
+        .ready;
+    let _ = stop.send(());
+    let _ = server.await;
+    ready
+}
+
+#[tokio::test]
+async fn probe_is_not_ready_without_the_api_server_or_a_crd() {
+    assert_eq!(
+        probe_over_socket(fake_api(Some("no-such-resource"))).await,
+        Some(true)
+    );
+    assert_eq!(
+        probe_over_socket(fake_api(Some("cstorvolumereplicas"))).await,
+        Some(false),
+        "the CVR CRD is not installed"
+    );
+    assert_eq!(
+        probe_over_socket(fake_api(None)).await,
+        Some(false),
+        "API server down"
+    );
+    let h = Harness::start().await;
+    let mut identity = h.identity.clone();
+    assert_eq!(
+        identity
+            .probe(ProbeRequest {})
+            .await
+            .unwrap()
+            .into_inner()
+            .ready,
+        Some(true),
+        "ready on a live API server with the CRDs"
+    );
+    h.cleanup().await;
+}
