@@ -67,6 +67,7 @@ pub fn all_crds() -> Vec<CustomResourceDefinition> {
         crd_for::<cstor::CStorVolumeReplica>(),
         crd_for::<cstor::CStorVolumePolicy>(),
         crd_for::<cstor::CStorVolumeAttachment>(),
+        crd_for::<cstor::CStorSnapshotRecord>(),
         crd_for::<cstor::CStorBackup>(),
         crd_for::<cstor::CStorRestore>(),
         crd_for::<cstor::CStorCompletedBackup>(),

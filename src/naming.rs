@@ -94,7 +94,7 @@ pub const DERIVED_VOLUME_PREFIX: &str = "csi-";
 pub const DERIVED_SNAPSHOT_PREFIX: &str = "snap-";
 
 /// 32 lowercase hex digits of xxh3-128 of `s` (deterministic across versions and machines).
-fn name_digest(s: &str) -> String {
+pub fn name_digest(s: &str) -> String {
     format!("{:032x}", xxhash_rust::xxh3::xxh3_128(s.as_bytes()))
 }
 

@@ -285,6 +285,21 @@ fn needs() -> BTreeMap<&'static str, Vec<Need>> {
             ),
             // snapshot.rs target_ip + list.rs get_volume cvs().get_opt; list.rs cvs().list.
             (Ns, CSTOR, "cstorvolumes", &["get", "list"]),
+            // records.rs records(): get_opt, list (by volume / snapshot-name labels), create,
+            // patch (merge, ready), delete, delete_collection (DeleteVolume).
+            (
+                Ns,
+                CSTOR,
+                "cstorsnapshotrecords",
+                &[
+                    "get",
+                    "list",
+                    "create",
+                    "patch",
+                    "delete",
+                    "deletecollection",
+                ],
+            ),
             // snapshot.rs cvrs().list (replicas of a volume).
             (Ns, CSTOR, "cstorvolumereplicas", &["list"]),
             // delete.rs / list.rs cvas().list.

@@ -35,6 +35,13 @@ impl ControllerService {
             return Ok(DeleteVolumeResponse {});
         };
         if cvc.metadata.deletion_timestamp.is_some() {
+            // Deleted before; finish what a restart may have cut short.
+            if let Err(e) = self.remove_records_of(id).await {
+                tracing::warn!(
+                    volume = id,
+                    "snapshot records left for the garbage collector: {e}"
+                );
+            }
             return Ok(DeleteVolumeResponse {});
         }
 
@@ -78,7 +85,17 @@ impl ControllerService {
         }
 
         match self.cvcs().delete(id, &DeleteParams::foreground()).await {
-            Ok(_) => tracing::info!(volume = id, "deleted CStorVolumeConfig"),
+            Ok(_) => {
+                tracing::info!(volume = id, "deleted CStorVolumeConfig");
+                // Its snapshots go with its replicas; so do their records (the API server's
+                // garbage collector would also take them, as the CVC owns them).
+                if let Err(e) = self.remove_records_of(id).await {
+                    tracing::warn!(
+                        volume = id,
+                        "snapshot records left for the garbage collector: {e}"
+                    );
+                }
+            }
             Err(kube::Error::Api(s)) if s.is_not_found() => {}
             Err(e) => {
                 return Err(KubeError::new(

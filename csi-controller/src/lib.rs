@@ -27,15 +27,16 @@
 //! 1. the replicas' `status.snapshots` (CStorVolumeReplica), written by each pool manager from
 //!    `zfs listsnap` — the data engine's truth, which also covers snapshots upstream's Go
 //!    driver took, but lags behind (it is refreshed on the pool manager's resync);
-//! 2. our own record, written by CreateSnapshot before and after it asks the target: the
-//!    annotation `cstor.openebs.io/snapshots` on the source volume's CVC, a JSON object
-//!    `{"<name>": {"creationTime": "...", "sizeBytes": N, "ready": true, "cloneFor": "<pv>"?}}`
-//!    ([`records`]). It lives in the cluster, so it survives controller restarts; the Go
-//!    cvc-operator ignores annotations it does not know and preserves them when it updates the
-//!    CVC (it writes back the object it read); it disappears with the CVC, as the snapshots do
-//!    (the pool manager destroys the zvol with `zfs destroy -R`). The record gives the creation
-//!    time and the restore size (the source's size when the snapshot was taken), and lets a
-//!    retried CreateSnapshot answer without taking the snapshot twice.
+//! 2. our own record, written by CreateSnapshot before and after it asks the target: one
+//!    `CStorSnapshotRecord` object per snapshot (`<volume>.<digest of the name>`, labelled with
+//!    the volume and the name's digest, owned by the source CVC; [`records`]) holding the
+//!    creation time, the restore size (the source's size when the snapshot was taken), whether
+//!    the target confirmed it, the CSI name when the snapshot carries a derived one, and the
+//!    clone it was taken for. It lives in the cluster, so it survives controller restarts; it
+//!    goes with the volume, as the snapshots do (the pool manager destroys the zvol with
+//!    `zfs destroy -R`); and a volume can hold any number of them, since nothing else is
+//!    rewritten per snapshot. Records earlier versions kept in the CVC annotation
+//!    `cstor.openebs.io/snapshots` are still read.
 //!
 //! A snapshot is listed when our record says it is ready, or when a replica reports it.
 //! Internal snapshots (`cstor-clone-<pv>`, taken to clone a volume) are never listed: they are

@@ -137,6 +137,10 @@ impl ControllerService {
         &self.inner.config.namespace
     }
 
+    pub(crate) fn kube_client(&self) -> kube::Client {
+        self.inner.client.clone()
+    }
+
     pub(crate) fn cvcs(&self) -> Api<CStorVolumeConfig> {
         Api::namespaced(self.inner.client.clone(), self.ns())
     }

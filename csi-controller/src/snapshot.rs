@@ -89,16 +89,10 @@ fn cvr_volume(cvr: &CStorVolumeReplica) -> &str {
 /// snapshots and unconfirmed ones excluded).
 fn volume_snapshot_list<'a>(
     cvc: &CStorVolumeConfig,
+    recs: &records::Records,
     cvrs: impl Iterator<Item = &'a CStorVolumeReplica>,
 ) -> Vec<Snapshot> {
     let volume = cvc.metadata.name.as_deref().unwrap_or_default();
-    let recs = records::read(cvc).unwrap_or_else(|e| {
-        tracing::warn!(
-            volume,
-            "ignoring unreadable snapshot record while listing: {e}"
-        );
-        Default::default()
-    });
     let on_replicas = replica_snapshots(cvrs);
     let fallback_time = cvc
         .metadata
@@ -107,7 +101,7 @@ fn volume_snapshot_list<'a>(
         .unwrap_or_else(records::now);
     let fallback_size = cvc_capacity(cvc).unwrap_or(0) as i64;
     let mut out = Vec::new();
-    for (name, rec) in &recs {
+    for (name, rec) in recs {
         if rec.clone_for.is_none() && (rec.ready || on_replicas.contains_key(name)) {
             out.push(snapshot_message(
                 volume,
@@ -158,8 +152,8 @@ impl ControllerService {
             }
             Some(c) => c,
         };
-        let recs = records::read(&cvc)?;
-        if let Some(rec) = recs.get(name)
+        let existing = self.record(&cvc, name).await?;
+        if let Some(rec) = &existing
             && rec.csi_name(name) != csi_name
         {
             return Err(SnapshotError::AlreadyExists {
@@ -167,7 +161,7 @@ impl ControllerService {
                 volume: format!("{source} (taken for CSI name {:?})", rec.csi_name(name)),
             });
         }
-        if let Some(rec) = recs.get(name).filter(|r| r.ready && r.clone_for.is_none()) {
+        if let Some(rec) = existing.filter(|r| r.ready && r.clone_for.is_none()) {
             return Ok(CreateSnapshotResponse {
                 snapshot: Some(snapshot_message(
                     source,
@@ -192,19 +186,16 @@ impl ControllerService {
 
     /// Refuses a snapshot name already used on another volume.
     async fn check_name_unique(&self, source: &str, name: &str) -> Result<(), SnapshotError> {
-        let cvcs = self
-            .cvcs()
-            .list(&ListParams::default())
-            .await
-            .map_err(|e| KubeError::new("listing CStorVolumeConfigs", e))?;
-        for cvc in &cvcs.items {
-            let volume = cvc.metadata.name.as_deref().unwrap_or_default();
-            if volume != source && records::read(cvc).is_ok_and(|r| r.contains_key(name)) {
-                return Err(SnapshotError::AlreadyExists {
-                    name: name.to_owned(),
-                    volume: volume.to_owned(),
-                });
-            }
+        if let Some(volume) = self
+            .other_volumes_with(source, name)
+            .await?
+            .into_iter()
+            .next()
+        {
+            return Err(SnapshotError::AlreadyExists {
+                name: name.to_owned(),
+                volume,
+            });
         }
         let cvrs = self
             .cvrs()
@@ -257,14 +248,14 @@ impl ControllerService {
         name: &str,
     ) -> Result<Option<u64>, SnapshotError> {
         let volume = cvc.metadata.name.as_deref().unwrap_or_default();
-        let recs = records::read(cvc)?;
-        if let Some(rec) = recs.get(name).filter(|r| r.ready) {
+        let rec = self.record(cvc, name).await?;
+        if let Some(rec) = rec.as_ref().filter(|r| r.ready) {
             return Ok(Some(rec.size_bytes.max(0) as u64));
         }
         let cvrs = self.volume_cvrs(volume).await?;
         if replica_snapshots(cvrs.iter()).contains_key(name) {
-            let size = recs
-                .get(name)
+            let size = rec
+                .as_ref()
                 .map(|r| r.size_bytes.max(0) as u64)
                 .or_else(|| cvc_capacity(cvc));
             return Ok(Some(size.unwrap_or(0)));
@@ -292,13 +283,7 @@ impl ControllerService {
             clone_for: clone_for.map(str::to_owned),
             csi_name: csi_name.map(str::to_owned),
         };
-        let (rec, cvc) = self
-            .update_records(cvc, |r| {
-                r.entry(name.to_owned())
-                    .or_insert_with(|| fresh.clone())
-                    .clone()
-            })
-            .await?;
+        let rec = self.add_record(&cvc, name, fresh).await?;
         if rec.ready {
             return Ok(rec);
         }
@@ -309,7 +294,7 @@ impl ControllerService {
                 Ok(ip) => ip,
                 Err(e) => {
                     // Nothing was sent: forget the pending record.
-                    if let Err(e2) = self.update_records(cvc, |r| r.remove(name)).await {
+                    if let Err(e2) = self.remove_record(cvc, name).await {
                         tracing::warn!(
                             volume,
                             snapshot = name,
@@ -323,19 +308,7 @@ impl ControllerService {
                 .run(&ip, &volume, name, SnapAction::Create)
                 .await?;
         }
-        let (rec, _) = self
-            .update_records(cvc, |r| {
-                r.get_mut(name).map(|e| {
-                    e.ready = true;
-                    e.clone()
-                })
-            })
-            .await?;
-        rec.ok_or_else(|| {
-            SnapshotError::Record(format!(
-                "the record of snapshot {volume}@{name} vanished while it was taken; retry"
-            ))
-        })
+        self.mark_ready(&cvc, name).await
     }
 
     /// DeleteSnapshot.
@@ -429,7 +402,7 @@ impl ControllerService {
                 Err(e) => return Err(e.into()),
             },
         }
-        self.update_records(cvc, |r| r.remove(name)).await?;
+        self.remove_record(cvc, name).await?;
         tracing::info!(volume, snapshot = name, "snapshot deleted");
         Ok(())
     }
@@ -439,8 +412,30 @@ impl ControllerService {
         let Some(cvc) = self.get_cvc(volume).await? else {
             return Ok(Vec::new());
         };
+        let recs = self.records_of(&cvc).await?;
         let cvrs = self.volume_cvrs(volume).await?;
-        Ok(volume_snapshot_list(&cvc, cvrs.iter()))
+        Ok(volume_snapshot_list(&cvc, &recs, cvrs.iter()))
+    }
+
+    /// The CSI snapshot `name` of `volume`, if it exists: one record read and the replicas.
+    async fn snapshot_of(
+        &self,
+        volume: &str,
+        name: &str,
+    ) -> Result<Option<Snapshot>, SnapshotError> {
+        let Some(cvc) = self.get_cvc(volume).await? else {
+            return Ok(None);
+        };
+        let recs: records::Records = self
+            .record(&cvc, name)
+            .await?
+            .map(|r| (name.to_owned(), r))
+            .into_iter()
+            .collect();
+        let cvrs = self.volume_cvrs(volume).await?;
+        Ok(volume_snapshot_list(&cvc, &recs, cvrs.iter())
+            .into_iter()
+            .find(|s| s.snapshot_id == snapshot_id(volume, name)))
     }
 
     /// Every CSI snapshot in the namespace.
@@ -455,11 +450,18 @@ impl ControllerService {
             .list(&ListParams::default())
             .await
             .map_err(|e| KubeError::new("listing CStorVolumeReplicas", e))?;
+        let mut objects = self.all_record_objects().await?;
         let mut out = Vec::new();
         for cvc in &cvcs.items {
             let volume = cvc.metadata.name.as_deref().unwrap_or_default();
+            let mut recs = records::read_legacy(cvc).unwrap_or_else(|e| {
+                tracing::warn!(volume, "ignoring an unreadable legacy snapshot record: {e}");
+                Default::default()
+            });
+            recs.extend(objects.remove(volume).unwrap_or_default());
             out.extend(volume_snapshot_list(
                 cvc,
+                &recs,
                 cvrs.items.iter().filter(|r| cvr_volume(r) == volume),
             ));
         }
@@ -484,12 +486,10 @@ impl ControllerService {
         };
         let mut all = if !req.snapshot_id.is_empty() {
             match parse_snapshot_id(&req.snapshot_id) {
-                Ok((volume, _))
+                Ok((volume, name))
                     if req.source_volume_id.is_empty() || req.source_volume_id == volume =>
                 {
-                    let mut v = self.snapshots_of(volume).await?;
-                    v.retain(|s| s.snapshot_id == req.snapshot_id);
-                    v
+                    self.snapshot_of(volume, name).await?.into_iter().collect()
                 }
                 _ => Vec::new(),
             }
@@ -531,13 +531,9 @@ impl ControllerService {
         if id.is_empty() {
             return Err(SnapshotError::Missing("snapshot_id"));
         }
-        let (volume, _) =
+        let (volume, name) =
             parse_snapshot_id(id).map_err(|_| SnapshotError::NotFound(id.to_owned()))?;
-        let found = self
-            .snapshots_of(volume)
-            .await?
-            .into_iter()
-            .find(|s| s.snapshot_id == id);
+        let found = self.snapshot_of(volume, name).await?;
         Ok(GetSnapshotResponse {
             snapshot: Some(found.ok_or_else(|| SnapshotError::NotFound(id.to_owned()))?),
         })
@@ -562,15 +558,18 @@ impl ControllerService {
                     .items
             }
         };
+        let mut clone_objects: BTreeMap<String, records::Records> = BTreeMap::new();
+        for (volume, snap, rec) in self.clone_records().await? {
+            clone_objects.entry(volume).or_default().insert(snap, rec);
+        }
         let mut destroyed = 0;
         for cvc in cvcs {
             if cvc.metadata.deletion_timestamp.is_some() {
                 continue; // destroying the source volume destroys its snapshots
             }
             let volume = cvc.metadata.name.clone().unwrap_or_default();
-            let Ok(recs) = records::read(&cvc) else {
-                continue;
-            };
+            let mut recs = records::read_legacy(&cvc).unwrap_or_default();
+            recs.extend(clone_objects.remove(&volume).unwrap_or_default());
             for (snap, rec) in recs {
                 let Some(clone) = rec.clone_for else { continue };
                 let Ok(_token) = self

@@ -10,13 +10,14 @@ use std::{collections::HashMap, time::Duration};
 use common::*;
 use cstor_api::{
     constants::annotation,
-    cstor::CStorVolumeConfig,
+    cstor::{CStorSnapshotRecord, CStorSnapshotRecordSpec, CStorVolumeConfig},
     proto::csi::v1::{
         CreateSnapshotRequest, DeleteSnapshotRequest, DeleteVolumeRequest, ListSnapshotsRequest,
         ProbeRequest, Topology, TopologyRequirement, identity_client::IdentityClient,
     },
 };
 use cstor_csi_controller::{Config, ControllerService, TopologyMode, bind_unix, serve_unix};
+use futures::StreamExt;
 use kube::api::ListParams;
 use tonic::Code;
 
@@ -411,5 +412,213 @@ async fn probe_is_not_ready_without_the_api_server_or_a_crd() {
         Some(true),
         "ready on a live API server with the CRDs"
     );
+    h.cleanup().await;
+}
+
+/// A record object as the controller writes it (an earlier run's, for seeding).
+fn seeded_record(ns: &str, pv: &str, snap: &str) -> CStorSnapshotRecord {
+    let mut r = CStorSnapshotRecord::namespaced(
+        &cstor_csi_controller::records::record_name(pv, snap),
+        ns,
+        CStorSnapshotRecordSpec {
+            volume: pv.into(),
+            snapshot: snap.into(),
+            creation_time: Some(cstor_csi_controller::records::now()),
+            size_bytes: GIB,
+            ready: true,
+            ..Default::default()
+        },
+    );
+    r.metadata.labels = Some(
+        [
+            ("openebs.io/persistent-volume".to_string(), pv.to_string()),
+            (
+                cstor_csi_controller::records::SNAPSHOT_DIGEST_LABEL.to_string(),
+                cstor_csi_controller::records::snapshot_digest(snap),
+            ),
+        ]
+        .into(),
+    );
+    r
+}
+
+#[tokio::test]
+async fn a_volume_holds_10000_snapshots_listed_in_pages() {
+    const N: usize = 10_000;
+    const TAKEN: usize = 10;
+    let mut h = Harness::start().await;
+    let pv = pv_name();
+    h.controller
+        .create_volume(create_req(&pv, GIB))
+        .await
+        .unwrap();
+    h.bind_volume(&pv, Some("Healthy"), "1Gi").await;
+    let cvcs = h.api::<CStorVolumeConfig>();
+    let cvc_version = || async { cvcs.get(&pv).await.unwrap().metadata.resource_version };
+    let before = cvc_version().await;
+    // What earlier runs of the controller recorded (written concurrently to keep this quick)...
+    let records = h.api::<CStorSnapshotRecord>();
+    let names: Vec<String> = (0..N - TAKEN).map(|i| format!("snapshot-{i:05}")).collect();
+    futures::stream::iter(names.iter())
+        .for_each_concurrent(32, |snap| {
+            let records = records.clone();
+            let obj = seeded_record(h.ns(), &pv, snap);
+            async move {
+                records
+                    .create(&kube::api::PostParams::default(), &obj)
+                    .await
+                    .unwrap();
+            }
+        })
+        .await;
+    // ...and the last ones taken over the socket, on a volume already holding thousands.
+    for i in N - TAKEN..N {
+        h.controller
+            .create_snapshot(snap_req(&pv, &format!("snapshot-{i:05}")))
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        cvc_version().await,
+        before,
+        "the CVC is never rewritten per snapshot"
+    );
+
+    // Every page as the CO asks for it: sorted, no repeats, nothing missing.
+    let mut seen: Vec<String> = Vec::new();
+    let mut token = String::new();
+    let mut pages = 0;
+    loop {
+        let page = h
+            .controller
+            .list_snapshots(ListSnapshotsRequest {
+                source_volume_id: pv.clone(),
+                max_entries: (N / 10) as i32,
+                starting_token: token.clone(),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(page.entries.len() <= N / 10);
+        pages += 1;
+        seen.extend(
+            page.entries
+                .into_iter()
+                .filter_map(|e| e.snapshot.map(|s| s.snapshot_id)),
+        );
+        if page.next_token.is_empty() {
+            break;
+        }
+        token = page.next_token;
+    }
+    assert_eq!(pages, 10, "ten pages");
+    let expected: Vec<String> = (0..N).map(|i| format!("{pv}@snapshot-{i:05}")).collect();
+    assert_eq!(seen, expected);
+
+    // One snapshot by id, and its deletion, touch only that snapshot.
+    let one = format!("{pv}@snapshot-00424");
+    let by_id = h
+        .controller
+        .list_snapshots(ListSnapshotsRequest {
+            snapshot_id: one.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(by_id.entries.len(), 1);
+    h.controller
+        .delete_snapshot(DeleteSnapshotRequest {
+            snapshot_id: one.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let by_label = ListParams::default().labels(&format!("openebs.io/persistent-volume={pv}"));
+    assert_eq!(records.list(&by_label).await.unwrap().items.len(), N - 1);
+
+    // The records go with the volume.
+    h.controller
+        .delete_volume(DeleteVolumeRequest {
+            volume_id: pv.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert!(records.list(&by_label).await.unwrap().items.is_empty());
+    h.cleanup().await;
+}
+
+#[tokio::test]
+async fn records_an_earlier_version_kept_on_the_cvc_are_still_honoured() {
+    let mut h = Harness::start().await;
+    let pv = pv_name();
+    h.controller
+        .create_volume(create_req(&pv, GIB))
+        .await
+        .unwrap();
+    h.bind_volume(&pv, Some("Healthy"), "1Gi").await;
+    let legacy = r#"{"old-1":{"creationTime":"2026-01-02T03:04:05Z","sizeBytes":1073741824,"ready":true},"old-2":{"creationTime":"2026-01-02T03:04:06Z","sizeBytes":1073741824,"ready":true}}"#;
+    let patch =
+        serde_json::json!({"metadata": {"annotations": {"cstor.openebs.io/snapshots": legacy}}});
+    h.api::<CStorVolumeConfig>()
+        .patch(
+            &pv,
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(&patch),
+        )
+        .await
+        .unwrap();
+    let listed = |h: &mut Harness| {
+        let mut c = h.controller.clone();
+        let pv = pv.clone();
+        async move {
+            c.list_snapshots(ListSnapshotsRequest {
+                source_volume_id: pv,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .entries
+            .into_iter()
+            .filter_map(|e| e.snapshot.map(|s| s.snapshot_id))
+            .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(
+        listed(&mut h).await,
+        vec![format!("{pv}@old-1"), format!("{pv}@old-2")]
+    );
+    // A repeated CreateSnapshot of a legacy record answers from it, without the target.
+    let again = h
+        .controller
+        .create_snapshot(snap_req(&pv, "old-1"))
+        .await
+        .unwrap()
+        .into_inner()
+        .snapshot
+        .unwrap();
+    assert_eq!(again.snapshot_id, format!("{pv}@old-1"));
+    assert!(h.target.calls().is_empty());
+    // Deleting one drops it from the annotation.
+    h.controller
+        .delete_snapshot(DeleteSnapshotRequest {
+            snapshot_id: format!("{pv}@old-1"),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(listed(&mut h).await, vec![format!("{pv}@old-2")]);
+    let ann = h
+        .api::<CStorVolumeConfig>()
+        .get(&pv)
+        .await
+        .unwrap()
+        .metadata
+        .annotations
+        .unwrap();
+    assert!(!ann["cstor.openebs.io/snapshots"].contains("old-1"));
     h.cleanup().await;
 }

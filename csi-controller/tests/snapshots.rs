@@ -5,14 +5,14 @@ mod common;
 
 use common::*;
 use cstor_api::{
-    cstor::CStorVolumeConfig,
+    cstor::{CStorSnapshotRecord, CStorVolumeConfig},
     proto::csi::v1::{
         CreateSnapshotRequest, CreateVolumeRequest, DeleteSnapshotRequest, DeleteVolumeRequest,
         GetSnapshotRequest, ListSnapshotsRequest, VolumeContentSource,
         volume_content_source::{SnapshotSource, Type, VolumeSource},
     },
 };
-use kube::api::DeleteParams;
+use kube::api::{DeleteParams, ListParams};
 use tonic::Code;
 
 fn snap_req(source: &str, name: &str) -> CreateSnapshotRequest {
@@ -60,6 +60,15 @@ fn from_volume(name: &str, bytes: i64, source: &str) -> CreateVolumeRequest {
     r
 }
 
+/// The snapshot record objects of volume `pv`.
+async fn records_of(h: &Harness, pv: &str) -> Vec<CStorSnapshotRecord> {
+    h.api::<CStorSnapshotRecord>()
+        .list(&ListParams::default().labels(&format!("openebs.io/persistent-volume={pv}")))
+        .await
+        .unwrap()
+        .items
+}
+
 async fn cvc(h: &Harness, name: &str) -> Option<CStorVolumeConfig> {
     h.api::<CStorVolumeConfig>().get_opt(name).await.unwrap()
 }
@@ -96,12 +105,20 @@ async fn create_snapshot_goes_through_the_target_and_is_idempotent() {
         vec![SnapCall::Create(pv.clone(), "snapshot-1".into())]
     );
     assert!(h.target.has(&snap.snapshot_id));
-    let record =
-        cvc(&h, &pv).await.unwrap().metadata.annotations.unwrap()["cstor.openebs.io/snapshots"]
-            .clone();
+    let recs = records_of(&h, &pv).await;
+    assert_eq!(recs.len(), 1, "one record object per snapshot");
+    assert_eq!(recs[0].spec.snapshot, "snapshot-1");
+    assert!(recs[0].spec.ready);
+    assert_eq!(recs[0].spec.size_bytes, 5 * GIB);
     assert!(
-        record.contains("snapshot-1") && record.contains("\"ready\":true"),
-        "{record}"
+        !cvc(&h, &pv)
+            .await
+            .unwrap()
+            .metadata
+            .annotations
+            .unwrap_or_default()
+            .contains_key("cstor.openebs.io/snapshots"),
+        "the CVC is not rewritten per snapshot"
     );
 
     let again = h
@@ -168,15 +185,7 @@ async fn create_snapshot_errors() {
         .await
         .unwrap_err();
     assert_eq!(e.code(), Code::Unavailable, "{e:?}");
-    assert!(
-        !cvc(&h, &pending)
-            .await
-            .unwrap()
-            .metadata
-            .annotations
-            .unwrap()
-            .contains_key("cstor.openebs.io/snapshots")
-    );
+    assert!(records_of(&h, &pending).await.is_empty());
     // the target refuses (volume not healthy): an error, and the snapshot is not listed
     *h.target.refuse.lock().unwrap() = true;
     let e = h
@@ -646,13 +655,11 @@ async fn clone_snapshots_the_source_and_cleans_up_after_the_clone() {
     assert_eq!(h.svc.sweep_clone_snapshots(None).await.unwrap(), 1);
     assert!(!h.target.has(&internal));
     assert!(
-        !cvc(&h, &src)
+        !records_of(&h, &src)
             .await
-            .unwrap()
-            .metadata
-            .annotations
-            .unwrap()
-            .contains_key("cstor.openebs.io/snapshots")
+            .iter()
+            .any(|r| r.spec.clone_for.is_some()),
+        "the clone's snapshot record is gone"
     );
 
     // without a replica left the clean-up happens in DeleteVolume itself
@@ -723,15 +730,7 @@ async fn clone_errors() {
         .await
         .unwrap_err();
     assert_eq!(e.code(), Code::InvalidArgument);
-    assert!(
-        !cvc(&h, &unbound)
-            .await
-            .unwrap()
-            .metadata
-            .annotations
-            .unwrap()
-            .contains_key("cstor.openebs.io/snapshots")
-    );
+    assert!(records_of(&h, &unbound).await.is_empty());
     assert!(h.target.calls().is_empty());
     h.cleanup().await;
 }

@@ -565,9 +565,10 @@ fn delete_collection(
     let mut items = Vec::new();
     for key in keys {
         if st.objects.contains_key(&key) {
-            items.push(st.delete(def, &key, propagation, &Preconditions::default())?);
+            items.push(st.delete_without_gc(def, &key, propagation, &Preconditions::default())?);
         }
     }
+    st.collect_garbage();
     Ok(json!({
         "kind": def.list_kind(),
         "apiVersion": def.api_version(),

@@ -665,6 +665,20 @@ impl State {
         propagation: Propagation,
         pre: &Preconditions,
     ) -> Result<Value, ApiError> {
+        let out = self.delete_without_gc(def, key, propagation, pre)?;
+        self.collect_garbage();
+        Ok(out)
+    }
+
+    /// [`State::delete`] without the garbage collection that follows a write: a collection
+    /// deletes every object first and collects once.
+    pub(crate) fn delete_without_gc(
+        &mut self,
+        def: &ResourceDef,
+        key: &Key,
+        propagation: Propagation,
+        pre: &Preconditions,
+    ) -> Result<Value, ApiError> {
         let Some(obj) = self.objects.get(key) else {
             return Err(ApiError::not_found(def, &key.name));
         };
@@ -693,7 +707,6 @@ impl State {
             }
         }
         let out = self.delete_key(key, propagation).expect("object exists");
-        self.collect_garbage();
         Ok(as_version(def, &out))
     }
 
