@@ -392,3 +392,60 @@ fn sections_end_at_the_next_heading_of_their_level() {
     assert_eq!(section(text, "### `y`"), Some("\ny1\n"));
     assert_eq!(section(text, "## C"), None);
 }
+
+/// Text files of the repository (sources, docs, manifests, scripts), `target/` and `.git/` left out.
+fn repository_text_files() -> Vec<std::path::PathBuf> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut out = Vec::new();
+    let mut dirs = vec![root.to_path_buf()];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
+            let path = entry.unwrap().path();
+            let name = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or_default();
+            if path.is_dir() {
+                if !matches!(name, "target" | ".git") {
+                    dirs.push(path);
+                }
+            } else if ["rs", "md", "yaml", "yml", "sh", "toml", "dot"]
+                .iter()
+                .any(|ext| name.ends_with(&format!(".{ext}")))
+            {
+                out.push(path);
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn nothing_cites_reference_sections_outside_the_repository() {
+    // Section signs and the reference notes' file names point at text a reader of this
+    // repository does not have (spelt in pieces here so that this file does not match).
+    let banned = [
+        "\u{a7}",
+        concat!("upstream-operators", ".md"),
+        concat!("upstream-csi", ".md"),
+        concat!("upstream-backup", ".md"),
+        concat!("upstream-migration", ".md"),
+        concat!("test-environment", ".md"),
+        concat!("style-models", ".md"),
+        concat!("shared/", "reference"),
+    ];
+    let mut problems = Vec::new();
+    let files = repository_text_files();
+    assert!(files.len() > 50, "found only {} files", files.len());
+    for file in files {
+        let Ok(text) = std::fs::read_to_string(&file) else {
+            continue;
+        };
+        for (n, line) in text.lines().enumerate() {
+            if let Some(b) = banned.iter().find(|b| line.contains(*b)) {
+                problems.push(format!("{}:{}: cites {b:?}", file.display(), n + 1));
+            }
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}

@@ -130,7 +130,7 @@ struct Plan<'a> {
     created_through: Option<String>,
 }
 
-/// The CVC upstream's CSI controller writes for a new volume (upstream-csi.md §2.1).
+/// The CVC upstream's CSI controller writes for a new volume.
 fn build_cvc(namespace: &str, plan: &Plan<'_>) -> CStorVolumeConfig {
     let storage: BTreeMap<String, Quantity> = [(
         "storage".to_owned(),

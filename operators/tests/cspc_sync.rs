@@ -1,5 +1,5 @@
 //! Pool settings edited in a CSPC reach the existing CSPI and its pool-manager Deployment
-//! (upstream §3.5 syncCSPI): CSPC-level resources, auxResources, tolerations and
+//! (upstream's syncCSPI): CSPC-level resources, auxResources, tolerations and
 //! priorityClassName, and a pool-level compression change. No data engine involved.
 
 mod support;

@@ -850,7 +850,7 @@ async fn volume_policy_shapes_the_target_and_policy_edits_reach_it() {
         "replica zvolWorkers from the policy"
     );
 
-    // Editing the CVC's policy reaches the running target (upstream §5.8).
+    // Editing the CVC's policy reaches the running target.
     h.api::<CStorVolumeConfig>()
         .patch(
             "pvc-tuned",

@@ -149,7 +149,7 @@ impl Harness {
             .unwrap();
     }
 
-    /// A CVC as the CSI controller writes it (§2.3 of the spec).
+    /// A CVC as the CSI controller writes it.
     pub fn cvc(&self, name: &str, cspc: &str, replicas: i64, size: &str) -> CStorVolumeConfig {
         from_value(json!({
             "apiVersion": "cstor.openebs.io/v1", "kind": "CStorVolumeConfig",

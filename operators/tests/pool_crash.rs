@@ -137,7 +137,7 @@ async fn restart_after_create_converges_without_second_pool() {
         );
 
         // Deletion with no replica: pool destroyed, finalizer removed, object gone.
-        // Read-only threshold (upstream §4.4): at 0 % the pool is over it at once and is set
+        // Read-only threshold: at 0 % the pool is over it at once and is set
         // read-only; at 100 % switching is disabled and the pool is writable again.
         for (limit, want) in [(0, true), (100, false)] {
             let mut c = cspis.get("crash-cspi").await.unwrap();

@@ -1,4 +1,4 @@
-//! BlockDeviceClaims `bdc-cstor-<bd uid>` (upstream §2.10, §3.3): created before the CSPI; a
+//! BlockDeviceClaims `bdc-cstor-<bd uid>`: created before the CSPI; a
 //! block device is usable once NDM bound it to a claim of this CSPC.
 
 use std::collections::BTreeMap;

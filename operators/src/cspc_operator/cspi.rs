@@ -1,4 +1,4 @@
-//! Pool spec validation, node resolution and CSPI construction (upstream §3.3, §3.5, §7.2).
+//! Pool spec validation, node resolution and CSPI construction.
 
 use std::collections::BTreeMap;
 

@@ -1,4 +1,4 @@
-//! The pool-manager Deployment of a CSPI (upstream §3.4, `GetPoolDeploySpec`).
+//! The pool-manager Deployment of a CSPI (upstream `GetPoolDeploySpec`).
 
 use std::collections::BTreeMap;
 

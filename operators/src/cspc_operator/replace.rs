@@ -1,4 +1,4 @@
-//! Disk replacement, cspc side (upstream §3.7). A block device that left a pool spec's data raid
+//! Disk replacement, cspc side. A block device that left a pool spec's data raid
 //! group while another one took its place is a replacement: the new device is claimed with
 //! `openebs.io/bd-predecessor=<old>` ([`super::bdc::claim`]) and, once the claim is bound, the
 //! CSPI's raid group entry is renamed old → new. The pool manager then runs `zpool replace`.

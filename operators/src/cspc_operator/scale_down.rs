@@ -1,4 +1,4 @@
-//! Scale down (upstream §3.8, with the replica guard in the operator): a CSPI no pool spec
+//! Scale down (as upstream, with the replica guard in the operator): a CSPI no pool spec
 //! matches is deleted only when no CVR lives on it; otherwise it is kept and reported.
 
 use cstor_api::{

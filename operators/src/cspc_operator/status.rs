@@ -1,4 +1,4 @@
-//! CSPC status (upstream §3.8): provisioned/desired/healthy instances and conditions.
+//! CSPC status: provisioned/desired/healthy instances and conditions.
 
 use cstor_api::cstor::{
     CStorPoolCluster, CStorPoolInstance, CStorPoolInstancePhase, ConditionStatus, pool_conditions,

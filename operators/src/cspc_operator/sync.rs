@@ -1,4 +1,4 @@
-//! syncCSPI (upstream §3.5): pool settings edited in the CSPC — poolConfig (resources,
+//! syncCSPI: pool settings edited in the CSPC — poolConfig (resources,
 //! auxResources, tolerations, priorityClassName, compression, roThresholdLimit, ...) and the
 //! node selector — reach the existing CSPI, and from it the pool-manager Deployment, so the
 //! pool pod is rolled with the new settings. Raid groups are not touched here (expansion and

@@ -1,4 +1,4 @@
-//! Deletion (§5.1 step 2): release the PDB when no other CVC uses it, then drop the CVC
+//! Deletion: release the PDB when no other CVC uses it, then drop the CVC
 //! finalizer. CV, Service, target Deployment and CVRs go by owner-reference garbage collection
 //! (CVRs wait for the pool manager to remove their finalizer after destroying the zvol).
 //!

@@ -269,7 +269,7 @@ pub(crate) fn pv_name(cvc: &CStorVolumeConfig) -> String {
     cvc.name_any()
 }
 
-/// Reconciles one CVC (upstream `syncCVC`, §5.1).
+/// Reconciles one CVC (upstream `syncCVC`).
 ///
 /// The CVC is read again from the API first: the controller's cache can lag behind this
 /// operator's own last write, and acting on a stale spec/status pair (e.g. an old scale-up)

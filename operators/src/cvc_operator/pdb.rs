@@ -1,4 +1,4 @@
-//! PodDisruptionBudget of HA volumes (§5.6): one PDB per set of pools, shared by every volume
+//! PodDisruptionBudget of HA volumes: one PDB per set of pools, shared by every volume
 //! whose replicas sit on exactly that set, so that at most one of those pool pods is evicted at
 //! a time.
 //!

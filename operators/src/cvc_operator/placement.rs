@@ -1,4 +1,4 @@
-//! Replica placement (upstream `distributeCVRs`, §5.3), decided only from what exists.
+//! Replica placement (upstream `distributeCVRs`), decided only from what exists.
 //!
 //! Inputs are the CSPIs of the CSPC, the pools that already hold a replica of the volume and
 //! (for a restore) the pools holding the source volume. A pool is usable when it is ONLINE or

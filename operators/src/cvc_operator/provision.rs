@@ -1,4 +1,4 @@
-//! Provisioning of a Pending CVC (upstream `createVolumeOperation`, §5.2): validate, plan the
+//! Provisioning of a Pending CVC (upstream `createVolumeOperation`): validate, plan the
 //! replica placement, then get-or-create Service → CStorVolume → target Deployment → CVRs →
 //! PDB, and bind.
 //!
@@ -281,7 +281,7 @@ where
     }
 }
 
-/// The CStorVolume object for a CVC (§5.2 step 3).
+/// The CStorVolume object for a CVC.
 pub fn build_cv(
     cvc: &CStorVolumeConfig,
     v: &Validated,
@@ -339,7 +339,7 @@ pub struct CvrOptions {
     pub replica_id: String,
 }
 
-/// A CVR of the volume on `pool` (§5.3).
+/// A CVR of the volume on `pool`.
 pub fn build_cvr(
     cvc: &CStorVolumeConfig,
     cv: &CStorVolume,

@@ -1,4 +1,4 @@
-//! Resize (§5.5): CVC `spec.capacity` → CV `spec.capacity` → (volume manager) target; done
+//! Resize: CVC `spec.capacity` → CV `spec.capacity` → (volume manager) target; done
 //! when the CV's `status.capacity` reaches the size. Shrinking is ignored.
 
 use cstor_api::cstor::{CStorVolume, CStorVolumeConfig, volume_config_conditions};

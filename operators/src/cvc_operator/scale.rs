@@ -1,5 +1,5 @@
-//! Replica scale up / down through `spec.policy.replicaPoolInfo` (§5.7), with the admission
-//! rules of §7.4 re-checked here (the webhook may be absent): a refused change leaves every
+//! Replica scale up / down through `spec.policy.replicaPoolInfo`, with the admission
+//! rules re-checked here (the webhook may be absent): a refused change leaves every
 //! object untouched and is explained by a `ScalingReplicas` condition and a Warning event.
 
 use std::collections::BTreeSet;

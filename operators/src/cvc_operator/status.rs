@@ -1,5 +1,5 @@
 //! Conditions and events that tell a user why a volume is not Bound or not Healthy (issue item
-//! 3), and the plain-update status writes (no status subresource, §1.6).
+//! 3), and the plain-update status writes (no status subresource).
 //!
 //! CVC `status.condition` entries added by this operator (besides upstream's `Resizing`):
 //! - `ProvisionFailed` while a Pending CVC cannot be bound; reason is the cause

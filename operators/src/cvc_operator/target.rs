@@ -1,5 +1,4 @@
-//! Target Service and Deployment (§5.2 step 2, §5.4) and the policy sync of the Deployment
-//! (§5.8).
+//! Target Service and Deployment, and the policy sync of the Deployment.
 
 use std::collections::BTreeMap;
 
@@ -327,7 +326,7 @@ pub fn policy_hash(policy: &CStorVolumePolicySpec) -> String {
     h.to_string()
 }
 
-/// Policy sync (§5.8): when `spec.policy` changed since the last sync (template-hash label),
+/// Policy sync: when `spec.policy` changed since the last sync (template-hash label),
 /// rebuild the target pod template and replace it on the Deployment, then record the hash.
 pub async fn sync_policy(cvc: &mut CStorVolumeConfig, ctx: &Context) -> Result<(), Error> {
     let hash = policy_hash(&cvc.spec.policy);
@@ -383,7 +382,7 @@ pub async fn sync_policy(cvc: &mut CStorVolumeConfig, ctx: &Context) -> Result<(
     Ok(())
 }
 
-/// Fills the policy defaults of §5.2 step 1.
+/// Fills the policy defaults.
 pub fn with_defaults(mut policy: CStorVolumePolicySpec) -> CStorVolumePolicySpec {
     use k8s_openapi::{
         api::core::v1::ResourceRequirements, apimachinery::pkg::api::resource::Quantity,

@@ -182,7 +182,7 @@ impl PoolCapacity {
     }
 }
 
-/// A replica volume (zvol) to create, upstream §4.11.
+/// A replica volume (zvol) to create.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ReplicaVolumeSpec {
     pub pool: String,

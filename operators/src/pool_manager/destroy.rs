@@ -1,4 +1,4 @@
-//! CSPI deletion (upstream §4.5, with the replica guard upstream lacks): the pool is destroyed
+//! CSPI deletion (with the replica guard upstream lacks): the pool is destroyed
 //! only when no replica lives on it — neither a CVR of this CSPI nor a zvol in the pool.
 //! Otherwise the finalizer stays, a `PoolDeletionBlocked` condition and a Warning Event say why,
 //! and the pass is retried.

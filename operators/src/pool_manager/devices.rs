@@ -1,4 +1,4 @@
-//! Block device → vdev path resolution (upstream §4.3): the first of the BlockDevice's devlinks
+//! Block device → vdev path resolution: the first of the BlockDevice's devlinks
 //! followed by `spec.path` is the path the pool uses.
 
 use std::{

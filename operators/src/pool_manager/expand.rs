@@ -1,4 +1,4 @@
-//! Pool expansion (upstream §4.7): a raid group none of whose disks is in the pool is added
+//! Pool expansion: a raid group none of whose disks is in the pool is added
 //! whole; a stripe group with some new disks gets those disks added.
 
 use cstor_api::cstor::{CStorPoolInstance, ConditionStatus, pool_conditions};

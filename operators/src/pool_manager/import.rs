@@ -1,4 +1,4 @@
-//! Import-or-create (upstream §4.2 step 6, §4.3). The pool is looked up first, then imported
+//! Import-or-create. The pool is looked up first, then imported
 //! (cache file, then device scan), and created only when the CSPI never had a pool
 //! (`status.phase` empty or `Pending`). A crash after `zpool create` and before the status write
 //! therefore finds the pool on the next pass and never creates a second one.

@@ -263,7 +263,7 @@ pub fn resync(ctx: &Context) -> Action {
     Action::requeue(ctx.resync)
 }
 
-/// Shutdown (upstream §4.1): the served CSPI's `status.phase` becomes `OFFLINE`, so the CSPC
+/// Shutdown: the served CSPI's `status.phase` becomes `OFFLINE`, so the CSPC
 /// status and the volume placement stop counting this pool until the next pool manager reports
 /// it again. Retried on a write conflict; a CSPI that is gone is not an error.
 pub async fn mark_offline(ctx: &Context) -> Result<()> {

@@ -64,7 +64,8 @@ pub fn error_policy(_cspi: Arc<CStorPoolInstance>, err: &Error, ctx: Arc<Context
     Action::requeue(ctx.resync.min(std::time::Duration::from_secs(5)))
 }
 
-/// Validation of upstream §4.2 step 5.
+/// Checks a CSPI before anything is done with it: at least one data raid group and a
+/// poolConfig with its raid type, each error naming the field.
 pub fn validate(cspi: &CStorPoolInstance) -> Result<()> {
     if cspi.spec.data_raid_groups.is_empty() {
         return Err(Error::invalid(
@@ -159,7 +160,7 @@ async fn pass(ctx: &Context, cspi: &mut CStorPoolInstance) -> Result<bool> {
     Ok(resilvering > 0 || expanded)
 }
 
-/// `canmount=off` and the configured compression on the pool's root dataset (upstream §4.8).
+/// `canmount=off` and the configured compression on the pool's root dataset.
 async fn set_properties(ctx: &Context, cspi: &CStorPoolInstance) {
     let compression = cspi
         .spec

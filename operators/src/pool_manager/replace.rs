@@ -1,4 +1,4 @@
-//! Disk replacement (upstream §4.6). A BDC carrying `openebs.io/bd-predecessor=<old BD>` marks
+//! Disk replacement. A BDC carrying `openebs.io/bd-predecessor=<old BD>` marks
 //! its block device as the replacement of `<old BD>`: `zpool replace` runs once (skipped when the
 //! new path is already in the pool), the resilver is followed on every pass, and when it has
 //! completed the old claim is released, the old disk's labels cleared and the annotation dropped.

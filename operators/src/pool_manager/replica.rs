@@ -1,4 +1,4 @@
-//! The CVR controller (upstream §4.10/§4.11): CVRs labelled with this pool's CSPI UID become
+//! The CVR controller (as upstream): CVRs labelled with this pool's CSPI UID become
 //! zvols `<pool>/<cstorvolume.openebs.io/name>`; deletion runs `zfs destroy -R` and then drops
 //! the `cstorvolumereplica.openebs.io/finalizer`.
 
@@ -84,7 +84,7 @@ async fn stats_phase(ctx: &Context, zvol: &str) -> Result<Phase> {
         .unwrap_or(Phase::Offline))
 }
 
-/// `io.openebs:targetip` of an existing zvol follows the CVR (upstream §4.10 step 6, extended to
+/// `io.openebs:targetip` of an existing zvol follows the CVR (as upstream, extended to
 /// any change of `spec.targetIP`):
 /// - a restore replica (`isRestoreVol: "true"`) stays without a target until the CVR carries
 ///   `openebs.io/restore-completed: "true"`; then it gets `spec.targetIP` and both annotations
@@ -416,7 +416,7 @@ async fn cleanup(cvr: &CStorVolumeReplica, ctx: &Context) -> Result<Action> {
     Ok(Action::await_change())
 }
 
-/// Start-up pass (upstream §4.10 Add handler): every existing CVR of this pool that is past
+/// Start-up pass (upstream's Add handler): every existing CVR of this pool that is past
 /// `""`/`Init` is set to `Recreate`, so a zvol lost while the pool manager was down is created
 /// again with `quorum=off` (it must be rebuilt from its peers before serving reads); a zvol
 /// that still exists only gets its phase back from `zfs stats`. Returns how many were marked.

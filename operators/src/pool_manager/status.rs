@@ -1,4 +1,4 @@
-//! CSPI status (upstream §4.4): phase = zpool health, capacity, replica counts, read-only
+//! CSPI status: phase = zpool health, capacity, replica counts, read-only
 //! threshold, and each block device's `devLink`.
 
 use cstor_api::cstor::{

@@ -1,4 +1,4 @@
-//! Start-up registration (upstream §7.1): certificate Secret, Service and
+//! Start-up registration: certificate Secret, Service and
 //! ValidatingWebhookConfiguration, all owned by the webhook's own Deployment.
 
 use std::collections::BTreeMap;
@@ -267,7 +267,7 @@ fn rule(groups: &str, versions: &str, resources: &str, operations: &[&str]) -> R
     }
 }
 
-/// The ValidatingWebhookConfiguration of §7.1 with `ca_pem` as the CA bundle.
+/// The ValidatingWebhookConfiguration with `ca_pem` as the CA bundle.
 pub fn webhook_configuration(
     cfg: &BootstrapConfig,
     ca_pem: &str,

@@ -1,4 +1,4 @@
-//! CStorPoolCluster rules (upstream §7.2): CREATE, UPDATE (scale-down, raid-group changes,
+//! CStorPoolCluster rules: CREATE, UPDATE (scale-down, raid-group changes,
 //! disk replacement, expansion) and DELETE.
 //!
 //! Every CREATE/UPDATE denial is code 422 with the message `invalid cspc specification: <msg>`;
@@ -671,7 +671,7 @@ pub fn byte_count(bytes: u64) -> String {
     format!("{}{}", bytes / div, &"KMGTPE"[exp..exp + 1])
 }
 
-/// The claim `bdc-cstor-<BD uid>` marking `bd` as the replacement of `predecessor` (§2.10).
+/// The claim `bdc-cstor-<BD uid>` marking `bd` as the replacement of `predecessor`.
 pub fn replacement_claim(
     cspc: &CStorPoolCluster,
     bd: &BlockDevice,

@@ -1,4 +1,4 @@
-//! CStorVolumeConfig UPDATE rules (upstream §7.4): every denial is code 400.
+//! CStorVolumeConfig UPDATE rules: every denial is code 400.
 
 use std::collections::BTreeSet;
 

@@ -1,4 +1,4 @@
-//! PersistentVolumeClaim and Namespace rules (upstream §7.3).
+//! PersistentVolumeClaim and Namespace rules.
 
 use super::{Denial, lookup::ClusterLookup};
 
