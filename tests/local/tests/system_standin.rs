@@ -7,9 +7,7 @@
 //! Without zfs-fuse, istgt or libiscsi it says SKIPPED and why (`bash .ci/install-deps` installs
 //! them), unless `CSTOR_REQUIRE_SHARED=1` (CI), which makes their absence a failure.
 
-#[path = "system.rs"]
-#[allow(dead_code)]
-mod system;
+mod common;
 
 #[test]
 fn system_story_on_the_engine_standin() {
@@ -28,5 +26,5 @@ fn system_story_on_the_engine_standin() {
         println!("SKIPPED system_story_on_the_engine_standin: {why}");
         return;
     }
-    system::run_story(None, "target/cstor-local-standin");
+    common::run_story(None, "target/cstor-local-standin");
 }

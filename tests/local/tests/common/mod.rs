@@ -1,0 +1,71 @@
+//! What the system suites share: the whole story on a local cluster, and the checks after it.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+
+use cstor_local::{
+    cluster::{LocalCluster, Options, workspace_root},
+    kubelet::Skipped,
+    story::Story,
+};
+
+pub fn bin_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_cstor-local"))
+        .parent()
+        .expect("bin dir")
+        .to_path_buf()
+}
+
+/// Containers the runtime may leave out: exporters and the CSI sidecars (no kubelet plugin
+/// registration here).
+pub fn expected_skip(s: &Skipped) -> bool {
+    s.reason.starts_with("metrics exporter image") || s.reason.starts_with("CSI sidecar")
+}
+
+/// The whole story on a local cluster with `engine` (`None`: the stand-in).
+pub fn run_story(engine: Option<PathBuf>, state_dir: &str) {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "cstor_local=info".into()),
+        )
+        .with_test_writer()
+        .try_init();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(4)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let root = workspace_root();
+        let opts = Options {
+            kubeconfig: std::env::var_os("CSTOR_TEST_KUBECONFIG").map(PathBuf::from),
+            deploy_dir: root.join("deploy"),
+            bin_dir: bin_dir(),
+            engine_dir: engine,
+            state_dir: root.join(state_dir),
+            nodes: 3,
+            namespace: "openebs".into(),
+        };
+        let cluster = LocalCluster::start(opts)
+            .await
+            .expect("the local cluster starts and deploy/ applies");
+        let result = Story::new(&cluster, |line| println!("{line}")).run().await;
+        let skipped = cluster.kubelet.skipped();
+        let restarts = cluster.kubelet.restarts();
+        let logs = cluster.state_dir.join("logs");
+        cluster.shutdown().await;
+        let summary =
+            result.unwrap_or_else(|e| panic!("{e:#}\n(container logs: {})", logs.display()));
+        print!("{summary}");
+        // Every container of ours and of the engine ran with the Pod spec's exact command line
+        // and environment, and none of them exited.
+        let unexpected: Vec<&Skipped> = skipped.iter().filter(|s| !expected_skip(s)).collect();
+        assert!(unexpected.is_empty(), "containers not run: {unexpected:#?}");
+        assert!(
+            restarts.is_empty(),
+            "containers exited and were restarted (see {}): {restarts:#?}",
+            logs.display()
+        );
+    });
+}
