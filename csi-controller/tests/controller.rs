@@ -43,7 +43,14 @@ async fn cvc(h: &Harness, name: &str) -> Option<CStorVolumeConfig> {
 async fn create_volume_writes_the_upstream_cvc_shape() {
     let mut h = Harness::start().await;
     let name = "pvc-2b6c4b9e-5c1a-4e47-9a38-4d1f4c3e9a01";
-    let mut pvc = PersistentVolumeClaim::default();
+    // A PVC the real API server accepts (access modes and a storage request are required).
+    let mut pvc: PersistentVolumeClaim = serde_json::from_value(serde_json::json!({
+        "spec": {
+            "accessModes": ["ReadWriteOnce"],
+            "resources": { "requests": { "storage": "5Gi" } }
+        }
+    }))
+    .unwrap();
     pvc.metadata.name = Some("data-claim".into());
     pvc.metadata.annotations = Some(
         [(
