@@ -4,7 +4,9 @@
 pub mod constants;
 pub mod crdgen;
 pub mod cstor;
-pub mod exec;
+/// The command-runner seam (its own crate, `cstor-exec`, so that crates which only run
+/// commands do not pull in Kubernetes and gRPC).
+pub use cstor_exec as exec;
 pub mod naming;
 pub mod ndm;
 pub mod proto;

@@ -349,7 +349,7 @@ fn fake_api(missing: Option<&'static str>) -> kube::Client {
         let path = req.uri().path().to_owned();
         let (code, body) = match missing {
             None => (503, r#"{"kind":"Status","apiVersion":"v1","status":"Failure","message":"unavailable","code":503}"#.to_owned()),
-            Some(m) if path.contains(m) => (404, format!(r#"{{"kind":"Status","apiVersion":"v1","status":"Failure","message":"the server could not find the requested resource","reason":"NotFound","code":404}}"#)),
+            Some(m) if path.contains(m) => (404, r#"{"kind":"Status","apiVersion":"v1","status":"Failure","message":"the server could not find the requested resource","reason":"NotFound","code":404}"#.to_owned()),
             Some(_) => (200, r#"{"kind":"List","apiVersion":"v1","metadata":{"resourceVersion":"1"},"items":[]}"#.to_owned()),
         };
         Ok::<_, std::convert::Infallible>(
@@ -418,7 +418,7 @@ async fn probe_is_not_ready_without_the_api_server_or_a_crd() {
 /// A record object as the controller writes it (an earlier run's, for seeding).
 fn seeded_record(ns: &str, pv: &str, snap: &str) -> CStorSnapshotRecord {
     let mut r = CStorSnapshotRecord::namespaced(
-        &cstor_csi_controller::records::record_name(pv, snap),
+        cstor_csi_controller::records::record_name(pv, snap),
         ns,
         CStorSnapshotRecordSpec {
             volume: pv.into(),

@@ -2,7 +2,7 @@
 
 use std::{fmt, path::PathBuf, time::Duration};
 
-use cstor_api::exec::{Cmd, ExecError, Output};
+use cstor_exec::{Cmd, ExecError, Output};
 
 /// open-iscsi exit codes (`ISCSI_ERR_*` in `iscsi_err.h`, listed in `man iscsiadm`) this crate
 /// gives a meaning to.

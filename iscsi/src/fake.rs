@@ -27,7 +27,7 @@ use std::{
 };
 
 use async_trait::async_trait;
-use cstor_api::exec::{Cmd, ExecError, Output, Runner};
+use cstor_exec::{Cmd, ExecError, Output, Runner};
 
 use crate::{
     device::by_path_name,
@@ -582,7 +582,7 @@ impl Runner for FakeIscsiadm {
 mod tests {
     use std::sync::atomic::{AtomicU32, Ordering};
 
-    use cstor_api::exec::ScriptedRunner;
+    use cstor_exec::ScriptedRunner;
 
     use super::*;
 

@@ -3,7 +3,7 @@
 
 use std::{collections::BTreeMap, fmt, path::PathBuf, sync::Arc, time::Duration};
 
-use cstor_api::exec::{Cmd, Output, Runner};
+use cstor_exec::{Cmd, Output, Runner};
 
 use crate::{
     Error,

@@ -1,5 +1,5 @@
 //! Typed wrapper over open-iscsi's `iscsiadm`, behind the shared command-runner seam
-//! ([`cstor_api::exec::Runner`]).
+//! ([`cstor_exec::Runner`]).
 //!
 //! * [`Target`] / [`Iqn`] / [`Portal`]: validated addressing (errors name the bad field).
 //! * [`Iscsiadm`]: discovery, node records, login/logout, sessions, rescans, and the idempotent
@@ -12,7 +12,7 @@
 //! ```no_run
 //! # async fn f() -> Result<(), cstor_iscsi::Error> {
 //! use std::sync::Arc;
-//! use cstor_api::exec::HostRunner;
+//! use cstor_exec::HostRunner;
 //! use cstor_iscsi::{AttachOptions, Iscsiadm, Target};
 //!
 //! let adm = Iscsiadm::new(Arc::new(HostRunner::new()));

@@ -10,7 +10,7 @@
 
 use std::{net::TcpListener, path::Path, sync::Arc, time::Duration};
 
-use cstor_api::exec::{HostRunner, RecordingRunner, Runner};
+use cstor_exec::{HostRunner, RecordingRunner, Runner};
 use cstor_iscsi::{AttachOptions, Detached, Error, Iscsiadm, Logout, Portal, Target};
 
 fn installed() -> bool {
@@ -126,7 +126,7 @@ async fn discovery_against_an_unused_port_fails_typed_and_leaves_no_record() {
     // iscsiadm itself confirms the discovery record is gone (6: "Discovery record ... not found").
     let p = t.portal.to_string();
     let out = HostRunner::new()
-        .run(&cstor_api::exec::Cmd::new("iscsiadm").args([
+        .run(&cstor_exec::Cmd::new("iscsiadm").args([
             "-m",
             "discoverydb",
             "-t",

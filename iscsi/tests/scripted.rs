@@ -12,7 +12,7 @@ use std::{
     time::Duration,
 };
 
-use cstor_api::exec::{ExecError, Output, RecordingRunner, ScriptedRunner};
+use cstor_exec::{ExecError, Output, RecordingRunner, ScriptedRunner};
 use cstor_iscsi::{
     AttachOptions, Chap, Detached, DeviceWaiter, Error, Iscsiadm, Login, Logout, Portal, Target,
     by_path_name, fake::FakeIscsiadm,
