@@ -5,5 +5,6 @@ pub mod cspc_operator;
 pub mod cvc_operator;
 pub mod engine;
 pub mod pool_manager;
+pub mod shutdown;
 pub mod volume_manager;
 pub mod webhook;

@@ -16,6 +16,8 @@ async fn main() -> ExitCode {
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .init();
+    // Listening from the start: a SIGTERM during start-up ends the process cleanly too.
+    let shutdown = cstor_operators::shutdown::signal();
     let args = CspcOperatorArgs::parse();
     let client = match kube::Client::try_default().await {
         Ok(c) => c,
@@ -27,9 +29,8 @@ async fn main() -> ExitCode {
     let ctx = cspc_operator::Context::new(client, DeployConfig::from_env())
         .with_resync(Duration::from_secs(args.resync_interval.max(1)));
     let ns = (!args.namespace.is_empty()).then_some(args.namespace);
-    tokio::select! {
-        () = cspc_operator::run(ctx, ns) => {}
-        _ = tokio::signal::ctrl_c() => tracing::info!("interrupted"),
-    }
+    tracing::info!(namespace = ?ns, "starting cspc-operator");
+    cspc_operator::run_until(ctx, ns, shutdown).await;
+    tracing::info!("stopped");
     ExitCode::SUCCESS
 }

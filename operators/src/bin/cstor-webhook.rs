@@ -21,8 +21,10 @@ async fn main() -> ExitCode {
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .init();
+    // Listening from the start: a SIGTERM during start-up ends the process cleanly too.
+    let shutdown = cstor_operators::shutdown::signal();
     let args = WebhookArgs::parse();
-    match run(args).await {
+    match run(args, shutdown).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("cstor-webhook: {e}");
@@ -31,7 +33,10 @@ async fn main() -> ExitCode {
     }
 }
 
-async fn run(args: WebhookArgs) -> Result<(), String> {
+async fn run(
+    args: WebhookArgs,
+    shutdown: impl std::future::Future<Output = ()> + Send,
+) -> Result<(), String> {
     let client = kube::Client::try_default().await.map_err(|e| {
         format!("cannot build a Kubernetes client (in-cluster config or KUBECONFIG): {e}")
     })?;
@@ -65,9 +70,7 @@ async fn run(args: WebhookArgs) -> Result<(), String> {
         .await
         .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
     tracing::info!(%addr, "serving the admission webhook");
-    server::serve_tls(listener, tls_config, server::router(state), async {
-        let _ = tokio::signal::ctrl_c().await;
-    })
-    .await
-    .map_err(|e| format!("server on {addr} failed: {e}"))
+    server::serve_tls(listener, tls_config, server::router(state), shutdown)
+        .await
+        .map_err(|e| format!("server on {addr} failed: {e}"))
 }

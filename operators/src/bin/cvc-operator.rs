@@ -16,6 +16,8 @@ async fn main() -> ExitCode {
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .init();
+    // Listening from the start: a SIGTERM during start-up ends the process cleanly too.
+    let shutdown = cstor_operators::shutdown::signal();
     let args = CvcOperatorArgs::parse();
     if args.leader_election {
         eprintln!("cvc-operator: --leader-election is not supported; run a single replica");
@@ -40,9 +42,7 @@ async fn main() -> ExitCode {
     };
     tracing::info!(namespace = %config.namespace, "starting cvc-operator");
     let ctx = Context::new(client, config);
-    cvc_operator::run(ctx, async {
-        let _ = tokio::signal::ctrl_c().await;
-    })
-    .await;
+    cvc_operator::run(ctx, shutdown).await;
+    tracing::info!("stopped");
     ExitCode::SUCCESS
 }

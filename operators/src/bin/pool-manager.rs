@@ -14,6 +14,8 @@ async fn main() -> ExitCode {
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .init();
+    // Listening from the start: a SIGTERM during start-up ends the process cleanly too.
+    let shutdown = cstor_operators::shutdown::signal();
     let args = PoolManagerArgs::parse();
     let client = match kube::Client::try_default().await {
         Ok(c) => c,
@@ -32,17 +34,9 @@ async fn main() -> ExitCode {
         &args.pool_name,
     )
     .with_resync(Duration::from_secs(args.resync_interval.max(1)));
-    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot listen for SIGTERM");
-            return ExitCode::FAILURE;
-        }
-    };
     tokio::select! {
         () = pool_manager::run(ctx.clone()) => {}
-        _ = tokio::signal::ctrl_c() => tracing::info!("interrupted"),
-        _ = term.recv() => tracing::info!("terminated"),
+        () = shutdown => {}
     }
     // The CSPI is reported OFFLINE before the process goes (upstream behaviour).
     let _guard = ctx.lock.lock().await;

@@ -16,6 +16,8 @@ async fn main() -> ExitCode {
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .init();
+    // Listening from the start: a SIGTERM during start-up ends the process cleanly too.
+    let shutdown = cstor_operators::shutdown::signal();
     let args = VolumeManagerArgs::parse();
     let client = match kube::Client::try_default().await {
         Ok(c) => c,
@@ -41,26 +43,11 @@ async fn main() -> ExitCode {
             conf_options: ConfOptions::default(),
         },
     };
-    match volume_manager::run(client, settings, shutdown_signal()).await {
+    match volume_manager::run(client, settings, shutdown).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("volume-manager: {e}");
             ExitCode::FAILURE
-        }
-    }
-}
-
-async fn shutdown_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    match signal(SignalKind::terminate()) {
-        Ok(mut term) => {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = tokio::signal::ctrl_c() => {}
-            }
-        }
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
         }
     }
 }

@@ -166,6 +166,17 @@ pub fn cspcs_naming<'a>(
 /// CSPC that names them — a claim being bound or a disk going inactive); Nodes (label changes
 /// decide which node a pool's selector matches, so every CSPC is looked at again).
 pub async fn run(ctx: Context, namespace: Option<String>) {
+    run_until(ctx, namespace, std::future::pending()).await
+}
+
+/// [`run`] until `shutdown` completes: no new reconcile starts after it, the ones in flight
+/// finish, then this returns.
+pub async fn run_until(
+    ctx: Context,
+    namespace: Option<String>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) {
+    let shutdown = crate::shutdown::shared(shutdown);
     let client = ctx.client.clone();
     let scoped = |client: Client| match &namespace {
         Some(ns) => ScopedApi::Namespaced(client, ns.clone()),
@@ -181,7 +192,8 @@ pub async fn run(ctx: Context, namespace: Option<String>) {
     let cspc_store = controller.store();
     let bd_store = cspc_store.clone();
     let node_store = cspc_store.clone();
-    controller
+    let ready_store = cspc_store.clone();
+    let stream = controller
         .owns(cspis, watcher::Config::default())
         .owns(bdcs, watcher::Config::default())
         .watches(
@@ -205,13 +217,17 @@ pub async fn run(ctx: Context, namespace: Option<String>) {
                 .map(|c| ObjectRef::from_obj(&*c))
                 .collect::<Vec<_>>()
         })
+        .graceful_shutdown_on(shutdown.clone())
         .run(reconcile, error_policy, Arc::new(ctx))
         .for_each(|res| async move {
             if let Err(e) = res {
                 tracing::debug!(error = %e, "cspc reconcile");
             }
-        })
-        .await;
+        });
+    crate::shutdown::drive(stream, shutdown, || {
+        futures::FutureExt::now_or_never(ready_store.wait_until_ready()).is_some_and(|r| r.is_ok())
+    })
+    .await;
 }
 
 #[cfg(test)]

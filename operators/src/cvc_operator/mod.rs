@@ -377,17 +377,24 @@ pub fn controller(ctx: &Arc<Context>) -> Controller<CStorVolumeConfig> {
 }
 
 /// Runs the controller until `shutdown` resolves.
-pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + Sync + 'static) {
-    controller(&ctx)
-        .graceful_shutdown_on(shutdown)
+/// In-flight reconciles get [`crate::shutdown::GRACE`] to finish.
+pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + 'static) {
+    let shutdown = crate::shutdown::shared(shutdown);
+    let controller = controller(&ctx);
+    let store = controller.store();
+    let stream = controller
+        .graceful_shutdown_on(shutdown.clone())
         .run(reconcile, error_policy, ctx.clone())
         .for_each(|res| async move {
             match res {
                 Ok((obj, _)) => debug!(cvc = %obj.name, "reconciled"),
                 Err(e) => debug!(error = %e, "reconcile error"),
             }
-        })
-        .await;
+        });
+    crate::shutdown::drive(stream, shutdown, || {
+        futures::FutureExt::now_or_never(store.wait_until_ready()).is_some_and(|r| r.is_ok())
+    })
+    .await;
 }
 
 #[cfg(test)]

@@ -206,7 +206,11 @@ pub fn router(state: WebhookState) -> Router {
         .with_state(state)
 }
 
-/// Serves `app` over TLS on `listener` until `shutdown` completes.
+/// Pause after a failed accept before the next one.
+const ACCEPT_ERROR_PAUSE: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// Serves `app` over TLS on `listener` until `shutdown` completes; a failed accept is logged
+/// and serving goes on.
 pub async fn serve_tls(
     listener: TcpListener,
     tls: Arc<rustls::ServerConfig>,
@@ -216,9 +220,21 @@ pub async fn serve_tls(
     let acceptor = TlsAcceptor::from(tls);
     tokio::pin!(shutdown);
     loop {
-        let (tcp, peer) = tokio::select! {
+        let accepted = tokio::select! {
             _ = &mut shutdown => return Ok(()),
-            accepted = listener.accept() => accepted?,
+            accepted = listener.accept() => accepted,
+        };
+        let (tcp, peer) = match accepted {
+            Ok(a) => a,
+            Err(e) => {
+                // Out of file descriptors, a connection reset before it was taken, ...: the
+                // listener is still good. Pause briefly so a persistent error does not spin.
+                tracing::warn!(error = %e, "accepting a connection failed; still serving");
+                tokio::select! {
+                    _ = &mut shutdown => return Ok(()),
+                    () = tokio::time::sleep(ACCEPT_ERROR_PAUSE) => continue,
+                }
+            }
         };
         let acceptor = acceptor.clone();
         let service = TowerToHyperService::new(app.clone());
