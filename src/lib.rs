@@ -10,3 +10,4 @@ pub use cstor_exec as exec;
 pub mod naming;
 pub mod ndm;
 pub mod proto;
+pub mod served;

@@ -6,10 +6,7 @@ use cstor_api::proto::csi::v1::{
     identity_server::Identity,
     plugin_capability::{self, service, volume_expansion},
 };
-use kube::{
-    Resource,
-    api::{Api, ListParams},
-};
+use cstor_api::served::{self, answers};
 use tonic::{Request, Response, Status};
 
 use crate::server::{Config, ControllerService};
@@ -23,22 +20,6 @@ pub struct IdentityGrpc {
     service: ControllerService,
 }
 
-/// Whether the API server answers for resource `K`: `Err(why not)` when it cannot be listed
-/// (API server unreachable, the CRD not installed, no permission).
-async fn answers<K>(api: Api<K>) -> Result<(), String>
-where
-    K: Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
-{
-    let what = format!("{}.{}", K::plural(&()), K::group(&()));
-    match api.list(&ListParams::default().limit(1)).await {
-        Ok(_) => Ok(()),
-        Err(kube::Error::Api(s)) if s.is_not_found() => Err(format!(
-            "{what} is not served: is its CustomResourceDefinition installed?"
-        )),
-        Err(e) => Err(format!("cannot list {what}: {e}")),
-    }
-}
-
 impl ControllerService {
     /// Why the controller cannot serve now: the API server does not answer, or a resource
     /// it works with (CVC, CV, CVR, CSPI, Node) is not served.
@@ -50,15 +31,7 @@ impl ControllerService {
             answers(self.cspis()),
             answers(self.nodes()),
         );
-        let problems: Vec<String> = [cvc, cv, cvr, cspi, node]
-            .into_iter()
-            .filter_map(Result::err)
-            .collect();
-        if problems.is_empty() {
-            Ok(())
-        } else {
-            Err(problems.join("; "))
-        }
+        served::all([cvc, cv, cvr, cspi, node])
     }
 }
 

@@ -342,27 +342,6 @@ async fn unknown_storage_class_parameters_are_refused_and_nothing_is_written() {
     h.cleanup().await;
 }
 
-/// An API server that answers every list with an empty one, except for the resources in
-/// `missing` (404, as for a CRD that is not installed); `None` answers nothing at all (503).
-fn fake_api(missing: Option<&'static str>) -> kube::Client {
-    let svc = tower::service_fn(move |req: http::Request<kube::client::Body>| async move {
-        let path = req.uri().path().to_owned();
-        let (code, body) = match missing {
-            None => (503, r#"{"kind":"Status","apiVersion":"v1","status":"Failure","message":"unavailable","code":503}"#.to_owned()),
-            Some(m) if path.contains(m) => (404, r#"{"kind":"Status","apiVersion":"v1","status":"Failure","message":"the server could not find the requested resource","reason":"NotFound","code":404}"#.to_owned()),
-            Some(_) => (200, r#"{"kind":"List","apiVersion":"v1","metadata":{"resourceVersion":"1"},"items":[]}"#.to_owned()),
-        };
-        Ok::<_, std::convert::Infallible>(
-            http::Response::builder()
-                .status(code)
-                .header("content-type", "application/json")
-                .body(kube::client::Body::from(body.into_bytes()))
-                .unwrap(),
-        )
-    });
-    kube::Client::new(svc, "openebs")
-}
-
 async fn probe_over_socket(client: kube::Client) -> Option<bool> {
     let svc = ControllerService::new(client, Config::new("openebs"));
     let dir = tempfile::tempdir().unwrap();
@@ -387,16 +366,24 @@ async fn probe_over_socket(client: kube::Client) -> Option<bool> {
 #[tokio::test]
 async fn probe_is_not_ready_without_the_api_server_or_a_crd() {
     assert_eq!(
-        probe_over_socket(fake_api(Some("no-such-resource"))).await,
+        probe_over_socket(cstor_testkit::fake_api::client(
+            Some("no-such-resource"),
+            "openebs"
+        ))
+        .await,
         Some(true)
     );
     assert_eq!(
-        probe_over_socket(fake_api(Some("cstorvolumereplicas"))).await,
+        probe_over_socket(cstor_testkit::fake_api::client(
+            Some("cstorvolumereplicas"),
+            "openebs"
+        ))
+        .await,
         Some(false),
         "the CVR CRD is not installed"
     );
     assert_eq!(
-        probe_over_socket(fake_api(None)).await,
+        probe_over_socket(cstor_testkit::fake_api::client(None, "openebs")).await,
         Some(false),
         "API server down"
     );

@@ -128,41 +128,17 @@ pub fn apply_to_cva(a: &Attachment, c: &mut CStorVolumeAttachment) {
     i.iscsi_interface = opt(&a.iscsi_interface);
 }
 
-/// Whether `api` can be listed: `Err(why not)` for an unreachable API server or a resource
-/// that is not served (its CRD not installed).
-async fn answers<K>(api: Api<K>) -> Result<(), String>
-where
-    K: kube::Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
-{
-    let what = format!("{}.{}", K::plural(&()), K::group(&()));
-    match api.list(&ListParams::default().limit(1)).await {
-        Ok(_) => Ok(()),
-        Err(e) if is_status(&e, 404) => Err(format!(
-            "{what} is not served: is its CustomResourceDefinition installed?"
-        )),
-        Err(e) => Err(format!("cannot list {what}: {e}")),
-    }
-}
-
 #[async_trait]
 impl VolumeApi for KubeVolumeApi {
     async fn readiness(&self) -> Result<(), String> {
         let (ns, c) = (&self.namespace, &self.client);
         let (cvc, cv, cva, node) = tokio::join!(
-            answers(Api::<CStorVolumeConfig>::namespaced(c.clone(), ns)),
-            answers(Api::<CStorVolume>::namespaced(c.clone(), ns)),
-            answers(Api::<CStorVolumeAttachment>::namespaced(c.clone(), ns)),
-            answers(Api::<Node>::all(c.clone())),
+            cstor_api::served::answers(Api::<CStorVolumeConfig>::namespaced(c.clone(), ns)),
+            cstor_api::served::answers(Api::<CStorVolume>::namespaced(c.clone(), ns)),
+            cstor_api::served::answers(Api::<CStorVolumeAttachment>::namespaced(c.clone(), ns)),
+            cstor_api::served::answers(Api::<Node>::all(c.clone())),
         );
-        let problems: Vec<String> = [cvc, cv, cva, node]
-            .into_iter()
-            .filter_map(Result::err)
-            .collect();
-        if problems.is_empty() {
-            Ok(())
-        } else {
-            Err(problems.join("; "))
-        }
+        cstor_api::served::all([cvc, cv, cva, node])
     }
 
     async fn cvc_phase(&self, volume: &str) -> Result<Option<String>, ApiError> {

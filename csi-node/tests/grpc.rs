@@ -175,36 +175,6 @@ async fn serves_identity_and_node_on_a_private_socket() {
     assert!(!sock.exists(), "socket removed on shutdown");
 }
 
-/// An API server that answers every list with an empty one, except for paths containing
-/// `missing` (404, as for a CRD that is not installed); `None` answers 503 to everything.
-fn fake_api(missing: Option<&'static str>) -> kube::Client {
-    let svc = service_fn(move |req: http::Request<kube::client::Body>| async move {
-        let path = req.uri().path().to_owned();
-        let (code, body) = match missing {
-            None => (
-                503,
-                r#"{"kind":"Status","apiVersion":"v1","status":"Failure","message":"unavailable","code":503}"#,
-            ),
-            Some(m) if path.contains(m) => (
-                404,
-                r#"{"kind":"Status","apiVersion":"v1","status":"Failure","message":"the server could not find the requested resource","reason":"NotFound","code":404}"#,
-            ),
-            Some(_) => (
-                200,
-                r#"{"kind":"List","apiVersion":"v1","metadata":{"resourceVersion":"1"},"items":[]}"#,
-            ),
-        };
-        Ok::<_, std::convert::Infallible>(
-            http::Response::builder()
-                .status(code)
-                .header("content-type", "application/json")
-                .body(kube::client::Body::from(body.as_bytes().to_vec()))
-                .unwrap(),
-        )
-    });
-    kube::Client::new(svc, NS)
-}
-
 async fn probe_over_socket(client: kube::Client) -> Option<bool> {
     let dir = tempfile::tempdir().unwrap();
     let sock = dir.path().join("csi.sock");
@@ -241,16 +211,24 @@ async fn probe_over_socket(client: kube::Client) -> Option<bool> {
 #[tokio::test]
 async fn probe_is_not_ready_without_the_api_server_or_a_crd() {
     assert_eq!(
-        probe_over_socket(fake_api(Some("no-such-resource"))).await,
+        probe_over_socket(cstor_testkit::fake_api::client(
+            Some("no-such-resource"),
+            NS
+        ))
+        .await,
         Some(true)
     );
     assert_eq!(
-        probe_over_socket(fake_api(Some("cstorvolumeattachments"))).await,
+        probe_over_socket(cstor_testkit::fake_api::client(
+            Some("cstorvolumeattachments"),
+            NS
+        ))
+        .await,
         Some(false),
         "the CVA CRD is not installed"
     );
     assert_eq!(
-        probe_over_socket(fake_api(None)).await,
+        probe_over_socket(cstor_testkit::fake_api::client(None, NS)).await,
         Some(false),
         "API server down"
     );

@@ -2,28 +2,17 @@
 //! binary cleanly: it stops taking work, lets what is in flight finish and exits 0 (before, the
 //! cspc-operator, cvc-operator and webhook only listened for Ctrl-C and died of the signal).
 
-use std::{path::PathBuf, process::Stdio, time::Duration};
+#[path = "webhook_common.rs"]
+mod common;
 
+use std::{process::Stdio, time::Duration};
+
+use common::kubeconfig;
 use cstor_testkit::TestCluster;
 use tokio::{
     io::{AsyncBufReadExt, BufReader},
     process::Command,
 };
-
-/// A kubeconfig for the cluster: the real one, or a file pointing at the in-process server.
-fn kubeconfig(cluster: &TestCluster, dir: &tempfile::TempDir) -> PathBuf {
-    if let Some(server) = cluster.server() {
-        let path = dir.path().join("kubeconfig");
-        let text = format!(
-            "apiVersion: v1\nkind: Config\nclusters:\n- name: t\n  cluster:\n    server: {}\nusers:\n- name: t\n  user: {{}}\ncontexts:\n- name: t\n  context:\n    cluster: t\n    user: t\ncurrent-context: t\n",
-            server.url()
-        );
-        std::fs::write(&path, text).unwrap();
-        path
-    } else {
-        PathBuf::from(std::env::var_os(cstor_testkit::cluster::KUBECONFIG_ENV).unwrap())
-    }
-}
 
 /// Starts `program`, waits for `ready` on its log, sends SIGTERM, and returns its exit status.
 async fn terminate(mut cmd: Command, ready: &str) -> std::process::ExitStatus {

@@ -20,21 +20,6 @@ use tokio::process::{Child, Command};
 
 const STARTUP: Duration = Duration::from_secs(30);
 
-/// A kubeconfig for the cluster: the real one, or a file pointing at the in-process server.
-fn kubeconfig(cluster: &TestCluster, dir: &tempfile::TempDir) -> PathBuf {
-    if let Some(server) = cluster.server() {
-        let path = dir.path().join("kubeconfig");
-        let text = format!(
-            "apiVersion: v1\nkind: Config\nclusters:\n- name: t\n  cluster:\n    server: {}\nusers:\n- name: t\n  user: {{}}\ncontexts:\n- name: t\n  context:\n    cluster: t\n    user: t\ncurrent-context: t\n",
-            server.url()
-        );
-        std::fs::write(&path, text).unwrap();
-        path
-    } else {
-        PathBuf::from(std::env::var_os(cstor_testkit::cluster::KUBECONFIG_ENV).unwrap())
-    }
-}
-
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()

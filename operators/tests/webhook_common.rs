@@ -178,3 +178,21 @@ pub async fn post_validate(
         .map_err(|e| e.to_string())?;
     Ok((status, bytes.to_vec()))
 }
+
+/// A kubeconfig for the cluster: the real one, or a file pointing at the in-process server.
+pub fn kubeconfig(
+    cluster: &cstor_testkit::TestCluster,
+    dir: &tempfile::TempDir,
+) -> std::path::PathBuf {
+    if let Some(server) = cluster.server() {
+        let path = dir.path().join("kubeconfig");
+        let text = format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: t\n  cluster:\n    server: {}\nusers:\n- name: t\n  user: {{}}\ncontexts:\n- name: t\n  context:\n    cluster: t\n    user: t\ncurrent-context: t\n",
+            server.url()
+        );
+        std::fs::write(&path, text).unwrap();
+        path
+    } else {
+        std::path::PathBuf::from(std::env::var_os(cstor_testkit::cluster::KUBECONFIG_ENV).unwrap())
+    }
+}

@@ -73,6 +73,7 @@
 
 pub mod cluster;
 pub mod discovery;
+pub mod fake_api;
 pub mod fixtures;
 pub mod gc;
 pub mod patch;
