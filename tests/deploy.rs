@@ -1127,6 +1127,108 @@ fn manifest_binaries_are_workspace_binaries_in_the_image() {
     }
 }
 
+/// The packages the image is built from, read from the Containerfile's `cargo build` step.
+fn image_build_packages(containerfile: &str) -> Vec<String> {
+    let start = containerfile
+        .find("RUN cargo build")
+        .expect("Containerfile builds with `RUN cargo build`");
+    let step: String = containerfile[start..]
+        .lines()
+        .take_while(|l| !l.trim_start().starts_with("&&"))
+        .map(|l| l.trim_end_matches('\\').to_owned())
+        .collect::<Vec<_>>()
+        .join(" ");
+    assert!(
+        !step.contains("--workspace"),
+        "the image must not be built with --workspace (test harnesses enable test doubles): {step}"
+    );
+    let words: Vec<&str> = step.split_whitespace().collect();
+    words
+        .windows(2)
+        .filter(|w| w[0] == "-p")
+        .map(|w| w[1].to_owned())
+        .collect()
+}
+
+#[test]
+fn image_binaries_are_built_without_test_doubles() {
+    let containerfile =
+        std::fs::read_to_string(repo().join("Containerfile")).expect("Containerfile");
+    let packages = image_build_packages(&containerfile);
+    assert!(!packages.is_empty(), "the image build names its packages");
+    for p in &packages {
+        assert!(
+            !p.starts_with("cstor-testkit") && !p.starts_with("cstor-e2e") && p != "cstor-local",
+            "the image builds test harness {p}"
+        );
+    }
+    // Every product crate that carries test doubles keeps them behind `test-support`.
+    let gated = [
+        ("src/exec/lib.rs", "mod doubles;"),
+        ("iscsi/src/lib.rs", "pub mod fake;"),
+        ("operators/src/volume_manager/mod.rs", "pub mod fake_istgt;"),
+        ("csi-node/src/lib.rs", "pub mod memory;"),
+    ];
+    for (file, decl) in gated {
+        let src = std::fs::read_to_string(repo().join(file)).expect(file);
+        let lines: Vec<&str> = src.lines().collect();
+        let at = lines
+            .iter()
+            .position(|l| l.trim() == decl)
+            .unwrap_or_else(|| panic!("{file}: no `{decl}`"));
+        assert!(
+            at > 0 && lines[at - 1].trim() == "#[cfg(feature = \"test-support\")]",
+            "{file}: `{decl}` must be behind #[cfg(feature = \"test-support\")]"
+        );
+    }
+    // Resolving exactly what the image builds (no dev-dependencies) turns no test double on.
+    let mut args = vec![
+        "tree",
+        "--offline",
+        "--locked",
+        "-e",
+        "no-dev",
+        "--prefix",
+        "none",
+        "-f",
+        "{p} {f}",
+    ];
+    for p in &packages {
+        args.extend(["-p", p.as_str()]);
+    }
+    let out = Command::new(env!("CARGO"))
+        .args(&args)
+        .current_dir(repo())
+        .output()
+        .expect("cargo tree runs");
+    assert!(
+        out.status.success(),
+        "cargo tree: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let tree = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        tree.contains("cstor-operators"),
+        "cargo tree output: {tree}"
+    );
+    let with_doubles: Vec<&str> = tree
+        .lines()
+        .filter(|l| l.contains("test-support"))
+        .collect();
+    assert!(
+        with_doubles.is_empty(),
+        "the image's build compiles test doubles in: {with_doubles:?}"
+    );
+    // The same resolution with a test harness beside it does turn them on (the check can fail).
+    args.extend(["-p", "cstor-local"]);
+    let out = Command::new(env!("CARGO"))
+        .args(&args)
+        .current_dir(repo())
+        .output()
+        .expect("cargo tree runs");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("test-support"));
+}
+
 // ---------------------------------------------------------------------------------------------
 // API test server
 

@@ -1,7 +1,7 @@
 //! What the node plugin needs from Kubernetes, behind a small trait: the volume's
 //! CStorVolumeConfig phase, its CStorVolume (iqn, portal, phase), the Node, and the
 //! CStorVolumeAttachments it owns. [`crate::kube_client::KubeVolumeApi`] talks to an API server;
-//! [`crate::memory::MemoryVolumeApi`] keeps everything in memory for tests that exercise only
+//! `memory::MemoryVolumeApi` (feature `test-support`) keeps everything in memory for tests that exercise only
 //! the node's filesystem and iSCSI logic.
 
 use std::collections::BTreeMap;

@@ -8,7 +8,7 @@
 //!   ([`guard`]).
 //! * Kubernetes (CVC, CStorVolume, Node, CStorVolumeAttachment) is reached through the
 //!   [`kube::VolumeApi`] trait: [`kube_client::KubeVolumeApi`] in production,
-//!   [`memory::MemoryVolumeApi`] in tests. iSCSI goes through the [`attach::Attacher`] trait,
+//!   `memory::MemoryVolumeApi` (feature `test-support`) in tests. iSCSI goes through the [`attach::Attacher`] trait,
 //!   implemented with `cstor-iscsi` in [`iscsi`].
 
 pub mod attach;
@@ -20,6 +20,7 @@ pub mod guard;
 pub mod iscsi;
 pub mod kube;
 pub mod kube_client;
+#[cfg(feature = "test-support")]
 pub mod memory;
 pub mod mount_table;
 pub mod node;

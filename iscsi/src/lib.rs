@@ -25,6 +25,7 @@
 
 pub mod device;
 pub mod error;
+#[cfg(feature = "test-support")]
 pub mod fake;
 pub mod iscsiadm;
 pub mod parse;

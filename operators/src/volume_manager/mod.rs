@@ -7,9 +7,10 @@
 //! - the [`known_replicas`] unix-socket server istgt reports trusted replicas to;
 //! - the [`snapshot`] gRPC service (`RunSnapCommand`, TCP :7777) the CSI controller calls.
 //!
-//! [`fake_istgt`] is an in-process istgt control socket for tests.
+//! `fake_istgt` (feature `test-support`) is an in-process istgt control socket for tests.
 
 pub mod control;
+#[cfg(feature = "test-support")]
 pub mod fake_istgt;
 pub mod istgt_conf;
 pub mod known_replicas;
