@@ -1,9 +1,11 @@
 //! cStor operators: cspc-operator, pool-manager, cvc-operator and volume-manager.
 
 pub mod cli;
+pub mod conditions;
 pub mod cspc_operator;
 pub mod cvc_operator;
 pub mod engine;
+pub mod events;
 pub mod pool_manager;
 pub mod shutdown;
 pub mod volume_manager;

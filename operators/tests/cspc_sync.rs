@@ -86,20 +86,18 @@ async fn cspc_settings_reach_cspi_and_deployment() {
             effect: Some("NoSchedule".into()),
             ..Default::default()
         };
-        let mut latest = cspcs.get(name).await.unwrap();
-        latest.spec.resources = Some(requests("250m", "512Mi"));
-        latest.spec.aux_resources = Some(requests("50m", "64Mi"));
-        latest.spec.tolerations = Some(vec![toleration.clone()]);
-        latest.spec.priority_class_name = Some("storage-critical".into());
-        latest.spec.pools.as_mut().unwrap()[0]
-            .pool_config
-            .as_mut()
-            .unwrap()
-            .compression = Some("off".into());
-        cspcs
-            .replace(name, &PostParams::default(), &latest)
-            .await
-            .unwrap();
+        support::edit(&cspcs, name, |latest| {
+            latest.spec.resources = Some(requests("250m", "512Mi"));
+            latest.spec.aux_resources = Some(requests("50m", "64Mi"));
+            latest.spec.tolerations = Some(vec![toleration.clone()]);
+            latest.spec.priority_class_name = Some("storage-critical".into());
+            latest.spec.pools.as_mut().unwrap()[0]
+                .pool_config
+                .as_mut()
+                .unwrap()
+                .compression = Some("off".into());
+        })
+        .await;
 
         let synced = wait_until("CSPI poolConfig synced", DEADLINE, || async {
             let c = cspis.get(&cspi.name_any()).await.unwrap();

@@ -83,13 +83,11 @@ async fn mirror_disk_replacement() {
         assert!(topo.contains_path(&paths[1]) && !topo.contains_path(&paths[2]));
 
         // The user swaps b for c.
-        let mut latest = cspcs.get(name).await.unwrap();
-        latest.spec.pools.as_mut().unwrap()[0].data_raid_groups =
-            vec![support::raid_group(&[a, c])];
-        cspcs
-            .replace(name, &PostParams::default(), &latest)
-            .await
-            .unwrap();
+        support::edit(&cspcs, name, |latest| {
+            latest.spec.pools.as_mut().unwrap()[0].data_raid_groups =
+                vec![support::raid_group(&[a, c])];
+        })
+        .await;
 
         // The new claim names its predecessor; the CSPI keeps b until that claim is bound.
         let new_claim = wait_until("claim of the new disk", DEADLINE, || async {

@@ -113,14 +113,12 @@ async fn stripe_disk_expansion_and_scale_down() {
             .unwrap()
             .total_bytes()
             .unwrap();
-        let mut latest = cspcs.get(name).await.unwrap();
-        latest.spec.pools.as_mut().unwrap()[0].data_raid_groups[0]
-            .block_devices
-            .push(CStorPoolInstanceBlockDevice::named(&extra));
-        cspcs
-            .replace(name, &PostParams::default(), &latest)
-            .await
-            .unwrap();
+        support::edit(&cspcs, name, |latest| {
+            latest.spec.pools.as_mut().unwrap()[0].data_raid_groups[0]
+                .block_devices
+                .push(CStorPoolInstanceBlockDevice::named(&extra));
+        })
+        .await;
         support::bind_until(&client, &ns, name, 4).await;
         // The recorder logs a command once it has returned, which can be after
         // the pool already shows the disk: wait for both.
@@ -189,12 +187,10 @@ async fn stripe_disk_expansion_and_scale_down() {
         .unwrap();
 
         // --- Scale down B and C together.
-        let mut latest = cspcs.get(name).await.unwrap();
-        latest.spec.pools.as_mut().unwrap().truncate(1);
-        cspcs
-            .replace(name, &PostParams::default(), &latest)
-            .await
-            .unwrap();
+        support::edit(&cspcs, name, |latest| {
+            latest.spec.pools.as_mut().unwrap().truncate(1);
+        })
+        .await;
         let c = &cspi_list[2];
         wait_until("C's CSPI gone", DEADLINE, || async {
             cspis.get_opt(&c.name_any()).await.unwrap().is_none()

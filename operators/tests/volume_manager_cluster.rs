@@ -11,7 +11,7 @@ use cstor_operators::volume_manager::{
     render, update_cv,
 };
 use cstor_testkit::{TestCluster, wait_for};
-use k8s_openapi::{api::core::v1::Event, apimachinery::pkg::api::resource::Quantity};
+use k8s_openapi::{api::events::v1::Event, apimachinery::pkg::api::resource::Quantity};
 use kube::{Api, api::PostParams};
 use serde_json::json;
 use tokio::{
@@ -155,16 +155,25 @@ async fn status_resize_drf_and_shutdown() {
     let events: Api<Event> = Api::namespaced(cluster.client(), &ns);
     let ev = wait_for(DEADLINE, || async {
         events
-            .get_opt(&format!("{name}.degraded"))
+            .list(&Default::default())
             .await
-            .ok()
-            .flatten()
+            .ok()?
+            .items
+            .into_iter()
+            .find(|e| {
+                e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name.as_str())
+                    && e.reason.as_deref() == Some("Degraded")
+            })
     })
     .await
-    .expect("phase event <cv>.degraded");
-    assert_eq!(ev.reason.as_deref(), Some("Degraded"));
-    assert_eq!(ev.message.as_deref(), Some("Volume is in Degraded state"));
+    .expect("phase event Degraded on the CV");
+    assert_eq!(ev.action.as_deref(), Some("PhaseChange"));
+    assert_eq!(ev.note.as_deref(), Some("Volume is in Degraded state"));
     assert_eq!(ev.type_.as_deref(), Some("Normal"));
+    assert_eq!(
+        ev.reporting_controller.as_deref(),
+        Some("cstor-volume-manager")
+    );
 
     // All replicas healthy → Healthy.
     fake.set_replica_json(replica_json(

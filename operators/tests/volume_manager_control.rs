@@ -175,7 +175,6 @@ async fn socket_closing_mid_reply_is_an_error_with_the_partial_data() {
 async fn silent_istgt_hits_the_deadline_and_missing_socket_is_connect_error() {
     let (dir, fake, client) = fake().await;
     fake.push_reply("STATUS", FakeReply::Silent);
-    let started = std::time::Instant::now();
     let r = client
         .clone()
         .with_timeout(Duration::from_millis(300))
@@ -185,7 +184,6 @@ async fn silent_istgt_hits_the_deadline_and_missing_socket_is_connect_error() {
         matches!(r, Err(ControlError::Timeout { after, .. }) if after == Duration::from_millis(300)),
         "{r:?}"
     );
-    assert!(started.elapsed() < Duration::from_secs(5));
     let missing = ControlClient::new(dir.path().join("nope"));
     let err = missing.status().await.unwrap_err();
     assert!(matches!(err, ControlError::Connect { .. }));

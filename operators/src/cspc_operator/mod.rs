@@ -21,18 +21,10 @@ use cstor_api::{
     ndm::{BlockDevice, BlockDeviceClaim},
 };
 use futures::StreamExt;
-use k8s_openapi::api::{
-    apps::v1::Deployment,
-    core::v1::{Node, ObjectReference},
-};
+use k8s_openapi::api::{apps::v1::Deployment, core::v1::Node};
 use kube::{
     Api, Client, Resource, ResourceExt,
-    runtime::{
-        Controller,
-        events::{Event, EventType, Recorder, Reporter},
-        reflector::ObjectRef,
-        watcher,
-    },
+    runtime::{Controller, events::EventType, reflector::ObjectRef, watcher},
 };
 
 pub use deployment::DeployConfig;
@@ -46,7 +38,7 @@ pub const SCALE_DOWN_BLOCKED: &str = "ScaleDownBlocked";
 #[derive(Clone)]
 pub struct Context {
     pub client: Client,
-    pub recorder: Recorder,
+    pub events: crate::events::Events,
     /// Operator version written in labels and versionDetails.
     pub version: String,
     pub deploy: DeployConfig,
@@ -63,16 +55,10 @@ impl std::fmt::Debug for Context {
 
 impl Context {
     pub fn new(client: Client, deploy: DeployConfig) -> Self {
-        let recorder = Recorder::new(
-            client.clone(),
-            Reporter {
-                controller: "cspc-operator".into(),
-                instance: std::env::var("POD_NAME").ok(),
-            },
-        );
+        let events = crate::events::Events::new(client.clone(), "cspc-operator");
         Self {
             client,
-            recorder,
+            events,
             version: cstor_api::constants::version::current(),
             deploy,
             resync: Duration::from_secs(30),
@@ -92,6 +78,7 @@ impl Context {
         Api::namespaced(self.client.clone(), ns)
     }
 
+    /// Publishes an Event about `obj` (action = reason); failures are logged, never fatal.
     pub async fn event<K: Resource<DynamicType = ()>>(
         &self,
         obj: &K,
@@ -99,17 +86,7 @@ impl Context {
         reason: &str,
         note: impl Into<String>,
     ) {
-        let reference: ObjectReference = obj.object_ref(&());
-        let ev = Event {
-            type_,
-            reason: reason.into(),
-            note: Some(note.into()),
-            action: reason.into(),
-            secondary: None,
-        };
-        if let Err(e) = self.recorder.publish(&ev, &reference).await {
-            tracing::warn!(object = %obj.name_any(), reason, error = %e, "publishing event failed");
-        }
+        self.events.publish(obj, type_, reason, reason, note).await
     }
 }
 

@@ -40,13 +40,7 @@ use futures::StreamExt;
 use k8s_openapi::api::{apps::v1::Deployment, core::v1::Service};
 use kube::{
     Api, Client, Resource, ResourceExt,
-    runtime::{
-        Controller,
-        controller::Action,
-        events::{Event, EventType, Recorder, Reporter},
-        reflector::ObjectRef,
-        watcher,
-    },
+    runtime::{Controller, controller::Action, events::EventType, reflector::ObjectRef, watcher},
 };
 use tracing::{debug, info, warn};
 
@@ -138,20 +132,16 @@ pub struct Context {
     pub client: Client,
     /// Settings.
     pub config: Config,
-    /// Event recorder (reporting controller `cvc-operator`).
-    pub recorder: Recorder,
+    /// Event publisher (reporting controller `cvc-operator`).
+    pub events: crate::events::Events,
     writes: AtomicU64,
 }
 
 impl Context {
     /// A context for `client` and `config`.
     pub fn new(client: Client, config: Config) -> Arc<Self> {
-        let reporter = Reporter {
-            controller: "cvc-operator".to_owned(),
-            instance: std::env::var(env::POD_NAME).ok(),
-        };
         Arc::new(Self {
-            recorder: Recorder::new(client.clone(), reporter),
+            events: crate::events::Events::new(client.clone(), "cvc-operator"),
             client,
             config,
             writes: AtomicU64::new(0),
@@ -184,16 +174,7 @@ impl Context {
         note: impl Into<String>,
     ) {
         self.count_write();
-        let ev = Event {
-            type_,
-            reason: reason.to_owned(),
-            note: Some(note.into()),
-            action: reason.to_owned(),
-            secondary: None,
-        };
-        if let Err(e) = self.recorder.publish(&ev, &obj.object_ref(&())).await {
-            warn!(error = %e, reason, "failed to publish event");
-        }
+        self.events.publish(obj, type_, reason, reason, note).await
     }
 }
 

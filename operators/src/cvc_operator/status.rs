@@ -57,7 +57,7 @@ pub fn condition<'a>(
     cvc: &'a CStorVolumeConfig,
     type_: &str,
 ) -> Option<&'a CStorVolumeConfigCondition> {
-    cvc.status.conditions().iter().find(|c| c.type_ == type_)
+    crate::conditions::find(cvc.status.conditions.as_ref(), type_)
 }
 
 /// Sets (or replaces) a condition in memory. Returns whether anything changed.
@@ -67,36 +67,18 @@ pub fn set_condition(
     reason: &str,
     message: &str,
 ) -> bool {
-    if let Some(c) = condition(cvc, type_)
-        && c.reason == reason
-        && c.message == message
-    {
-        return false;
-    }
-    let list = cvc.status.conditions.get_or_insert_with(Vec::new);
-    list.retain(|c| c.type_ != type_);
-    list.push(CStorVolumeConfigCondition {
+    let new = CStorVolumeConfigCondition {
         type_: type_.to_owned(),
-        last_transition_time: Some(Time(Timestamp::now())),
         reason: reason.to_owned(),
         message: message.to_owned(),
         ..Default::default()
-    });
-    true
+    };
+    crate::conditions::set(&mut cvc.status.conditions, new)
 }
 
 /// Removes a condition in memory. Returns whether anything changed.
 pub fn clear_condition(cvc: &mut CStorVolumeConfig, type_: &str) -> bool {
-    let Some(list) = cvc.status.conditions.as_mut() else {
-        return false;
-    };
-    let before = list.len();
-    list.retain(|c| c.type_ != type_);
-    let changed = list.len() != before;
-    if list.is_empty() {
-        cvc.status.conditions = None;
-    }
-    changed
+    crate::conditions::remove(&mut cvc.status.conditions, type_)
 }
 
 /// Records why a Pending CVC could not be bound: `ProvisionFailed` condition and a Warning

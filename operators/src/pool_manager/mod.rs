@@ -20,15 +20,9 @@ use std::{sync::Arc, time::Duration};
 
 use cstor_api::cstor::{CStorPoolInstance, CStorVolumeReplica, PoolCondition};
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::ObjectReference;
 use kube::{
     Api, Client, Resource, ResourceExt,
-    runtime::{
-        Controller,
-        controller::Action,
-        events::{Event, EventType, Recorder, Reporter},
-        watcher,
-    },
+    runtime::{Controller, controller::Action, events::EventType, watcher},
 };
 
 use crate::engine::{DataEngine, EngineError};
@@ -45,7 +39,7 @@ pub const REPLICAS_EXIST: &str = "VolumeReplicasExist";
 pub struct Context {
     pub client: Client,
     pub engine: Arc<dyn DataEngine>,
-    pub recorder: Recorder,
+    pub events: crate::events::Events,
     /// Namespace of the CSPI, its CVRs, BlockDevices and BDCs.
     pub namespace: String,
     /// UID of the CSPI this pool manager serves (`OPENEBS_IO_CSPI_ID`).
@@ -75,17 +69,11 @@ impl Context {
         cspi_uid: impl Into<String>,
         cspc_uid: &str,
     ) -> Self {
-        let recorder = Recorder::new(
-            client.clone(),
-            Reporter {
-                controller: "cstor-pool-manager".into(),
-                instance: std::env::var(cstor_api::constants::env::POD_NAME).ok(),
-            },
-        );
+        let events = crate::events::Events::new(client.clone(), "cstor-pool-manager");
         Self {
             client,
             engine,
-            recorder,
+            events,
             namespace: namespace.into(),
             cspi_uid: cspi_uid.into(),
             pool: cstor_api::naming::pool_name(cspc_uid),
@@ -125,9 +113,7 @@ impl Context {
         self.event_as(obj, type_, reason, reason, note).await
     }
 
-    /// [`Self::event`] with an explicit `action`. The recorder folds Events with the same
-    /// reason and action on one object into a series keeping the first note, so steps of one
-    /// operation that must stay visible separately use distinct actions.
+    /// [`Self::event`] with an explicit `action` (see [`crate::events::Events::publish`]).
     pub async fn event_as<K: Resource<DynamicType = ()>>(
         &self,
         obj: &K,
@@ -136,17 +122,7 @@ impl Context {
         action: &str,
         note: impl Into<String>,
     ) {
-        let reference: ObjectReference = obj.object_ref(&());
-        let ev = Event {
-            type_,
-            reason: reason.into(),
-            note: Some(note.into()),
-            action: action.into(),
-            secondary: None,
-        };
-        if let Err(e) = self.recorder.publish(&ev, &reference).await {
-            tracing::warn!(object = %obj.name_any(), reason, error = %e, "publishing event failed");
-        }
+        self.events.publish(obj, type_, reason, action, note).await
     }
 }
 
@@ -174,34 +150,8 @@ impl Error {
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// Sets condition `new` in `conditions` (same type replaced; `lastTransitionTime` kept when the
-/// status did not change). Returns whether anything but the update time changed.
-pub fn set_condition(conditions: &mut Option<Vec<PoolCondition>>, mut new: PoolCondition) -> bool {
-    let list = conditions.get_or_insert_with(Vec::new);
-    let now =
-        k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(k8s_openapi::jiff::Timestamp::now());
-    match list.iter_mut().find(|c| c.type_ == new.type_) {
-        Some(old) => {
-            if old.status == new.status && old.reason == new.reason && old.message == new.message {
-                return false;
-            }
-            new.last_transition_time = if old.status == new.status {
-                old.last_transition_time.clone()
-            } else {
-                Some(now.clone())
-            };
-            new.last_update_time = Some(now);
-            *old = new;
-            true
-        }
-        None => {
-            new.last_transition_time = Some(now.clone());
-            new.last_update_time = Some(now);
-            list.push(new);
-            true
-        }
-    }
-}
+/// Sets a CSPI or CSPC condition (the shared rules of [`crate::conditions::set`]).
+pub use crate::conditions::set as set_condition;
 
 /// A condition value with `status`, `reason` and `message`.
 pub fn condition(

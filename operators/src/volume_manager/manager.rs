@@ -15,16 +15,13 @@ use std::{future::Future, sync::Arc, time::Duration};
 
 use cstor_api::cstor::{CStorVolume, CStorVolumeCondition, CStorVolumePhase};
 use futures::StreamExt;
-use k8s_openapi::{
-    api::core::v1::{Event, EventSource, ObjectReference},
-    apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time},
-    jiff::Timestamp,
-};
+use k8s_openapi::{apimachinery::pkg::apis::meta::v1::Time, jiff::Timestamp};
 use kube::{
-    Api, Client, Resource,
-    api::PostParams,
-    runtime::{WatchStreamExt, watcher},
+    Api, Client,
+    runtime::{WatchStreamExt, events::EventType, watcher},
 };
+
+use crate::{conditions, events::Events};
 
 use super::{
     UpdateError,
@@ -35,6 +32,17 @@ use super::{
     },
     quantity, status, update_cv,
 };
+
+/// The `Resizing` condition (status `InProgress`) with `message`.
+fn resize_condition(message: String) -> CStorVolumeCondition {
+    CStorVolumeCondition {
+        type_: RESIZE_CONDITION.into(),
+        status: "InProgress".into(),
+        reason: Some(RESIZE_CONDITION.into()),
+        message: Some(message),
+        ..Default::default()
+    }
+}
 
 /// Condition type, reason and message upstream writes while a resize runs.
 pub const RESIZE_CONDITION: &str = "Resizing";
@@ -196,7 +204,7 @@ pub fn drf_pending(cv: &CStorVolume, conf_text: &str) -> bool {
 #[derive(Clone)]
 pub struct VolumeManager {
     api: Api<CStorVolume>,
-    events: Api<Event>,
+    events: Events,
     control: ControlClient,
     conf: Arc<IstgtConf>,
     cfg: ManagerConfig,
@@ -212,7 +220,7 @@ impl VolumeManager {
     ) -> Self {
         Self {
             api: Api::namespaced(client.clone(), &cfg.namespace),
-            events: Api::namespaced(client, &cfg.namespace),
+            events: Events::new(client, "cstor-volume-manager"),
             control,
             conf,
             cfg,
@@ -312,10 +320,10 @@ impl VolumeManager {
             .map_err(api_err(format!("marking CStorVolume {name} Invalid")))?;
             self.record(
                 cv,
-                "Warning",
+                EventType::Warning,
                 "FailCreate",
+                "Create",
                 &format!("Failed to create volume {name}: {why}"),
-                None,
             )
             .await;
             return Err(ManagerError::Invalid(reason));
@@ -350,10 +358,10 @@ impl VolumeManager {
             let name = name_of(cv);
             self.record(
                 cv,
-                "Warning",
+                EventType::Warning,
                 "FailUpdate",
+                "ValidateSpec",
                 &format!("Ignoring changes on volume {name}"),
-                None,
             )
             .await;
         }
@@ -395,8 +403,8 @@ impl VolumeManager {
                 &updated,
                 status::event_type(&phase),
                 phase.as_str(),
+                "PhaseChange",
                 &msg,
-                Some(format!("{name}.{}", phase.as_str().to_ascii_lowercase())),
             )
             .await;
         }
@@ -414,10 +422,10 @@ impl VolumeManager {
             Err(e) => {
                 self.record(
                     cv,
-                    "Warning",
+                    EventType::Warning,
                     "FailUpdate",
+                    "UpdateReplicationFactor",
                     &format!("Failed to update desiredReplicationFactor: {e}"),
-                    None,
                 )
                 .await;
                 Err(e)
@@ -438,7 +446,14 @@ impl VolumeManager {
                 .edit(|t| replace_line_containing(t, "  DesiredReplicationFactor", &line))
                 .await?;
             let msg = format!("Successfully updated the desiredReplicationFactor to {drf}");
-            self.record(cv, "Normal", "Updated", &msg, None).await;
+            self.record(
+                cv,
+                EventType::Normal,
+                "Updated",
+                "UpdateReplicationFactor",
+                &msg,
+            )
+            .await;
             return Ok(());
         }
         if spec_known.len() > status_known.len() {
@@ -522,7 +537,14 @@ impl VolumeManager {
             "updating known replicas of CStorVolume {name}"
         )))?;
         let msg = format!("Successfully updated the desiredReplicationFactor to {drf}");
-        self.record(cv, "Normal", "Updated", &msg, None).await;
+        self.record(
+            cv,
+            EventType::Normal,
+            "Updated",
+            "UpdateReplicationFactor",
+            &msg,
+        )
+        .await;
         Ok(())
     }
 
@@ -538,27 +560,26 @@ impl VolumeManager {
             .unwrap_or_default();
         update_cv(&self.api, &name, |cv| {
             let st = cv.status.get_or_insert_with(Default::default);
-            let conds = st.conditions.get_or_insert_with(Vec::new);
-            if conds.iter().any(|c| c.type_ == RESIZE_CONDITION) {
+            if conditions::find(st.conditions.as_ref(), RESIZE_CONDITION).is_some() {
                 return Ok::<_, ManagerError>(false);
             }
-            conds.push(CStorVolumeCondition {
-                type_: RESIZE_CONDITION.into(),
-                status: "InProgress".into(),
-                last_probe_time: Some(now()),
-                last_transition_time: Some(now()),
-                reason: Some(RESIZE_CONDITION.into()),
-                message: Some(RESIZE_MESSAGE.into()),
-                extra: Default::default(),
-            });
-            Ok(true)
+            Ok(conditions::set(
+                &mut st.conditions,
+                resize_condition(RESIZE_MESSAGE.into()),
+            ))
         })
         .await
         .map_err(api_err(format!(
             "adding the resize condition to CStorVolume {name}"
         )))?;
-        self.record(cv, "Normal", "Updated", "Updated resize conditions", None)
-            .await;
+        self.record(
+            cv,
+            EventType::Normal,
+            "Updated",
+            "StartResize",
+            "Updated resize conditions",
+        )
+        .await;
         match self.control.resize(&name, &want).await {
             Ok(()) => {
                 if self.cfg.conf_options.lun_storage == LunStorage::Replicated {
@@ -570,9 +591,7 @@ impl VolumeManager {
                 update_cv(&self.api, &name, |cv| {
                     let capacity = cv.spec.capacity.clone();
                     let st = cv.status.get_or_insert_with(Default::default);
-                    if let Some(c) = st.conditions.as_mut() {
-                        c.retain(|c| c.type_ != RESIZE_CONDITION);
-                    }
+                    conditions::remove(&mut st.conditions, RESIZE_CONDITION);
                     st.capacity = capacity;
                     Ok::<_, ManagerError>(true)
                 })
@@ -581,23 +600,22 @@ impl VolumeManager {
                     "recording the new capacity of CStorVolume {name}"
                 )))?;
                 let msg = format!("successfully resized volume from {from} to {want}");
-                self.record(cv, "Normal", "Updated", &msg, None).await;
+                self.record(cv, EventType::Normal, "Updated", "Resize", &msg)
+                    .await;
                 Ok(())
             }
             Err(e) => {
                 let text = e.to_string();
                 update_cv(&self.api, &name, |cv| {
                     let st = cv.status.get_or_insert_with(Default::default);
-                    for c in st
-                        .conditions
-                        .iter_mut()
-                        .flatten()
-                        .filter(|c| c.type_ == RESIZE_CONDITION)
-                    {
-                        c.message = Some(text.clone());
-                        c.last_probe_time = Some(now());
+                    // The failure becomes the message of the resize condition, if still there.
+                    if conditions::find(st.conditions.as_ref(), RESIZE_CONDITION).is_none() {
+                        return Ok::<_, ManagerError>(false);
                     }
-                    Ok::<_, ManagerError>(true)
+                    Ok(conditions::set(
+                        &mut st.conditions,
+                        resize_condition(text.clone()),
+                    ))
                 })
                 .await
                 .map_err(api_err(format!(
@@ -605,10 +623,10 @@ impl VolumeManager {
                 )))?;
                 self.record(
                     cv,
-                    "Warning",
+                    EventType::Warning,
                     "FailUpdate",
+                    "Resize",
                     &format!("Failed to resize volume {name}: {e}"),
-                    None,
                 )
                 .await;
                 Err(e.into())
@@ -632,77 +650,20 @@ impl VolumeManager {
         .map_err(api_err(format!("marking CStorVolume {name} Offline")))
     }
 
-    /// Records a core/v1 Event on the CV. With `fixed_name` the event is created once and its
-    /// `count` incremented afterwards (upstream's `<cv>.<phase>` events; the phase is
-    /// lower-cased here because the API refuses upper-case object names, which made upstream's
-    /// own phase events fail). Failures are logged.
+    /// Publishes an Event on the CV through the shared [`Events`] helper. Repeats of the
+    /// same reason and action fold into one series with a count (what upstream got from its
+    /// fixed `<cv>.<phase>` event names for phase changes).
     async fn record(
         &self,
         cv: &CStorVolume,
-        type_: &str,
+        type_: EventType,
         reason: &str,
+        action: &str,
         message: &str,
-        fixed_name: Option<String>,
     ) {
-        let name = name_of(cv);
-        if let Err(e) = self
-            .try_record(cv, type_, reason, message, fixed_name)
-            .await
-        {
-            tracing::warn!(volume = %name, reason, error = %e, "could not record event");
-        }
-    }
-
-    async fn try_record(
-        &self,
-        cv: &CStorVolume,
-        type_: &str,
-        reason: &str,
-        message: &str,
-        fixed_name: Option<String>,
-    ) -> Result<(), kube::Error> {
-        let t = now();
-        if let Some(n) = &fixed_name
-            && let Some(mut ev) = self.events.get_opt(n).await?
-        {
-            ev.count = Some(ev.count.unwrap_or(1) + 1);
-            ev.last_timestamp = Some(t);
-            ev.message = Some(message.to_owned());
-            self.events.replace(n, &PostParams::default(), &ev).await?;
-            return Ok(());
-        }
-        let ev = Event {
-            metadata: ObjectMeta {
-                name: fixed_name.clone(),
-                generate_name: fixed_name.is_none().then(|| format!("{}.", name_of(cv))),
-                namespace: Some(self.cfg.namespace.clone()),
-                ..Default::default()
-            },
-            involved_object: ObjectReference {
-                api_version: Some(CStorVolume::API_VERSION.into()),
-                kind: Some(CStorVolume::kind(&()).into_owned()),
-                name: cv.metadata.name.clone(),
-                namespace: cv.metadata.namespace.clone(),
-                uid: cv.metadata.uid.clone(),
-                resource_version: cv.metadata.resource_version.clone(),
-                ..Default::default()
-            },
-            reason: Some(reason.to_owned()),
-            message: Some(message.to_owned()),
-            type_: Some(type_.to_owned()),
-            count: Some(1),
-            first_timestamp: Some(t.clone()),
-            last_timestamp: Some(t),
-            source: Some(EventSource {
-                component: Some(self.cfg.pod_name.clone()).filter(|s| !s.is_empty()),
-                host: Some(self.cfg.node_name.clone()).filter(|s| !s.is_empty()),
-            }),
-            ..Default::default()
-        };
         self.events
-            .create(&PostParams::default(), &ev)
+            .publish(cv, type_, reason, action, message)
             .await
-            .map(drop)
     }
 }
 

@@ -228,10 +228,13 @@ pub fn set_phase(
 }
 
 /// Event type upstream uses for a phase (`Normal` for Init/Healthy/Degraded).
-pub fn event_type(phase: &CStorVolumePhase) -> &'static str {
+pub fn event_type(phase: &CStorVolumePhase) -> kube::runtime::events::EventType {
+    use kube::runtime::events::EventType;
     match phase {
-        CStorVolumePhase::Init | CStorVolumePhase::Healthy | CStorVolumePhase::Degraded => "Normal",
-        _ => "Warning",
+        CStorVolumePhase::Init | CStorVolumePhase::Healthy | CStorVolumePhase::Degraded => {
+            EventType::Normal
+        }
+        _ => EventType::Warning,
     }
 }
 
@@ -330,8 +333,9 @@ mod tests {
 
     #[test]
     fn event_types() {
-        assert_eq!(event_type(&CStorVolumePhase::Healthy), "Normal");
-        assert_eq!(event_type(&CStorVolumePhase::Offline), "Warning");
-        assert_eq!(event_type(&CStorVolumePhase::Error), "Warning");
+        use kube::runtime::events::EventType;
+        assert_eq!(event_type(&CStorVolumePhase::Healthy), EventType::Normal);
+        assert_eq!(event_type(&CStorVolumePhase::Offline), EventType::Warning);
+        assert_eq!(event_type(&CStorVolumePhase::Error), EventType::Warning);
     }
 }

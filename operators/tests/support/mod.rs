@@ -568,3 +568,24 @@ pub async fn scenario(
             .await,
     )
 }
+
+/// A user's edit of `name`: read, change, replace, and read again on a 409 (the operators
+/// write the same object's status and metadata concurrently, as in a cluster); gives up after
+/// a minute.
+pub async fn edit<K>(api: &Api<K>, name: &str, change: impl Fn(&mut K))
+where
+    K: kube::Resource + Clone + std::fmt::Debug + serde::de::DeserializeOwned + serde::Serialize,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let mut latest = api.get(name).await.expect("read before edit");
+        change(&mut latest);
+        match api.replace(name, &PostParams::default(), &latest).await {
+            Ok(_) => return,
+            Err(kube::Error::Api(e)) if e.code == 409 && tokio::time::Instant::now() < deadline => {
+                tracing::debug!(name, "edit conflicted, retrying on the latest version");
+            }
+            Err(e) => panic!("edit of {name}: {e}"),
+        }
+    }
+}
