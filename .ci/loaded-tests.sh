@@ -4,6 +4,9 @@
 # instead of waiting for the condition it needs shows up here. Every test runs (no fail-fast).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+args=(--no-fail-fast -p cstor-operators -p cstor-csi-node "$@")
+# Built before the load starts: the load is for the tests, not the compiler.
+cargo test --no-run "${args[@]}"
 hogs=()
 stop_hogs() { for p in "${hogs[@]}"; do kill "$p" 2>/dev/null || true; done; }
 trap stop_hogs EXIT
@@ -12,4 +15,4 @@ for _ in $(seq 1 $((2 * $(nproc)))); do
   hogs+=("$!")
 done
 echo "loaded-tests: ${#hogs[@]} busy processes on $(nproc) CPUs"
-cargo test --no-fail-fast -p cstor-operators -p cstor-csi-node "$@"
+cargo test "${args[@]}"
