@@ -5,6 +5,8 @@
 //! [`RecordingRunner`] wraps any runner and keeps every call so tests can assert on the exact
 //! command lines.
 
+#![warn(clippy::too_many_lines)]
+
 use std::{
     collections::BTreeMap,
     fmt,
