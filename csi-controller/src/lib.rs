@@ -44,6 +44,8 @@
 //! ([`ControllerService::sweep_clone_snapshots`], run after DeleteVolume of a clone and
 //! periodically).
 
+#![warn(clippy::too_many_lines)]
+
 pub mod capability;
 pub mod capacity;
 pub mod cli;

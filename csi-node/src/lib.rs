@@ -11,6 +11,8 @@
 //!   `memory::MemoryVolumeApi` (feature `test-support`) in tests. iSCSI goes through the [`attach::Attacher`] trait,
 //!   implemented with `cstor-iscsi` in [`iscsi`].
 
+#![warn(clippy::too_many_lines)]
+
 pub mod attach;
 pub mod cli;
 pub mod error;

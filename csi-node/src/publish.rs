@@ -4,7 +4,7 @@
 
 use std::{
     os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt, OpenOptionsExt},
-    path::Path,
+    path::{Path, PathBuf},
 };
 
 use cstor_api::{
@@ -18,15 +18,23 @@ use cstor_api::{
 use crate::{
     error::{NodeError, Result},
     guard::Operation,
-    kube::AccessType,
+    kube::{AccessType, Attachment},
+    mount_table::MountTable,
     node::{Capability, NodeDriver, require_id, require_path},
 };
 
-impl NodeDriver {
-    pub async fn publish(
-        &self,
-        req: NodePublishVolumeRequest,
-    ) -> Result<NodePublishVolumeResponse> {
+/// A NodePublishVolume request whose fields have been checked.
+struct PublishRequest<'a> {
+    volume: &'a str,
+    target: &'a Path,
+    staging: &'a Path,
+    cap: Capability,
+    readonly: bool,
+}
+
+impl<'a> PublishRequest<'a> {
+    /// Checks the ids, paths and capability, and that the CO created the target's parent.
+    fn parse(req: &'a NodePublishVolumeRequest) -> Result<Self> {
         let volume = require_id(&req.volume_id, "volume_id")?;
         let target = require_path(&req.target_path, "target_path")?;
         if req.staging_target_path.is_empty() {
@@ -44,12 +52,51 @@ impl NodeDriver {
                 parent.display()
             )));
         }
-        let _guard = self.guards().try_lock(volume, Operation::Publish)?;
-        let name = cva_name(volume, self.node());
-        let mut cva = self
-            .inner
+        Ok(Self {
+            volume,
+            target,
+            staging,
+            cap,
+            readonly: req.readonly,
+        })
+    }
+}
+
+/// What publishing still has to do at the target path.
+enum PublishStep {
+    /// The volume is already published there the way the request asks.
+    Done,
+    /// Nothing is mounted there yet: bind-mount this source.
+    Bind(PathBuf),
+}
+
+impl NodeDriver {
+    pub async fn publish(
+        &self,
+        req: NodePublishVolumeRequest,
+    ) -> Result<NodePublishVolumeResponse> {
+        let p = PublishRequest::parse(&req)?;
+        let _guard = self.guards().try_lock(p.volume, Operation::Publish)?;
+        let name = cva_name(p.volume, self.node());
+        let mut cva = self.staged_attachment(&name, p.volume).await?;
+        let source = match self.publish_step(&p, &cva)? {
+            PublishStep::Done => return Ok(NodePublishVolumeResponse {}),
+            PublishStep::Bind(source) => source,
+        };
+        if let Capability::Block = p.cap {
+            self.set_device_read_only(&source, &p).await?;
+        }
+        self.bind_target(&source, &p).await?;
+        self.record_target_path(&mut cva, &name, p.target).await?;
+        tracing::info!(volume = p.volume, target = %p.target.display(), readonly = p.readonly, "published");
+        Ok(NodePublishVolumeResponse {})
+    }
+
+    /// The volume's attachment on this node, which must exist and be staged.
+    async fn staged_attachment(&self, name: &str, volume: &str) -> Result<Attachment> {
+        self.inner
             .api
-            .attachment(&name)
+            .attachment(name)
             .await
             .map_err(NodeError::api(format!(
                 "cannot read CStorVolumeAttachment {name}"
@@ -60,107 +107,77 @@ impl NodeDriver {
                     "volume {volume} is not staged on node {}: call NodeStageVolume first",
                     self.node()
                 ))
-            })?;
-        let table = self.mounts()?;
-        let source = match &cap {
-            Capability::Mount { .. } => {
-                let staged = table.at(staging).ok_or_else(|| {
-                    NodeError::Precondition(format!(
-                        "volume {volume} is not staged at {}: nothing is mounted there; call NodeStageVolume first",
-                        staging.display()
-                    ))
-                })?;
-                if let Some(existing) = table.at(target) {
-                    let same = existing.majmin == staged.majmin && existing.root == staged.root;
-                    let ro = existing.mount_options.contains_key("ro");
-                    if same && ro == req.readonly {
-                        tracing::info!(volume, target = %target.display(), "already published");
-                        return Ok(NodePublishVolumeResponse {});
-                    }
-                    return Err(NodeError::AlreadyExists(format!(
-                        "target_path {} already has {} mounted ({}): unpublish it first",
-                        target.display(),
-                        if same {
-                            format!("volume {volume}")
-                        } else {
-                            existing.source.clone()
-                        },
-                        if ro { "read-only" } else { "read-write" }
-                    )));
-                }
-                staging.to_path_buf()
-            }
-            Capability::Block => {
-                let dev = Path::new(&cva.device_path);
-                let meta = std::fs::metadata(dev).ok().filter(|m| m.file_type().is_block_device()).ok_or_else(|| {
-                    NodeError::Precondition(format!(
-                        "the device {} of volume {volume} is not present: stage the volume again (NodeStageVolume)",
-                        cva.device_path
-                    ))
-                })?;
-                if table.is_mount_point(target) {
-                    let cur = std::fs::metadata(target).ok();
-                    let same = cur.as_ref().is_some_and(|c| {
-                        c.file_type().is_block_device() && c.rdev() == meta.rdev()
-                    });
-                    let ro = table
-                        .at(target)
-                        .is_some_and(|m| m.mount_options.contains_key("ro"));
-                    if same && ro == req.readonly {
-                        return Ok(NodePublishVolumeResponse {});
-                    }
-                    return Err(NodeError::AlreadyExists(format!(
-                        "target_path {} already has another device or mode published: unpublish it first",
-                        target.display()
-                    )));
-                }
-                dev.to_path_buf()
-            }
-        };
+            })
+    }
 
-        if let Capability::Block = cap {
-            self.inner
-                .fs
-                .set_read_only(&source, req.readonly)
-                .await
-                .map_err(NodeError::fs(format!(
-                    "cannot set the device of volume {volume} read-{}",
-                    if req.readonly { "only" } else { "write" }
-                )))?;
+    /// Decides from the mount table whether the target is already published, and otherwise
+    /// what to bind-mount there (the staging path, or the device for raw block).
+    fn publish_step(&self, p: &PublishRequest<'_>, cva: &Attachment) -> Result<PublishStep> {
+        let table = self.mounts()?;
+        match &p.cap {
+            Capability::Mount { .. } => mount_publish_step(&table, p),
+            Capability::Block => block_publish_step(&table, p, cva),
         }
-        let created = create_target(target, matches!(cap, Capability::Block))?;
-        let flags = match &cap {
+    }
+
+    /// For raw block the read-only flag is set on the device itself, before the bind mount.
+    async fn set_device_read_only(&self, device: &Path, p: &PublishRequest<'_>) -> Result<()> {
+        self.inner
+            .fs
+            .set_read_only(device, p.readonly)
+            .await
+            .map_err(NodeError::fs(format!(
+                "cannot set the device of volume {} read-{}",
+                p.volume,
+                if p.readonly { "only" } else { "write" }
+            )))
+    }
+
+    /// Creates the target if missing and bind-mounts the source on it; a target this call
+    /// created is removed again when the mount fails.
+    async fn bind_target(&self, source: &Path, p: &PublishRequest<'_>) -> Result<()> {
+        let created = create_target(p.target, matches!(p.cap, Capability::Block))?;
+        let flags = match &p.cap {
             Capability::Mount { flags, .. } => flags.clone(),
             Capability::Block => Vec::new(),
         };
         if let Err(e) = self
             .inner
             .fs
-            .bind(&source, target, req.readonly, &flags)
+            .bind(source, p.target, p.readonly, &flags)
             .await
         {
             if created {
-                remove_target(target);
+                remove_target(p.target);
             }
             return Err(NodeError::fs(format!(
                 "could not mount {} at {}",
                 source.display(),
-                target.display()
+                p.target.display()
             ))(e));
         }
+        Ok(())
+    }
+
+    /// Records the target path in the attachment, when it is not there already.
+    async fn record_target_path(
+        &self,
+        cva: &mut Attachment,
+        name: &str,
+        target: &Path,
+    ) -> Result<()> {
         let t = target.to_string_lossy().into_owned();
         if cva.target_path != t {
             cva.target_path = t;
             self.inner
                 .api
-                .update_attachment(&cva)
+                .update_attachment(cva)
                 .await
                 .map_err(NodeError::api(format!(
                     "cannot record the target path in CStorVolumeAttachment {name}"
                 )))?;
         }
-        tracing::info!(volume, target = %target.display(), readonly = req.readonly, "published");
-        Ok(NodePublishVolumeResponse {})
+        Ok(())
     }
 
     pub async fn unpublish(
@@ -268,4 +285,69 @@ fn remove_target(target: &Path) {
     } else {
         std::fs::remove_file(target)
     };
+}
+
+/// Publishing a filesystem volume binds its staging mount; the target is already published when
+/// it holds the same mount in the same read-only mode, and taken when it holds anything else.
+fn mount_publish_step(table: &MountTable, p: &PublishRequest<'_>) -> Result<PublishStep> {
+    let volume = p.volume;
+    let staged = table.at(p.staging).ok_or_else(|| {
+        NodeError::Precondition(format!(
+            "volume {volume} is not staged at {}: nothing is mounted there; call NodeStageVolume first",
+            p.staging.display()
+        ))
+    })?;
+    if let Some(existing) = table.at(p.target) {
+        let same = existing.majmin == staged.majmin && existing.root == staged.root;
+        let ro = existing.mount_options.contains_key("ro");
+        if same && ro == p.readonly {
+            tracing::info!(volume, target = %p.target.display(), "already published");
+            return Ok(PublishStep::Done);
+        }
+        return Err(NodeError::AlreadyExists(format!(
+            "target_path {} already has {} mounted ({}): unpublish it first",
+            p.target.display(),
+            if same {
+                format!("volume {volume}")
+            } else {
+                existing.source.clone()
+            },
+            if ro { "read-only" } else { "read-write" }
+        )));
+    }
+    Ok(PublishStep::Bind(p.staging.to_path_buf()))
+}
+
+/// Publishing a raw block volume binds its device, which must still be present; the target is
+/// already published when it is that device in the same read-only mode.
+fn block_publish_step(
+    table: &MountTable,
+    p: &PublishRequest<'_>,
+    cva: &Attachment,
+) -> Result<PublishStep> {
+    let volume = p.volume;
+    let dev = Path::new(&cva.device_path);
+    let meta = std::fs::metadata(dev).ok().filter(|m| m.file_type().is_block_device()).ok_or_else(|| {
+        NodeError::Precondition(format!(
+            "the device {} of volume {volume} is not present: stage the volume again (NodeStageVolume)",
+            cva.device_path
+        ))
+    })?;
+    if table.is_mount_point(p.target) {
+        let cur = std::fs::metadata(p.target).ok();
+        let same = cur
+            .as_ref()
+            .is_some_and(|c| c.file_type().is_block_device() && c.rdev() == meta.rdev());
+        let ro = table
+            .at(p.target)
+            .is_some_and(|m| m.mount_options.contains_key("ro"));
+        if same && ro == p.readonly {
+            return Ok(PublishStep::Done);
+        }
+        return Err(NodeError::AlreadyExists(format!(
+            "target_path {} already has another device or mode published: unpublish it first",
+            p.target.display()
+        )));
+    }
+    Ok(PublishStep::Bind(dev.to_path_buf()))
 }

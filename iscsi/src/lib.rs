@@ -23,6 +23,8 @@
 //! # Ok(()) }
 //! ```
 
+#![warn(clippy::too_many_lines)]
+
 pub mod device;
 pub mod error;
 #[cfg(feature = "test-support")]

@@ -1,5 +1,7 @@
 //! cStor operators: cspc-operator, pool-manager, cvc-operator and volume-manager.
 
+#![warn(clippy::too_many_lines)]
+
 pub mod cli;
 pub mod conditions;
 pub mod cspc_operator;

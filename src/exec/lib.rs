@@ -5,6 +5,8 @@
 //! `RecordingRunner` wraps any runner and keeps every call so tests can assert on the exact
 //! command lines. Both test doubles exist only with the `test-support` feature.
 
+#![warn(clippy::too_many_lines)]
+
 use std::{collections::BTreeMap, fmt, time::Duration};
 
 use async_trait::async_trait;

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use cstor_api::{
     constants::{annotation as annotations, env, label as labels, value as values},
-    cstor::{CStorPoolCluster, CStorPoolInstance},
+    cstor::{CStorPoolCluster, CStorPoolInstance, PoolConfig},
 };
 use k8s_openapi::{
     api::{
@@ -138,6 +138,14 @@ fn shell(cmd: &str) -> Option<ExecAction> {
     })
 }
 
+fn tcp_port(port: i32) -> ContainerPort {
+    ContainerPort {
+        container_port: port,
+        protocol: Some("TCP".into()),
+        ..Default::default()
+    }
+}
+
 /// The Deployment for `cspi` (name = CSPI name, controller reference to the CSPI).
 pub fn build(
     cfg: &DeployConfig,
@@ -145,21 +153,68 @@ pub fn build(
     cspc: &CStorPoolCluster,
     cspi: &CStorPoolInstance,
 ) -> Deployment {
-    let cspc_name = cspc.name_any();
-    let cspc_uid = cspc.uid().unwrap_or_default();
-    let cspi_uid = cspi.uid().unwrap_or_default();
-    let config = cspi.spec.pool_config.clone().unwrap_or_default();
-    let labels_map = BTreeMap::from([
-        (labels::CSTOR_POOL_CLUSTER.to_string(), cspc_name.clone()),
+    let labels_map = pool_labels(version, cspc, cspi);
+    Deployment {
+        metadata: ObjectMeta {
+            name: Some(cspi.name_any()),
+            namespace: cspi.namespace(),
+            labels: Some(labels_map.clone()),
+            annotations: Some(monitoring()),
+            owner_references: cspi.controller_owner_ref(&()).map(|r| vec![r]),
+            ..Default::default()
+        },
+        spec: Some(DeploymentSpec {
+            replicas: Some(1),
+            strategy: Some(DeploymentStrategy {
+                type_: Some("Recreate".into()),
+                ..Default::default()
+            }),
+            selector: LabelSelector {
+                match_labels: Some(BTreeMap::from([(
+                    labels::APP.to_string(),
+                    values::APP_CSTOR_POOL.to_string(),
+                )])),
+                ..Default::default()
+            },
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: Some(labels_map),
+                    annotations: Some(pod_annotations()),
+                    ..Default::default()
+                }),
+                spec: Some(pod_spec(cfg, cspc, cspi)),
+            },
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// Labels of the Deployment and its pods: CSPC, app, CSPI and operator version.
+fn pool_labels(
+    version: &str,
+    cspc: &CStorPoolCluster,
+    cspi: &CStorPoolInstance,
+) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        (labels::CSTOR_POOL_CLUSTER.to_string(), cspc.name_any()),
         (labels::APP.to_string(), values::APP_CSTOR_POOL.to_string()),
         (labels::CSTOR_POOL_INSTANCE.to_string(), cspi.name_any()),
         (labels::VERSION.to_string(), version.to_string()),
-    ]);
-    let monitoring = BTreeMap::from([(
+    ])
+}
+
+/// The monitoring annotation, on the Deployment and its pods.
+fn monitoring() -> BTreeMap<String, String> {
+    BTreeMap::from([(
         annotations::MONITORING.to_string(),
         values::MONITORING_POOL_EXPORTER.to_string(),
-    )]);
-    let mut pod_annotations = monitoring.clone();
+    )])
+}
+
+/// Pod annotations: monitoring, where Prometheus scrapes the exporter, and not safe to evict.
+fn pod_annotations() -> BTreeMap<String, String> {
+    let mut pod_annotations = monitoring();
     pod_annotations.extend([
         (
             annotations::PROMETHEUS_PATH.to_string(),
@@ -172,38 +227,79 @@ pub fn build(
         ),
         (annotations::SAFE_TO_EVICT.to_string(), "false".to_string()),
     ]);
-    let storage = format!("{}/cstor-pool/{cspc_name}", cfg.base_dir);
-    let port = |p: i32| ContainerPort {
-        container_port: p,
-        protocol: Some("TCP".into()),
+    pod_annotations
+}
+
+/// The pod: pool manager, pool and exporter containers on the CSPI's node, with the pool
+/// config's priority class and tolerations.
+fn pod_spec(cfg: &DeployConfig, cspc: &CStorPoolCluster, cspi: &CStorPoolInstance) -> PodSpec {
+    let config = cspi.spec.pool_config.clone().unwrap_or_default();
+    let cspc_uid = cspc.uid().unwrap_or_default();
+    let cspi_uid = cspi.uid().unwrap_or_default();
+    PodSpec {
+        priority_class_name: Some(config.priority_class_name.clone().unwrap_or_default()),
+        node_selector: Some(cspi.spec.node_selector.clone()),
+        service_account_name: Some(cfg.service_account.clone()),
+        tolerations: config.tolerations.clone(),
+        image_pull_secrets: (!cfg.image_pull_secrets.is_empty()).then(|| {
+            cfg.image_pull_secrets
+                .iter()
+                .map(|s| LocalObjectReference { name: s.clone() })
+                .collect()
+        }),
+        containers: vec![
+            manager_container(cfg, &config, &cspi_uid, &cspc_uid),
+            pool_container(cfg, &config, &cspi_uid, &cspc_uid),
+            exporter_container(cfg),
+        ],
+        volumes: Some(pod_volumes(cfg, &cspc.name_any())),
         ..Default::default()
-    };
-    let mgmt = Container {
+    }
+}
+
+/// The pool manager, which drives the pool from the CSPI.
+fn manager_container(
+    cfg: &DeployConfig,
+    config: &PoolConfig,
+    cspi_uid: &str,
+    cspc_uid: &str,
+) -> Container {
+    Container {
         name: "cstor-pool-mgmt".into(),
         image: Some(cfg.pool_manager_image.clone()),
         image_pull_policy: Some("IfNotPresent".into()),
         security_context: privileged(),
         env: Some(vec![
-            env_var(env::OPENEBS_IO_CSPI_ID, &cspi_uid),
+            env_var(env::OPENEBS_IO_CSPI_ID, cspi_uid),
             env_var(env::RESYNC_INTERVAL, "30"),
             field_env(env::POD_NAME, "metadata.name"),
             field_env(env::NAMESPACE, "metadata.namespace"),
-            env_var(env::OPENEBS_IO_POOL_NAME, &cspc_uid),
+            env_var(env::OPENEBS_IO_POOL_NAME, cspc_uid),
         ]),
         resources: Some(config.aux_resources.clone().unwrap_or_default()),
         volume_mounts: Some(mounts(&cfg.sparse_dir)),
         ..Default::default()
-    };
-    let pool = Container {
+    }
+}
+
+/// The pool itself (the storage engine), with a liveness probe that writes a timestamp
+/// property on the pool.
+fn pool_container(
+    cfg: &DeployConfig,
+    config: &PoolConfig,
+    cspi_uid: &str,
+    cspc_uid: &str,
+) -> Container {
+    Container {
         name: "cstor-pool".into(),
         image: Some(cfg.pool_image.clone()),
         image_pull_policy: Some("IfNotPresent".into()),
         security_context: privileged(),
         resources: Some(config.resources.clone().unwrap_or_default()),
-        ports: Some(vec![port(12000), port(3232), port(3233)]),
+        ports: Some(vec![tcp_port(12000), tcp_port(3232), tcp_port(3233)]),
         env: Some(vec![
-            env_var(env::OPENEBS_IO_CSTOR_ID, &cspi_uid),
-            env_var(env::OPENEBS_IO_POOL_NAME, &cspc_uid),
+            env_var(env::OPENEBS_IO_CSTOR_ID, cspi_uid),
+            env_var(env::OPENEBS_IO_POOL_NAME, cspc_uid),
         ]),
         lifecycle: Some(Lifecycle {
             post_start: Some(LifecycleHandler {
@@ -224,77 +320,38 @@ pub fn build(
         }),
         volume_mounts: Some(mounts(&cfg.sparse_dir)),
         ..Default::default()
-    };
-    let exporter = Container {
+    }
+}
+
+/// The metrics exporter of the pool.
+fn exporter_container(cfg: &DeployConfig) -> Container {
+    Container {
         name: "maya-exporter".into(),
         image: Some(cfg.exporter_image.clone()),
         image_pull_policy: Some("IfNotPresent".into()),
         security_context: privileged(),
-        ports: Some(vec![port(9500)]),
+        ports: Some(vec![tcp_port(9500)]),
         command: Some(vec!["maya-exporter".into()]),
         args: Some(vec!["-e=pool".into()]),
         volume_mounts: Some(mounts(&cfg.sparse_dir)),
         ..Default::default()
-    };
-    Deployment {
-        metadata: ObjectMeta {
-            name: Some(cspi.name_any()),
-            namespace: cspi.namespace(),
-            labels: Some(labels_map.clone()),
-            annotations: Some(monitoring),
-            owner_references: cspi.controller_owner_ref(&()).map(|r| vec![r]),
+    }
+}
+
+/// Host devices and udev, the CSPC's storage directory (as `tmp` and `storagepath`), the sparse
+/// file directory, and an empty directory for the engine's socket.
+fn pod_volumes(cfg: &DeployConfig, cspc_name: &str) -> Vec<Volume> {
+    let storage = format!("{}/cstor-pool/{cspc_name}", cfg.base_dir);
+    vec![
+        host_path("device", "/dev", "Directory"),
+        host_path("udev", "/run/udev", "Directory"),
+        host_path("tmp", &storage, "DirectoryOrCreate"),
+        host_path("storagepath", &storage, "DirectoryOrCreate"),
+        host_path("sparse", &cfg.sparse_dir, "DirectoryOrCreate"),
+        Volume {
+            name: "sockfile".into(),
+            empty_dir: Some(EmptyDirVolumeSource::default()),
             ..Default::default()
         },
-        spec: Some(DeploymentSpec {
-            replicas: Some(1),
-            strategy: Some(DeploymentStrategy {
-                type_: Some("Recreate".into()),
-                ..Default::default()
-            }),
-            selector: LabelSelector {
-                match_labels: Some(BTreeMap::from([(
-                    labels::APP.to_string(),
-                    values::APP_CSTOR_POOL.to_string(),
-                )])),
-                ..Default::default()
-            },
-            template: PodTemplateSpec {
-                metadata: Some(ObjectMeta {
-                    labels: Some(labels_map),
-                    annotations: Some(pod_annotations),
-                    ..Default::default()
-                }),
-                spec: Some(PodSpec {
-                    priority_class_name: Some(
-                        config.priority_class_name.clone().unwrap_or_default(),
-                    ),
-                    node_selector: Some(cspi.spec.node_selector.clone()),
-                    service_account_name: Some(cfg.service_account.clone()),
-                    tolerations: config.tolerations.clone(),
-                    image_pull_secrets: (!cfg.image_pull_secrets.is_empty()).then(|| {
-                        cfg.image_pull_secrets
-                            .iter()
-                            .map(|s| LocalObjectReference { name: s.clone() })
-                            .collect()
-                    }),
-                    containers: vec![mgmt, pool, exporter],
-                    volumes: Some(vec![
-                        host_path("device", "/dev", "Directory"),
-                        host_path("udev", "/run/udev", "Directory"),
-                        host_path("tmp", &storage, "DirectoryOrCreate"),
-                        host_path("storagepath", &storage, "DirectoryOrCreate"),
-                        host_path("sparse", &cfg.sparse_dir, "DirectoryOrCreate"),
-                        Volume {
-                            name: "sockfile".into(),
-                            empty_dir: Some(EmptyDirVolumeSource::default()),
-                            ..Default::default()
-                        },
-                    ]),
-                    ..Default::default()
-                }),
-            },
-            ..Default::default()
-        }),
-        ..Default::default()
-    }
+    ]
 }

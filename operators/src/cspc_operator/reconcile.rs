@@ -4,11 +4,11 @@
 //! down, and writes the status with a plain replace. `cleanup` deletes the CSPIs, waits for
 //! their pools to be destroyed, then releases every claim.
 
-use std::sync::Arc;
+use std::{collections::BTreeMap, sync::Arc};
 
 use cstor_api::{
     constants::{annotation as annotations, finalizer as finalizers, label as labels},
-    cstor::{CStorPoolCluster, CStorPoolInstance, ConditionStatus},
+    cstor::{CStorPoolCluster, CStorPoolInstance, ConditionStatus, PoolCondition, PoolSpec},
 };
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::{
@@ -123,182 +123,338 @@ async fn cleanup(cspc: &CStorPoolCluster, ctx: &Context) -> Result<Action> {
 }
 
 async fn apply(cspc: &CStorPoolCluster, ctx: &Context) -> Result<Action> {
-    let ns = cspc.namespace().unwrap_or_default();
-    let cspi_api: Api<CStorPoolInstance> = ctx.api(&ns);
-    let deps: Api<Deployment> = ctx.api(&ns);
     let mut existing = finish_deleted_cspis(ctx, cspc).await?;
     let mut invalid = Vec::new();
     let mut pending = Vec::new();
     for (i, pool) in cspc.spec.pools().iter().enumerate() {
-        let host = match cspi::validate_pool(ctx, &ns, pool).await? {
-            Ok(h) => h,
-            Err(why) => {
-                invalid.push(format!("spec.pools[{i}]: {why}"));
-                continue;
-            }
-        };
-        // Disks swapped in the spec (the CSPI still has the old one) are claimed as
-        // replacements.
-        let replacements = existing
-            .iter()
-            .find(|c| cspi::matches(c, pool))
-            .map(|c| replace::pending(c, pool))
-            .unwrap_or_default();
-        // Claim every block device; a foreign claim makes the pool invalid.
-        let mut usable = std::collections::BTreeMap::new();
-        let mut foreign = None;
-        for bd in pool.block_device_names() {
-            let predecessor = replacements
-                .iter()
-                .find(|r| r.new == bd)
-                .map(|r| r.old.as_str());
-            match bdc::claim(ctx, cspc, bd, predecessor).await? {
-                Claim::Usable => {
-                    usable.insert(bd.to_owned(), true);
-                }
-                Claim::Pending => {
-                    usable.insert(bd.to_owned(), false);
-                }
-                Claim::Foreign(why) => foreign = Some(why),
-            }
-        }
-        if let Some(why) = foreign {
-            invalid.push(format!("spec.pools[{i}]: {why}"));
-            continue;
-        }
-        match existing.iter_mut().find(|c| cspi::matches(c, pool)) {
-            None => {
-                if usable.values().all(|u| *u) {
-                    let new = cspi::build(ctx, cspc, pool, &host);
-                    let created = cspi_api.create(&PostParams::default(), &new).await?;
-                    ctx.event(
-                        cspc,
-                        EventType::Normal,
-                        "Create",
-                        format!("Pool Provisioned {} on {host}", created.name_any()),
-                    )
-                    .await;
-                    existing.push(created);
-                } else {
-                    pending.push(format!(
-                        "spec.pools[{i}]: waiting for block device claims to be bound"
-                    ));
-                }
-            }
-            Some(c) => {
-                let replaced = replace::apply(c, &replacements, &usable);
-                if replaced.len() < replacements.len() {
-                    pending.push(format!(
-                        "spec.pools[{i}]: waiting for the claims of replacement block devices to be bound"
-                    ));
-                }
-                if !replaced.is_empty() {
-                    *c = cspi_api
-                        .replace(&c.name_any(), &PostParams::default(), c)
-                        .await?;
-                    for r in &replaced {
-                        ctx.event(
-                            cspc,
-                            EventType::Normal,
-                            "BlockDeviceReplacement",
-                            format!(
-                                "block device {} of {} is being replaced by {}",
-                                r.old,
-                                c.name_any(),
-                                r.new
-                            ),
-                        )
-                        .await;
-                    }
-                }
-                let targets: Vec<&str> = replacements.iter().map(|r| r.new.as_str()).collect();
-                if sync::sync_cspi(cspc, pool, &host, c) {
-                    *c = cspi_api
-                        .replace(&c.name_any(), &PostParams::default(), c)
-                        .await?;
-                    ctx.event(
-                        cspc,
-                        EventType::Normal,
-                        "PoolConfigSync",
-                        format!(
-                            "pool settings of spec.pools[{i}] handed to {}",
-                            c.name_any()
-                        ),
-                    )
-                    .await;
-                }
-                if expand(c, pool, &usable, &targets) {
-                    *c = cspi_api
-                        .replace(&c.name_any(), &PostParams::default(), c)
-                        .await?;
-                    ctx.event(
-                        cspc,
-                        EventType::Normal,
-                        "PoolExpansion",
-                        format!("new raid groups / disks handed to {}", c.name_any()),
-                    )
-                    .await;
-                }
-            }
+        match apply_pool(ctx, cspc, i, pool, &mut existing).await? {
+            PoolOutcome::Done => {}
+            PoolOutcome::Invalid(why) => invalid.push(format!("spec.pools[{i}]: {why}")),
+            PoolOutcome::Pending(what) => pending.push(format!("spec.pools[{i}]: {what}")),
         }
     }
-    // Deployments for CSPIs lacking one.
+    ensure_deployments(ctx, cspc, &existing).await?;
+    let blocked = scale_down_removed_pools(ctx, cspc, &existing).await?;
+    write_status(ctx, cspc, &invalid, &blocked).await?;
+    Ok(if pending.is_empty() {
+        Action::requeue(ctx.resync)
+    } else {
+        Action::requeue(ctx.resync.min(std::time::Duration::from_secs(2)))
+    })
+}
+
+/// What one pass did with one pool spec.
+enum PoolOutcome {
+    /// Its CSPI exists and has been brought up to date, or been created.
+    Done,
+    /// The spec cannot be used; the reason goes into the PoolSpecValid condition.
+    Invalid(String),
+    /// Something is still being waited for (claims to be bound); the CSPC is requeued early.
+    Pending(&'static str),
+}
+
+/// The block devices of one pool spec, claimed.
+struct Claims {
+    /// Disks swapped in the spec (the CSPI still has the old one), claimed as replacements.
+    replacements: Vec<replace::Replacement>,
+    /// Every block device of the pool spec, and whether its claim is bound.
+    usable: BTreeMap<String, bool>,
+}
+
+/// Validates one pool spec, claims its block devices, then creates its CSPI or updates the
+/// existing one (replacements, pool settings, expansion).
+async fn apply_pool(
+    ctx: &Context,
+    cspc: &CStorPoolCluster,
+    i: usize,
+    pool: &PoolSpec,
+    existing: &mut Vec<CStorPoolInstance>,
+) -> Result<PoolOutcome> {
+    let ns = cspc.namespace().unwrap_or_default();
+    let host = match cspi::validate_pool(ctx, &ns, pool).await? {
+        Ok(h) => h,
+        Err(why) => return Ok(PoolOutcome::Invalid(why)),
+    };
+    let replacements = existing
+        .iter()
+        .find(|c| cspi::matches(c, pool))
+        .map(|c| replace::pending(c, pool))
+        .unwrap_or_default();
+    let claims = match claim_block_devices(ctx, cspc, pool, replacements).await? {
+        Ok(claims) => claims,
+        Err(why) => return Ok(PoolOutcome::Invalid(why)),
+    };
+    let Some(c) = existing.iter_mut().find(|c| cspi::matches(c, pool)) else {
+        if !claims.usable.values().all(|u| *u) {
+            return Ok(PoolOutcome::Pending(
+                "waiting for block device claims to be bound",
+            ));
+        }
+        let created = create_cspi(ctx, cspc, pool, &host).await?;
+        existing.push(created);
+        return Ok(PoolOutcome::Done);
+    };
+    update_cspi(ctx, cspc, i, pool, &host, c, &claims).await
+}
+
+/// Claims every block device of the pool (a replacement with its predecessor). Returns why the
+/// pool is invalid when a device is claimed by someone else.
+async fn claim_block_devices(
+    ctx: &Context,
+    cspc: &CStorPoolCluster,
+    pool: &PoolSpec,
+    replacements: Vec<replace::Replacement>,
+) -> Result<Result<Claims, String>> {
+    let mut usable = BTreeMap::new();
+    let mut foreign = None;
+    for bd in pool.block_device_names() {
+        let predecessor = replacements
+            .iter()
+            .find(|r| r.new == bd)
+            .map(|r| r.old.as_str());
+        match bdc::claim(ctx, cspc, bd, predecessor).await? {
+            Claim::Usable => {
+                usable.insert(bd.to_owned(), true);
+            }
+            Claim::Pending => {
+                usable.insert(bd.to_owned(), false);
+            }
+            Claim::Foreign(why) => foreign = Some(why),
+        }
+    }
+    Ok(match foreign {
+        Some(why) => Err(why),
+        None => Ok(Claims {
+            replacements,
+            usable,
+        }),
+    })
+}
+
+/// Creates the CSPI of a pool spec that has none yet.
+async fn create_cspi(
+    ctx: &Context,
+    cspc: &CStorPoolCluster,
+    pool: &PoolSpec,
+    host: &str,
+) -> Result<CStorPoolInstance> {
+    let api: Api<CStorPoolInstance> = ctx.api(&cspc.namespace().unwrap_or_default());
+    let new = cspi::build(ctx, cspc, pool, host);
+    let created = api.create(&PostParams::default(), &new).await?;
+    ctx.event(
+        cspc,
+        EventType::Normal,
+        "Create",
+        format!("Pool Provisioned {} on {host}", created.name_any()),
+    )
+    .await;
+    Ok(created)
+}
+
+/// Hands what changed in the pool spec to its existing CSPI: bound replacements first, then
+/// the pool settings, then new raid groups and disks.
+async fn update_cspi(
+    ctx: &Context,
+    cspc: &CStorPoolCluster,
+    i: usize,
+    pool: &PoolSpec,
+    host: &str,
+    c: &mut CStorPoolInstance,
+    claims: &Claims,
+) -> Result<PoolOutcome> {
+    let all_replaced = hand_over_replacements(ctx, cspc, c, claims).await?;
+    if sync::sync_cspi(cspc, pool, host, c) {
+        save_cspi(ctx, cspc, c).await?;
+        ctx.event(
+            cspc,
+            EventType::Normal,
+            "PoolConfigSync",
+            format!(
+                "pool settings of spec.pools[{i}] handed to {}",
+                c.name_any()
+            ),
+        )
+        .await;
+    }
+    let targets: Vec<&str> = claims.replacements.iter().map(|r| r.new.as_str()).collect();
+    if expand(c, pool, &claims.usable, &targets) {
+        save_cspi(ctx, cspc, c).await?;
+        ctx.event(
+            cspc,
+            EventType::Normal,
+            "PoolExpansion",
+            format!("new raid groups / disks handed to {}", c.name_any()),
+        )
+        .await;
+    }
+    Ok(if all_replaced {
+        PoolOutcome::Done
+    } else {
+        PoolOutcome::Pending("waiting for the claims of replacement block devices to be bound")
+    })
+}
+
+/// Renames replaced block devices in the CSPI once their new device's claim is bound. Returns
+/// whether every pending replacement was handed over.
+async fn hand_over_replacements(
+    ctx: &Context,
+    cspc: &CStorPoolCluster,
+    c: &mut CStorPoolInstance,
+    claims: &Claims,
+) -> Result<bool> {
+    let replaced = replace::apply(c, &claims.replacements, &claims.usable);
+    if !replaced.is_empty() {
+        save_cspi(ctx, cspc, c).await?;
+        for r in &replaced {
+            ctx.event(
+                cspc,
+                EventType::Normal,
+                "BlockDeviceReplacement",
+                format!(
+                    "block device {} of {} is being replaced by {}",
+                    r.old,
+                    c.name_any(),
+                    r.new
+                ),
+            )
+            .await;
+        }
+    }
+    Ok(replaced.len() == claims.replacements.len())
+}
+
+/// Writes the changed CSPI and keeps what the API server returned.
+async fn save_cspi(
+    ctx: &Context,
+    cspc: &CStorPoolCluster,
+    c: &mut CStorPoolInstance,
+) -> Result<()> {
+    let api: Api<CStorPoolInstance> = ctx.api(&cspc.namespace().unwrap_or_default());
+    *c = api
+        .replace(&c.name_any(), &PostParams::default(), c)
+        .await?;
+    Ok(())
+}
+
+/// Creates the Deployment of every live CSPI lacking one, and brings the others in line.
+async fn ensure_deployments(
+    ctx: &Context,
+    cspc: &CStorPoolCluster,
+    existing: &[CStorPoolInstance],
+) -> Result<()> {
+    let deps: Api<Deployment> = ctx.api(&cspc.namespace().unwrap_or_default());
     for c in existing
         .iter()
         .filter(|c| c.metadata.deletion_timestamp.is_none())
     {
         let d = deployment::build(&ctx.deploy, &ctx.version, cspc, c);
-        if let Some(mut current) = deps.get_opt(&c.name_any()).await? {
-            if sync::sync_deployment(&d, &mut current) {
-                match deps
-                    .replace(&c.name_any(), &PostParams::default(), &current)
-                    .await
-                {
-                    Ok(_) => {}
-                    // Changed meanwhile: the next pass compares again.
-                    Err(kube::Error::Api(s)) if s.code == 409 => {}
-                    Err(e) => return Err(e.into()),
+        match deps.get_opt(&c.name_any()).await? {
+            Some(mut current) => {
+                if sync::sync_deployment(&d, &mut current) {
+                    update_deployment(&deps, c, &current).await?;
                 }
             }
-        } else {
-            match deps.create(&PostParams::default(), &d).await {
-                Ok(_) => {}
-                Err(kube::Error::Api(s)) if s.code == 409 => {}
-                Err(e) => {
-                    ctx.event(
-                        cspc,
-                        EventType::Warning,
-                        "PoolDeploymentCreate",
-                        format!(
-                            "Failed to create pool deployment for CSP {}: {e}",
-                            c.name_any()
-                        ),
-                    )
-                    .await;
-                    return Err(e.into());
-                }
-            }
+            None => create_deployment(ctx, cspc, &deps, c, &d).await?,
         }
     }
+    Ok(())
+}
+
+/// Writes a Deployment brought in line with its CSPI; a conflict is left to the next pass.
+async fn update_deployment(
+    deps: &Api<Deployment>,
+    c: &CStorPoolInstance,
+    current: &Deployment,
+) -> Result<()> {
+    match deps
+        .replace(&c.name_any(), &PostParams::default(), current)
+        .await
+    {
+        Ok(_) => Ok(()),
+        // Changed meanwhile: the next pass compares again.
+        Err(kube::Error::Api(s)) if s.code == 409 => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Creates the pool Deployment of a CSPI (one created meanwhile is fine); a failure is also
+/// reported as an event on the CSPC.
+async fn create_deployment(
+    ctx: &Context,
+    cspc: &CStorPoolCluster,
+    deps: &Api<Deployment>,
+    c: &CStorPoolInstance,
+    d: &Deployment,
+) -> Result<()> {
+    match deps.create(&PostParams::default(), d).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(s)) if s.code == 409 => Ok(()),
+        Err(e) => {
+            ctx.event(
+                cspc,
+                EventType::Warning,
+                "PoolDeploymentCreate",
+                format!(
+                    "Failed to create pool deployment for CSP {}: {e}",
+                    c.name_any()
+                ),
+            )
+            .await;
+            Err(e.into())
+        }
+    }
+}
+
+/// Scales down the CSPIs whose pool left the spec. Returns why some could not be removed.
+async fn scale_down_removed_pools(
+    ctx: &Context,
+    cspc: &CStorPoolCluster,
+    existing: &[CStorPoolInstance],
+) -> Result<Vec<String>> {
     let orphans: Vec<CStorPoolInstance> = existing
         .iter()
         .filter(|c| !cspc.spec.pools().iter().any(|p| cspi::matches(c, p)))
         .cloned()
         .collect();
-    let blocked = scale_down::scale_down(ctx, cspc, &orphans).await?;
+    scale_down::scale_down(ctx, cspc, &orphans).await
+}
 
+/// Computes the CSPC status from its CSPIs, sets the PoolSpecValid and ScaleDownBlocked
+/// conditions, and replaces the status when it changed.
+async fn write_status(
+    ctx: &Context,
+    cspc: &CStorPoolCluster,
+    invalid: &[String],
+    blocked: &[String],
+) -> Result<()> {
     let mut work = cspc.clone();
     let cspis = list_cspis(ctx, cspc).await?;
     status::compute(ctx, &mut work, &cspis).await?;
     let st = work.status.get_or_insert_with(Default::default);
+    set_pool_spec_valid(ctx, cspc, &mut st.conditions, invalid).await;
+    set_scale_down_blocked(&mut st.conditions, blocked);
+    if work.status != cspc.status {
+        let api: Api<CStorPoolCluster> = ctx.api(&cspc.namespace().unwrap_or_default());
+        let mut latest = api.get(&cspc.name_any()).await?;
+        latest.status = work.status;
+        api.replace(&cspc.name_any(), &PostParams::default(), &latest)
+            .await?;
+    }
+    Ok(())
+}
+
+/// PoolSpecValid: False with every reason (and a warning event when it changed) while a pool
+/// spec is invalid; back to True once all are valid (not set when it never was False).
+async fn set_pool_spec_valid(
+    ctx: &Context,
+    cspc: &CStorPoolCluster,
+    conditions: &mut Option<Vec<PoolCondition>>,
+    invalid: &[String],
+) {
     if invalid.is_empty() {
-        if st
-            .conditions
-            .as_ref()
-            .is_some_and(|c| c.iter().any(|c| c.type_ == POOL_SPEC_VALID))
-        {
+        if has_condition(conditions.as_deref(), POOL_SPEC_VALID) {
             set_condition(
-                &mut st.conditions,
+                conditions,
                 condition(
                     POOL_SPEC_VALID,
                     ConditionStatus::True,
@@ -310,7 +466,7 @@ async fn apply(cspc: &CStorPoolCluster, ctx: &Context) -> Result<Action> {
     } else {
         let msg = invalid.join("; ");
         if set_condition(
-            &mut st.conditions,
+            conditions,
             condition(
                 POOL_SPEC_VALID,
                 ConditionStatus::False,
@@ -322,14 +478,15 @@ async fn apply(cspc: &CStorPoolCluster, ctx: &Context) -> Result<Action> {
                 .await;
         }
     }
+}
+
+/// ScaleDownBlocked: True with the reasons while a removed pool still holds replicas; back to
+/// False once none does (not set when it never was True).
+fn set_scale_down_blocked(conditions: &mut Option<Vec<PoolCondition>>, blocked: &[String]) {
     if blocked.is_empty() {
-        if st
-            .conditions
-            .as_ref()
-            .is_some_and(|c| c.iter().any(|c| c.type_ == SCALE_DOWN_BLOCKED))
-        {
+        if has_condition(conditions.as_deref(), SCALE_DOWN_BLOCKED) {
             set_condition(
-                &mut st.conditions,
+                conditions,
                 condition(
                     SCALE_DOWN_BLOCKED,
                     ConditionStatus::False,
@@ -340,7 +497,7 @@ async fn apply(cspc: &CStorPoolCluster, ctx: &Context) -> Result<Action> {
         }
     } else {
         set_condition(
-            &mut st.conditions,
+            conditions,
             condition(
                 SCALE_DOWN_BLOCKED,
                 ConditionStatus::True,
@@ -349,18 +506,11 @@ async fn apply(cspc: &CStorPoolCluster, ctx: &Context) -> Result<Action> {
             ),
         );
     }
-    if work.status != cspc.status {
-        let api: Api<CStorPoolCluster> = ctx.api(&ns);
-        let mut latest = api.get(&cspc.name_any()).await?;
-        latest.status = work.status;
-        api.replace(&cspc.name_any(), &PostParams::default(), &latest)
-            .await?;
-    }
-    Ok(if pending.is_empty() {
-        Action::requeue(ctx.resync)
-    } else {
-        Action::requeue(ctx.resync.min(std::time::Duration::from_secs(2)))
-    })
+}
+
+/// Whether a condition of this type is set.
+fn has_condition(conditions: Option<&[PoolCondition]>, type_: &str) -> bool {
+    conditions.is_some_and(|c| c.iter().any(|c| c.type_ == type_))
 }
 
 /// Appends data raid groups of `pool` that are new to `c` (every disk usable), and new usable

@@ -415,8 +415,46 @@ pub fn build_cvr(
 pub async fn provision(cvc: &CStorVolumeConfig, ctx: &Context) -> Result<(), Error> {
     let pv = pv_name(cvc);
     let v = validate(cvc)?;
-    let mut policy = load_policy(cvc, ctx).await?;
-    let allowed = validate_pool_list(&pv, &policy, v.replica_count)?;
+    let policy = load_policy(cvc, ctx).await?;
+    // Plan before creating anything.
+    let chosen = plan_replicas(cvc, ctx, &v, &policy).await?;
+    let cv = create_target(cvc, ctx, &v, &policy).await?;
+    let placed = create_replicas(cvc, ctx, &cv, &v, &policy, &chosen).await?;
+    if placed.len() < v.replica_count {
+        return Err(Error::Waiting {
+            reason: "ReplicasPending",
+            message: format!(
+                "{} of {} replicas exist for volume {pv}",
+                placed.len(),
+                v.replica_count
+            ),
+        });
+    }
+    bind(cvc, ctx, &v, policy, &cv, &placed).await
+}
+
+/// The node the replicas should be placed on: the CVC's `publish.nodeId` when the policy asks
+/// for replica affinity.
+fn preferred_host<'a>(
+    cvc: &'a CStorVolumeConfig,
+    policy: &CStorVolumePolicySpec,
+) -> Option<&'a str> {
+    cvc.publish
+        .as_ref()
+        .and_then(|p| p.node_id.as_deref())
+        .filter(|_| policy.replica_affinity())
+}
+
+/// Chooses the pools of the replicas still missing, from the CSPC's pools the policy allows
+/// (for a restore or clone: those holding the source volume).
+async fn plan_replicas(
+    cvc: &CStorVolumeConfig,
+    ctx: &Context,
+    v: &Validated,
+    policy: &CStorVolumePolicySpec,
+) -> Result<Vec<Pool>, Error> {
+    let pv = pv_name(cvc);
+    let allowed = validate_pool_list(&pv, policy, v.replica_count)?;
     let pools = load_pools(ctx, &v.cspc).await?;
     if let Some(unknown) = allowed
         .iter()
@@ -427,27 +465,8 @@ pub async fn provision(cvc: &CStorVolumeConfig, ctx: &Context) -> Result<(), Err
             v.cspc
         )));
     }
-    let existing_cvrs = list_cvrs(ctx, &pv).await?;
-    let existing = pools_of(&existing_cvrs);
-    let source_pools = match &v.source {
-        Some((src, snap)) => {
-            let src_pools = pools_of(&list_cvrs(ctx, src).await?);
-            if src_pools.is_empty() {
-                return Err(Error::blocked(
-                    "SourceVolumeNotFound",
-                    format!(
-                        "cvc {pv}: cannot restore from {src}@{snap}: source volume {src} has no replicas in namespace {}",
-                        ctx.config.namespace
-                    ),
-                ));
-            }
-            Some(src_pools)
-        }
-        None => None,
-    };
-    let preferred = cvc.publish.as_ref().and_then(|p| p.node_id.clone());
-    let preferred_host = preferred.as_deref().filter(|_| policy.replica_affinity());
-    // Plan before creating anything.
+    let existing = pools_of(&list_cvrs(ctx, &pv).await?);
+    let source_pools = source_pools(ctx, &pv, v).await?;
     let chosen = placement::choose(
         &pools,
         &placement::Request {
@@ -457,16 +476,49 @@ pub async fn provision(cvc: &CStorVolumeConfig, ctx: &Context) -> Result<(), Err
             existing: &existing,
             allowed: &allowed,
             source_pools: source_pools.as_ref(),
-            preferred_host,
+            preferred_host: preferred_host(cvc, policy),
         },
     )
     .map_err(|e| Error::blocked("NotEnoughPools", e.to_string()))?;
+    Ok(chosen.into_iter().cloned().collect())
+}
 
-    let version = ctx.config.version.clone();
+/// For a restore or clone, the pools holding the source volume (there must be some).
+async fn source_pools(
+    ctx: &Context,
+    pv: &str,
+    v: &Validated,
+) -> Result<Option<BTreeSet<String>>, Error> {
+    let Some((src, snap)) = &v.source else {
+        return Ok(None);
+    };
+    let src_pools = pools_of(&list_cvrs(ctx, src).await?);
+    if src_pools.is_empty() {
+        return Err(Error::blocked(
+            "SourceVolumeNotFound",
+            format!(
+                "cvc {pv}: cannot restore from {src}@{snap}: source volume {src} has no replicas in namespace {}",
+                ctx.config.namespace
+            ),
+        ));
+    }
+    Ok(Some(src_pools))
+}
+
+/// Gets or creates the target: its Service (waiting for a ClusterIP), the CStorVolume, then
+/// the target Deployment. Returns the CStorVolume.
+async fn create_target(
+    cvc: &CStorVolumeConfig,
+    ctx: &Context,
+    v: &Validated,
+    policy: &CStorVolumePolicySpec,
+) -> Result<CStorVolume, Error> {
+    let pv = pv_name(cvc);
+    let version = &ctx.config.version;
     let svc = get_or_create(
         ctx,
         &ctx.api::<Service>(),
-        &target::build_service(cvc, &version),
+        &target::build_service(cvc, version),
     )
     .await?;
     let ip = svc
@@ -481,7 +533,7 @@ pub async fn provision(cvc: &CStorVolumeConfig, ctx: &Context) -> Result<(), Err
     let cv = get_or_create(
         ctx,
         &ctx.api::<CStorVolume>(),
-        &build_cv(cvc, &v, &ip, &version),
+        &build_cv(cvc, v, &ip, version),
     )
     .await?;
     if cv.metadata.deletion_timestamp.is_some() {
@@ -493,70 +545,61 @@ pub async fn provision(cvc: &CStorVolumeConfig, ctx: &Context) -> Result<(), Err
     get_or_create(
         ctx,
         &ctx.api::<Deployment>(),
-        &target::build_deployment(cvc, &cv, &policy, &ctx.config),
+        &target::build_deployment(cvc, &cv, policy, &ctx.config),
     )
     .await?;
+    Ok(cv)
+}
 
-    if preferred_host.is_some() {
+/// Gets or creates a CVR on each chosen pool. Returns the pools that now hold a replica.
+async fn create_replicas(
+    cvc: &CStorVolumeConfig,
+    ctx: &Context,
+    cv: &CStorVolume,
+    v: &Validated,
+    policy: &CStorVolumePolicySpec,
+    chosen: &[Pool],
+) -> Result<BTreeSet<String>, Error> {
+    if let Some(host) = preferred_host(cvc, policy) {
         ctx.event(
             cvc,
             EventType::Normal,
             "Provisioning",
-            format!(
-                "replica affinity is enabled, nodeID is {}",
-                preferred.clone().unwrap_or_default()
-            ),
+            format!("replica affinity is enabled, nodeID is {host}"),
         )
         .await;
     }
     let cvrs = ctx.api::<CStorVolumeReplica>();
-    for pool in &chosen {
+    for pool in chosen {
         let cvr = build_cvr(
             cvc,
-            &cv,
+            cv,
             pool,
-            &policy,
+            policy,
             &v.provision_capacity,
-            &version,
+            &ctx.config.version,
             CvrOptions::default(),
         );
         get_or_create(ctx, &cvrs, &cvr).await?;
     }
-    let placed = pools_of(&list_cvrs(ctx, &pv).await?);
-    if placed.len() < v.replica_count {
-        return Err(Error::Waiting {
-            reason: "ReplicasPending",
-            message: format!(
-                "{} of {} replicas exist for volume {pv}",
-                placed.len(),
-                v.replica_count
-            ),
-        });
-    }
+    Ok(pools_of(&list_cvrs(ctx, &pv_name(cvc)).await?))
+}
 
-    // Bind.
+/// Binds the CVC: records the replicas' pools in its policy and status, resyncs the PDB, points
+/// it at the CStorVolume and sets phase Bound.
+async fn bind(
+    cvc: &CStorVolumeConfig,
+    ctx: &Context,
+    v: &Validated,
+    mut policy: CStorVolumePolicySpec,
+    cv: &CStorVolume,
+    placed: &BTreeSet<String>,
+) -> Result<(), Error> {
     let mut bound = cvc.clone();
-    let mut names: Vec<String> = policy
-        .replica_pool_info()
-        .iter()
-        .map(|p| p.pool_name.clone())
-        .collect();
-    for p in &placed {
-        if !names.contains(p) {
-            names.push(p.clone());
-        }
-    }
+    let names = pool_names(&policy, placed);
     policy.replica_pool_info = Some(names.iter().map(ReplicaPoolInfo::named).collect());
-    pdb::resync(ctx, &mut bound, &v.cspc, &placed).await?;
-    bound.spec.cstor_volume_ref = Some(ObjectReference {
-        api_version: Some(CStorVolume::API_VERSION.to_owned()),
-        kind: Some(CStorVolume::KIND.to_owned()),
-        name: cv.metadata.name.clone(),
-        namespace: cv.metadata.namespace.clone(),
-        uid: cv.metadata.uid.clone(),
-        resource_version: cv.metadata.resource_version.clone(),
-        ..Default::default()
-    });
+    pdb::resync(ctx, &mut bound, &v.cspc, placed).await?;
+    bound.spec.cstor_volume_ref = Some(volume_ref(cv));
     bound.labels_mut().insert(
         label::TEMPLATE_HASH.to_owned(),
         target::policy_hash(&policy),
@@ -566,7 +609,7 @@ pub async fn provision(cvc: &CStorVolumeConfig, ctx: &Context) -> Result<(), Err
     bound.status.capacity = Some(bound.spec.capacity.clone());
     bound.status.pool_info = Some(names);
     if bound.version_details.is_empty() {
-        bound.version_details = VersionDetails::at(&version);
+        bound.version_details = VersionDetails::at(&ctx.config.version);
     }
     status::clear_condition(&mut bound, status::PROVISION_FAILED);
     status::replace_cvc(&mut bound, ctx).await?;
@@ -578,6 +621,34 @@ pub async fn provision(cvc: &CStorVolumeConfig, ctx: &Context) -> Result<(), Err
     )
     .await;
     Ok(())
+}
+
+/// The policy's pools in their order, then the other pools holding a replica.
+fn pool_names(policy: &CStorVolumePolicySpec, placed: &BTreeSet<String>) -> Vec<String> {
+    let mut names: Vec<String> = policy
+        .replica_pool_info()
+        .iter()
+        .map(|p| p.pool_name.clone())
+        .collect();
+    for p in placed {
+        if !names.contains(p) {
+            names.push(p.clone());
+        }
+    }
+    names
+}
+
+/// A reference to the CStorVolume, as the CVC's `spec.cstorVolumeRef` holds it.
+fn volume_ref(cv: &CStorVolume) -> ObjectReference {
+    ObjectReference {
+        api_version: Some(CStorVolume::API_VERSION.to_owned()),
+        kind: Some(CStorVolume::KIND.to_owned()),
+        name: cv.metadata.name.clone(),
+        namespace: cv.metadata.namespace.clone(),
+        uid: cv.metadata.uid.clone(),
+        resource_version: cv.metadata.resource_version.clone(),
+        ..Default::default()
+    }
 }
 
 #[cfg(test)]

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use cstor_api::{
     constants::{annotation, engine, env, label, value},
-    cstor::{CStorVolume, CStorVolumeConfig, CStorVolumePolicySpec},
+    cstor::{CStorVolume, CStorVolumeConfig, CStorVolumePolicySpec, TargetSpec},
     naming,
 };
 use k8s_openapi::{
@@ -131,113 +131,12 @@ pub fn build_deployment(
         .unwrap_or_default();
     let version = config.version.as_str();
     let target = policy.target.clone().unwrap_or_default();
-    let selector = labels(&[
-        (label::APP, value::APP_VOLUME_MANAGER),
-        (label::TARGET, value::TARGET_CSTOR),
-        (label::PERSISTENT_VOLUME, &pv),
-    ]);
-    let mounts = vec![
-        VolumeMount {
-            name: "sockfile".to_owned(),
-            mount_path: "/var/run".to_owned(),
-            ..Default::default()
-        },
-        VolumeMount {
-            name: "conf".to_owned(),
-            mount_path: "/usr/local/etc/istgt".to_owned(),
-            ..Default::default()
-        },
-        VolumeMount {
-            name: "storagepath".to_owned(),
-            mount_path: "/var/openebs/cstor-target".to_owned(),
-            ..Default::default()
-        },
-    ];
-    let privileged = Some(SecurityContext {
-        privileged: Some(true),
-        ..Default::default()
-    });
-    let port = |p: u16| {
-        Some(vec![ContainerPort {
-            container_port: i32::from(p),
-            ..Default::default()
-        }])
-    };
-    let istgt = Container {
-        name: "cstor-istgt".to_owned(),
-        image: Some(config.target_image.clone()),
-        image_pull_policy: Some("IfNotPresent".to_owned()),
-        ports: port(engine::ISCSI_PORT),
-        env: Some(vec![
-            plain_env(
-                env::QUEUE_DEPTH,
-                target
-                    .queue_depth
-                    .clone()
-                    .unwrap_or_else(|| "32".to_owned()),
-            ),
-            plain_env(env::LU_WORKERS, target.lu_workers.unwrap_or(6).to_string()),
-        ]),
-        resources: target.resources.clone(),
-        security_context: privileged.clone(),
-        volume_mounts: Some(mounts.clone()),
-        ..Default::default()
-    };
-    let exporter = Container {
-        name: "maya-volume-exporter".to_owned(),
-        image: Some(config.exporter_image.clone()),
-        command: Some(vec!["maya-exporter".to_owned()]),
-        args: Some(vec!["-e=cstor".to_owned()]),
-        ports: port(engine::EXPORTER_PORT),
-        resources: target.aux_resources.clone(),
-        volume_mounts: Some(mounts.clone()),
-        ..Default::default()
-    };
-    let mgmt = Container {
-        name: "cstor-volume-mgmt".to_owned(),
-        image: Some(config.volume_mgmt_image.clone()),
-        image_pull_policy: Some("IfNotPresent".to_owned()),
-        ports: port(80),
-        env: Some(vec![
-            plain_env(
-                env::OPENEBS_IO_CSTOR_VOLUME_ID,
-                cv.metadata.uid.clone().unwrap_or_default(),
-            ),
-            plain_env(env::RESYNC_INTERVAL, "30"),
-            field_env(env::NODE_NAME, "spec.nodeName"),
-            field_env(env::POD_NAME, "metadata.name"),
-            field_env(env::OPENEBS_NAMESPACE, "metadata.namespace"),
-        ]),
-        resources: target.aux_resources.clone(),
-        security_context: privileged,
-        volume_mounts: Some(mounts),
-        ..Default::default()
-    };
-    let mut pod_labels = selector.clone();
-    pod_labels.insert(
-        label::MONITORING.to_owned(),
-        value::MONITORING_VOLUME_EXPORTER.to_owned(),
-    );
-    pod_labels.insert(label::PERSISTENT_VOLUME_CLAIM.to_owned(), pvc.clone());
-    pod_labels.insert(label::VERSION.to_owned(), version.to_owned());
-    let mut deploy_labels = labels(&[
-        (label::APP, value::APP_VOLUME_MANAGER),
-        (label::TARGET, value::TARGET_CSTOR),
-        (label::STORAGE_ENGINE_TYPE, value::STORAGE_ENGINE_CSTOR),
-        (label::CAS_TYPE, value::CAS_TYPE_CSTOR),
-        (label::PERSISTENT_VOLUME, &pv),
-        (label::VERSION, version),
-    ]);
-    deploy_labels.insert(label::PERSISTENT_VOLUME_CLAIM.to_owned(), pvc);
-    let tolerations = match &target.tolerations {
-        Some(t) if !t.is_empty() => t.clone(),
-        _ => default_tolerations(),
-    };
+    let selector = target_selector(&pv);
     Deployment {
         metadata: ObjectMeta {
             name: Some(naming::target_deployment_name(&pv)),
             namespace: cvc.namespace(),
-            labels: Some(deploy_labels),
+            labels: Some(deployment_labels(&pv, &pvc, version)),
             annotations: Some(labels(&[
                 (annotation::VOLUME_MONITOR, value::TRUE),
                 (annotation::VOLUME_TYPE, value::CAS_TYPE_CSTOR),
@@ -252,12 +151,12 @@ pub fn build_deployment(
                 ..Default::default()
             }),
             selector: LabelSelector {
-                match_labels: Some(selector),
+                match_labels: Some(selector.clone()),
                 ..Default::default()
             },
             template: PodTemplateSpec {
                 metadata: Some(ObjectMeta {
-                    labels: Some(pod_labels),
+                    labels: Some(pod_labels(selector, pvc, version)),
                     annotations: Some(labels(&[
                         (annotation::PROMETHEUS_PATH, "/metrics"),
                         (annotation::PROMETHEUS_PORT, "9500"),
@@ -265,50 +164,200 @@ pub fn build_deployment(
                     ])),
                     ..Default::default()
                 }),
-                spec: Some(PodSpec {
-                    service_account_name: config.service_account.clone(),
-                    affinity: Some(Affinity {
-                        pod_affinity: target.affinity.clone(),
-                        ..Default::default()
-                    }),
-                    priority_class_name: target.priority_class_name.clone(),
-                    node_selector: target.node_selector.clone(),
-                    tolerations: Some(tolerations),
-                    image_pull_secrets: (!config.image_pull_secrets.is_empty()).then(|| {
-                        config
-                            .image_pull_secrets
-                            .iter()
-                            .map(|s| LocalObjectReference { name: s.clone() })
-                            .collect()
-                    }),
-                    containers: vec![istgt, exporter, mgmt],
-                    volumes: Some(vec![
-                        Volume {
-                            name: "sockfile".to_owned(),
-                            empty_dir: Some(EmptyDirVolumeSource::default()),
-                            ..Default::default()
-                        },
-                        Volume {
-                            name: "conf".to_owned(),
-                            empty_dir: Some(EmptyDirVolumeSource::default()),
-                            ..Default::default()
-                        },
-                        Volume {
-                            name: "storagepath".to_owned(),
-                            host_path: Some(HostPathVolumeSource {
-                                path: format!("{}/cstor-target/{pv}", config.base_dir),
-                                type_: Some("DirectoryOrCreate".to_owned()),
-                            }),
-                            ..Default::default()
-                        },
-                    ]),
-                    ..Default::default()
-                }),
+                spec: Some(pod_spec(&pv, cv, &target, config)),
             },
             ..Default::default()
         }),
         ..Default::default()
     }
+}
+
+/// The labels the target Service and Deployment select the target pod by.
+fn target_selector(pv: &str) -> BTreeMap<String, String> {
+    labels(&[
+        (label::APP, value::APP_VOLUME_MANAGER),
+        (label::TARGET, value::TARGET_CSTOR),
+        (label::PERSISTENT_VOLUME, pv),
+    ])
+}
+
+/// Labels of the target Deployment: the volume's, its PVC's and the operator version.
+fn deployment_labels(pv: &str, pvc: &str, version: &str) -> BTreeMap<String, String> {
+    let mut deploy_labels = labels(&[
+        (label::APP, value::APP_VOLUME_MANAGER),
+        (label::TARGET, value::TARGET_CSTOR),
+        (label::STORAGE_ENGINE_TYPE, value::STORAGE_ENGINE_CSTOR),
+        (label::CAS_TYPE, value::CAS_TYPE_CSTOR),
+        (label::PERSISTENT_VOLUME, pv),
+        (label::VERSION, version),
+    ]);
+    deploy_labels.insert(label::PERSISTENT_VOLUME_CLAIM.to_owned(), pvc.to_owned());
+    deploy_labels
+}
+
+/// Labels of the target pod: the selector's, plus monitoring, the PVC and the version.
+fn pod_labels(
+    selector: BTreeMap<String, String>,
+    pvc: String,
+    version: &str,
+) -> BTreeMap<String, String> {
+    let mut pod_labels = selector;
+    pod_labels.insert(
+        label::MONITORING.to_owned(),
+        value::MONITORING_VOLUME_EXPORTER.to_owned(),
+    );
+    pod_labels.insert(label::PERSISTENT_VOLUME_CLAIM.to_owned(), pvc);
+    pod_labels.insert(label::VERSION.to_owned(), version.to_owned());
+    pod_labels
+}
+
+/// The target pod: istgt, the exporter and the volume manager, placed and tolerated as the
+/// policy says (default tolerations: 30 s on a not-ready or unreachable node).
+fn pod_spec(pv: &str, cv: &CStorVolume, target: &TargetSpec, config: &super::Config) -> PodSpec {
+    let tolerations = match &target.tolerations {
+        Some(t) if !t.is_empty() => t.clone(),
+        _ => default_tolerations(),
+    };
+    PodSpec {
+        service_account_name: config.service_account.clone(),
+        affinity: Some(Affinity {
+            pod_affinity: target.affinity.clone(),
+            ..Default::default()
+        }),
+        priority_class_name: target.priority_class_name.clone(),
+        node_selector: target.node_selector.clone(),
+        tolerations: Some(tolerations),
+        image_pull_secrets: (!config.image_pull_secrets.is_empty()).then(|| {
+            config
+                .image_pull_secrets
+                .iter()
+                .map(|s| LocalObjectReference { name: s.clone() })
+                .collect()
+        }),
+        containers: vec![
+            istgt_container(target, config),
+            exporter_container(target, config),
+            mgmt_container(cv, target, config),
+        ],
+        volumes: Some(pod_volumes(pv, config)),
+        ..Default::default()
+    }
+}
+
+/// The mounts every target container shares: the sockets, istgt's config and its storage.
+fn target_mounts() -> Vec<VolumeMount> {
+    [
+        ("sockfile", "/var/run"),
+        ("conf", "/usr/local/etc/istgt"),
+        ("storagepath", "/var/openebs/cstor-target"),
+    ]
+    .into_iter()
+    .map(|(name, path)| VolumeMount {
+        name: name.to_owned(),
+        mount_path: path.to_owned(),
+        ..Default::default()
+    })
+    .collect()
+}
+
+fn privileged() -> Option<SecurityContext> {
+    Some(SecurityContext {
+        privileged: Some(true),
+        ..Default::default()
+    })
+}
+
+fn container_port(port: u16) -> Option<Vec<ContainerPort>> {
+    Some(vec![ContainerPort {
+        container_port: i32::from(port),
+        ..Default::default()
+    }])
+}
+
+/// The iSCSI target (istgt), with the policy's queue depth and LU workers.
+fn istgt_container(target: &TargetSpec, config: &super::Config) -> Container {
+    Container {
+        name: "cstor-istgt".to_owned(),
+        image: Some(config.target_image.clone()),
+        image_pull_policy: Some("IfNotPresent".to_owned()),
+        ports: container_port(engine::ISCSI_PORT),
+        env: Some(vec![
+            plain_env(
+                env::QUEUE_DEPTH,
+                target
+                    .queue_depth
+                    .clone()
+                    .unwrap_or_else(|| "32".to_owned()),
+            ),
+            plain_env(env::LU_WORKERS, target.lu_workers.unwrap_or(6).to_string()),
+        ]),
+        resources: target.resources.clone(),
+        security_context: privileged(),
+        volume_mounts: Some(target_mounts()),
+        ..Default::default()
+    }
+}
+
+/// The metrics exporter of the volume.
+fn exporter_container(target: &TargetSpec, config: &super::Config) -> Container {
+    Container {
+        name: "maya-volume-exporter".to_owned(),
+        image: Some(config.exporter_image.clone()),
+        command: Some(vec!["maya-exporter".to_owned()]),
+        args: Some(vec!["-e=cstor".to_owned()]),
+        ports: container_port(engine::EXPORTER_PORT),
+        resources: target.aux_resources.clone(),
+        volume_mounts: Some(target_mounts()),
+        ..Default::default()
+    }
+}
+
+/// The volume manager, which drives istgt from the CStorVolume.
+fn mgmt_container(cv: &CStorVolume, target: &TargetSpec, config: &super::Config) -> Container {
+    Container {
+        name: "cstor-volume-mgmt".to_owned(),
+        image: Some(config.volume_mgmt_image.clone()),
+        image_pull_policy: Some("IfNotPresent".to_owned()),
+        ports: container_port(80),
+        env: Some(vec![
+            plain_env(
+                env::OPENEBS_IO_CSTOR_VOLUME_ID,
+                cv.metadata.uid.clone().unwrap_or_default(),
+            ),
+            plain_env(env::RESYNC_INTERVAL, "30"),
+            field_env(env::NODE_NAME, "spec.nodeName"),
+            field_env(env::POD_NAME, "metadata.name"),
+            field_env(env::OPENEBS_NAMESPACE, "metadata.namespace"),
+        ]),
+        resources: target.aux_resources.clone(),
+        security_context: privileged(),
+        volume_mounts: Some(target_mounts()),
+        ..Default::default()
+    }
+}
+
+/// Empty directories for the sockets and istgt's config; the volume's directory on the host.
+fn pod_volumes(pv: &str, config: &super::Config) -> Vec<Volume> {
+    vec![
+        Volume {
+            name: "sockfile".to_owned(),
+            empty_dir: Some(EmptyDirVolumeSource::default()),
+            ..Default::default()
+        },
+        Volume {
+            name: "conf".to_owned(),
+            empty_dir: Some(EmptyDirVolumeSource::default()),
+            ..Default::default()
+        },
+        Volume {
+            name: "storagepath".to_owned(),
+            host_path: Some(HostPathVolumeSource {
+                path: format!("{}/cstor-target/{pv}", config.base_dir),
+                type_: Some("DirectoryOrCreate".to_owned()),
+            }),
+            ..Default::default()
+        },
+    ]
 }
 
 /// Stable hash of a policy: 32-bit FNV-1 of its JSON (label `cstor.openebs.io/template-hash`).

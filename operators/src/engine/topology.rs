@@ -446,106 +446,14 @@ pub fn parse_scan_text(text: &str) -> Option<ScanStats> {
 /// Parses `zpool status <pool>` (one pool) into a topology.
 pub fn parse_status(text: &str) -> Result<PoolTopology, String> {
     let lines: Vec<&str> = text.lines().collect();
-    let mut state = None;
-    let mut scan_text = String::new();
-    let mut config_at = None;
-    let mut current_key = String::new();
-    for (i, line) in lines.iter().enumerate() {
-        let trimmed = line.trim();
-        if trimmed == "config:" {
-            config_at = Some(i + 1);
-            break;
-        }
-        if let Some((key, value)) = trimmed.split_once(':')
-            && !line.starts_with('\t')
-            && !key.is_empty()
-            && key.bytes().all(|b| b.is_ascii_alphabetic())
-        {
-            current_key = key.to_string();
-            match key {
-                "state" => state = Some(value.trim().to_string()),
-                "scan" | "scrub" => scan_text = value.trim().to_string(),
-                _ => {}
-            }
-        } else if (current_key == "scan" || current_key == "scrub") && !trimmed.is_empty() {
-            scan_text.push(' ');
-            scan_text.push_str(trimmed);
-        }
-    }
-    let config_at = config_at.ok_or_else(|| "no `config:` section".to_string())?;
-    let pool_scan = parse_scan_text(&scan_text);
-
-    // Stack of open vdevs by indentation level; level-0 entries (the pool root and the
-    // `logs`/`spares`/`cache` headers) end up in `roots`.
-    let mut roots: Vec<(String, Vdev)> = Vec::new();
-    let mut stack: Vec<(usize, Vdev)> = Vec::new();
-    let mut seen_header = false;
-    fn attach(stack: &mut Vec<(usize, Vdev)>, roots: &mut Vec<(String, Vdev)>, level: usize) {
-        while let Some((l, _)) = stack.last() {
-            if *l < level {
-                break;
-            }
-            let (_, v) = stack.pop().expect("checked non-empty");
-            match stack.last_mut() {
-                Some((_, parent)) => parent.children.push(v),
-                None => roots.push((v.name.clone(), v)),
-            }
-        }
-    }
-    for line in &lines[config_at..] {
-        if line.trim().is_empty() {
-            continue;
-        }
-        if !line.starts_with(char::is_whitespace) {
-            break; // `errors:` and anything after the config
-        }
-        let body = line.trim_start_matches('\t');
-        let spaces = body.len() - body.trim_start_matches(' ').len();
-        let mut fields = body.split_whitespace();
-        let Some(name) = fields.next() else { continue };
-        if !seen_header {
-            if name == "NAME" {
-                seen_header = true;
-            }
-            continue;
-        }
-        let level = spaces / 2;
-        let word = fields.next().unwrap_or("");
-        let vstate = VdevState::from_status_word(word);
-        let rest: Vec<&str> = fields.collect();
-        let note = if rest.len() > 3 && rest[..3].iter().all(|f| f.parse::<u64>().is_ok()) {
-            rest[3..].join(" ")
-        } else {
-            rest.join(" ")
-        };
-        attach(&mut stack, &mut roots, level);
-        let kind = if level == 0 {
-            "root".to_string()
-        } else {
-            vdev_kind_from_name(name)
-        };
-        let path = (!is_group_kind(&kind) && name.starts_with('/')).then(|| name.to_string());
-        stack.push((
-            level,
-            Vdev {
-                kind,
-                name: name.to_string(),
-                path,
-                is_log: false,
-                whole_disk: false,
-                state: vstate,
-                scan: None,
-                scan_processed: None,
-                note,
-                children: Vec::new(),
-            },
-        ));
-    }
-    attach(&mut stack, &mut roots, 0);
+    let header = StatusHeader::parse(&lines)?;
+    let pool_scan = parse_scan_text(&header.scan_text);
+    let roots = parse_config(&lines[header.config_at..]);
     if roots.is_empty() {
         return Err("the `config:` section lists no vdevs".into());
     }
-    let pool_state = state
+    let pool_state = header
+        .state
         .as_deref()
         .map(|s| VdevState::from_status_word(s.split_whitespace().next().unwrap_or("")))
         .unwrap_or(roots[0].1.state);
@@ -556,6 +464,16 @@ pub fn parse_status(text: &str) -> Result<PoolTopology, String> {
         spares: Vec::new(),
         l2cache: Vec::new(),
     };
+    place_roots(&mut topo, roots);
+    if let Some(scan) = pool_scan.filter(|s| s.func == ScanFunc::Resilver) {
+        mark_resilvering(&mut topo, &scan);
+    }
+    Ok(topo)
+}
+
+/// Moves the vdevs under each level-0 entry where they belong: log vdevs (marked as such) and
+/// the pool root's vdevs are the data vdevs; spares and cache devices have their own lists.
+fn place_roots(topo: &mut PoolTopology, roots: Vec<(String, Vdev)>) {
     for (i, (name, root)) in roots.into_iter().enumerate() {
         match (i, name.as_str()) {
             (_, "logs") => topo.children.extend(root.children.into_iter().map(|mut v| {
@@ -567,10 +485,136 @@ pub fn parse_status(text: &str) -> Result<PoolTopology, String> {
             _ => topo.children.extend(root.children),
         }
     }
-    if let Some(scan) = pool_scan.filter(|s| s.func == ScanFunc::Resilver) {
-        mark_resilvering(&mut topo, &scan);
+}
+
+/// What `zpool status` says above its `config:` section.
+struct StatusHeader {
+    /// The `state:` value.
+    state: Option<String>,
+    /// The `scan:` (or `scrub:`) value, continuation lines joined.
+    scan_text: String,
+    /// Index of the first line after `config:`.
+    config_at: usize,
+}
+
+impl StatusHeader {
+    fn parse(lines: &[&str]) -> Result<Self, String> {
+        let mut state = None;
+        let mut scan_text = String::new();
+        let mut config_at = None;
+        let mut current_key = String::new();
+        for (i, line) in lines.iter().enumerate() {
+            let trimmed = line.trim();
+            if trimmed == "config:" {
+                config_at = Some(i + 1);
+                break;
+            }
+            if let Some((key, value)) = trimmed.split_once(':')
+                && !line.starts_with('\t')
+                && !key.is_empty()
+                && key.bytes().all(|b| b.is_ascii_alphabetic())
+            {
+                current_key = key.to_string();
+                match key {
+                    "state" => state = Some(value.trim().to_string()),
+                    "scan" | "scrub" => scan_text = value.trim().to_string(),
+                    _ => {}
+                }
+            } else if (current_key == "scan" || current_key == "scrub") && !trimmed.is_empty() {
+                scan_text.push(' ');
+                scan_text.push_str(trimmed);
+            }
+        }
+        let config_at = config_at.ok_or_else(|| "no `config:` section".to_string())?;
+        Ok(Self {
+            state,
+            scan_text,
+            config_at,
+        })
     }
-    Ok(topo)
+}
+
+/// Builds the vdev tree of the `config:` section from its indentation. Returns the level-0
+/// entries (the pool root and the `logs`/`spares`/`cache` headers) by name.
+fn parse_config(lines: &[&str]) -> Vec<(String, Vdev)> {
+    // Stack of open vdevs by indentation level.
+    let mut roots: Vec<(String, Vdev)> = Vec::new();
+    let mut stack: Vec<(usize, Vdev)> = Vec::new();
+    let mut seen_header = false;
+    for line in lines {
+        if line.trim().is_empty() {
+            continue;
+        }
+        if !line.starts_with(char::is_whitespace) {
+            break; // `errors:` and anything after the config
+        }
+        if !seen_header {
+            if line.split_whitespace().next() == Some("NAME") {
+                seen_header = true;
+            }
+            continue;
+        }
+        let Some((level, vdev)) = parse_vdev_line(line) else {
+            continue;
+        };
+        close_vdevs(&mut stack, &mut roots, level);
+        stack.push((level, vdev));
+    }
+    close_vdevs(&mut stack, &mut roots, 0);
+    roots
+}
+
+/// Closes the open vdevs at `level` and deeper, each into its parent (or into `roots`).
+fn close_vdevs(stack: &mut Vec<(usize, Vdev)>, roots: &mut Vec<(String, Vdev)>, level: usize) {
+    while let Some((l, _)) = stack.last() {
+        if *l < level {
+            break;
+        }
+        let (_, v) = stack.pop().expect("checked non-empty");
+        match stack.last_mut() {
+            Some((_, parent)) => parent.children.push(v),
+            None => roots.push((v.name.clone(), v)),
+        }
+    }
+}
+
+/// One line of the `config:` section: its indentation level and the vdev it names (without
+/// children). The note is what follows the state, after the three error counters.
+fn parse_vdev_line(line: &str) -> Option<(usize, Vdev)> {
+    let body = line.trim_start_matches('\t');
+    let spaces = body.len() - body.trim_start_matches(' ').len();
+    let mut fields = body.split_whitespace();
+    let name = fields.next()?;
+    let level = spaces / 2;
+    let word = fields.next().unwrap_or("");
+    let vstate = VdevState::from_status_word(word);
+    let rest: Vec<&str> = fields.collect();
+    let note = if rest.len() > 3 && rest[..3].iter().all(|f| f.parse::<u64>().is_ok()) {
+        rest[3..].join(" ")
+    } else {
+        rest.join(" ")
+    };
+    let kind = if level == 0 {
+        "root".to_string()
+    } else {
+        vdev_kind_from_name(name)
+    };
+    let path = (!is_group_kind(&kind) && name.starts_with('/')).then(|| name.to_string());
+    Some((
+        level,
+        Vdev {
+            kind,
+            name: name.to_string(),
+            path,
+            is_log: false,
+            whole_disk: false,
+            state: vstate,
+            scan: None,
+            scan_processed: None,
+            note,
+            children: Vec::new(),
+        },
+    ))
 }
 
 fn mark_log(v: &mut Vdev) {

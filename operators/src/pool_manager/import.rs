@@ -27,6 +27,21 @@ pub async fn import_or_create(
     cspi: &mut CStorPoolInstance,
     resolved: &ResolvedPool,
 ) -> Result<Outcome> {
+    if let Some(outcome) = import(ctx, cspi, resolved).await? {
+        return Ok(outcome);
+    }
+    refuse_if_provisioned(ctx, cspi).await?;
+    create(ctx, cspi, resolved).await?;
+    Ok(Outcome::Created)
+}
+
+/// Imports the pool (under the name the rename annotation gives, when set). Returns `None` when
+/// no pool was found.
+async fn import(
+    ctx: &Context,
+    cspi: &mut CStorPoolInstance,
+    resolved: &ResolvedPool,
+) -> Result<Option<Outcome>> {
     let existing_name = cspi
         .metadata
         .annotations
@@ -39,7 +54,7 @@ pub async fn import_or_create(
         dev_dir: resolved.dev_dir.clone(),
     };
     match ctx.engine.import_pool(&req).await {
-        Ok(ImportOutcome::AlreadyImported) => return Ok(Outcome::AlreadyImported),
+        Ok(ImportOutcome::AlreadyImported) => Ok(Some(Outcome::AlreadyImported)),
         Ok(ImportOutcome::Imported { renamed_from, .. }) => {
             if renamed_from.is_some()
                 && let Some(a) = cspi.metadata.annotations.as_mut()
@@ -53,9 +68,9 @@ pub async fn import_or_create(
                 format!("Pool Import successful: {}", ctx.pool),
             )
             .await;
-            return Ok(Outcome::Imported);
+            Ok(Some(Outcome::Imported))
         }
-        Ok(ImportOutcome::NotFound) => {}
+        Ok(ImportOutcome::NotFound) => Ok(None),
         Err(e) => {
             ctx.event(
                 cspi,
@@ -64,41 +79,48 @@ pub async fn import_or_create(
                 format!("Failed to import pool due to '{e}'"),
             )
             .await;
-            return Err(e.into());
+            Err(e.into())
         }
     }
+}
 
+/// A pool that existed once (its phase was written) and cannot be found is lost: never create
+/// over disks that may still hold it. Sets the PoolLost condition and waits instead.
+async fn refuse_if_provisioned(ctx: &Context, cspi: &mut CStorPoolInstance) -> Result<()> {
     let phase = cspi
         .status
         .as_ref()
         .and_then(|s| s.phase.clone())
         .unwrap_or_default();
-    if !matches!(
+    if matches!(
         phase,
         CStorPoolInstancePhase::Empty | CStorPoolInstancePhase::Pending
     ) {
-        // The pool existed once (phase was written) and cannot be found: never create over
-        // disks that may still hold it.
-        let msg = format!(
-            "pool {} was provisioned (phase {}) but cannot be imported: the disks may be gone or bad; restore them, or delete the CSPI to start over",
-            ctx.pool,
-            phase.as_str()
-        );
-        let status = cspi.status.get_or_insert_with(Default::default);
-        set_condition(
-            &mut status.conditions,
-            condition(
-                pool_conditions::POOL_LOST,
-                ConditionStatus::True,
-                pool_conditions::POOL_LOST,
-                msg.clone(),
-            ),
-        );
-        ctx.event(cspi, EventType::Warning, "FailedSync", msg.clone())
-            .await;
-        return Err(Error::Waiting(msg));
+        return Ok(());
     }
+    let msg = format!(
+        "pool {} was provisioned (phase {}) but cannot be imported: the disks may be gone or bad; restore them, or delete the CSPI to start over",
+        ctx.pool,
+        phase.as_str()
+    );
+    let status = cspi.status.get_or_insert_with(Default::default);
+    set_condition(
+        &mut status.conditions,
+        condition(
+            pool_conditions::POOL_LOST,
+            ConditionStatus::True,
+            pool_conditions::POOL_LOST,
+            msg.clone(),
+        ),
+    );
+    ctx.event(cspi, EventType::Warning, "FailedSync", msg.clone())
+        .await;
+    Err(Error::Waiting(msg))
+}
 
+/// Creates the pool from the resolved raid groups. A pool created without some of its raid
+/// groups counts as created: the expansion step adds the missing ones.
+async fn create(ctx: &Context, cspi: &CStorPoolInstance, resolved: &ResolvedPool) -> Result<()> {
     let compression = cspi
         .spec
         .pool_config
@@ -146,7 +168,7 @@ pub async fn import_or_create(
         "Pool created successfully",
     )
     .await;
-    Ok(Outcome::Created)
+    Ok(())
 }
 
 fn groups(resolved: &ResolvedPool, class: VdevClass) -> Vec<crate::engine::RaidGroup> {

@@ -123,27 +123,69 @@ fn required<'a>(
 /// `DesiredReplicationFactor` defaults to `replicationFactor` when 0/unset; `Replica` lines come
 /// from `spec.replicaDetails.knownReplicas`, sorted by replica ID.
 pub fn render(cv: &CStorVolume, opts: &ConfOptions) -> Result<String, ConfError> {
-    let name = required(cv, cv.metadata.name.as_deref(), "metadata.name")?;
-    let uid = required(cv, cv.metadata.uid.as_deref(), "metadata.uid")?;
-    let ip = required(cv, cv.spec.target_ip.as_deref(), "spec.targetIP")?;
-    let capacity = required(
-        cv,
-        cv.spec.capacity.as_ref().map(|q| q.0.as_str()),
-        "spec.capacity",
-    )?;
-    let rf = cv.spec.replication_factor.unwrap_or(0);
-    let cf = cv.spec.consistency_factor.unwrap_or(0);
-    let drf = match cv.spec.desired_replication_factor.unwrap_or(0) {
-        0 => rf,
-        n => n,
-    };
-    let storage = match &opts.lun_storage {
-        LunStorage::Replicated => format!("{capacity} 32k"),
-        LunStorage::File { path, size } => format!("{} {size}", path.display()),
-    };
-
+    let unit = LogicalUnit::of(cv, opts)?;
     let mut s = String::new();
-    // `write!` into a String cannot fail.
+    write_global(&mut s, opts);
+    s.push('\n');
+    write_portals(&mut s, unit.ip, opts);
+    s.push('\n');
+    write_initiator_groups(&mut s);
+    s.push('\n');
+    write_logical_unit(&mut s, &unit);
+    write_replicas(&mut s, cv);
+    Ok(s)
+}
+
+/// What the file takes from the CStorVolume.
+struct LogicalUnit<'a> {
+    name: &'a str,
+    uid: &'a str,
+    /// The target's IP (its Service's ClusterIP).
+    ip: &'a str,
+    rf: i64,
+    cf: i64,
+    drf: i64,
+    /// The `LUN0 Storage` argument.
+    storage: String,
+}
+
+impl<'a> LogicalUnit<'a> {
+    /// Reads the fields the file needs; every one must be set.
+    fn of(cv: &'a CStorVolume, opts: &ConfOptions) -> Result<Self, ConfError> {
+        let name = required(cv, cv.metadata.name.as_deref(), "metadata.name")?;
+        let uid = required(cv, cv.metadata.uid.as_deref(), "metadata.uid")?;
+        let ip = required(cv, cv.spec.target_ip.as_deref(), "spec.targetIP")?;
+        let capacity = required(
+            cv,
+            cv.spec.capacity.as_ref().map(|q| q.0.as_str()),
+            "spec.capacity",
+        )?;
+        let rf = cv.spec.replication_factor.unwrap_or(0);
+        let cf = cv.spec.consistency_factor.unwrap_or(0);
+        let drf = match cv.spec.desired_replication_factor.unwrap_or(0) {
+            0 => rf,
+            n => n,
+        };
+        let storage = match &opts.lun_storage {
+            LunStorage::Replicated => format!("{capacity} 32k"),
+            LunStorage::File { path, size } => format!("{} {size}", path.display()),
+        };
+        Ok(Self {
+            name,
+            uid,
+            ip,
+            rf,
+            cf,
+            drf,
+            storage,
+        })
+    }
+}
+
+// `write!` into a String cannot fail: the section writers below ignore its result.
+
+/// `[Global]`: file locations and iSCSI session limits.
+fn write_global(s: &mut String, opts: &ConfOptions) {
     let _ = write!(
         s,
         "# Global section\n\
@@ -168,9 +210,19 @@ pub fn render(cv: &CStorVolume, opts: &ConfOptions) -> Result<String, ConfError>
          \x20 MaxOutstandingR2T 16\n\
          \x20 DefaultTime2Wait 2\n\
          \x20 DefaultTime2Retain 20\n\
-         \x20 OperationalMode 0\n\
-         \n\
-         # UnitControl section\n\
+         \x20 OperationalMode 0\n",
+        pid = opts.pid_file,
+        auth = opts.auth_file,
+        log = opts.log_file,
+        media = opts.media_directory,
+    );
+}
+
+/// `[UnitControl]` and `[PortalGroup1]`: where the target listens, on the volume's IP.
+fn write_portals(s: &mut String, ip: &str, opts: &ConfOptions) {
+    let _ = write!(
+        s,
+        "# UnitControl section\n\
          [UnitControl]\n\
          \x20 AuthMethod None\n\
          \x20 AuthGroup None\n\
@@ -179,18 +231,40 @@ pub fn render(cv: &CStorVolume, opts: &ConfOptions) -> Result<String, ConfError>
          \n\
          # PortalGroup section\n\
          [PortalGroup1]\n\
-         \x20 Portal DA1 {ip}:{port}\n\
-         \n\
-         # InitiatorGroup section\n\
+         \x20 Portal DA1 {ip}:{port}\n",
+        ucport = opts.unit_control_port,
+        port = opts.iscsi_port,
+    );
+}
+
+/// `[InitiatorGroup1]` lets every initiator in; `[InitiatorGroup2]` none.
+fn write_initiator_groups(s: &mut String) {
+    s.push_str(
+        "# InitiatorGroup section\n\
          [InitiatorGroup1]\n\
          \x20 InitiatorName \"ALL\"\n\
          \x20 Netmask \"ALL\"\n\
          \n\
          [InitiatorGroup2]\n\
          \x20 InitiatorName \"None\"\n\
-         \x20 Netmask \"None\"\n\
-         \n\
-         # LogicalUnit section\n\
+         \x20 Netmask \"None\"\n",
+    );
+}
+
+/// `[LogicalUnit1]`: the volume itself, its replication settings and LUN0's storage.
+fn write_logical_unit(s: &mut String, unit: &LogicalUnit<'_>) {
+    let LogicalUnit {
+        name,
+        uid,
+        rf,
+        cf,
+        drf,
+        storage,
+        ..
+    } = unit;
+    let _ = write!(
+        s,
+        "# LogicalUnit section\n\
          [LogicalUnit1]\n\
          \x20 TargetName {name}\n\
          \x20 TargetAlias nicknamefor-{name}\n\
@@ -214,13 +288,11 @@ pub fn render(cv: &CStorVolume, opts: &ConfOptions) -> Result<String, ConfError>
          \x20 LUN0 Option WZero Disable\n\
          \x20 LUN0 Option ATS Disable\n\
          \x20 LUN0 Option XCOPY Disable\n",
-        pid = opts.pid_file,
-        auth = opts.auth_file,
-        log = opts.log_file,
-        media = opts.media_directory,
-        ucport = opts.unit_control_port,
-        port = opts.iscsi_port,
     );
+}
+
+/// One `Replica` line (in the logical unit) per known replica, sorted by replica ID.
+fn write_replicas(s: &mut String, cv: &CStorVolume) {
     if let Some(known) = cv
         .spec
         .replica_details
@@ -231,7 +303,6 @@ pub fn render(cv: &CStorVolume, opts: &ConfOptions) -> Result<String, ConfError>
             let _ = writeln!(s, "  {}", replica_line(id, guid));
         }
     }
-    Ok(s)
 }
 
 /// `Replica <id> <guid>` (without indentation).

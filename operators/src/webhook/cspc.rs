@@ -550,97 +550,173 @@ async fn validate_pool_changes(
     if raid != data_type(new) {
         return Err("raidgroup can't be modified".into());
     }
-    let rg_failed = |m: String| format!("raid group validation failed: {m}");
-    let expansion_failed = |bd: &str| {
-        format!("pool expansion validation failed: can not use blockdevice {bd} validation failed")
-    };
     let mut replacements = Vec::new();
     for old_group in &old.data_raid_groups {
+        let change = GroupChange::of(old_group, new)?;
+        if change.removed.is_empty() && change.added.is_empty() {
+            continue;
+        }
+        if raid == RaidGroupType::Stripe {
+            validate_stripe_change(&change, claims)?;
+            continue;
+        }
+        let (old_bd, new_bd) = replaced_disk(&raid, &change)?;
+        validate_replacement_claims(&change, new_bd, old_cspc_bds, claims)?;
+        validate_replacement_capacity(old_bd, new_bd, namespace, lookup).await?;
+        replacements.push(Replacement {
+            old: old_bd.to_owned(),
+            new: new_bd.to_owned(),
+        });
+    }
+    validate_new_groups(old, new, claims)?;
+    Ok(replacements)
+}
+
+fn raid_group_failed(m: &str) -> String {
+    format!("raid group validation failed: {m}")
+}
+
+fn expansion_failed(bd: &str) -> String {
+    format!("pool expansion validation failed: can not use blockdevice {bd} validation failed")
+}
+
+/// The block devices of one raid group of the old pool spec, and of the raid group of the new
+/// spec that shares one with it.
+struct GroupChange<'a> {
+    old_set: BTreeSet<&'a str>,
+    new_set: BTreeSet<&'a str>,
+    /// In the old group only.
+    removed: Vec<&'a str>,
+    /// In the new group only.
+    added: Vec<&'a str>,
+}
+
+impl<'a> GroupChange<'a> {
+    /// Pairs `old_group` with its raid group in `new`; a raid group cannot be removed.
+    fn of(old_group: &'a RaidGroup, new: &'a PoolSpec) -> Result<Self, String> {
         let old_set = group_bds(old_group);
         let Some(new_group) = new
             .data_raid_groups
             .iter()
             .find(|g| group_bds(g).intersection(&old_set).next().is_some())
         else {
-            return Err(rg_failed(
-                "removing raid group from pool spec is invalid operation".into(),
+            return Err(raid_group_failed(
+                "removing raid group from pool spec is invalid operation",
             ));
         };
         let new_set = group_bds(new_group);
-        let removed: Vec<&str> = old_set.difference(&new_set).copied().collect();
-        let added: Vec<&str> = new_set.difference(&old_set).copied().collect();
-        if removed.is_empty() && added.is_empty() {
-            continue;
-        }
-        if raid == RaidGroupType::Stripe {
-            if !removed.is_empty() {
-                return Err(if added.is_empty() {
-                    rg_failed(
-                        "removing block device from stripe raid group is not valid operation"
-                            .into(),
-                    )
-                } else {
-                    "cannot replace  blockdevice in stripe raid group".into()
-                });
-            }
-            if let Some(bd) = added.iter().find(|b| is_being_replaced(claims, b)) {
-                return Err(expansion_failed(bd));
-            }
-            continue;
-        }
-        if new_set.len() < old_set.len() {
-            return Err(rg_failed(format!(
-                "removing block device from {raid} raid group is not valid operation"
-            )));
-        }
-        if new_set.len() > old_set.len() {
-            return Err(rg_failed(format!(
-                "adding block devices to existing {raid} raid group is not valid operation"
-            )));
-        }
-        if removed.len() > 1 {
-            return Err("cannot replace more than one blockdevice in a raid group".into());
-        }
-        let (old_bd, new_bd) = (removed[0], added[0]);
-        if old_cspc_bds.contains(new_bd) {
-            return Err(
-                "the new blockdevice intended to use for replacement is already a part of the current cspc"
-                    .into(),
-            );
-        }
-        if let Some((bd, pred)) = old_set
-            .iter()
-            .find_map(|b| predecessor_of(claims, b).map(|p| (*b, p)))
-        {
-            return Err(format!(
-                "cannot replace blockdevice as a background replacement may be in progress in the raid group: blockdevice {bd} is replacing {pred}"
-            ));
-        }
-        if is_being_replaced(claims, new_bd) {
-            return Err("the new blockdevice intended to use for replacement in invalid".into());
-        }
-        let new_device = fetch_block_device(namespace, new_bd, lookup).await?;
-        if let Some(old_device) = lookup
-            .block_device(namespace, old_bd)
-            .await
-            .map_err(|e| format!("failed to get block device: {{{old_bd}}} details error: {e}"))?
-        {
-            let (n, o) = (
-                new_device.spec.capacity.storage,
-                old_device.spec.capacity.storage,
-            );
-            if n < o {
-                return Err(format!(
-                    "error: capacity of replacing block device {{{new_bd}:{n}}} should be greater than or equal to existing block device {{{old_bd}:{o}}}"
-                ));
-            }
-        }
-        replacements.push(Replacement {
-            old: old_bd.to_owned(),
-            new: new_bd.to_owned(),
+        let removed = old_set.difference(&new_set).copied().collect();
+        let added = new_set.difference(&old_set).copied().collect();
+        Ok(Self {
+            old_set,
+            new_set,
+            removed,
+            added,
+        })
+    }
+}
+
+/// A stripe raid group may only grow, and not by a device that is being replaced.
+fn validate_stripe_change(
+    change: &GroupChange<'_>,
+    claims: &[BlockDeviceClaim],
+) -> Result<(), String> {
+    if !change.removed.is_empty() {
+        return Err(if change.added.is_empty() {
+            raid_group_failed("removing block device from stripe raid group is not valid operation")
+        } else {
+            "cannot replace  blockdevice in stripe raid group".into()
         });
     }
-    // New raid groups: pool expansion.
+    if let Some(bd) = change.added.iter().find(|b| is_being_replaced(claims, b)) {
+        return Err(expansion_failed(bd));
+    }
+    Ok(())
+}
+
+/// Any other raid group keeps its size, so a change is the replacement of exactly one device.
+/// Returns `(old, new)`.
+fn replaced_disk<'a>(
+    raid: &RaidGroupType,
+    change: &GroupChange<'a>,
+) -> Result<(&'a str, &'a str), String> {
+    if change.new_set.len() < change.old_set.len() {
+        return Err(raid_group_failed(&format!(
+            "removing block device from {raid} raid group is not valid operation"
+        )));
+    }
+    if change.new_set.len() > change.old_set.len() {
+        return Err(raid_group_failed(&format!(
+            "adding block devices to existing {raid} raid group is not valid operation"
+        )));
+    }
+    if change.removed.len() > 1 {
+        return Err("cannot replace more than one blockdevice in a raid group".into());
+    }
+    Ok((change.removed[0], change.added[0]))
+}
+
+/// The new device must be new to the CSPC and not being replaced, and no replacement may be
+/// running in the raid group already.
+fn validate_replacement_claims(
+    change: &GroupChange<'_>,
+    new_bd: &str,
+    old_cspc_bds: &BTreeSet<&str>,
+    claims: &[BlockDeviceClaim],
+) -> Result<(), String> {
+    if old_cspc_bds.contains(new_bd) {
+        return Err(
+            "the new blockdevice intended to use for replacement is already a part of the current cspc"
+                .into(),
+        );
+    }
+    if let Some((bd, pred)) = change
+        .old_set
+        .iter()
+        .find_map(|b| predecessor_of(claims, b).map(|p| (*b, p)))
+    {
+        return Err(format!(
+            "cannot replace blockdevice as a background replacement may be in progress in the raid group: blockdevice {bd} is replacing {pred}"
+        ));
+    }
+    if is_being_replaced(claims, new_bd) {
+        return Err("the new blockdevice intended to use for replacement in invalid".into());
+    }
+    Ok(())
+}
+
+/// The new device must exist and be at least as large as the old one (when that still exists).
+async fn validate_replacement_capacity(
+    old_bd: &str,
+    new_bd: &str,
+    namespace: &str,
+    lookup: &dyn ClusterLookup,
+) -> Result<(), String> {
+    let new_device = fetch_block_device(namespace, new_bd, lookup).await?;
+    if let Some(old_device) = lookup
+        .block_device(namespace, old_bd)
+        .await
+        .map_err(|e| format!("failed to get block device: {{{old_bd}}} details error: {e}"))?
+    {
+        let (n, o) = (
+            new_device.spec.capacity.storage,
+            old_device.spec.capacity.storage,
+        );
+        if n < o {
+            return Err(format!(
+                "error: capacity of replacing block device {{{new_bd}:{n}}} should be greater than or equal to existing block device {{{old_bd}:{o}}}"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// New raid groups (pool expansion) may not use a device that is being replaced.
+fn validate_new_groups(
+    old: &PoolSpec,
+    new: &PoolSpec,
+    claims: &[BlockDeviceClaim],
+) -> Result<(), String> {
     let old_all = data_bds(old);
     for group in &new.data_raid_groups {
         let set = group_bds(group);
@@ -651,7 +727,7 @@ async fn validate_pool_changes(
             return Err(expansion_failed(bd));
         }
     }
-    Ok(replacements)
+    Ok(())
 }
 
 /// Renders a byte count as upstream's `ByteCount`: binary units, truncated, decimal suffix
