@@ -445,15 +445,7 @@ impl VolumeManager {
             self.conf
                 .edit(|t| replace_line_containing(t, "  DesiredReplicationFactor", &line))
                 .await?;
-            let msg = format!("Successfully updated the desiredReplicationFactor to {drf}");
-            self.record(
-                cv,
-                EventType::Normal,
-                "Updated",
-                "UpdateReplicationFactor",
-                &msg,
-            )
-            .await;
+            self.record_drf(cv, drf).await;
             return Ok(());
         }
         if spec_known.len() > status_known.len() {
@@ -463,60 +455,14 @@ impl VolumeManager {
                 status_known.len()
             )));
         }
-        // Scale down: only from a healthy volume whose remaining replicas are all healthy.
-        let report = self.control.replica().await?;
-        if report.status != "Healthy" {
-            return Err(ManagerError::Drf(format!(
-                "volume {name} is {} (must be Healthy to remove a replica)",
-                report.status
-            )));
-        }
-        // istgt reports each replica by its zvol guid; the known replicas map id → guid.
-        for (id, guid) in &spec_known {
-            let healthy = report
-                .replica_by_guid(guid)
-                .is_some_and(|r| r.mode == "Healthy");
-            if !healthy {
-                return Err(ManagerError::Drf(format!(
-                    "replica {id} (zvol guid {guid}) of volume {name} is not connected and Healthy yet"
-                )));
-            }
-        }
+        self.check_scale_down(&name, &spec_known).await?;
         let removed: Vec<String> = status_known
             .keys()
             .filter(|k| !spec_known.contains_key(*k))
             .cloned()
             .collect();
-        let rf = cv.spec.replication_factor.unwrap_or(0);
-        if drf < rf {
-            let cf = drf / 2 + 1;
-            let mut edits = vec![
-                (
-                    "  ReplicationFactor".to_string(),
-                    format!("  ReplicationFactor {drf}"),
-                ),
-                (
-                    "  ConsistencyFactor".to_string(),
-                    format!("  ConsistencyFactor {cf}"),
-                ),
-                (
-                    "  DesiredReplicationFactor".to_string(),
-                    format!("  DesiredReplicationFactor {drf}"),
-                ),
-            ];
-            edits.extend(
-                removed
-                    .iter()
-                    .map(|id| (format!("  Replica {id}"), String::new())),
-            );
-            self.conf.edit(|t| Ok(update_or_append(t, &edits))).await?;
-            update_cv(&self.api, &name, |cv| {
-                cv.spec.replication_factor = Some(drf);
-                cv.spec.consistency_factor = Some(cf);
-                Ok::<_, ManagerError>(true)
-            })
-            .await
-            .map_err(api_err(format!("updating factors of CStorVolume {name}")))?;
+        if drf < cv.spec.replication_factor.unwrap_or(0) {
+            self.lower_factors(&name, drf, &removed).await?;
         }
         let keep: Vec<String> = spec_known.keys().cloned().collect();
         self.control.drf(&name, drf, &keep).await?;
@@ -536,6 +482,77 @@ impl VolumeManager {
         .map_err(api_err(format!(
             "updating known replicas of CStorVolume {name}"
         )))?;
+        self.record_drf(cv, drf).await;
+        Ok(())
+    }
+
+    /// A scale-down starts only from a healthy volume whose remaining replicas (known by id,
+    /// reported by istgt under their zvol guid) are all connected and healthy.
+    async fn check_scale_down(
+        &self,
+        name: &str,
+        remaining: &std::collections::BTreeMap<String, String>,
+    ) -> Result<(), ManagerError> {
+        let report = self.control.replica().await?;
+        if report.status != "Healthy" {
+            return Err(ManagerError::Drf(format!(
+                "volume {name} is {} (must be Healthy to remove a replica)",
+                report.status
+            )));
+        }
+        for (id, guid) in remaining {
+            let healthy = report
+                .replica_by_guid(guid)
+                .is_some_and(|r| r.mode == "Healthy");
+            if !healthy {
+                return Err(ManagerError::Drf(format!(
+                    "replica {id} (zvol guid {guid}) of volume {name} is not connected and Healthy yet"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Lowers the replication and consistency factors to `drf` in istgt.conf (dropping the
+    /// removed replicas' lines) and in the CV's spec.
+    async fn lower_factors(
+        &self,
+        name: &str,
+        drf: i64,
+        removed: &[String],
+    ) -> Result<(), ManagerError> {
+        let cf = drf / 2 + 1;
+        let mut edits = vec![
+            (
+                "  ReplicationFactor".to_string(),
+                format!("  ReplicationFactor {drf}"),
+            ),
+            (
+                "  ConsistencyFactor".to_string(),
+                format!("  ConsistencyFactor {cf}"),
+            ),
+            (
+                "  DesiredReplicationFactor".to_string(),
+                format!("  DesiredReplicationFactor {drf}"),
+            ),
+        ];
+        edits.extend(
+            removed
+                .iter()
+                .map(|id| (format!("  Replica {id}"), String::new())),
+        );
+        self.conf.edit(|t| Ok(update_or_append(t, &edits))).await?;
+        update_cv(&self.api, name, |cv| {
+            cv.spec.replication_factor = Some(drf);
+            cv.spec.consistency_factor = Some(cf);
+            Ok::<_, ManagerError>(true)
+        })
+        .await
+        .map_err(api_err(format!("updating factors of CStorVolume {name}")))?;
+        Ok(())
+    }
+
+    async fn record_drf(&self, cv: &CStorVolume, drf: i64) {
         let msg = format!("Successfully updated the desiredReplicationFactor to {drf}");
         self.record(
             cv,
@@ -545,7 +562,6 @@ impl VolumeManager {
             &msg,
         )
         .await;
-        Ok(())
     }
 
     /// Resizes through istgt (`RESIZE <vol> <spec.capacity> 10 60`), upstream's steps.
