@@ -11,5 +11,6 @@ pub mod cstor;
 pub use cstor_exec as exec;
 pub mod naming;
 pub mod ndm;
+pub mod process;
 pub mod proto;
 pub mod served;

@@ -1,10 +1,10 @@
 //! `cstor-csi-controller`: the CSI Controller (and Identity) plugin of cstor.csi.openebs.io.
 //! Flag names follow upstream's `cstor-csi-driver`.
 
-use std::{path::PathBuf, time::Duration};
+use std::{path::PathBuf, process::ExitCode, time::Duration};
 
 use clap::Parser;
-use cstor_api::constants::env::OPENEBS_NAMESPACE;
+use cstor_api::{constants::env::OPENEBS_NAMESPACE, process};
 use cstor_csi_controller::{Config, ControllerService, CsiEndpoint, cli::ControllerArgs};
 
 async fn kube_client(kubeconfig: Option<&PathBuf>) -> Result<kube::Client, String> {
@@ -23,36 +23,19 @@ async fn kube_client(kubeconfig: Option<&PathBuf>) -> Result<kube::Client, Strin
     kube::Client::try_from(config).map_err(|e| format!("building the Kubernetes client: {e}"))
 }
 
-async fn shutdown_signal() {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .expect("SIGTERM handler");
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
-    }
-    tracing::info!("shutting down");
-}
-
 #[tokio::main]
-async fn main() {
+async fn main() -> ExitCode {
+    // Listening from the start: a SIGTERM during start-up ends the process cleanly too.
+    let shutdown = process::shutdown_signal();
     let args = ControllerArgs::parse();
-    let filter =
-        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
-    if args.log_json {
-        tracing_subscriber::fmt()
-            .json()
-            .with_env_filter(filter)
-            .init();
-    } else {
-        tracing_subscriber::fmt().with_env_filter(filter).init();
-    }
-    if let Err(e) = run(args).await {
-        tracing::error!("{e}");
-        std::process::exit(1);
-    }
+    process::init_tracing(args.log_json);
+    process::exit("cstor-csi-controller", run(args, shutdown).await)
 }
 
-async fn run(args: ControllerArgs) -> Result<(), String> {
+async fn run(
+    args: ControllerArgs,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), String> {
     if args.namespace.is_empty() {
         return Err(format!(
             "{OPENEBS_NAMESPACE} is empty: set it to the namespace of the cStor objects"
@@ -77,7 +60,7 @@ async fn run(args: ControllerArgs) -> Result<(), String> {
     let service = ControllerService::new(client, config);
     let _sweeper = (controller && args.clone_sweep_interval > 0)
         .then(|| service.spawn_clone_sweeper(Duration::from_secs(args.clone_sweep_interval)));
-    cstor_csi_controller::serve(&endpoint, service, controller, shutdown_signal())
+    cstor_csi_controller::serve(&endpoint, service, controller, shutdown)
         .await
         .map_err(|e| e.to_string())
 }

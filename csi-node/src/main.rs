@@ -2,40 +2,31 @@
 //! unix socket, the read-only remount monitor, and the start-up cleanup). Flag names and
 //! environment variables follow upstream's driver.
 
-use std::{sync::Arc, time::Duration};
+use std::{process::ExitCode, sync::Arc, time::Duration};
 
 use clap::Parser;
-use cstor_api::exec::{HostRunner, Runner};
+use cstor_api::{
+    exec::{HostRunner, Runner},
+    process,
+};
 use cstor_csi_node::{
     NodeConfig, NodeDriver, NodeService, cli::NodeArgs, iscsi::IscsiAttacher,
     kube_client::KubeVolumeApi, server,
 };
 
-fn init_tracing(json: bool) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let b = tracing_subscriber::fmt().with_env_filter(filter);
-    if json {
-        b.json().init();
-    } else {
-        b.init();
-    }
-}
-
-async fn shutdown_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
-    tokio::select! {
-        _ = term.recv() => {},
-        _ = tokio::signal::ctrl_c() => {},
-    }
-    tracing::info!("shutting down");
-}
-
 #[tokio::main]
-async fn main() -> anyhow_free::Result {
+async fn main() -> ExitCode {
+    // Listening from the start: a SIGTERM during start-up ends the process cleanly too.
+    let shutdown = process::shutdown_signal();
     let args = NodeArgs::parse();
-    init_tracing(args.log_json);
+    process::init_tracing(args.log_json);
+    process::exit("cstor-csi-node", run(args, shutdown).await)
+}
+
+async fn run(
+    args: NodeArgs,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), String> {
     if args.node_id.is_empty() {
         return Err("--nodeid / OPENEBS_NODE_ID is empty: set it to this node's name".into());
     }
@@ -43,9 +34,7 @@ async fn main() -> anyhow_free::Result {
         return Err("OPENEBS_NAMESPACE environment variable not set".into());
     }
     let _ = &args.url;
-    let client = kube::Client::try_default().await.map_err(|e| {
-        format!("cannot build a Kubernetes client (in-cluster config or KUBECONFIG): {e}")
-    })?;
+    let client = process::kube_client().await?;
     let runner: Arc<dyn Runner> = Arc::new(HostRunner::new());
     let attacher =
         IscsiAttacher::new(runner.clone(), &args.device_root).with_program(&args.iscsiadm);
@@ -80,33 +69,12 @@ async fn main() -> anyhow_free::Result {
     });
     tracing::info!(node = %args.node_id, endpoint = %args.endpoint, remount = args.remount, "starting");
     let res = server::serve(NodeService::new(driver), &args.endpoint, async move {
-        shutdown_signal().await;
+        shutdown.await;
         let _ = stop_tx.send(true);
     })
     .await;
     if let Some(m) = monitor {
         let _ = m.await;
     }
-    res.map_err(|e| e.to_string().into())
-}
-
-/// `main`'s error: printed as its message.
-mod anyhow_free {
-    pub struct Error(String);
-    impl std::fmt::Debug for Error {
-        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-            f.write_str(&self.0)
-        }
-    }
-    impl From<String> for Error {
-        fn from(s: String) -> Self {
-            Error(s)
-        }
-    }
-    impl From<&str> for Error {
-        fn from(s: &str) -> Self {
-            Error(s.to_string())
-        }
-    }
-    pub type Result = std::result::Result<(), Error>;
+    res.map_err(|e| e.to_string())
 }

@@ -8,6 +8,7 @@ pub mod cspc_operator;
 pub mod cvc_operator;
 pub mod engine;
 pub mod events;
+pub mod finalizer;
 pub mod pool_manager;
 pub mod shutdown;
 pub mod volume_manager;

@@ -3,34 +3,8 @@
 
 use std::future::Future;
 
-use tokio::signal::unix::{SignalKind, signal as listen};
-
-/// Listens for SIGTERM and SIGINT from this call on (call it first thing in `main`, inside the
-/// runtime, so that no signal arriving during start-up kills the process) and returns a future
-/// that completes on the first of them, saying which.
-pub fn signal() -> impl Future<Output = ()> + Send + Sync + 'static {
-    let term = listen(SignalKind::terminate());
-    let int = listen(SignalKind::interrupt());
-    async move {
-        match (term, int) {
-            (Ok(mut term), Ok(mut int)) => {
-                tokio::select! {
-                    _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
-                    _ = int.recv() => tracing::info!("interrupted: shutting down"),
-                }
-            }
-            (term, int) => {
-                let e = term
-                    .err()
-                    .or(int.err())
-                    .map(|e| e.to_string())
-                    .unwrap_or_default();
-                tracing::warn!(error = %e, "cannot listen for SIGTERM/SIGINT; this process stops only when killed");
-                std::future::pending::<()>().await
-            }
-        }
-    }
-}
+/// Listens for SIGTERM and SIGINT from this call on; see [`cstor_api::process::shutdown_signal`].
+pub use cstor_api::process::shutdown_signal as signal;
 
 /// How long in-flight reconciles get to finish after the shutdown signal.
 pub const GRACE: std::time::Duration = std::time::Duration::from_secs(20);

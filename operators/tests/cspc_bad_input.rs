@@ -87,7 +87,12 @@ async fn invalid_pools_are_reported_and_nothing_is_created() {
         )),
         "{msg}"
     );
-    assert!(msg.contains("spec.pools[2]: dataRaidGroups[0]: mirror raid group should have disks in multiple of 2, it has 3"), "{msg}");
+    assert!(
+        msg.contains(
+            "spec.pools[2]: dataRaidGroups[0]: mirror raid group should have disks in multiple of 2"
+        ),
+        "{msg}"
+    );
     let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(client.clone(), &ns);
     let evs = events.list(&ListParams::default()).await.unwrap();
     assert!(

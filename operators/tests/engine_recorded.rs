@@ -279,8 +279,8 @@ async fn create_pool_refuses_an_importable_pool_and_reports_add_failures() {
         "zpool import",
         Output::ok(fixture("zpool-import-listing.txt")),
     );
-    s2.on_line("zpool create -o cachefile=/c -O compression=gzip -O canmount=off cstor-8f1b3c2e raidz2 /dev/a /dev/b /dev/c", Output::ok(""));
-    s2.on_line("zpool add cstor-8f1b3c2e raidz2 /dev/d /dev/e /dev/f", Output::fail(1, "invalid vdev specification\nuse '-f' to override the following errors:\nmismatched replication level\n"));
+    s2.on_line("zpool create -o cachefile=/c -O compression=gzip -O canmount=off cstor-8f1b3c2e raidz2 /dev/a /dev/b /dev/c /dev/d /dev/e /dev/f", Output::ok(""));
+    s2.on_line("zpool add cstor-8f1b3c2e raidz2 /dev/i /dev/j /dev/k /dev/l /dev/m /dev/n", Output::fail(1, "invalid vdev specification\nuse '-f' to override the following errors:\nmismatched replication level\n"));
     s2.on_line(
         "zpool add cstor-8f1b3c2e log mirror /dev/g /dev/h",
         Output::fail(
@@ -293,8 +293,14 @@ async fn create_pool_refuses_an_importable_pool_and_reports_add_failures() {
         .create_pool(&PoolSpec {
             name: "cstor-8f1b3c2e".into(),
             data_groups: vec![
-                RaidGroup::new(RaidType::Raidz2, ["/dev/a", "/dev/b", "/dev/c"]),
-                RaidGroup::new(RaidType::Raidz2, ["/dev/d", "/dev/e", "/dev/f"]),
+                RaidGroup::new(
+                    RaidType::Raidz2,
+                    ["/dev/a", "/dev/b", "/dev/c", "/dev/d", "/dev/e", "/dev/f"],
+                ),
+                RaidGroup::new(
+                    RaidType::Raidz2,
+                    ["/dev/i", "/dev/j", "/dev/k", "/dev/l", "/dev/m", "/dev/n"],
+                ),
             ],
             write_cache_groups: vec![RaidGroup::new(RaidType::Mirror, ["/dev/g", "/dev/h"])],
             compression: Some("gzip".into()),
@@ -376,7 +382,7 @@ async fn destroy_export_labelclear_replace_and_properties() {
         Output::ok(""),
     );
     s.on_line(
-        format!("zpool add {POOL} log raidz /dev/a /dev/b"),
+        format!("zpool add {POOL} log raidz /dev/a /dev/b /dev/c"),
         Output::ok(""),
     );
     s.on_line(
@@ -408,7 +414,7 @@ async fn destroy_export_labelclear_replace_and_properties() {
     e.add_raid_group(
         POOL,
         VdevClass::WriteCache,
-        &RaidGroup::new(RaidType::Raidz, ["/dev/a", "/dev/b"]),
+        &RaidGroup::new(RaidType::Raidz, ["/dev/a", "/dev/b", "/dev/c"]),
     )
     .await
     .unwrap();

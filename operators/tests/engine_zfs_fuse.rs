@@ -172,7 +172,7 @@ async fn create_every_raid_type_then_destroy_idempotently() {
             ("stripe", RaidType::Stripe, 2, 0),
             ("mirror", RaidType::Mirror, 2, 1),
             ("raidz", RaidType::Raidz, 3, 1),
-            ("raidz2", RaidType::Raidz2, 3, 1),
+            ("raidz2", RaidType::Raidz2, 6, 1),
         ];
         for (tag, raid, n, groups) in cases {
             let names: Vec<String> = (0..n).map(|i| format!("{tag}{i}")).collect();

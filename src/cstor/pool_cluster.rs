@@ -182,6 +182,33 @@ string_enum! {
     }
 }
 
+impl RaidGroupType {
+    /// The one disk-count rule of a raid group (upstream's, with its messages), used by the
+    /// admission webhook, the cspc-operator and the pool-manager alike: a stripe takes any
+    /// number of disks, a mirror an even number, raidz 2^n+1 (3, 5, 9, ...) and raidz2 2^n+2
+    /// with n > 1 (6, 10, 18, ...). An unknown type is left to the type check.
+    pub fn disk_count_error(&self, count: usize) -> Option<&'static str> {
+        if count == 0 {
+            return Some(
+                "empty raid group: number of block devices honouring raid type should be specified",
+            );
+        }
+        let power_of_two_at_least = |n: usize, min: usize| n >= min && n.is_power_of_two();
+        match self {
+            RaidGroupType::Mirror if !count.is_multiple_of(2) => {
+                Some("mirror raid group should have disks in multiple of 2")
+            }
+            RaidGroupType::Raidz if !power_of_two_at_least(count - 1, 2) => {
+                Some("raidz raid group should have disks of the order 2^n+1, where n>0")
+            }
+            RaidGroupType::Raidz2 if count < 2 || !power_of_two_at_least(count - 2, 4) => {
+                Some("raidz raid group should have disks of the order 2^n+2, where n>1")
+            }
+            _ => None,
+        }
+    }
+}
+
 /// A raid group: the block devices of one top-level vdev (upstream `RaidGroup`).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]

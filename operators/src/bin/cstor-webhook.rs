@@ -3,6 +3,7 @@
 use std::{net::SocketAddr, process::ExitCode, sync::Arc};
 
 use clap::Parser;
+use cstor_api::process;
 use cstor_operators::{
     cli::WebhookArgs,
     webhook::{
@@ -16,30 +17,18 @@ use cstor_operators::{
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .init();
     // Listening from the start: a SIGTERM during start-up ends the process cleanly too.
-    let shutdown = cstor_operators::shutdown::signal();
+    let shutdown = process::shutdown_signal();
+    process::init_tracing(false);
     let args = WebhookArgs::parse();
-    match run(args, shutdown).await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("cstor-webhook: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    process::exit("cstor-webhook", run(args, shutdown).await)
 }
 
 async fn run(
     args: WebhookArgs,
     shutdown: impl std::future::Future<Output = ()> + Send,
 ) -> Result<(), String> {
-    let client = kube::Client::try_default().await.map_err(|e| {
-        format!("cannot build a Kubernetes client (in-cluster config or KUBECONFIG): {e}")
-    })?;
+    let client = process::kube_client().await?;
     let tls_config = match (&args.tls_cert_file, &args.tls_key_file) {
         (Some(cert), Some(key)) => {
             let read = |p: &std::path::Path| {

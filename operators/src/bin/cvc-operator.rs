@@ -4,6 +4,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
+use cstor_api::process;
 use cstor_operators::{
     cli::CvcOperatorArgs,
     cvc_operator::{self, Config, Context},
@@ -11,38 +12,26 @@ use cstor_operators::{
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .init();
     // Listening from the start: a SIGTERM during start-up ends the process cleanly too.
-    let shutdown = cstor_operators::shutdown::signal();
+    let shutdown = process::shutdown_signal();
+    process::init_tracing(false);
     let args = CvcOperatorArgs::parse();
+    process::exit("cvc-operator", run(args, shutdown).await)
+}
+
+async fn run(
+    args: CvcOperatorArgs,
+    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+) -> Result<(), String> {
     if args.leader_election {
-        eprintln!("cvc-operator: --leader-election is not supported; run a single replica");
-        return ExitCode::FAILURE;
+        return Err("--leader-election is not supported; run a single replica".into());
     }
-    let mut config = match Config::from_env() {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("cvc-operator: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
+    let mut config = Config::from_env()?;
     config.resync = std::time::Duration::from_secs(args.resync_interval.max(1));
-    let client = match kube::Client::try_default().await {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!(
-                "cvc-operator: cannot build a Kubernetes client (in-cluster config or KUBECONFIG): {e}"
-            );
-            return ExitCode::FAILURE;
-        }
-    };
+    let client = process::kube_client().await?;
     tracing::info!(namespace = %config.namespace, "starting cvc-operator");
     let ctx = Context::new(client, config);
     cvc_operator::run(ctx, shutdown).await;
     tracing::info!("stopped");
-    ExitCode::SUCCESS
+    Ok(())
 }

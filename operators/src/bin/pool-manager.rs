@@ -4,26 +4,23 @@
 use std::{process::ExitCode, sync::Arc, time::Duration};
 
 use clap::Parser;
-use cstor_api::exec::HostRunner;
+use cstor_api::{exec::HostRunner, process};
 use cstor_operators::{cli::PoolManagerArgs, engine::CstorEngine, pool_manager};
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .init();
     // Listening from the start: a SIGTERM during start-up ends the process cleanly too.
-    let shutdown = cstor_operators::shutdown::signal();
+    let shutdown = process::shutdown_signal();
+    process::init_tracing(false);
     let args = PoolManagerArgs::parse();
-    let client = match kube::Client::try_default().await {
-        Ok(c) => c,
-        Err(e) => {
-            tracing::error!(error = %e, "no Kubernetes client configuration");
-            return ExitCode::FAILURE;
-        }
-    };
+    process::exit("pool-manager", run(args, shutdown).await)
+}
+
+async fn run(
+    args: PoolManagerArgs,
+    shutdown: impl std::future::Future<Output = ()> + Send,
+) -> Result<(), String> {
+    let client = process::kube_client().await?;
     let engine =
         Arc::new(CstorEngine::new(Arc::new(HostRunner::new())).with_cache_file(args.cache_file));
     let ctx = pool_manager::Context::new(
@@ -43,5 +40,5 @@ async fn main() -> ExitCode {
     if let Err(e) = pool_manager::mark_offline(&ctx).await {
         tracing::warn!(error = %e, "marking the CSPI OFFLINE on shutdown failed");
     }
-    ExitCode::SUCCESS
+    Ok(())
 }

@@ -4,6 +4,7 @@
 use std::{process::ExitCode, time::Duration};
 
 use clap::Parser;
+use cstor_api::process;
 use cstor_operators::{
     cli::VolumeManagerArgs,
     volume_manager::{self, ConfOptions, ManagerConfig, Settings},
@@ -11,23 +12,18 @@ use cstor_operators::{
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .init();
     // Listening from the start: a SIGTERM during start-up ends the process cleanly too.
-    let shutdown = cstor_operators::shutdown::signal();
+    let shutdown = process::shutdown_signal();
+    process::init_tracing(false);
     let args = VolumeManagerArgs::parse();
-    let client = match kube::Client::try_default().await {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!(
-                "volume-manager: cannot build a Kubernetes client (in-cluster config or KUBECONFIG): {e}"
-            );
-            return ExitCode::FAILURE;
-        }
-    };
+    process::exit("volume-manager", run(args, shutdown).await)
+}
+
+async fn run(
+    args: VolumeManagerArgs,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), String> {
+    let client = process::kube_client().await?;
     let settings = Settings {
         istgt_socket: args.istgt_socket,
         known_replica_socket: args.known_replica_socket,
@@ -43,11 +39,7 @@ async fn main() -> ExitCode {
             conf_options: ConfOptions::default(),
         },
     };
-    match volume_manager::run(client, settings, shutdown).await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("volume-manager: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    volume_manager::run(client, settings, shutdown)
+        .await
+        .map_err(|e| e.to_string())
 }

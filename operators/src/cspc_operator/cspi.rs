@@ -18,29 +18,15 @@ use super::{Context, Result};
 /// Why a pool spec cannot be provisioned, for the CSPC status and a Warning Event.
 pub type Invalid = String;
 
-/// Disk-count rule of one raid group (the admission webhook's rules).
+/// Disk-count rule of one raid group: the shared rule ([`RaidGroupType::disk_count_error`],
+/// the admission webhook's), after the type itself.
 pub fn check_group(raid: &RaidGroupType, n: usize) -> Option<String> {
-    let ok = match raid {
-        RaidGroupType::Stripe => n >= 1,
-        RaidGroupType::Mirror => n >= 2 && n.is_multiple_of(2),
-        RaidGroupType::Raidz => n >= 3 && (n - 1).is_power_of_two(),
-        RaidGroupType::Raidz2 => n >= 6 && (n - 2).is_power_of_two(),
-        RaidGroupType::Other(t) => {
-            return Some(format!(
-                "unsupported raid group type `{t}` (use stripe, mirror, raidz or raidz2)"
-            ));
-        }
-    };
-    (!ok).then(|| match raid {
-        RaidGroupType::Stripe => "stripe raid group should have at least one disk".to_string(),
-        RaidGroupType::Mirror => {
-            format!("mirror raid group should have disks in multiple of 2, it has {n}")
-        }
-        RaidGroupType::Raidz => {
-            format!("raidz raid group should have 2^n+1 disks (3, 5, 9, ...), it has {n}")
-        }
-        _ => format!("raidz2 raid group should have 2^n+2 disks (6, 10, 18, ...), it has {n}"),
-    })
+    if let RaidGroupType::Other(t) = raid {
+        return Some(format!(
+            "unsupported raid group type `{t}` (use stripe, mirror, raidz or raidz2)"
+        ));
+    }
+    raid.disk_count_error(n).map(str::to_owned)
 }
 
 /// The `kubernetes.io/hostname` of the single node `selector` matches.

@@ -96,6 +96,8 @@ pub enum Error {
     Kube(#[from] kube::Error),
     #[error("waiting: {0}")]
     Waiting(String),
+    #[error(transparent)]
+    Finalizer(#[from] crate::finalizer::Misuse),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -41,10 +41,10 @@ pub async fn reconcile(cspc: Arc<CStorPoolCluster>, ctx: Arc<Context>) -> Result
         return Ok(Action::await_change());
     }
     let api: Api<CStorPoolCluster> = ctx.api(&cspc.namespace().unwrap_or_default());
-    crate::pool_manager::finalizer::finalized(&api, finalizers::CSPC, cspc, |event| async {
+    crate::finalizer::finalized(&api, finalizers::CSPC, cspc, |event| async {
         match event {
-            crate::pool_manager::finalizer::Step::Apply(c) => apply(&c, &ctx).await,
-            crate::pool_manager::finalizer::Step::Cleanup(c) => cleanup(&c, &ctx).await,
+            crate::finalizer::Step::Apply(c) => apply(&c, &ctx).await,
+            crate::finalizer::Step::Cleanup(c) => cleanup(&c, &ctx).await,
         }
     })
     .await

@@ -227,16 +227,12 @@ fn prop_arg(key: &str, value: &str) -> Result<String, EngineError> {
 }
 
 fn group_args(group: &RaidGroup, what: &str) -> Result<Vec<String>, EngineError> {
-    if group.disks.len() < group.raid_type.min_disks() {
-        return Err(EngineError::invalid(
-            what,
-            format!(
-                "a {} raid group needs at least {} disk(s), got {}",
-                group.raid_type,
-                group.raid_type.min_disks(),
-                group.disks.len()
-            ),
-        ));
+    if let Some(rule) = group
+        .raid_type
+        .group_type()
+        .disk_count_error(group.disks.len())
+    {
+        return Err(EngineError::invalid(what, rule));
     }
     let mut args: Vec<String> = group
         .raid_type

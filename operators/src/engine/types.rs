@@ -35,12 +35,14 @@ impl RaidType {
         }
     }
 
-    /// Fewest disks ZFS accepts for one group of this type.
-    pub fn min_disks(self) -> usize {
+    /// The CSPC's name for this raid type, whose disk-count rule applies.
+    pub fn group_type(self) -> cstor_api::cstor::RaidGroupType {
+        use cstor_api::cstor::RaidGroupType;
         match self {
-            RaidType::Stripe => 1,
-            RaidType::Mirror | RaidType::Raidz => 2,
-            RaidType::Raidz2 => 3,
+            RaidType::Stripe => RaidGroupType::Stripe,
+            RaidType::Mirror => RaidGroupType::Mirror,
+            RaidType::Raidz => RaidGroupType::Raidz,
+            RaidType::Raidz2 => RaidGroupType::Raidz2,
         }
     }
 }

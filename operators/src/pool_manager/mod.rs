@@ -9,7 +9,6 @@
 pub mod destroy;
 pub mod devices;
 pub mod expand;
-pub mod finalizer;
 pub mod import;
 pub mod reconcile;
 pub mod replace;
@@ -137,6 +136,8 @@ pub enum Error {
     Invalid { what: String, detail: String },
     #[error("waiting: {0}")]
     Waiting(String),
+    #[error(transparent)]
+    Finalizer(#[from] crate::finalizer::Misuse),
 }
 
 impl Error {

@@ -40,22 +40,17 @@ pub async fn reconcile(cspi: Arc<CStorPoolInstance>, ctx: Arc<Context>) -> Resul
         return Ok(Action::await_change());
     }
     let api = ctx.cspis();
-    crate::pool_manager::finalizer::finalized(
-        &api,
-        finalizers::POOL_PROTECTION,
-        cspi,
-        |event| async {
-            match event {
-                crate::pool_manager::finalizer::Step::Apply(c) => apply(&c, &ctx).await,
-                crate::pool_manager::finalizer::Step::Cleanup(c) => {
-                    let _guard = ctx.lock.lock().await;
-                    destroy::destroy(&ctx, &c)
-                        .await
-                        .map(|()| Action::await_change())
-                }
+    crate::finalizer::finalized(&api, finalizers::POOL_PROTECTION, cspi, |event| async {
+        match event {
+            crate::finalizer::Step::Apply(c) => apply(&c, &ctx).await,
+            crate::finalizer::Step::Cleanup(c) => {
+                let _guard = ctx.lock.lock().await;
+                destroy::destroy(&ctx, &c)
+                    .await
+                    .map(|()| Action::await_change())
             }
-        },
-    )
+        }
+    })
     .await
 }
 

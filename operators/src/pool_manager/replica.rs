@@ -27,10 +27,10 @@ pub async fn reconcile(cvr: Arc<CStorVolumeReplica>, ctx: Arc<Context>) -> Resul
         return Ok(Action::await_change());
     }
     let api = ctx.cvrs();
-    crate::pool_manager::finalizer::finalized(&api, finalizers::CVR, cvr, |event| async {
+    crate::finalizer::finalized(&api, finalizers::CVR, cvr, |event| async {
         match event {
-            crate::pool_manager::finalizer::Step::Apply(c) => apply(&c, &ctx).await,
-            crate::pool_manager::finalizer::Step::Cleanup(c) => cleanup(&c, &ctx).await,
+            crate::finalizer::Step::Apply(c) => apply(&c, &ctx).await,
+            crate::finalizer::Step::Cleanup(c) => cleanup(&c, &ctx).await,
         }
     })
     .await

@@ -139,27 +139,10 @@ async fn validate_spec(cspc: &CStorPoolCluster, lookup: &dyn ClusterLookup) -> R
     Ok(())
 }
 
-/// Whether `count` disks fit a raid group of type `raid` (upstream's disk-count rules).
+/// Whether `count` disks fit a raid group of type `raid`: the shared rule,
+/// [`RaidGroupType::disk_count_error`].
 pub fn raid_group_disk_count_error(raid: &RaidGroupType, count: usize) -> Option<&'static str> {
-    if count == 0 {
-        return Some(
-            "empty raid group: number of block devices honouring raid type should be specified",
-        );
-    }
-    let power_of_two_at_least = |n: usize, min: usize| n >= min && n.is_power_of_two();
-    match raid {
-        RaidGroupType::Stripe => None,
-        RaidGroupType::Mirror if !count.is_multiple_of(2) => {
-            Some("mirror raid group should have disks in multiple of 2")
-        }
-        RaidGroupType::Raidz if !power_of_two_at_least(count - 1, 2) => {
-            Some("raidz raid group should have disks of the order 2^n+1, where n>0")
-        }
-        RaidGroupType::Raidz2 if count < 2 || !power_of_two_at_least(count - 2, 4) => {
-            Some("raidz raid group should have disks of the order 2^n+2, where n>1")
-        }
-        _ => None,
-    }
+    raid.disk_count_error(count)
 }
 
 async fn validate_pool_spec(
