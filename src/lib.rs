@@ -13,4 +13,5 @@ pub mod naming;
 pub mod ndm;
 pub mod process;
 pub mod proto;
+pub mod quantity;
 pub mod served;

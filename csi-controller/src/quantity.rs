@@ -1,104 +1,11 @@
-//! Kubernetes resource quantities (`5Gi`, `9.62G`, `1500M`, `10737418240`) as byte counts, and
-//! the GiB rounding upstream applies to every volume size.
-
-/// One gibibyte.
-pub const GIB: u64 = 1 << 30;
+//! Volume sizes: the GiB rounding upstream applies to every volume size, and CSI capacity
+//! ranges. Quantity parsing itself is `cstor_api::quantity`, shared with the operators.
 
 /// Largest size we hand to the data engine: 1 EiB. Anything larger is refused as out of range
 /// (it would also overflow the `int64` CSI fields once rounded up).
 pub const MAX_VOLUME_BYTES: u64 = 1 << 60;
 
-/// Parses a Kubernetes quantity into bytes, rounding a fractional result up (as
-/// `resource.Quantity.Value()` does). `None` for anything that is not a non-negative quantity.
-pub fn parse_bytes(text: &str) -> Option<u64> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '+'))
-        .unwrap_or(text.len());
-    let (number, suffix) = text.split_at(split);
-    let number = number.strip_prefix('+').unwrap_or(number);
-    if number.is_empty() {
-        return None;
-    }
-    let (int_part, frac_part) = match number.split_once('.') {
-        Some((i, f)) => (i, f),
-        None => (number, ""),
-    };
-    if int_part.is_empty() && frac_part.is_empty() {
-        return None;
-    }
-    if !int_part.bytes().all(|b| b.is_ascii_digit())
-        || !frac_part.bytes().all(|b| b.is_ascii_digit())
-    {
-        return None;
-    }
-    // value = digits / 10^frac_len * multiplier_num / multiplier_den
-    let digits: u128 = format!("{int_part}{frac_part}").parse().ok()?;
-    let mut den: u128 = 10u128.checked_pow(frac_part.len() as u32)?;
-    let mut num: u128 = 1;
-    match suffix {
-        "" => {}
-        "Ki" => num = 1 << 10,
-        "Mi" => num = 1 << 20,
-        "Gi" => num = 1 << 30,
-        "Ti" => num = 1 << 40,
-        "Pi" => num = 1 << 50,
-        "Ei" => num = 1 << 60,
-        "m" => den = den.checked_mul(1000)?,
-        "k" => num = 1_000,
-        "M" => num = 1_000_000,
-        "G" => num = 1_000_000_000,
-        "T" => num = 1_000_000_000_000,
-        "P" => num = 1_000_000_000_000_000,
-        "E" => num = 1_000_000_000_000_000_000,
-        exp if exp.starts_with(['e', 'E']) => {
-            let e: u32 = exp[1..].parse().ok()?;
-            num = 10u128.checked_pow(e)?;
-        }
-        _ => return None,
-    }
-    let scaled = digits.checked_mul(num)?;
-    let value = scaled.div_ceil(den);
-    u64::try_from(value).ok()
-}
-
-/// `bytes` rounded up to whole GiB, in GiB.
-pub fn gib_ceil(bytes: u64) -> u64 {
-    bytes.div_ceil(GIB)
-}
-
-/// The quantity string upstream writes for a size of `gib` GiB: `"<n>Gi"`.
-pub fn gib_quantity(gib: u64) -> String {
-    format!("{gib}Gi")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn parses_binary_decimal_and_fractional_quantities() {
-        assert_eq!(parse_bytes("5Gi"), Some(5 * GIB));
-        assert_eq!(parse_bytes("10737418240"), Some(10 * GIB));
-        assert_eq!(parse_bytes("1k"), Some(1000));
-        assert_eq!(parse_bytes("9.62G"), Some(9_620_000_000));
-        assert_eq!(parse_bytes("1.5Ki"), Some(1536));
-        assert_eq!(parse_bytes("1500m"), Some(2), "fractions round up");
-        assert_eq!(parse_bytes("1e3"), Some(1000));
-        assert_eq!(parse_bytes(".5Ki"), Some(512));
-        for bad in ["", "Gi", "-1Gi", "5GB", "1.2.3", "abc", "."] {
-            assert_eq!(parse_bytes(bad), None, "{bad:?}");
-        }
-    }
-
-    #[test]
-    fn rounds_up_to_gib() {
-        assert_eq!(gib_ceil(1), 1);
-        assert_eq!(gib_ceil(GIB), 1);
-        assert_eq!(gib_ceil(GIB + 1), 2);
-        assert_eq!(gib_quantity(3), "3Gi");
-    }
-}
+pub use cstor_api::quantity::{GIB, gib_ceil, gib_quantity, parse_bytes};
 
 /// A CSI `capacity_range` that cannot be served.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

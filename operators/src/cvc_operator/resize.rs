@@ -7,42 +7,10 @@ use kube::{api::PostParams, runtime::events::EventType};
 
 use super::{Context, Error, pv_name, status};
 
-/// Bytes of a Kubernetes quantity (`5Gi`, `500M`, `1073741824`); `None` when unparsable.
-pub fn bytes(q: &Quantity) -> Option<u128> {
-    let s = q.0.trim();
-    let split = s
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(s.len());
-    let (num, suffix) = s.split_at(split);
-    let mult: u128 = match suffix {
-        "" => 1,
-        "Ki" => 1 << 10,
-        "Mi" => 1 << 20,
-        "Gi" => 1 << 30,
-        "Ti" => 1 << 40,
-        "Pi" => 1 << 50,
-        "Ei" => 1 << 60,
-        "k" | "K" => 1_000,
-        "M" => 1_000_000,
-        "G" => 1_000_000_000,
-        "T" => 1_000_000_000_000,
-        "P" => 1_000_000_000_000_000,
-        "E" => 1_000_000_000_000_000_000,
-        _ => return None,
-    };
-    match num.split_once('.') {
-        None => num.parse::<u128>().ok().map(|n| n * mult),
-        Some((int, frac)) => {
-            let int: u128 = if int.is_empty() { 0 } else { int.parse().ok()? };
-            let scale = 10u128.checked_pow(frac.len() as u32)?;
-            let frac: u128 = if frac.is_empty() {
-                0
-            } else {
-                frac.parse().ok()?
-            };
-            Some(int * mult + frac * mult / scale)
-        }
-    }
+/// Bytes of a Kubernetes quantity (the shared parser, `cstor_api::quantity`); `None` when
+/// unparsable or too large.
+pub fn bytes(q: &Quantity) -> Option<u64> {
+    cstor_api::quantity::bytes_of(q)
 }
 
 fn storage(list: Option<&cstor_api::cstor::ResourceList>) -> Option<Quantity> {

@@ -30,7 +30,7 @@ use super::{
         ConfError, ConfOptions, IstgtConf, LunStorage, render, replace_line_containing,
         update_or_append,
     },
-    quantity, status, update_cv,
+    status, update_cv,
 };
 
 /// The `Resizing` condition (status `InProgress`) with `message`.
@@ -143,7 +143,7 @@ pub fn validate(cv: &CStorVolume) -> Result<(), String> {
         .as_ref()
         .map(|q| q.0.as_str())
         .unwrap_or("");
-    match quantity::to_bytes(cap) {
+    match cstor_api::quantity::parse_bytes(cap) {
         Some(0) | None => return Err(format!("spec.capacity {cap:?} is not a non-zero quantity")),
         Some(_) => {}
     }
@@ -177,12 +177,12 @@ pub fn resize_pending(cv: &CStorVolume) -> bool {
         .spec
         .capacity
         .as_ref()
-        .and_then(|q| quantity::to_bytes(&q.0));
+        .and_then(|q| cstor_api::quantity::parse_bytes(&q.0));
     let status = cv
         .status
         .as_ref()
         .and_then(|s| s.capacity.as_ref())
-        .and_then(|q| quantity::to_bytes(&q.0));
+        .and_then(|q| cstor_api::quantity::parse_bytes(&q.0));
     matches!((status, spec), (Some(s), Some(w)) if s < w)
 }
 

@@ -15,7 +15,6 @@ pub mod fake_istgt;
 pub mod istgt_conf;
 pub mod known_replicas;
 pub mod manager;
-pub mod quantity;
 pub mod snapshot;
 pub mod status;
 
