@@ -403,13 +403,13 @@ fn needs() -> BTreeMap<&'static str, Vec<Need>> {
     m.insert(
         "openebs-cstor-cspc-operator",
         vec![
-            // mod.rs Controller::new(cspcs) list/watch; reconcile.rs finalized() (pool_manager
-            // finalizer.rs get_opt + replace); reconcile.rs status get + replace.
+            // mod.rs Controller::new(cspcs) list/watch; reconcile.rs finalized() (kube's
+            // finalizer helper: JSON patch); reconcile.rs status get + replace.
             (
                 Ns,
                 CSTOR,
                 "cstorpoolclusters",
-                &["get", "list", "watch", "update"],
+                &["get", "list", "watch", "update", "patch"],
             ),
             // .owns(cspis) list/watch; reconcile.rs list, create, replace, delete;
             // scale_down.rs delete.
@@ -501,21 +501,21 @@ fn needs() -> BTreeMap<&'static str, Vec<Need>> {
     m.insert(
         "openebs-cstor-pool-manager",
         vec![
-            // mod.rs Controller::new(cspis) list/watch; reconcile.rs finalized() (finalizer.rs
-            // get_opt + replace); destroy.rs get + replace.
+            // mod.rs Controller::new(cspis) list/watch; reconcile.rs finalized() (kube's
+            // finalizer helper: JSON patch); destroy.rs get + replace.
             (
                 Ns,
                 CSTOR,
                 "cstorpoolinstances",
-                &["get", "list", "watch", "update"],
+                &["get", "list", "watch", "update", "patch"],
             ),
-            // mod.rs Controller::new(cvrs, uid label) list/watch; replica.rs finalized()
-            // (get_opt + replace), get + replace; destroy.rs list.
+            // mod.rs Controller::new(cvrs, uid label) list/watch; replica.rs finalized() (JSON
+            // patch), get + replace; destroy.rs list.
             (
                 Ns,
                 CSTOR,
                 "cstorvolumereplicas",
-                &["get", "list", "watch", "update"],
+                &["get", "list", "watch", "update", "patch"],
             ),
             // devices.rs get_opt.
             (Ns, NDM, "blockdevices", &["get"]),
@@ -540,8 +540,8 @@ fn needs() -> BTreeMap<&'static str, Vec<Need>> {
                 "cstorvolumes",
                 &["get", "list", "watch", "update"],
             ),
-            // manager.rs core/v1 events get_opt, replace, create.
-            (Ns, "", "events", &["get", "create", "update"]),
+            // events.rs Recorder::publish create, patch (series).
+            (Ns, "events.k8s.io", "events", &["create", "patch"]),
         ],
     );
     m

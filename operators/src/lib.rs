@@ -2,6 +2,7 @@
 
 #![warn(clippy::too_many_lines)]
 
+pub mod backoff;
 pub mod cli;
 pub mod conditions;
 pub mod cspc_operator;

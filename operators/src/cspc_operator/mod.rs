@@ -39,6 +39,8 @@ pub const SCALE_DOWN_BLOCKED: &str = "ScaleDownBlocked";
 pub struct Context {
     pub client: Client,
     pub events: crate::events::Events,
+    /// Per-CSPC retry delays after errors.
+    pub backoff: Arc<crate::backoff::Backoff>,
     /// Operator version written in labels and versionDetails.
     pub version: String,
     pub deploy: DeployConfig,
@@ -62,6 +64,7 @@ impl Context {
             version: cstor_api::constants::version::current(),
             deploy,
             resync: Duration::from_secs(30),
+            backoff: Arc::default(),
         }
     }
 

@@ -25,6 +25,12 @@ use super::{
 use crate::pool_manager::{condition, set_condition};
 
 pub async fn reconcile(cspc: Arc<CStorPoolCluster>, ctx: Arc<Context>) -> Result<Action> {
+    let action = reconcile_once(cspc.clone(), ctx.clone()).await?;
+    ctx.backoff.succeeded(&*cspc);
+    Ok(action)
+}
+
+async fn reconcile_once(cspc: Arc<CStorPoolCluster>, ctx: Arc<Context>) -> Result<Action> {
     if cspc
         .annotations()
         .get(annotations::RECONCILE_DISABLE)
@@ -50,9 +56,19 @@ pub async fn reconcile(cspc: Arc<CStorPoolCluster>, ctx: Arc<Context>) -> Result
     .await
 }
 
-pub fn error_policy(_cspc: Arc<CStorPoolCluster>, err: &Error, ctx: Arc<Context>) -> Action {
-    tracing::warn!(error = %err, "cspc reconcile failed");
-    Action::requeue(ctx.resync.min(std::time::Duration::from_secs(5)))
+/// How long after a failed pass on `cspc` to try again: waiting on another component at a
+/// steady pace, errors with per-CSPC exponential backoff.
+pub fn retry_delay(cspc: &CStorPoolCluster, err: &Error, ctx: &Context) -> std::time::Duration {
+    match err {
+        Error::Waiting(_) => ctx.resync.min(std::time::Duration::from_secs(5)),
+        _ => ctx.backoff.failed(cspc),
+    }
+}
+
+pub fn error_policy(cspc: Arc<CStorPoolCluster>, err: &Error, ctx: Arc<Context>) -> Action {
+    let delay = retry_delay(&cspc, err, &ctx);
+    tracing::warn!(cspc = %cspc.name_any(), error = %err, retry_in = ?delay, "cspc reconcile failed");
+    Action::requeue(delay)
 }
 
 async fn list_cspis(ctx: &Context, cspc: &CStorPoolCluster) -> Result<Vec<CStorPoolInstance>> {

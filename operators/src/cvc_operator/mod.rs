@@ -134,17 +134,21 @@ pub struct Context {
     pub config: Config,
     /// Event publisher (reporting controller `cvc-operator`).
     pub events: crate::events::Events,
+    /// Per-CVC retry delays after errors.
+    pub backoff: crate::backoff::Backoff,
     writes: AtomicU64,
 }
 
 impl Context {
     /// A context for `client` and `config`.
     pub fn new(client: Client, config: Config) -> Arc<Self> {
+        let backoff = crate::backoff::Backoff::new(config.retry, Duration::from_secs(300));
         Arc::new(Self {
             events: crate::events::Events::new(client.clone(), "cvc-operator"),
             client,
             config,
             writes: AtomicU64::new(0),
+            backoff,
         })
     }
 
@@ -256,6 +260,12 @@ pub(crate) fn pv_name(cvc: &CStorVolumeConfig) -> String {
 /// operator's own last write, and acting on a stale spec/status pair (e.g. an old scale-up)
 /// would re-create replicas or PDBs that were just removed.
 pub async fn reconcile(cvc: Arc<CStorVolumeConfig>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let action = reconcile_once(cvc.clone(), ctx.clone()).await?;
+    ctx.backoff.succeeded(&*cvc);
+    Ok(action)
+}
+
+async fn reconcile_once(cvc: Arc<CStorVolumeConfig>, ctx: Arc<Context>) -> Result<Action, Error> {
     let name = cvc.name_any();
     let cvc = match ctx
         .api::<CStorVolumeConfig>()
@@ -311,17 +321,30 @@ pub async fn reconcile(cvc: Arc<CStorVolumeConfig>, ctx: Arc<Context>) -> Result
 }
 
 /// Requeue policy after an error: waiting states retry sooner than failures.
-pub fn error_policy(cvc: Arc<CStorVolumeConfig>, err: &Error, ctx: Arc<Context>) -> Action {
+/// How long after a failed pass on `cvc` to try again: waiting on another component at a
+/// steady pace, a write conflict at once, errors with per-CVC exponential backoff (at most
+/// [`BLOCKED_RETRY_MAX`] for a volume blocked by its surroundings, which no watch tells us
+/// about: pools coming online, for one).
+pub fn retry_delay(cvc: &CStorVolumeConfig, err: &Error, ctx: &Context) -> Duration {
     match err {
-        Error::Waiting { .. } => Action::requeue(ctx.config.wait_retry),
+        Error::Waiting { .. } => ctx.config.wait_retry,
         Error::Kube { source, .. } if is_conflict(source) => {
-            Action::requeue(ctx.config.wait_retry.min(Duration::from_millis(200)))
+            ctx.config.wait_retry.min(Duration::from_millis(200))
         }
-        _ => {
-            warn!(cvc = %cvc.name_any(), error = %err, "reconcile failed");
-            Action::requeue(ctx.config.retry)
-        }
+        Error::Blocked { .. } => ctx.backoff.failed(cvc).min(BLOCKED_RETRY_MAX),
+        _ => ctx.backoff.failed(cvc),
     }
+}
+
+/// The longest wait between two attempts at a blocked volume.
+pub const BLOCKED_RETRY_MAX: Duration = Duration::from_secs(30);
+
+pub fn error_policy(cvc: Arc<CStorVolumeConfig>, err: &Error, ctx: Arc<Context>) -> Action {
+    let delay = retry_delay(&cvc, err, &ctx);
+    if delay > ctx.config.wait_retry {
+        warn!(cvc = %cvc.name_any(), error = %err, retry_in = ?delay, "reconcile failed");
+    }
+    Action::requeue(delay)
 }
 
 /// `a` and `b` name the same release, ignoring a `-suffix`.

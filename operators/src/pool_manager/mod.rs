@@ -39,6 +39,8 @@ pub struct Context {
     pub client: Client,
     pub engine: Arc<dyn DataEngine>,
     pub events: crate::events::Events,
+    /// Per-object retry delays after errors (CSPI and CVRs).
+    pub backoff: Arc<crate::backoff::Backoff>,
     /// Namespace of the CSPI, its CVRs, BlockDevices and BDCs.
     pub namespace: String,
     /// UID of the CSPI this pool manager serves (`OPENEBS_IO_CSPI_ID`).
@@ -77,6 +79,7 @@ impl Context {
             cspi_uid: cspi_uid.into(),
             pool: cstor_api::naming::pool_name(cspc_uid),
             resync: Duration::from_secs(30),
+            backoff: Arc::default(),
             lock: Arc::default(),
         }
     }
@@ -150,6 +153,15 @@ impl Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// How long after a failed pass on `obj` to try again: waiting on another component at a
+/// steady pace, errors with per-object exponential backoff.
+pub fn retry_delay<K: kube::Resource>(obj: &K, err: &Error, ctx: &Context) -> Duration {
+    match err {
+        Error::Waiting(_) => ctx.resync.min(Duration::from_secs(5)),
+        _ => ctx.backoff.failed(obj),
+    }
+}
 
 /// Sets a CSPI or CSPC condition (the shared rules of [`crate::conditions::set`]).
 pub use crate::conditions::set as set_condition;

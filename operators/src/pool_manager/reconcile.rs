@@ -21,6 +21,12 @@ use super::{
 
 /// Reconciles one CSPI; CSPIs other than `ctx.cspi_uid` are ignored.
 pub async fn reconcile(cspi: Arc<CStorPoolInstance>, ctx: Arc<Context>) -> Result<Action> {
+    let action = reconcile_once(cspi.clone(), ctx.clone()).await?;
+    ctx.backoff.succeeded(&*cspi);
+    Ok(action)
+}
+
+async fn reconcile_once(cspi: Arc<CStorPoolInstance>, ctx: Arc<Context>) -> Result<Action> {
     if cspi.uid().as_deref() != Some(ctx.cspi_uid.as_str()) {
         return Ok(Action::await_change());
     }
@@ -54,9 +60,11 @@ pub async fn reconcile(cspi: Arc<CStorPoolInstance>, ctx: Arc<Context>) -> Resul
     .await
 }
 
-pub fn error_policy(_cspi: Arc<CStorPoolInstance>, err: &Error, ctx: Arc<Context>) -> Action {
-    tracing::warn!(error = %err, "cspi reconcile failed");
-    Action::requeue(ctx.resync.min(std::time::Duration::from_secs(5)))
+/// Waiting on another component is retried at a steady pace; errors back off.
+pub fn error_policy(cspi: Arc<CStorPoolInstance>, err: &Error, ctx: Arc<Context>) -> Action {
+    let delay = super::retry_delay(&*cspi, err, &ctx);
+    tracing::warn!(error = %err, retry_in = ?delay, "cspi reconcile failed");
+    Action::requeue(delay)
 }
 
 /// Checks a CSPI before anything is done with it: at least one data raid group and a

@@ -23,6 +23,12 @@ use super::{Context, Error, Result, resync};
 use crate::engine::{ReplicaCloneSpec, ReplicaStatus, ReplicaVolumeSpec};
 
 pub async fn reconcile(cvr: Arc<CStorVolumeReplica>, ctx: Arc<Context>) -> Result<Action> {
+    let action = reconcile_once(cvr.clone(), ctx.clone()).await?;
+    ctx.backoff.succeeded(&*cvr);
+    Ok(action)
+}
+
+async fn reconcile_once(cvr: Arc<CStorVolumeReplica>, ctx: Arc<Context>) -> Result<Action> {
     if cvr.labels().get(labels::CSPI_UID) != Some(&ctx.cspi_uid) {
         return Ok(Action::await_change());
     }
@@ -36,9 +42,11 @@ pub async fn reconcile(cvr: Arc<CStorVolumeReplica>, ctx: Arc<Context>) -> Resul
     .await
 }
 
-pub fn error_policy(_cvr: Arc<CStorVolumeReplica>, err: &Error, ctx: Arc<Context>) -> Action {
-    tracing::warn!(error = %err, "cvr reconcile failed");
-    Action::requeue(ctx.resync.min(std::time::Duration::from_secs(5)))
+/// Waiting on another component is retried at a steady pace; errors back off per CVR.
+pub fn error_policy(cvr: Arc<CStorVolumeReplica>, err: &Error, ctx: Arc<Context>) -> Action {
+    let delay = super::retry_delay(&*cvr, err, &ctx);
+    tracing::warn!(cvr = %cvr.name_any(), error = %err, retry_in = ?delay, "cvr reconcile failed");
+    Action::requeue(delay)
 }
 
 /// The zvol of a CVR, or why the CVR is invalid.
