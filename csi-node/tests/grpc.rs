@@ -69,7 +69,7 @@ async fn serves_identity_and_node_on_a_private_socket() {
         }
     });
     // Wait for the socket to accept.
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
     while tokio::net::UnixStream::connect(&sock).await.is_err() {
         assert!(
             tokio::time::Instant::now() < deadline,
@@ -193,7 +193,7 @@ async fn probe_over_socket(client: kube::Client) -> Option<bool> {
         })
         .await
     });
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
     while tokio::net::UnixStream::connect(&sock).await.is_err() {
         assert!(
             tokio::time::Instant::now() < deadline,

@@ -15,7 +15,7 @@ use kube::{
     api::{DeleteParams, ListParams, PostParams},
 };
 
-const DEADLINE: Duration = Duration::from_secs(30);
+const DEADLINE: Duration = Duration::from_secs(90);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn new_nodes_and_block_devices_trigger_reconcile() {

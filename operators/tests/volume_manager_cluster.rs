@@ -19,7 +19,7 @@ use tokio::{
     net::UnixStream,
 };
 
-const DEADLINE: Duration = Duration::from_secs(30);
+const DEADLINE: Duration = Duration::from_secs(90);
 
 fn fixture_cv(namespace: &str) -> CStorVolume {
     let text = std::fs::read_to_string(concat!(

@@ -160,7 +160,7 @@ async fn crds_from_a_directory_are_installed_and_established() {
 #[tokio::test]
 async fn wait_for_returns_values_and_times_out() {
     let mut n = 0;
-    let got = wait_for(Duration::from_secs(5), || {
+    let got = wait_for(Duration::from_secs(60), || {
         n += 1;
         let v = n;
         async move { (v >= 3).then_some(v) }

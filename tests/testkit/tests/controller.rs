@@ -14,7 +14,7 @@ use kube::{
 };
 use serde_json::json;
 
-const DEADLINE: Duration = Duration::from_secs(20);
+const DEADLINE: Duration = Duration::from_secs(60);
 const MANAGER: &str = "test-controller";
 
 #[derive(Debug, thiserror::Error)]

@@ -53,7 +53,7 @@ async fn creating_a_crd_serves_its_resource_and_establishes_it() {
     wait_for_object(
         &crds,
         "widgets.example.com",
-        Duration::from_secs(5),
+        Duration::from_secs(60),
         conditions::is_crd_established(),
     )
     .await

@@ -21,7 +21,7 @@ use kube::{
 };
 use serde_json::json;
 
-const DEADLINE: Duration = Duration::from_secs(10);
+const DEADLINE: Duration = Duration::from_secs(60);
 
 fn owner_ref<K: Resource<DynamicType = ()>>(owner: &K, block: bool) -> OwnerReference {
     let mut r = owner.controller_owner_ref(&()).unwrap();

@@ -12,7 +12,7 @@ use kube::{
     runtime::{WatchStreamExt, watcher},
 };
 
-const STEP: Duration = Duration::from_secs(10);
+const STEP: Duration = Duration::from_secs(60);
 
 fn cm(name: &str, labels: &[(&str, &str)]) -> ConfigMap {
     ConfigMap {
