@@ -141,12 +141,34 @@ pub fn cspcs_naming<'a>(
         .collect()
 }
 
+/// The CSPCs (of those given) with a pool whose node selector matches `node`'s labels: the
+/// ones a change of that node can concern. (A node that stops matching a selector is noticed by
+/// the CSPC's next resync.)
+pub fn cspcs_on_node<'a>(
+    node: &Node,
+    cspcs: impl IntoIterator<Item = &'a CStorPoolCluster>,
+) -> Vec<ObjectRef<CStorPoolCluster>> {
+    let labels = node.labels();
+    cspcs
+        .into_iter()
+        .filter(|c| {
+            c.spec.pools().iter().any(|p| {
+                !p.node_selector.is_empty()
+                    && p.node_selector
+                        .iter()
+                        .all(|(k, v)| labels.get(k) == Some(v))
+            })
+        })
+        .map(ObjectRef::from_obj)
+        .collect()
+}
+
 /// Runs the controller on CSPCs of `namespace` (all namespaces with `None`).
 ///
 /// Triggers: CSPCs; the CSPIs and BDCs they own; pool Deployments (owned by a CSPI, mapped to
 /// their CSPC through the `openebs.io/cstor-pool-cluster` label); BlockDevices (mapped to every
 /// CSPC that names them — a claim being bound or a disk going inactive); Nodes (label changes
-/// decide which node a pool's selector matches, so every CSPC is looked at again).
+/// decide which node a pool's selector matches: only the CSPCs with a pool on that node).
 pub async fn run(ctx: Context, namespace: Option<String>) {
     run_until(ctx, namespace, std::future::pending()).await
 }
@@ -192,12 +214,8 @@ pub async fn run_until(
         .watches(bds, watcher::Config::default(), move |bd: BlockDevice| {
             cspcs_naming(&bd.name_any(), bd_store.state().iter().map(|c| &**c))
         })
-        .watches(nodes, watcher::Config::default(), move |_node: Node| {
-            node_store
-                .state()
-                .into_iter()
-                .map(|c| ObjectRef::from_obj(&*c))
-                .collect::<Vec<_>>()
+        .watches(nodes, watcher::Config::default(), move |node: Node| {
+            cspcs_on_node(&node, node_store.state().iter().map(|c| &**c))
         })
         .graceful_shutdown_on(shutdown.clone())
         .run(reconcile, error_policy, Arc::new(ctx))
@@ -255,5 +273,51 @@ mod tests {
         assert_eq!(names("bd-2"), vec!["a", "c"]);
         assert_eq!(names("bd-3"), vec!["b"]);
         assert!(names("bd-9").is_empty());
+    }
+
+    #[test]
+    fn a_node_maps_to_the_cspcs_with_a_pool_on_it() {
+        let on = |name: &str, hosts: &[&str]| {
+            let mut c = cspc(name, &["bd"]);
+            let pool = c.spec.pools.as_mut().unwrap()[0].clone();
+            c.spec.pools = Some(
+                hosts
+                    .iter()
+                    .map(|h| {
+                        let mut p = pool.clone();
+                        p.node_selector =
+                            [("kubernetes.io/hostname".to_owned(), (*h).to_owned())].into();
+                        p
+                    })
+                    .collect(),
+            );
+            c
+        };
+        let all = [
+            on("a", &["n1", "n2"]),
+            on("b", &["n3"]),
+            on("c", &["n2"]),
+            cspc("no-selector", &["bd"]),
+        ];
+        let node = |name: &str, zone: Option<&str>| {
+            let mut n = Node::default();
+            n.metadata.name = Some(name.into());
+            let mut labels: std::collections::BTreeMap<String, String> =
+                [("kubernetes.io/hostname".to_owned(), name.to_owned())].into();
+            if let Some(z) = zone {
+                labels.insert("topology.kubernetes.io/zone".into(), z.into());
+            }
+            n.metadata.labels = Some(labels);
+            n
+        };
+        let names = |n: &Node| -> Vec<String> {
+            cspcs_on_node(n, all.iter())
+                .into_iter()
+                .map(|r| r.name)
+                .collect()
+        };
+        assert_eq!(names(&node("n2", Some("z1"))), vec!["a", "c"]);
+        assert_eq!(names(&node("n3", None)), vec!["b"]);
+        assert!(names(&node("n9", None)).is_empty());
     }
 }
