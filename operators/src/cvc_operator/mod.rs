@@ -320,7 +320,6 @@ async fn reconcile_once(cvc: Arc<CStorVolumeConfig>, ctx: Arc<Context>) -> Resul
     }
 }
 
-/// Requeue policy after an error: waiting states retry sooner than failures.
 /// How long after a failed pass on `cvc` to try again: waiting on another component at a
 /// steady pace, a write conflict at once, errors with per-CVC exponential backoff (at most
 /// [`BLOCKED_RETRY_MAX`] for a volume blocked by its surroundings, which no watch tells us
