@@ -403,6 +403,13 @@ fn needs() -> BTreeMap<&'static str, Vec<Need>> {
     m.insert(
         "openebs-cstor-cspc-operator",
         vec![
+            // cstor_api::leader (kube-lease-manager): Lease get, create, apply patch.
+            (
+                Ns,
+                "coordination.k8s.io",
+                "leases",
+                &["get", "create", "patch"],
+            ),
             // mod.rs Controller::new(cspcs) list/watch; reconcile.rs finalized() (kube's
             // finalizer helper: JSON patch); reconcile.rs status get + replace.
             (
@@ -447,6 +454,13 @@ fn needs() -> BTreeMap<&'static str, Vec<Need>> {
     m.insert(
         "openebs-cstor-cvc-operator",
         vec![
+            // cstor_api::leader (kube-lease-manager): Lease get, create, apply patch.
+            (
+                Ns,
+                "coordination.k8s.io",
+                "leases",
+                &["get", "create", "patch"],
+            ),
             // mod.rs Controller::new(cvcs) list/watch + reconcile get_opt; pdb.rs list;
             // status.rs replace; delete.rs patch (finalizer).
             (
@@ -1227,6 +1241,50 @@ fn image_binaries_are_built_without_test_doubles() {
         .output()
         .expect("cargo tree runs");
     assert!(String::from_utf8_lossy(&out.stdout).contains("test-support"));
+}
+
+/// The operators and the webhook run with two replicas, and every replicated workload running
+/// one of them elects a leader (two cspc- or cvc-operators acting at once would fight over
+/// the same objects; two webhooks bootstrapping at once would write two certificates).
+#[test]
+fn replicated_operators_and_webhook_elect_a_leader() {
+    let mut docs = render(&deploy());
+    let webhook = deploy().join("webhook");
+    if webhook.join("kustomization.yaml").is_file() {
+        docs.extend(render(&webhook));
+    }
+    let mut seen = BTreeSet::new();
+    for doc in &docs {
+        let Some(spec) = pod_spec(doc) else { continue };
+        let replicas = doc["spec"]["replicas"].as_i64().unwrap_or(1);
+        for c in spec.containers {
+            let bin = c.command.clone().unwrap_or_default().first().cloned();
+            let Some(bin) = bin.filter(|b| {
+                ["cspc-operator", "cvc-operator", "cstor-webhook"].contains(&b.as_str())
+            }) else {
+                continue;
+            };
+            seen.insert(bin.clone());
+            assert!(
+                replicas >= 2,
+                "{}: {bin} runs {replicas} replica(s)",
+                id(doc)
+            );
+            let args = c.args.clone().unwrap_or_default();
+            assert!(
+                args.iter()
+                    .any(|a| a == "--leader-election=true" || a == "--leader-election"),
+                "{}: {replicas} replicas of {bin} without --leader-election: {args:?}",
+                id(doc)
+            );
+        }
+    }
+    assert_eq!(
+        seen,
+        ["cspc-operator", "cstor-webhook", "cvc-operator"]
+            .map(String::from)
+            .into(),
+    );
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -72,6 +72,10 @@ pub struct ControllerArgs {
         default_missing_value = "true"
     )]
     pub log_json: bool,
+    /// Leader election among controller replicas (only the leader runs the background clone
+    /// sweeper; every replica serves its own sidecars, which elect their leader themselves).
+    #[command(flatten)]
+    pub leader: cstor_api::leader::LeaderArgs,
 }
 
 #[cfg(test)]

@@ -4,7 +4,11 @@
 use std::{path::PathBuf, process::ExitCode, time::Duration};
 
 use clap::Parser;
-use cstor_api::{constants::env::OPENEBS_NAMESPACE, process};
+use cstor_api::{
+    constants::env::OPENEBS_NAMESPACE,
+    leader::{self, LeaderConfig, LeaderOutcome},
+    process,
+};
 use cstor_csi_controller::{Config, ControllerService, CsiEndpoint, cli::ControllerArgs};
 
 async fn kube_client(kubeconfig: Option<&PathBuf>) -> Result<kube::Client, String> {
@@ -57,10 +61,79 @@ async fn run(
     config.snapshot_host = args.snapshot_host;
     config.topology = args.volume_topology;
     tracing::info!(node = %args.nodeid, namespace = %config.namespace, driver = %config.driver_name, "starting");
-    let service = ControllerService::new(client, config);
-    let _sweeper = (controller && args.clone_sweep_interval > 0)
-        .then(|| service.spawn_clone_sweeper(Duration::from_secs(args.clone_sweep_interval)));
-    cstor_csi_controller::serve(&endpoint, service, controller, shutdown)
+    let lease = args
+        .leader
+        .config("cstor-csi-controller", &config.namespace);
+    let service = ControllerService::new(client.clone(), config);
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stopped = move |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    let _sweeper = (controller && args.clone_sweep_interval > 0).then(|| {
+        let every = Duration::from_secs(args.clone_sweep_interval);
+        match lease {
+            None => service.spawn_clone_sweeper(every),
+            Some(lease) => tokio::spawn(sweep_as_leader(
+                client,
+                lease,
+                service.clone(),
+                every,
+                stopped(stop_rx.clone()),
+            )),
+        }
+    });
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop_tx.send(true);
+    });
+    cstor_csi_controller::serve(&endpoint, service, controller, stopped(stop_rx))
         .await
         .map_err(|e| e.to_string())
+}
+
+/// Every replica serves its own sidecars; only the holder of the Lease sweeps clone snapshots.
+/// A lost lease is waited for again.
+async fn sweep_as_leader(
+    client: kube::Client,
+    lease: LeaderConfig,
+    service: ControllerService,
+    every: Duration,
+    stop: impl std::future::Future<Output = ()> + Send + 'static,
+) {
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        stop.await;
+        let _ = tx.send(true);
+    });
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    loop {
+        let svc = service.clone();
+        let outcome = leader::run_as_leader(
+            client.clone(),
+            &lease,
+            stopped(rx.clone()),
+            |lost| async move {
+                let sweeper = svc.spawn_clone_sweeper(every);
+                lost.await;
+                sweeper.abort();
+            },
+        )
+        .await;
+        match outcome {
+            Ok(LeaderOutcome::Shutdown) => return,
+            Ok(LeaderOutcome::Lost) => {
+                tracing::warn!("lost the leader lease; waiting for it again")
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "leader election failed; retrying");
+                let retry = tokio::time::sleep(lease.duration);
+                tokio::select! {
+                    () = retry => {}
+                    () = stopped(rx.clone()) => return,
+                }
+            }
+        }
+    }
 }

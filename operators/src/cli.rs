@@ -15,7 +15,7 @@ use std::{
 };
 
 use clap::Parser;
-use cstor_api::constants::env;
+use cstor_api::{constants::env, leader::LeaderArgs};
 
 use crate::{
     engine::DEFAULT_CACHE_FILE,
@@ -33,6 +33,8 @@ pub struct CspcOperatorArgs {
     /// Seconds between resyncs.
     #[arg(long, env = "RESYNC_INTERVAL", default_value_t = 30)]
     pub resync_interval: u64,
+    #[command(flatten)]
+    pub leader: LeaderArgs,
 }
 
 /// Realises one CStorPoolInstance as a zpool and its volume replicas as zvols.
@@ -66,16 +68,8 @@ pub struct CvcOperatorArgs {
     /// Accepted for compatibility with upstream manifests (the REST server is not provided).
     #[arg(long, default_value = "")]
     pub bind: String,
-    /// Leader election: not provided yet. `--leader-election=false` (what upstream's and our
-    /// manifests pass) runs normally; `--leader-election` / `=true` exits with an error.
-    #[arg(
-        long,
-        action = clap::ArgAction::Set,
-        num_args = 0..=1,
-        default_value_t = false,
-        default_missing_value = "true"
-    )]
-    pub leader_election: bool,
+    #[command(flatten)]
+    pub leader: LeaderArgs,
 }
 
 /// Keeps a cStor volume's target (istgt) configured and its CStorVolume status true.
@@ -138,6 +132,8 @@ pub struct WebhookArgs {
     /// `no`/`false`/`ignore` → failurePolicy Ignore; anything else → Fail.
     #[arg(long, env = "ADMISSION_WEBHOOK_FAILURE_POLICY")]
     pub failure_policy: Option<String>,
+    #[command(flatten)]
+    pub leader: LeaderArgs,
 }
 
 #[cfg(test)]
@@ -161,7 +157,7 @@ mod tests {
             CvcOperatorArgs::try_parse_from(
                 std::iter::once("cvc-operator").chain(args.iter().copied()),
             )
-            .map(|a| a.leader_election)
+            .map(|a| a.leader.leader_election)
             .map_err(|e| e.to_string())
         };
         assert_eq!(parse(&[]), Ok(false));

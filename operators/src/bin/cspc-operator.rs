@@ -4,7 +4,10 @@
 use std::{process::ExitCode, time::Duration};
 
 use clap::Parser;
-use cstor_api::process;
+use cstor_api::{
+    leader::{self, LeaderOutcome},
+    process,
+};
 use cstor_operators::{
     cli::CspcOperatorArgs,
     cspc_operator::{self, DeployConfig},
@@ -24,11 +27,23 @@ async fn run(
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) -> Result<(), String> {
     let client = process::kube_client().await?;
-    let ctx = cspc_operator::Context::new(client, DeployConfig::from_env())
+    let lease = args.leader.config("cstor-cspc-operator", &args.namespace);
+    let ctx = cspc_operator::Context::new(client.clone(), DeployConfig::from_env())
         .with_resync(Duration::from_secs(args.resync_interval.max(1)));
     let ns = (!args.namespace.is_empty()).then_some(args.namespace);
     tracing::info!(namespace = ?ns, "starting cspc-operator");
-    cspc_operator::run_until(ctx, ns, shutdown).await;
+    match lease {
+        None => cspc_operator::run_until(ctx, ns, shutdown).await,
+        Some(lease) => {
+            let outcome = leader::run_as_leader(client, &lease, shutdown, |stop| {
+                cspc_operator::run_until(ctx, ns, stop)
+            })
+            .await?;
+            if outcome == LeaderOutcome::Lost {
+                return Err("lost the leader lease; restarting as a follower".into());
+            }
+        }
+    }
     tracing::info!("stopped");
     Ok(())
 }

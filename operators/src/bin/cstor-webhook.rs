@@ -3,7 +3,7 @@
 use std::{net::SocketAddr, process::ExitCode, sync::Arc};
 
 use clap::Parser;
-use cstor_api::process;
+use cstor_api::{leader, process};
 use cstor_operators::{
     cli::WebhookArgs,
     webhook::{
@@ -42,9 +42,19 @@ async fn run(
             cfg.failure_policy =
                 bootstrap::failure_policy(args.failure_policy.as_deref()).to_owned();
             cfg.target_port = args.port;
-            let bundle = bootstrap::bootstrap(&client, &cfg)
-                .await
-                .map_err(|e| e.to_string())?;
+            // With several replicas, one at a time: the first creates the certificate, the
+            // others find and use it.
+            let bundle = match args
+                .leader
+                .config("cstor-webhook-bootstrap", &args.namespace)
+            {
+                None => bootstrap::bootstrap(&client, &cfg).await,
+                Some(lease) => {
+                    leader::exclusively(client.clone(), &lease, bootstrap::bootstrap(&client, &cfg))
+                        .await?
+                }
+            }
+            .map_err(|e| e.to_string())?;
             tls::server_config(bundle.cert_pem.as_bytes(), bundle.key_pem.as_bytes())
                 .map_err(|e| e.to_string())?
         }

@@ -4,7 +4,10 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use cstor_api::process;
+use cstor_api::{
+    leader::{self, LeaderOutcome},
+    process,
+};
 use cstor_operators::{
     cli::CvcOperatorArgs,
     cvc_operator::{self, Config, Context},
@@ -23,15 +26,24 @@ async fn run(
     args: CvcOperatorArgs,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) -> Result<(), String> {
-    if args.leader_election {
-        return Err("--leader-election is not supported; run a single replica".into());
-    }
     let mut config = Config::from_env()?;
     config.resync = std::time::Duration::from_secs(args.resync_interval.max(1));
     let client = process::kube_client().await?;
     tracing::info!(namespace = %config.namespace, "starting cvc-operator");
-    let ctx = Context::new(client, config);
-    cvc_operator::run(ctx, shutdown).await;
+    let lease = args.leader.config("cstor-cvc-operator", &config.namespace);
+    let ctx = Context::new(client.clone(), config);
+    match lease {
+        None => cvc_operator::run(ctx, shutdown).await,
+        Some(lease) => {
+            let outcome = leader::run_as_leader(client, &lease, shutdown, |stop| {
+                cvc_operator::run(ctx, stop)
+            })
+            .await?;
+            if outcome == LeaderOutcome::Lost {
+                return Err("lost the leader lease; restarting as a follower".into());
+            }
+        }
+    }
     tracing::info!("stopped");
     Ok(())
 }
