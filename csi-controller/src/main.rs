@@ -4,7 +4,11 @@
 use std::{path::PathBuf, process::ExitCode, time::Duration};
 
 use clap::Parser;
-use cstor_api::{constants::env::OPENEBS_NAMESPACE, process};
+use cstor_api::{
+    constants::env::OPENEBS_NAMESPACE,
+    health::{self, Health},
+    process,
+};
 use cstor_csi_controller::{Config, ControllerService, CsiEndpoint, cli::ControllerArgs};
 
 async fn kube_client(kubeconfig: Option<&PathBuf>) -> Result<kube::Client, String> {
@@ -47,6 +51,9 @@ async fn run(
         tracing::warn!(plugin = %args.plugin, "--plugin is not \"controller\": serving the Identity service only");
     }
     let client = kube_client(args.kubeconfig.as_ref()).await?;
+    // Ready once the CSI endpoint is bound.
+    let health = Health::new("the CSI endpoint is not listening yet");
+    health::start(args.health_addr, health.clone(), process::shutdown_signal()).await?;
     let mut config = Config::new(args.namespace);
     config.driver_name = args.name;
     if let Some(v) = args.vendor_version {
@@ -60,7 +67,9 @@ async fn run(
     let service = ControllerService::new(client, config);
     let _sweeper = (controller && args.clone_sweep_interval > 0)
         .then(|| service.spawn_clone_sweeper(Duration::from_secs(args.clone_sweep_interval)));
-    cstor_csi_controller::serve(&endpoint, service, controller, shutdown)
-        .await
-        .map_err(|e| e.to_string())
+    cstor_csi_controller::serve_reporting(&endpoint, service, controller, shutdown, || {
+        health.set_ready()
+    })
+    .await
+    .map_err(|e| e.to_string())
 }

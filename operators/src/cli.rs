@@ -15,7 +15,10 @@ use std::{
 };
 
 use clap::Parser;
-use cstor_api::constants::env;
+use cstor_api::{
+    constants::env,
+    health::{HealthAddr, defaults},
+};
 
 use crate::{
     engine::DEFAULT_CACHE_FILE,
@@ -33,6 +36,9 @@ pub struct CspcOperatorArgs {
     /// Seconds between resyncs.
     #[arg(long, env = "RESYNC_INTERVAL", default_value_t = 30)]
     pub resync_interval: u64,
+    /// Address of the /healthz and /readyz server (`host:port`, `:port`; empty: none).
+    #[arg(long, env = "HEALTH_ADDR", default_value = defaults::CSPC_OPERATOR)]
+    pub health_addr: HealthAddr,
 }
 
 /// Realises one CStorPoolInstance as a zpool and its volume replicas as zvols.
@@ -54,6 +60,9 @@ pub struct PoolManagerArgs {
     /// zpool cache file.
     #[arg(long, env = "CSTOR_POOL_CACHE_FILE", default_value = DEFAULT_CACHE_FILE)]
     pub cache_file: String,
+    /// Address of the /healthz and /readyz server (`host:port`, `:port`; empty: none).
+    #[arg(long, env = "HEALTH_ADDR", default_value = defaults::POOL_MANAGER)]
+    pub health_addr: HealthAddr,
 }
 
 /// Turns Pending CStorVolumeConfigs into cStor volumes and keeps them in line with their spec.
@@ -76,6 +85,9 @@ pub struct CvcOperatorArgs {
         default_missing_value = "true"
     )]
     pub leader_election: bool,
+    /// Address of the /healthz and /readyz server (`host:port`, `:port`; empty: none).
+    #[arg(long, env = "HEALTH_ADDR", default_value = defaults::CVC_OPERATOR)]
+    pub health_addr: HealthAddr,
 }
 
 /// Keeps a cStor volume's target (istgt) configured and its CStorVolume status true.
@@ -109,6 +121,9 @@ pub struct VolumeManagerArgs {
     /// Event source host.
     #[arg(long, env = "NODE_NAME", default_value = "")]
     pub node_name: String,
+    /// Address of the /healthz and /readyz server (`host:port`, `:port`; empty: none).
+    #[arg(long, env = "HEALTH_ADDR", default_value = defaults::VOLUME_MANAGER)]
+    pub health_addr: HealthAddr,
 }
 
 /// Validates CStorPoolClusters, CStorVolumeConfigs, PVC and namespace deletions.
@@ -138,6 +153,9 @@ pub struct WebhookArgs {
     /// `no`/`false`/`ignore` → failurePolicy Ignore; anything else → Fail.
     #[arg(long, env = "ADMISSION_WEBHOOK_FAILURE_POLICY")]
     pub failure_policy: Option<String>,
+    /// Address of the /healthz and /readyz server (`host:port`, `:port`; empty: none).
+    #[arg(long, env = "HEALTH_ADDR", default_value = defaults::WEBHOOK)]
+    pub health_addr: HealthAddr,
 }
 
 #[cfg(test)]
