@@ -10,6 +10,7 @@ pub mod leader;
 /// The command-runner seam (its own crate, `cstor-exec`, so that crates which only run
 /// commands do not pull in Kubernetes and gRPC).
 pub use cstor_exec as exec;
+pub mod health;
 pub mod naming;
 pub mod ndm;
 pub mod process;

@@ -6,7 +6,10 @@
 use std::path::PathBuf;
 
 use clap::Parser;
-use cstor_api::constants::{csi::DRIVER_NAME, engine::SNAPSHOT_GRPC_PORT, env::OPENEBS_NAMESPACE};
+use cstor_api::{
+    constants::{csi::DRIVER_NAME, engine::SNAPSHOT_GRPC_PORT, env::OPENEBS_NAMESPACE},
+    health::{HealthAddr, defaults},
+};
 
 use crate::TopologyMode;
 
@@ -76,6 +79,9 @@ pub struct ControllerArgs {
     /// sweeper; every replica serves its own sidecars, which elect their leader themselves).
     #[command(flatten)]
     pub leader: cstor_api::leader::LeaderArgs,
+    /// Address of the /healthz and /readyz server (`host:port`, `:port`; empty: none).
+    #[arg(long, env = "HEALTH_ADDR", default_value = defaults::CSI_CONTROLLER)]
+    pub health_addr: HealthAddr,
 }
 
 #[cfg(test)]

@@ -69,5 +69,5 @@ pub use identity::IdentityGrpc;
 pub use params::VolumeParams;
 pub use server::{
     Config, ControllerGrpc, ControllerService, CsiEndpoint, ServeError, TopologyMode, bind_unix,
-    serve, serve_unix,
+    serve, serve_reporting, serve_unix,
 };

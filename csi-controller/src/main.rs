@@ -6,6 +6,7 @@ use std::{path::PathBuf, process::ExitCode, time::Duration};
 use clap::Parser;
 use cstor_api::{
     constants::env::OPENEBS_NAMESPACE,
+    health::{self, Health},
     leader::{self, LeaderConfig, LeaderOutcome},
     process,
 };
@@ -51,6 +52,9 @@ async fn run(
         tracing::warn!(plugin = %args.plugin, "--plugin is not \"controller\": serving the Identity service only");
     }
     let client = kube_client(args.kubeconfig.as_ref()).await?;
+    // Ready once the CSI endpoint is bound.
+    let health = Health::new("the CSI endpoint is not listening yet");
+    health::start(args.health_addr, health.clone(), process::shutdown_signal()).await?;
     let mut config = Config::new(args.namespace);
     config.driver_name = args.name;
     if let Some(v) = args.vendor_version {
@@ -86,9 +90,11 @@ async fn run(
         shutdown.await;
         let _ = stop_tx.send(true);
     });
-    cstor_csi_controller::serve(&endpoint, service, controller, stopped(stop_rx))
-        .await
-        .map_err(|e| e.to_string())
+    cstor_csi_controller::serve_reporting(&endpoint, service, controller, stopped(stop_rx), || {
+        health.set_ready()
+    })
+    .await
+    .map_err(|e| e.to_string())
 }
 
 /// Every replica serves its own sidecars; only the holder of the Lease sweeps clone snapshots.

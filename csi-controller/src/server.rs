@@ -449,9 +449,21 @@ pub async fn serve(
     controller: bool,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ServeError> {
+    serve_reporting(endpoint, service, controller, shutdown, || {}).await
+}
+
+/// [`serve`], calling `listening` once the endpoint is bound (before the first request).
+pub async fn serve_reporting(
+    endpoint: &CsiEndpoint,
+    service: ControllerService,
+    controller: bool,
+    shutdown: impl Future<Output = ()>,
+    listening: impl FnOnce(),
+) -> Result<(), ServeError> {
     match endpoint {
         CsiEndpoint::Unix(path) => {
             let listener = bind_unix(path)?;
+            listening();
             tracing::info!(endpoint = %path.display(), controller, "serving CSI");
             serve_unix(listener, service, controller, shutdown).await
         }
@@ -462,6 +474,7 @@ pub async fn serve(
                     endpoint: addr.to_string(),
                     source,
                 })?;
+            listening();
             tracing::info!(endpoint = %addr, controller, "serving CSI");
             router(&service, controller)
                 .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)

@@ -4,7 +4,10 @@
 //! driver; boolean flags take Go's forms `--flag`, `--flag=true` and `--flag=false`.
 
 use clap::Parser;
-use cstor_api::constants::{csi::DRIVER_NAME, env};
+use cstor_api::{
+    constants::{csi::DRIVER_NAME, env},
+    health::{HealthAddr, defaults},
+};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -70,6 +73,10 @@ pub struct NodeArgs {
         default_missing_value = "true"
     )]
     pub log_json: bool,
+    /// Address of the /healthz and /readyz server (`host:port`, `:port`; empty: none). The
+    /// plugin runs on the host network: the port must be free on every node.
+    #[arg(long, env = "HEALTH_ADDR", default_value = defaults::CSI_NODE)]
+    pub health_addr: HealthAddr,
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@ use std::{process::ExitCode, sync::Arc, time::Duration};
 use clap::Parser;
 use cstor_api::{
     exec::{HostRunner, Runner},
+    health::{self, Health},
     process,
 };
 use cstor_csi_node::{
@@ -35,6 +36,9 @@ async fn run(
     }
     let _ = &args.url;
     let client = process::kube_client().await?;
+    // Ready once the CSI socket is bound (after the start-up cleanup).
+    let health = Health::new("the CSI socket is not listening yet");
+    health::start(args.health_addr, health.clone(), process::shutdown_signal()).await?;
     let runner: Arc<dyn Runner> = Arc::new(HostRunner::new());
     let attacher =
         IscsiAttacher::new(runner.clone(), &args.device_root).with_program(&args.iscsiadm);
@@ -68,9 +72,12 @@ async fn run(
         })
     });
     tracing::info!(node = %args.node_id, endpoint = %args.endpoint, remount = args.remount, "starting");
-    let res = server::serve(NodeService::new(driver), &args.endpoint, async move {
+    let stop = async move {
         shutdown.await;
         let _ = stop_tx.send(true);
+    };
+    let res = server::serve_reporting(NodeService::new(driver), &args.endpoint, stop, || {
+        health.set_ready()
     })
     .await;
     if let Some(m) = monitor {

@@ -106,8 +106,19 @@ pub async fn serve(
     endpoint: &str,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), ServeError> {
+    serve_reporting(service, endpoint, shutdown, || {}).await
+}
+
+/// [`serve`], calling `listening` once the socket is bound (before the first request).
+pub async fn serve_reporting(
+    service: NodeService,
+    endpoint: &str,
+    shutdown: impl std::future::Future<Output = ()>,
+    listening: impl FnOnce(),
+) -> Result<(), ServeError> {
     let path = socket_path(endpoint)?;
     let listener = bind(&path)?;
+    listening();
     tracing::info!(endpoint, "serving CSI Identity and Node");
     let res = tonic::transport::Server::builder()
         .add_service(IdentityServer::new(service.clone()))

@@ -15,7 +15,11 @@ use std::{
 };
 
 use clap::Parser;
-use cstor_api::{constants::env, leader::LeaderArgs};
+use cstor_api::{
+    constants::env,
+    health::{HealthAddr, defaults},
+    leader::LeaderArgs,
+};
 
 use crate::{
     engine::DEFAULT_CACHE_FILE,
@@ -35,6 +39,9 @@ pub struct CspcOperatorArgs {
     pub resync_interval: u64,
     #[command(flatten)]
     pub leader: LeaderArgs,
+    /// Address of the /healthz and /readyz server (`host:port`, `:port`; empty: none).
+    #[arg(long, env = "HEALTH_ADDR", default_value = defaults::CSPC_OPERATOR)]
+    pub health_addr: HealthAddr,
 }
 
 /// Realises one CStorPoolInstance as a zpool and its volume replicas as zvols.
@@ -56,6 +63,9 @@ pub struct PoolManagerArgs {
     /// zpool cache file.
     #[arg(long, env = "CSTOR_POOL_CACHE_FILE", default_value = DEFAULT_CACHE_FILE)]
     pub cache_file: String,
+    /// Address of the /healthz and /readyz server (`host:port`, `:port`; empty: none).
+    #[arg(long, env = "HEALTH_ADDR", default_value = defaults::POOL_MANAGER)]
+    pub health_addr: HealthAddr,
 }
 
 /// Turns Pending CStorVolumeConfigs into cStor volumes and keeps them in line with their spec.
@@ -70,6 +80,9 @@ pub struct CvcOperatorArgs {
     pub bind: String,
     #[command(flatten)]
     pub leader: LeaderArgs,
+    /// Address of the /healthz and /readyz server (`host:port`, `:port`; empty: none).
+    #[arg(long, env = "HEALTH_ADDR", default_value = defaults::CVC_OPERATOR)]
+    pub health_addr: HealthAddr,
 }
 
 /// Keeps a cStor volume's target (istgt) configured and its CStorVolume status true.
@@ -103,6 +116,9 @@ pub struct VolumeManagerArgs {
     /// Event source host.
     #[arg(long, env = "NODE_NAME", default_value = "")]
     pub node_name: String,
+    /// Address of the /healthz and /readyz server (`host:port`, `:port`; empty: none).
+    #[arg(long, env = "HEALTH_ADDR", default_value = defaults::VOLUME_MANAGER)]
+    pub health_addr: HealthAddr,
 }
 
 /// Validates CStorPoolClusters, CStorVolumeConfigs, PVC and namespace deletions.
@@ -134,6 +150,9 @@ pub struct WebhookArgs {
     pub failure_policy: Option<String>,
     #[command(flatten)]
     pub leader: LeaderArgs,
+    /// Address of the /healthz and /readyz server (`host:port`, `:port`; empty: none).
+    #[arg(long, env = "HEALTH_ADDR", default_value = defaults::WEBHOOK)]
+    pub health_addr: HealthAddr,
 }
 
 #[cfg(test)]

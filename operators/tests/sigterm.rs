@@ -17,6 +17,8 @@ use tokio::{
 /// Starts `program`, waits for `ready` on its log, sends SIGTERM, and returns its exit status.
 async fn terminate(mut cmd: Command, ready: &str) -> std::process::ExitStatus {
     let mut child = cmd
+        // An ephemeral health port: the default ones may be taken on a test host.
+        .env("HEALTH_ADDR", "127.0.0.1:0")
         .env("RUST_LOG", "info")
         .env("NO_COLOR", "1")
         .stdout(Stdio::piped())

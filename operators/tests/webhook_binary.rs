@@ -41,6 +41,8 @@ fn spawn(kubeconfig: &PathBuf, ns: &str, port: u16, extra: &[String]) -> Child {
         .args(extra)
         .env("KUBECONFIG", kubeconfig)
         .env("ADMISSION_WEBHOOK_FAILURE_POLICY", "ignore")
+        // An ephemeral health port: several webhooks run at once here.
+        .env("HEALTH_ADDR", "127.0.0.1:0")
         .env_remove("OPENEBS_NAMESPACE")
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())

@@ -3,7 +3,10 @@
 use std::{net::SocketAddr, process::ExitCode, sync::Arc};
 
 use clap::Parser;
-use cstor_api::{leader, process};
+use cstor_api::{
+    health::{self, Health},
+    leader, process,
+};
 use cstor_operators::{
     cli::WebhookArgs,
     webhook::{
@@ -29,6 +32,9 @@ async fn run(
     shutdown: impl std::future::Future<Output = ()> + Send,
 ) -> Result<(), String> {
     let client = process::kube_client().await?;
+    // Ready once the HTTPS listener is bound (after the certificate is in place).
+    let health = Health::new("preparing the serving certificate");
+    health::start(args.health_addr, health.clone(), process::shutdown_signal()).await?;
     let tls_config = match (&args.tls_cert_file, &args.tls_key_file) {
         (Some(cert), Some(key)) => {
             let read = |p: &std::path::Path| {
@@ -68,6 +74,7 @@ async fn run(
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+    health.set_ready();
     tracing::info!(%addr, "serving the admission webhook");
     server::serve_tls(listener, tls_config, server::router(state), shutdown)
         .await

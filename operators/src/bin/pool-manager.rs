@@ -4,8 +4,16 @@
 use std::{process::ExitCode, sync::Arc, time::Duration};
 
 use clap::Parser;
-use cstor_api::{exec::HostRunner, process};
+use cstor_api::{
+    exec::HostRunner,
+    health::{self, Health},
+    process,
+    served::{self, answers},
+};
 use cstor_operators::{cli::PoolManagerArgs, engine::CstorEngine, pool_manager};
+
+/// How often readiness is checked again until the API server serves what the manager needs.
+const READY_RETRY: Duration = Duration::from_secs(5);
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -21,6 +29,8 @@ async fn run(
     shutdown: impl std::future::Future<Output = ()> + Send,
 ) -> Result<(), String> {
     let client = process::kube_client().await?;
+    let health = Health::new("not yet checked that the API server serves the cStor pool CRDs");
+    health::start(args.health_addr, health.clone(), process::shutdown_signal()).await?;
     let engine =
         Arc::new(CstorEngine::new(Arc::new(HostRunner::new())).with_cache_file(args.cache_file));
     let ctx = pool_manager::Context::new(
@@ -31,6 +41,15 @@ async fn run(
         &args.pool_name,
     )
     .with_resync(Duration::from_secs(args.resync_interval.max(1)));
+    // Ready: the API server lists the CSPIs and replicas this manager watches.
+    let (cspis, cvrs) = (ctx.cspis(), ctx.cvrs());
+    tokio::spawn(async move {
+        health::ready_when(&health, READY_RETRY, || {
+            let (cspis, cvrs) = (cspis.clone(), cvrs.clone());
+            async move { served::all([answers(cspis).await, answers(cvrs).await]) }
+        })
+        .await
+    });
     tokio::select! {
         () = pool_manager::run(ctx.clone()) => {}
         () = shutdown => {}

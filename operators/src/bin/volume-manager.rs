@@ -4,7 +4,10 @@
 use std::{process::ExitCode, time::Duration};
 
 use clap::Parser;
-use cstor_api::process;
+use cstor_api::{
+    health::{self, Health},
+    process,
+};
 use cstor_operators::{
     cli::VolumeManagerArgs,
     volume_manager::{self, ConfOptions, ManagerConfig, Settings},
@@ -24,6 +27,9 @@ async fn run(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), String> {
     let client = process::kube_client().await?;
+    // Ready once istgt answers STATUS (the volume manager waits for that before it starts).
+    let health = Health::new("waiting for istgt to answer STATUS");
+    health::start(args.health_addr, health.clone(), process::shutdown_signal()).await?;
     let settings = Settings {
         istgt_socket: args.istgt_socket,
         known_replica_socket: args.known_replica_socket,
@@ -39,7 +45,7 @@ async fn run(
             conf_options: ConfOptions::default(),
         },
     };
-    volume_manager::run(client, settings, shutdown)
+    volume_manager::run_with_health(client, settings, health, shutdown)
         .await
         .map_err(|e| e.to_string())
 }

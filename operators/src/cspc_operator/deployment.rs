@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use cstor_api::{
     constants::{annotation as annotations, env, label as labels, value as values},
     cstor::{CStorPoolCluster, CStorPoolInstance, PoolConfig},
+    health,
 };
 use k8s_openapi::{
     api::{
@@ -278,6 +279,10 @@ fn manager_container(
         ]),
         resources: Some(config.aux_resources.clone().unwrap_or_default()),
         volume_mounts: Some(mounts(&cfg.sparse_dir)),
+        // The pod has its own network namespace: every pool pod on a node can use this port.
+        ports: Some(vec![tcp_port(i32::from(health::ports::POOL_MANAGER))]),
+        liveness_probe: Some(health::liveness_probe(health::ports::POOL_MANAGER)),
+        readiness_probe: Some(health::readiness_probe(health::ports::POOL_MANAGER)),
         ..Default::default()
     }
 }

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use cstor_api::{
     constants::{annotation, engine, env, label, value},
     cstor::{CStorVolume, CStorVolumeConfig, CStorVolumePolicySpec, TargetSpec},
-    naming,
+    health, naming,
 };
 use k8s_openapi::{
     api::{
@@ -318,7 +318,19 @@ fn mgmt_container(cv: &CStorVolume, target: &TargetSpec, config: &super::Config)
         name: "cstor-volume-mgmt".to_owned(),
         image: Some(config.volume_mgmt_image.clone()),
         image_pull_policy: Some("IfNotPresent".to_owned()),
-        ports: container_port(80),
+        ports: Some(vec![
+            ContainerPort {
+                container_port: 80,
+                ..Default::default()
+            },
+            ContainerPort {
+                name: Some("health".to_owned()),
+                container_port: i32::from(health::ports::VOLUME_MANAGER),
+                ..Default::default()
+            },
+        ]),
+        liveness_probe: Some(health::liveness_probe(health::ports::VOLUME_MANAGER)),
+        readiness_probe: Some(health::readiness_probe(health::ports::VOLUME_MANAGER)),
         env: Some(vec![
             plain_env(
                 env::OPENEBS_IO_CSTOR_VOLUME_ID,

@@ -208,6 +208,7 @@ pub struct VolumeManager {
     control: ControlClient,
     conf: Arc<IstgtConf>,
     cfg: ManagerConfig,
+    health: Option<cstor_api::health::Health>,
 }
 
 impl VolumeManager {
@@ -224,7 +225,14 @@ impl VolumeManager {
             control,
             conf,
             cfg,
+            health: None,
         }
+    }
+
+    /// Marks `health` ready once istgt has answered `STATUS`.
+    pub fn with_health(mut self, health: cstor_api::health::Health) -> Self {
+        self.health = Some(health);
+        self
     }
 
     /// Waits for istgt (`STATUS`), then reconciles until `shutdown` completes, then marks the
@@ -237,9 +245,17 @@ impl VolumeManager {
                 _ = &mut shutdown => return Ok(()),
                 _ = retry.tick() => match self.control.status().await {
                     Ok(_) => break,
-                    Err(e) => tracing::info!(error = %e, "waiting for istgt to answer STATUS"),
+                    Err(e) => {
+                        tracing::info!(error = %e, "waiting for istgt to answer STATUS");
+                        if let Some(h) = &self.health {
+                            h.set_not_ready(format!("waiting for istgt to answer STATUS: {e}"));
+                        }
+                    }
                 },
             }
+        }
+        if let Some(h) = &self.health {
+            h.set_ready();
         }
         let mut stream = watcher(self.api.clone(), watcher::Config::default())
             .default_backoff()

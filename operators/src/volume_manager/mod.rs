@@ -108,6 +108,17 @@ pub async fn run(
     settings: Settings,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), RunError> {
+    let unobserved = cstor_api::health::Health::new("not reported");
+    run_with_health(client, settings, unobserved, shutdown).await
+}
+
+/// [`run`], marking `health` ready once istgt has answered `STATUS`.
+pub async fn run_with_health(
+    client: Client,
+    settings: Settings,
+    health: cstor_api::health::Health,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), RunError> {
     let control = ControlClient::new(&settings.istgt_socket);
     let conf = Arc::new(IstgtConf::new(&settings.conf_path));
     let uds = KnownReplicaServer::bind(&settings.known_replica_socket).map_err(|source| {
@@ -137,7 +148,8 @@ pub async fn run(
         let _ = stop_tx.send(true);
     });
     let known = KnownReplicaServer::new(client.clone(), &settings.manager.namespace, conf.clone());
-    let manager = VolumeManager::new(client, control.clone(), conf, settings.manager.clone());
+    let manager = VolumeManager::new(client, control.clone(), conf, settings.manager.clone())
+        .with_health(health);
     let (_, grpc_result, manager_result) = tokio::join!(
         known.serve(uds, stopped()),
         snapshot::serve(grpc, control, stopped()),

@@ -4,7 +4,9 @@
 //! `kubectl` on PATH or `$KUBECTL`) and of the pool and target pods the operators build, with
 //! the container's environment set (clap reads flags from it) and `$(VAR)` references expanded
 //! as the kubelet does. A clap error fails the test — as `--leader-election=false` did when the
-//! flag was a plain switch.
+//! flag was a plain switch. Each such container must also probe the health server its command
+//! line asks for: readiness on `/readyz` and liveness on `/healthz` of the `--health-addr` port
+//! (the CSI node plugin's liveness may be its livenessprobe sidecar's instead).
 //!
 //! Only one test here touches the process environment (clap reads flags from it), so nothing
 //! races with it; keep it that way.
@@ -15,6 +17,7 @@ use std::{
     process::Command,
 };
 
+use cstor_api::health::HealthAddr;
 use cstor_csi_controller::cli::ControllerArgs;
 use cstor_csi_node::cli::NodeArgs;
 use cstor_operators::{
@@ -25,7 +28,10 @@ use cstor_operators::{
     cspc_operator::deployment::{self, DeployConfig},
     cvc_operator::{self, target},
 };
-use k8s_openapi::api::core::v1::Container;
+use k8s_openapi::{
+    api::core::v1::{Container, Probe},
+    apimachinery::pkg::util::intstr::IntOrString,
+};
 use serde_json::{Value, json};
 
 fn deploy_dir() -> PathBuf {
@@ -132,7 +138,8 @@ fn expand(s: &str, env: &BTreeMap<String, String>) -> String {
     out
 }
 
-type Check = fn(&[String]) -> Result<(), String>;
+/// Parses a command line; the result is the binary's `--health-addr`.
+type Check = fn(&[String]) -> Result<HealthAddr, String>;
 
 fn parse<T: Parser>(argv: &[String]) -> Result<T, String> {
     T::try_parse_from(argv).map_err(|e| e.render().to_string())
@@ -145,8 +152,8 @@ fn binaries() -> BTreeMap<&'static str, (clap::Command, Check)> {
         (
             "cvc-operator",
             (CvcOperatorArgs::command(), {
-                fn check(argv: &[String]) -> Result<(), String> {
-                    parse::<CvcOperatorArgs>(argv).map(drop)
+                fn check(argv: &[String]) -> Result<HealthAddr, String> {
+                    parse::<CvcOperatorArgs>(argv).map(|a| a.health_addr)
                 }
                 check as Check
             }),
@@ -154,42 +161,48 @@ fn binaries() -> BTreeMap<&'static str, (clap::Command, Check)> {
         (
             "cspc-operator",
             (CspcOperatorArgs::command(), |a| {
-                parse::<CspcOperatorArgs>(a).map(drop)
+                parse::<CspcOperatorArgs>(a).map(|a| a.health_addr)
             }),
         ),
         (
             "pool-manager",
             (PoolManagerArgs::command(), |a| {
-                parse::<PoolManagerArgs>(a).map(drop)
+                parse::<PoolManagerArgs>(a).map(|a| a.health_addr)
             }),
         ),
         (
             "volume-manager",
             (VolumeManagerArgs::command(), |a| {
-                parse::<VolumeManagerArgs>(a).map(drop)
+                parse::<VolumeManagerArgs>(a).map(|a| a.health_addr)
             }),
         ),
         (
             "cstor-webhook",
             (WebhookArgs::command(), |a| {
-                parse::<WebhookArgs>(a).map(drop)
+                parse::<WebhookArgs>(a).map(|a| a.health_addr)
             }),
         ),
         (
             "cstor-csi-controller",
             (ControllerArgs::command(), |a| {
-                parse::<ControllerArgs>(a).map(drop)
+                parse::<ControllerArgs>(a).map(|a| a.health_addr)
             }),
         ),
         (
             "cstor-csi-node",
-            (NodeArgs::command(), |a| parse::<NodeArgs>(a).map(drop)),
+            (NodeArgs::command(), |a| {
+                parse::<NodeArgs>(a).map(|a| a.health_addr)
+            }),
         ),
     ])
 }
 
-/// Parses `c`'s command line with `c`'s environment; `Ok(None)` when it runs none of ours.
-fn check_container(c: &Container, default_binary: Option<&str>) -> Result<Option<String>, String> {
+/// Parses `c`'s command line with `c`'s environment: the binary and its `--health-addr`;
+/// `Ok(None)` when it runs none of ours.
+fn check_container(
+    c: &Container,
+    default_binary: Option<&str>,
+) -> Result<Option<(String, HealthAddr)>, String> {
     let env: BTreeMap<String, String> = c
         .env
         .iter()
@@ -243,7 +256,7 @@ fn check_container(c: &Container, default_binary: Option<&str>) -> Result<Option
             std::env::remove_var(k);
         }
     }
-    result.map(|()| Some(binary))
+    result.map(|health| Some((binary, health)))
 }
 
 /// The pool Deployment cspc-operator builds and the target Deployment cvc-operator builds (their
@@ -286,6 +299,78 @@ fn operator_built_pods() -> Vec<Value> {
     ]
 }
 
+/// The port a probe's `httpGet` targets, a named port resolved through `c`'s ports.
+fn probe_port(c: &Container, probe: &Probe, path: &str) -> Result<u16, String> {
+    let get = probe
+        .http_get
+        .as_ref()
+        .ok_or_else(|| format!("the probe is not an httpGet of {path}"))?;
+    if get.path.as_deref() != Some(path) {
+        return Err(format!("the probe asks for {:?}, not {path}", get.path));
+    }
+    let port = match &get.port {
+        IntOrString::Int(p) => *p,
+        IntOrString::String(name) => c
+            .ports
+            .iter()
+            .flatten()
+            .find(|p| p.name.as_deref() == Some(name))
+            .map(|p| p.container_port)
+            .ok_or_else(|| format!("the probe names port {name:?}, which the container lacks"))?,
+    };
+    u16::try_from(port).map_err(|_| format!("probe port {port} is out of range"))
+}
+
+/// The `--health-port` of the CSI livenessprobe sidecars among `containers`: a plugin's liveness
+/// may be that sidecar's check of its CSI socket instead of our `/healthz`.
+fn liveness_sidecar_ports(containers: &[(String, Container)]) -> Vec<u16> {
+    containers
+        .iter()
+        .filter(|(_, c)| {
+            c.image
+                .as_deref()
+                .is_some_and(|i| i.contains("sig-storage/livenessprobe"))
+        })
+        .flat_map(|(_, c)| c.args.iter().flatten())
+        .filter_map(|a| a.strip_prefix("--health-port=")?.parse().ok())
+        .collect()
+}
+
+/// A container running one of our binaries serves health on `health`, declares that port,
+/// and has a readiness probe on its `/readyz` and a liveness probe on its `/healthz` (or on a
+/// livenessprobe sidecar's port, `sidecars`).
+fn check_probes(c: &Container, health: HealthAddr, sidecars: &[u16]) -> Result<(), String> {
+    let port = health
+        .get()
+        .ok_or("the health server is disabled (--health-addr / HEALTH_ADDR empty)")?
+        .port();
+    if !c
+        .ports
+        .iter()
+        .flatten()
+        .any(|p| p.container_port == i32::from(port))
+    {
+        return Err(format!(
+            "health port {port} is not among the container's ports"
+        ));
+    }
+    let ready = c.readiness_probe.as_ref().ok_or("no readinessProbe")?;
+    let ready_port = probe_port(c, ready, "/readyz").map_err(|e| format!("readinessProbe: {e}"))?;
+    if ready_port != port {
+        return Err(format!(
+            "readinessProbe on port {ready_port}, the health server on {port}"
+        ));
+    }
+    let live = c.liveness_probe.as_ref().ok_or("no livenessProbe")?;
+    let live_port = probe_port(c, live, "/healthz").map_err(|e| format!("livenessProbe: {e}"))?;
+    if live_port != port && !sidecars.contains(&live_port) {
+        return Err(format!(
+            "livenessProbe on port {live_port}, the health server on {port}"
+        ));
+    }
+    Ok(())
+}
+
 #[test]
 fn every_pod_command_line_parses() {
     let mut failures = Vec::new();
@@ -309,11 +394,18 @@ fn every_pod_command_line_parses() {
     docs.push(("cspc-operator".into(), pool, Some("pool-manager")));
     docs.push(("cvc-operator".into(), target, Some("volume-manager")));
     for (what, doc, default_binary) in &docs {
-        for (at, c) in pod_containers(doc, what) {
+        let containers = pod_containers(doc, what);
+        for (at, c) in &containers {
             // Only the management container runs the role image's CMD.
             let dflt = default_binary.filter(|_| c.name.ends_with("-mgmt"));
-            match check_container(&c, dflt) {
-                Ok(Some(b)) => *seen.entry(b).or_default() += 1,
+            match check_container(c, dflt) {
+                Ok(Some((b, health))) => {
+                    *seen.entry(b).or_default() += 1;
+                    let sidecars = liveness_sidecar_ports(&containers);
+                    if let Err(e) = check_probes(c, health, &sidecars) {
+                        failures.push(format!("{at}: {e}"));
+                    }
+                }
                 Ok(None) => {}
                 Err(e) => failures.push(format!("{at}: {e}")),
             }
@@ -321,7 +413,7 @@ fn every_pod_command_line_parses() {
     }
     assert!(
         failures.is_empty(),
-        "command lines our binaries refuse:\n{}",
+        "command lines our binaries refuse, or probes that miss their health server:\n{}",
         failures.join("\n\n")
     );
     let missing: Vec<_> = binaries()

@@ -76,6 +76,7 @@ pub mod discovery;
 pub mod fake_api;
 pub mod fixtures;
 pub mod gc;
+pub mod http_get;
 pub mod patch;
 pub mod resources;
 mod routes;
