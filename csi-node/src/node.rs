@@ -129,10 +129,48 @@ impl NodeDriver {
         Ok(MountTable::read_from(&self.inner.cfg.mountinfo)?)
     }
 
+    /// Takes every mount stacked at `path` off, one `umount` each, and at most
+    /// [`MAX_STACKED_MOUNTS`] of them: an `umount` that succeeds while the mount stays (or a
+    /// deeper stack than that) is an error the caller reports, never an endless loop.
+    pub(crate) async fn unmount_all(&self, path: &Path) -> Result<()> {
+        for _ in 0..MAX_STACKED_MOUNTS {
+            if !self.mounts()?.is_mount_point(path) {
+                return Ok(());
+            }
+            self.unmount_once(path).await?;
+        }
+        self.still_mounted(path)
+    }
+
+    /// One `umount` of `path`.
+    pub(crate) async fn unmount_once(&self, path: &Path) -> Result<()> {
+        self.inner
+            .fs
+            .umount(path)
+            .await
+            .map_err(NodeError::fs(format!("cannot unmount {}", path.display())))
+    }
+
+    /// `Ok` when `path` is no mount point, else the error of an unmount loop that gave up.
+    pub(crate) fn still_mounted(&self, path: &Path) -> Result<()> {
+        if !self.mounts()?.is_mount_point(path) {
+            return Ok(());
+        }
+        Err(NodeError::Precondition(format!(
+            "{} is still a mount point after {MAX_STACKED_MOUNTS} unmounts: something mounts it \
+             again or umount does not take it off; check `findmnt {}`",
+            path.display(),
+            path.display()
+        )))
+    }
+
     pub(crate) fn node(&self) -> &str {
         &self.inner.cfg.node_id
     }
 }
+
+/// Most mounts stacked on one path an unmount loop takes off before giving up.
+pub const MAX_STACKED_MOUNTS: usize = 16;
 
 /// A validated volume capability.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -187,16 +187,7 @@ impl NodeDriver {
         let volume = require_id(&req.volume_id, "volume_id")?;
         let target = require_path(&req.target_path, "target_path")?;
         let _guard = self.guards().try_lock(volume, Operation::Unpublish)?;
-        while self.mounts()?.is_mount_point(target) {
-            self.inner
-                .fs
-                .umount(target)
-                .await
-                .map_err(NodeError::fs(format!(
-                    "could not unmount {}",
-                    target.display()
-                )))?;
-        }
+        self.unmount_all(target).await?;
         match std::fs::symlink_metadata(target) {
             Ok(m) if m.is_dir() => std::fs::remove_dir(target).map_err(|e| {
                 NodeError::Precondition(format!(

@@ -137,24 +137,9 @@ impl NodeDriver {
             .and_then(|t| table.at(t))
             .is_some_and(|m| m.mount_options.contains_key("ro"));
         if let Some(t) = pub_target {
-            while self.mounts()?.is_mount_point(t) {
-                self.inner
-                    .fs
-                    .umount(t)
-                    .await
-                    .map_err(NodeError::fs(format!("cannot unmount {}", t.display())))?;
-            }
+            self.unmount_all(t).await?;
         }
-        while self.mounts()?.is_mount_point(staging) {
-            self.inner
-                .fs
-                .umount(staging)
-                .await
-                .map_err(NodeError::fs(format!(
-                    "cannot unmount {}",
-                    staging.display()
-                )))?;
-        }
+        self.unmount_all(staging).await?;
         let fs = (!cva.fs_type.is_empty()).then_some(cva.fs_type.as_str());
         self.inner
             .fs
@@ -186,14 +171,7 @@ impl NodeDriver {
         let volume = cva.volume.as_str();
         let _guard = self.guards().try_lock(volume, Operation::Cleanup)?;
         if !cva.target_path.is_empty() {
-            let t = Path::new(&cva.target_path);
-            while self.mounts()?.is_mount_point(t) {
-                self.inner
-                    .fs
-                    .umount(t)
-                    .await
-                    .map_err(NodeError::fs(format!("cannot unmount {}", t.display())))?;
-            }
+            self.unmount_all(Path::new(&cva.target_path)).await?;
         }
         if !cva.staging_target_path.is_empty() {
             self.unmount_staging(volume, Path::new(&cva.staging_target_path))

@@ -188,7 +188,7 @@ impl NodeDriver {
     /// Unmounts everything stacked at the staging path, refusing while the filesystem is still
     /// in use by a publish bind elsewhere.
     pub(crate) async fn unmount_staging(&self, volume: &str, staging: &Path) -> Result<()> {
-        loop {
+        for _ in 0..crate::node::MAX_STACKED_MOUNTS {
             let table = self.mounts()?;
             let Some(m) = table.at(staging) else {
                 return Ok(());
@@ -205,15 +205,9 @@ impl NodeDriver {
                     others.join(", ")
                 )));
             }
-            self.inner
-                .fs
-                .umount(staging)
-                .await
-                .map_err(NodeError::fs(format!(
-                    "cannot unmount {}",
-                    staging.display()
-                )))?;
+            self.unmount_once(staging).await?;
         }
+        self.still_mounted(staging)
     }
 
     /// Waits (with deadlines) for the CVC to be Bound and the CStorVolume to be Healthy or

@@ -285,3 +285,50 @@ fn waits_end_with_upstream_messages() {
             .unwrap();
     });
 }
+
+/// An `umount` that reports success while the mount stays (a mount helper that lies, a mount
+/// that something puts back at once) ends NodeUnpublishVolume with an error naming the path
+/// after a bounded number of attempts; it used to loop for ever.
+#[test]
+fn unmount_loops_are_bounded() {
+    in_mount_ns(|| async {
+        let h = Harness::new();
+        let lying = h.iscsi.runner();
+        lying.on(|cmd| (cmd.program == "umount").then(|| Ok(Output::ok(""))));
+        let rec = RecordingRunner::new(Arc::new(lying));
+        let driver = Harness::driver_with(&rec, &h.api, &h.dev_root);
+        let target = h.mkdir("pods/p1/volumes/pvc-1/mount");
+        nix::mount::mount(
+            Some("tmpfs"),
+            &target,
+            Some("tmpfs"),
+            nix::mount::MsFlags::empty(),
+            None::<&str>,
+        )
+        .expect("mount tmpfs");
+        let answer = tokio::time::timeout(
+            Duration::from_secs(60),
+            driver.unpublish(unpublish_req("pvc-1", &target)),
+        )
+        .await
+        .expect("NodeUnpublishVolume must give up, not loop");
+        let err = answer.expect_err("the target is still mounted");
+        assert!(err.to_string().contains("still a mount point"), "{err}");
+        assert!(
+            err.to_string().contains(&target.display().to_string()),
+            "{err}"
+        );
+        let umounts = rec
+            .lines()
+            .iter()
+            .filter(|l| l.starts_with("umount"))
+            .count();
+        assert_eq!(
+            umounts,
+            cstor_csi_node::node::MAX_STACKED_MOUNTS,
+            "{:?}",
+            rec.lines()
+        );
+        nix::mount::umount(&target).expect("clean up");
+    });
+}

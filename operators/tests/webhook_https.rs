@@ -349,3 +349,31 @@ async fn bad_requests_and_untrusted_clients() {
     assert!(err.to_lowercase().contains("certificate"), "{err}");
     server.stop().await;
 }
+
+/// A client that connects and never speaks (no TLS handshake) is dropped after the handshake
+/// deadline, and does not keep others from being served meanwhile.
+#[tokio::test]
+async fn silent_connections_are_closed_and_do_not_block_others() {
+    use tokio::io::AsyncReadExt;
+    let server = start(lookup()).await;
+    let mut silent = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    let review = admission(
+        "uid-1",
+        "DELETE",
+        "persistentvolumeclaims",
+        json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+               "metadata": {"name": "claim-1", "namespace": NS}}),
+        None,
+    );
+    let answered = server.review(review).await;
+    assert_eq!(answered["response"]["uid"], "uid-1", "{answered}");
+    let mut buf = [0u8; 16];
+    let closed = tokio::time::timeout(
+        cstor_operators::webhook::server::HANDSHAKE_TIMEOUT * 6,
+        silent.read(&mut buf),
+    )
+    .await
+    .expect("the server closes a connection that never completes its handshake");
+    assert!(matches!(closed, Ok(0) | Err(_)), "{closed:?}");
+    server.stop().await;
+}

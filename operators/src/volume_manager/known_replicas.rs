@@ -24,6 +24,13 @@ use super::{
 
 /// Default socket path inside the target pod.
 pub const DEFAULT_SOCKET: &str = "/var/run/volume_mgmt_sock";
+
+/// Connections handled at once on the known-replica socket (istgt opens one per report).
+pub const MAX_CONNECTIONS: usize = 32;
+
+/// Pause after a failed accept before the next one.
+const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
+
 /// How long istgt gets to send its line (istgt itself uses 20 s / 10 s timeouts).
 pub const READ_TIMEOUT: Duration = Duration::from_secs(20);
 /// Longest request line accepted.
@@ -276,18 +283,34 @@ impl KnownReplicaServer {
         result
     }
 
-    /// Accepts connections until `shutdown` completes; each is handled on its own task.
+    /// Accepts connections until `shutdown` completes; each is handled on its own task, at
+    /// most [`MAX_CONNECTIONS`] at once (each bounded by the read deadline); a failed accept
+    /// pauses briefly instead of spinning.
     pub async fn serve(self, listener: UnixListener, shutdown: impl Future<Output = ()>) {
+        let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
         tokio::pin!(shutdown);
         loop {
+            let slot = tokio::select! {
+                _ = &mut shutdown => return,
+                slot = slots.clone().acquire_owned() => slot.expect("the semaphore is never closed"),
+            };
             tokio::select! {
                 _ = &mut shutdown => return,
                 accepted = listener.accept() => match accepted {
                     Ok((sock, _)) => {
                         let me = self.clone();
-                        tokio::spawn(async move { let _ = me.handle_connection(sock).await; });
+                        tokio::spawn(async move {
+                            let _slot = slot;
+                            let _ = me.handle_connection(sock).await;
+                        });
                     }
-                    Err(e) => tracing::warn!(error = %e, "accept on the known-replica socket failed"),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "accept on the known-replica socket failed");
+                        tokio::select! {
+                            _ = &mut shutdown => return,
+                            () = tokio::time::sleep(ACCEPT_ERROR_PAUSE) => {}
+                        }
+                    }
                 },
             }
         }
