@@ -32,6 +32,8 @@ use tokio::{net::TcpListener, sync::Semaphore};
 pub const LIVE_PATH: &str = "/healthz";
 /// Readiness path.
 pub const READY_PATH: &str = "/readyz";
+/// Prometheus metrics path ([`crate::metrics`]).
+pub const METRICS_PATH: &str = "/metrics";
 /// The longest one connection (reading the request, answering) may take.
 pub const CONNECTION_TIMEOUT: Duration = Duration::from_secs(5);
 /// Connections served at once.
@@ -210,6 +212,7 @@ pub fn router(health: Health) -> Router {
     Router::new()
         .route(LIVE_PATH, get(|| async { "ok" }))
         .route(READY_PATH, get(ready))
+        .route(METRICS_PATH, get(|| async { crate::metrics::render() }))
         .with_state(health)
 }
 

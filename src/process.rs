@@ -68,7 +68,20 @@ pub fn shutdown_signal() -> impl Future<Output = ()> + Send + Sync + 'static {
 /// A Kubernetes client from the in-cluster configuration or `KUBECONFIG`, or the error every
 /// binary reports when there is none.
 pub async fn kube_client() -> Result<kube::Client, String> {
-    kube::Client::try_default().await.map_err(|e| {
+    let config = kube::Config::infer().await.map_err(|e| {
         format!("cannot build a Kubernetes client (in-cluster config or KUBECONFIG): {e}")
-    })
+    })?;
+    client_from(config)
+}
+
+/// A client for `config` whose requests are counted by verb in [`crate::metrics`].
+pub fn client_from(config: kube::Config) -> Result<kube::Client, String> {
+    let builder = kube::client::ClientBuilder::try_from(config).map_err(|e| {
+        format!("cannot build a Kubernetes client (in-cluster config or KUBECONFIG): {e}")
+    })?;
+    let count = tower::util::MapRequestLayer::new(|req: http::Request<kube::client::Body>| {
+        crate::metrics::count_api_request(req.method(), req.uri());
+        req
+    });
+    Ok(builder.with_layer(&count).build())
 }

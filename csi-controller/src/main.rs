@@ -25,7 +25,7 @@ async fn kube_client(kubeconfig: Option<&PathBuf>) -> Result<kube::Client, Strin
             .await
             .map_err(|e| format!("no Kubernetes configuration found: {e}"))?,
     };
-    kube::Client::try_from(config).map_err(|e| format!("building the Kubernetes client: {e}"))
+    process::client_from(config)
 }
 
 #[tokio::main]

@@ -189,3 +189,65 @@ async fn volume_manager_is_ready_once_istgt_answers() {
     running.assert_live("volume-manager").await;
     cluster.cleanup().await.expect("namespace clean-up");
 }
+
+/// With `--leader-election`, cspc-operator takes its Lease, and `/metrics` on the health
+/// address counts its API requests by verb and its reconciles.
+#[tokio::test]
+async fn cspc_operator_leads_and_serves_metrics() {
+    use k8s_openapi::api::coordination::v1::Lease;
+    let cluster = TestCluster::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let kc = kubeconfig(&cluster, &dir);
+    let ns = cluster.namespace().to_owned();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_cspc-operator"));
+    cmd.args(["--namespace", &ns, "--leader-election"])
+        .env("KUBECONFIG", &kc)
+        .env("POD_NAME", "cspc-operator-test-0");
+    let mut running = start(cmd).await;
+    running.wait_ready("cspc-operator").await;
+
+    let leases: kube::Api<Lease> = kube::Api::namespaced(cluster.client(), &ns);
+    let holder = wait_until("the Lease has a holder", STARTUP, || async {
+        leases
+            .get_opt("cstor-cspc-operator")
+            .await
+            .ok()
+            .flatten()
+            .and_then(|l| l.spec?.holder_identity)
+    })
+    .await
+    .expect("cspc-operator holds its Lease");
+    assert!(holder.starts_with("cspc-operator-test-0"), "{holder}");
+
+    let health = running.health;
+    let text = wait_until("API requests in /metrics", STARTUP, || async move {
+        let (status, body) = get(health, "/metrics", ANSWER).await.ok()?;
+        (status == 200
+            && body.contains("cstor_kube_api_requests_total{verb=\"list\"}")
+            && body.contains("cstor_kube_api_requests_total{verb=\"watch\"}"))
+        .then_some(body)
+    })
+    .await
+    .expect("/metrics counts the operator's lists and watches");
+    assert!(
+        text.contains("verb=\"create\""),
+        "the Lease was created: {text}"
+    );
+
+    // A CSPC to reconcile: its passes show under controller="cspc".
+    let cspcs: kube::Api<cstor_api::cstor::CStorPoolCluster> =
+        kube::Api::namespaced(cluster.client(), &ns);
+    let cspc = cstor_api::cstor::CStorPoolCluster::new("cspc-metrics", Default::default());
+    cspcs.create(&Default::default(), &cspc).await.unwrap();
+    wait_until("reconciles in /metrics", STARTUP, || async move {
+        let (_, body) = get(health, "/metrics", ANSWER).await.ok()?;
+        body.contains("cstor_reconcile_total{controller=\"cspc\"")
+            .then_some(())
+            .filter(|()| {
+                body.contains("cstor_reconcile_duration_seconds_count{controller=\"cspc\"}")
+            })
+    })
+    .await
+    .expect("/metrics counts the CSPC reconciles");
+    cluster.cleanup().await.expect("namespace clean-up");
+}

@@ -24,10 +24,18 @@ use super::{
 };
 use crate::pool_manager::{condition, set_condition};
 
+/// Reconcile metrics of the CSPC controller.
+static METRICS: cstor_api::metrics::Reconciles = cstor_api::metrics::Reconciles::new("cspc");
+
 pub async fn reconcile(cspc: Arc<CStorPoolCluster>, ctx: Arc<Context>) -> Result<Action> {
-    let action = reconcile_once(cspc.clone(), ctx.clone()).await?;
-    ctx.backoff.succeeded(&*cspc);
-    Ok(action)
+    let started = std::time::Instant::now();
+    let result = reconcile_once(cspc.clone(), ctx.clone()).await;
+    METRICS.observe(started, result.is_ok());
+    if result.is_ok() {
+        ctx.backoff.succeeded(&*cspc);
+        METRICS.set_failing(ctx.backoff.failing());
+    }
+    result
 }
 
 async fn reconcile_once(cspc: Arc<CStorPoolCluster>, ctx: Arc<Context>) -> Result<Action> {
@@ -67,6 +75,7 @@ pub fn retry_delay(cspc: &CStorPoolCluster, err: &Error, ctx: &Context) -> std::
 
 pub fn error_policy(cspc: Arc<CStorPoolCluster>, err: &Error, ctx: Arc<Context>) -> Action {
     let delay = retry_delay(&cspc, err, &ctx);
+    METRICS.set_failing(ctx.backoff.failing());
     tracing::warn!(cspc = %cspc.name_any(), error = %err, retry_in = ?delay, "cspc reconcile failed");
     Action::requeue(delay)
 }

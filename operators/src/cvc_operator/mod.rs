@@ -259,10 +259,18 @@ pub(crate) fn pv_name(cvc: &CStorVolumeConfig) -> String {
 /// The CVC is read again from the API first: the controller's cache can lag behind this
 /// operator's own last write, and acting on a stale spec/status pair (e.g. an old scale-up)
 /// would re-create replicas or PDBs that were just removed.
+/// Reconcile metrics of the CVC controller.
+static METRICS: cstor_api::metrics::Reconciles = cstor_api::metrics::Reconciles::new("cvc");
+
 pub async fn reconcile(cvc: Arc<CStorVolumeConfig>, ctx: Arc<Context>) -> Result<Action, Error> {
-    let action = reconcile_once(cvc.clone(), ctx.clone()).await?;
-    ctx.backoff.succeeded(&*cvc);
-    Ok(action)
+    let started = std::time::Instant::now();
+    let result = reconcile_once(cvc.clone(), ctx.clone()).await;
+    METRICS.observe(started, result.is_ok());
+    if result.is_ok() {
+        ctx.backoff.succeeded(&*cvc);
+        METRICS.set_failing(ctx.backoff.failing());
+    }
+    result
 }
 
 async fn reconcile_once(cvc: Arc<CStorVolumeConfig>, ctx: Arc<Context>) -> Result<Action, Error> {
@@ -340,6 +348,7 @@ pub const BLOCKED_RETRY_MAX: Duration = Duration::from_secs(30);
 
 pub fn error_policy(cvc: Arc<CStorVolumeConfig>, err: &Error, ctx: Arc<Context>) -> Action {
     let delay = retry_delay(&cvc, err, &ctx);
+    METRICS.set_failing(ctx.backoff.failing());
     if delay > ctx.config.wait_retry {
         warn!(cvc = %cvc.name_any(), error = %err, retry_in = ?delay, "reconcile failed");
     }

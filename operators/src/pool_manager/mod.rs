@@ -157,11 +157,17 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// How long after a failed pass on `obj` to try again: waiting on another component at a
 /// steady pace, errors with per-object exponential backoff.
 pub fn retry_delay<K: kube::Resource>(obj: &K, err: &Error, ctx: &Context) -> Duration {
-    match err {
+    let delay = match err {
         Error::Waiting(_) => ctx.resync.min(Duration::from_secs(5)),
         _ => ctx.backoff.failed(obj),
-    }
+    };
+    FAILING.set_failing(ctx.backoff.failing());
+    delay
 }
+
+/// The pool manager's objects (its CSPI and its CVRs) waiting out an error backoff.
+pub(crate) static FAILING: cstor_api::metrics::Reconciles =
+    cstor_api::metrics::Reconciles::new("pool-manager");
 
 /// Sets a CSPI or CSPC condition (the shared rules of [`crate::conditions::set`]).
 pub use crate::conditions::set as set_condition;

@@ -20,10 +20,18 @@ use super::{
 };
 
 /// Reconciles one CSPI; CSPIs other than `ctx.cspi_uid` are ignored.
+/// Reconcile metrics of the CSPI controller.
+static METRICS: cstor_api::metrics::Reconciles = cstor_api::metrics::Reconciles::new("cspi");
+
 pub async fn reconcile(cspi: Arc<CStorPoolInstance>, ctx: Arc<Context>) -> Result<Action> {
-    let action = reconcile_once(cspi.clone(), ctx.clone()).await?;
-    ctx.backoff.succeeded(&*cspi);
-    Ok(action)
+    let started = std::time::Instant::now();
+    let result = reconcile_once(cspi.clone(), ctx.clone()).await;
+    METRICS.observe(started, result.is_ok());
+    if result.is_ok() {
+        ctx.backoff.succeeded(&*cspi);
+        super::FAILING.set_failing(ctx.backoff.failing());
+    }
+    result
 }
 
 async fn reconcile_once(cspi: Arc<CStorPoolInstance>, ctx: Arc<Context>) -> Result<Action> {

@@ -22,10 +22,18 @@ use kube::{
 use super::{Context, Error, Result, resync};
 use crate::engine::{ReplicaCloneSpec, ReplicaStatus, ReplicaVolumeSpec};
 
+/// Reconcile metrics of the CVR controller.
+static METRICS: cstor_api::metrics::Reconciles = cstor_api::metrics::Reconciles::new("cvr");
+
 pub async fn reconcile(cvr: Arc<CStorVolumeReplica>, ctx: Arc<Context>) -> Result<Action> {
-    let action = reconcile_once(cvr.clone(), ctx.clone()).await?;
-    ctx.backoff.succeeded(&*cvr);
-    Ok(action)
+    let started = std::time::Instant::now();
+    let result = reconcile_once(cvr.clone(), ctx.clone()).await;
+    METRICS.observe(started, result.is_ok());
+    if result.is_ok() {
+        ctx.backoff.succeeded(&*cvr);
+        super::FAILING.set_failing(ctx.backoff.failing());
+    }
+    result
 }
 
 async fn reconcile_once(cvr: Arc<CStorVolumeReplica>, ctx: Arc<Context>) -> Result<Action> {
