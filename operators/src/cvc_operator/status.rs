@@ -21,7 +21,6 @@ use cstor_api::{
         CStorVolumeConfigCondition, CStorVolumePhase, CStorVolumeReplica, CStorVolumeReplicaPhase,
     },
 };
-use k8s_openapi::{apimachinery::pkg::apis::meta::v1::Time, jiff::Timestamp};
 use kube::{
     ResourceExt,
     api::{ListParams, PostParams},
@@ -264,23 +263,14 @@ pub async fn sync_health(cvc: &mut CStorVolumeConfig, ctx: &Context) -> Result<(
             Some((r, m)) => ("False", r.clone(), m.clone()),
         };
         let st = cv.status.get_or_insert_with(Default::default);
-        let conds = st.conditions.get_or_insert_with(Vec::new);
-        let same = conds.iter().any(|c| {
-            c.type_ == CV_VOLUME_HEALTHY
-                && c.status == status
-                && c.reason.as_deref() == Some(reason.as_str())
-                && c.message.as_deref() == Some(message.as_str())
-        });
-        if !same {
-            conds.retain(|c| c.type_ != CV_VOLUME_HEALTHY);
-            conds.push(CStorVolumeCondition {
-                type_: CV_VOLUME_HEALTHY.to_owned(),
-                status: status.to_owned(),
-                last_transition_time: Some(Time(Timestamp::now())),
-                reason: Some(reason),
-                message: Some(message),
-                ..Default::default()
-            });
+        let healthy = CStorVolumeCondition {
+            type_: CV_VOLUME_HEALTHY.to_owned(),
+            status: status.to_owned(),
+            reason: Some(reason),
+            message: Some(message),
+            ..Default::default()
+        };
+        if crate::conditions::set(&mut st.conditions, healthy) {
             ctx.count_write();
             match cvs.replace(&pv, &PostParams::default(), &cv).await {
                 Ok(_) => {}
