@@ -78,8 +78,13 @@ impl Harness {
 
     /// Starts the operator with a fresh context (as a restarted process would).
     pub fn start_operator(&mut self) {
+        self.start_operator_as(self.client.clone());
+    }
+
+    /// [`Self::start_operator`] with its own `client` (to tell its API calls apart).
+    pub fn start_operator_as(&mut self, client: Client) {
         assert!(self.controller.is_none(), "operator already running");
-        self.ctx = Self::context(&self.client, &self.ns);
+        self.ctx = Self::context(&client, &self.ns);
         let ctx = self.ctx.clone();
         self.controller = Some(tokio::spawn(cvc_operator::run(ctx, std::future::pending())));
     }
