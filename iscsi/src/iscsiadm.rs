@@ -22,6 +22,13 @@ use crate::{
 /// this with [`Iscsiadm::with_timeout`].
 pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// How often a node-record command that failed with exit 6 (record database) is tried in all.
+pub const RECORD_DB_ATTEMPTS: u32 = 5;
+const RECORD_DB_RETRY_DELAY: Duration = Duration::from_millis(25);
+
+/// One node-record database command at a time in this process (see `exec_record_db`).
+static RECORD_DB_LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// Default time [`Iscsiadm::attach`] waits for the by-path link after a login.
 pub const DEFAULT_DEVICE_TIMEOUT: Duration = Duration::from_secs(20);
 
@@ -185,6 +192,30 @@ impl Iscsiadm {
             .map_err(|e| Error::from_exec(cmd, e))
     }
 
+    /// Runs a command that reads or writes the node record database (`-o new|update|delete|show`
+    /// and the record list). iscsiadm walks every record directory for these, so a record that
+    /// another iscsiadm deletes meanwhile makes it fail with exit 6 ("could not stat"). Calls
+    /// from this process are serialised by one lock; other processes are outlived by retrying
+    /// exit 6 a bounded number of times ([`RECORD_DB_ATTEMPTS`]).
+    async fn exec_record_db(&self, cmd: &Cmd) -> Result<Output, Error> {
+        let mut attempt = 1;
+        loop {
+            let out = {
+                let _db = RECORD_DB_LOCK.lock().await;
+                self.exec(cmd).await?
+            };
+            if out.success() {
+                return Ok(out);
+            }
+            if out.code != Some(code::IDBM) || attempt >= RECORD_DB_ATTEMPTS {
+                return Err(Error::from_output(cmd, &out));
+            }
+            tracing::debug!(command = %cmd, attempt, "iscsiadm record database busy (exit 6): retrying");
+            tokio::time::sleep(RECORD_DB_RETRY_DELAY * attempt).await;
+            attempt += 1;
+        }
+    }
+
     /// Runs `cmd` and turns a non-zero exit into the typed error for its code.
     async fn exec_ok(&self, cmd: &Cmd) -> Result<Output, Error> {
         let out = self.exec(cmd).await?;
@@ -236,7 +267,7 @@ impl Iscsiadm {
     /// then resets it to the defaults of iscsid.conf: apply settings after creating.
     pub async fn node_create(&self, target: &Target) -> Result<(), Error> {
         let cmd = self.node_cmd(target).args(["-o", "new"]);
-        self.exec_ok(&cmd).await.map(drop)
+        self.exec_record_db(&cmd).await.map(drop)
     }
 
     /// Sets one setting of the node record (`-o update -n <key> -v <value>`); 21 if there is no
@@ -252,13 +283,13 @@ impl Iscsiadm {
         } else {
             cmd.arg(value)
         };
-        self.exec_ok(&cmd).await.map(drop)
+        self.exec_record_db(&cmd).await.map(drop)
     }
 
     /// Deletes the node record; `Ok(false)` when there was none (exit 21).
     pub async fn node_delete(&self, target: &Target) -> Result<bool, Error> {
         let cmd = self.node_cmd(target).args(["-o", "delete"]);
-        match self.exec_ok(&cmd).await {
+        match self.exec_record_db(&cmd).await {
             Ok(_) => Ok(true),
             Err(e) if e.code() == Some(code::NO_OBJECTS) => Ok(false),
             Err(e) => Err(e),
@@ -271,7 +302,7 @@ impl Iscsiadm {
         target: &Target,
     ) -> Result<Option<BTreeMap<String, String>>, Error> {
         let cmd = self.node_cmd(target).args(["-o", "show"]);
-        match self.exec_ok(&cmd).await {
+        match self.exec_record_db(&cmd).await {
             Ok(out) => Ok(Some(parse_record(&out.stdout))),
             Err(e) if e.code() == Some(code::NO_OBJECTS) => Ok(None),
             Err(e) => Err(e),
@@ -281,7 +312,7 @@ impl Iscsiadm {
     /// All node records (`-m node`); empty when there are none (exit 21).
     pub async fn nodes(&self) -> Result<Vec<PortalTarget>, Error> {
         let cmd = self.cmd(["-m", "node"]);
-        match self.exec_ok(&cmd).await {
+        match self.exec_record_db(&cmd).await {
             Ok(out) => Ok(parse_portal_targets(&out.stdout)),
             Err(e) if e.code() == Some(code::NO_OBJECTS) => Ok(Vec::new()),
             Err(e) => Err(e),

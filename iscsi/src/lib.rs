@@ -37,7 +37,7 @@ pub use device::{DEFAULT_DEVICE_ROOT, DeviceWaiter, by_path_name, lun_suffix};
 pub use error::{Error, Failure, code};
 pub use iscsiadm::{
     AttachOptions, AttachedDevice, Chap, DEFAULT_CALL_TIMEOUT, DEFAULT_DEVICE_TIMEOUT, Detached,
-    Iscsiadm, Login, Logout,
+    Iscsiadm, Login, Logout, RECORD_DB_ATTEMPTS,
 };
 pub use parse::{PortalTarget, ScsiDevice, Session, SessionDetail};
 pub use target::{DEFAULT_IFACE, DEFAULT_PORT, Iqn, Portal, Target};

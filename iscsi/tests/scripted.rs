@@ -549,3 +549,47 @@ async fn device_waiter_times_out_at_the_deadline() {
         "{err}"
     );
 }
+
+/// Exit 6 from a node-record command (iscsiadm walked over a record another iscsiadm deleted) is
+/// retried a bounded number of times; a lasting 6 is returned typed after the last try.
+#[tokio::test]
+async fn record_database_failures_are_retried_a_bounded_number_of_times() {
+    let busy = || {
+        Output::fail(
+            6,
+            "iscsiadm: iface iter could not stat /etc/iscsi/nodes/iqn.x/::1,33213.\niscsiadm: Could not execute operation on all records: encountered iSCSI database failure",
+        )
+    };
+    let failures_left = Arc::new(Mutex::new(2));
+    let left = failures_left.clone();
+    let delete = format!("{NODE} -o delete");
+    let scripted = ScriptedRunner::new();
+    scripted.on(move |cmd| {
+        (cmd.line() == delete).then(|| {
+            let mut left = left.lock().unwrap();
+            if *left > 0 {
+                *left -= 1;
+                Ok(busy())
+            } else {
+                Ok(Output::ok(""))
+            }
+        })
+    });
+    let rec = RecordingRunner::new(Arc::new(scripted.clone()));
+    let adm = Iscsiadm::new(Arc::new(rec.clone()));
+    let target = Target::with_default_iface(IQN, PORTAL).unwrap();
+    assert!(adm.node_delete(&target).await.unwrap());
+    let codes: Vec<_> = rec.calls().into_iter().map(|(_, c)| c).collect();
+    assert_eq!(codes, vec![Some(6), Some(6), Some(0)]);
+
+    *failures_left.lock().unwrap() = u32::MAX;
+    rec.clear();
+    let err = adm.node_delete(&target).await.unwrap_err();
+    assert_eq!(err.code(), Some(6), "{err:?}");
+    assert!(err.to_string().contains("could not stat"), "{err}");
+    assert_eq!(
+        rec.calls().len(),
+        cstor_iscsi::RECORD_DB_ATTEMPTS as usize,
+        "bounded"
+    );
+}
