@@ -45,8 +45,14 @@ pub async fn finalize(cvc: &CStorVolumeConfig, ctx: &Context) -> Result<(), Erro
         .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
         .await
     {
-        Ok(_) => Ok(()),
-        Err(e) if is_not_found(&e) => Ok(()),
+        Ok(_) => {
+            ctx.caches().forget(&name);
+            Ok(())
+        }
+        Err(e) if is_not_found(&e) => {
+            ctx.caches().forget(&name);
+            Ok(())
+        }
         Err(e) => {
             ctx.event(
                 cvc,

@@ -15,6 +15,7 @@
 //! get replicas), [`target`] (Service and Deployment), [`scale`], [`resize`], [`delete`],
 //! [`pdb`], [`status`] (conditions and events).
 
+pub mod cache;
 pub mod delete;
 pub mod pdb;
 pub mod placement;
@@ -34,10 +35,10 @@ use std::{
 
 use cstor_api::{
     constants::{env, label},
-    cstor::{CStorVolume, CStorVolumeConfig, CStorVolumeConfigPhase, CStorVolumeReplica},
+    cstor::{CStorVolumeConfig, CStorVolumeConfigPhase},
 };
-use futures::StreamExt;
-use k8s_openapi::api::{apps::v1::Deployment, core::v1::Service};
+use futures::{FutureExt, StreamExt};
+use k8s_openapi::api::core::v1::Node;
 use kube::{
     Api, Client, Resource, ResourceExt,
     runtime::{Controller, controller::Action, events::EventType, reflector::ObjectRef, watcher},
@@ -137,6 +138,8 @@ pub struct Context {
     /// Per-CVC retry delays after errors.
     pub backoff: crate::backoff::Backoff,
     writes: AtomicU64,
+    /// The watch caches of the running controller (fresh ones for every [`run`]).
+    caches: std::sync::RwLock<Arc<cache::Caches>>,
 }
 
 impl Context {
@@ -149,7 +152,52 @@ impl Context {
             config,
             writes: AtomicU64::new(0),
             backoff,
+            caches: Default::default(),
         })
+    }
+
+    /// The watch caches reads go through (answered by the API until [`run`] fills them).
+    pub fn caches(&self) -> Arc<cache::Caches> {
+        self.caches.read().expect("caches lock").clone()
+    }
+
+    /// Reads `name` of a namespaced kind through its cache.
+    pub(crate) async fn cached<K>(
+        &self,
+        cached: &cache::Cached<K>,
+        name: &str,
+    ) -> Result<Option<K>, Error>
+    where
+        K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+            + Clone
+            + serde::de::DeserializeOwned
+            + std::fmt::Debug
+            + Send
+            + Sync
+            + 'static,
+    {
+        cached
+            .get(&self.api::<K>(), Some(&self.config.namespace), name)
+            .await
+    }
+
+    /// The objects of a namespaced kind labelled `key=value`, through its cache.
+    pub(crate) async fn cached_list<K>(
+        &self,
+        cached: &cache::Cached<K>,
+        key: &str,
+        value: &str,
+    ) -> Result<Vec<K>, Error>
+    where
+        K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+            + Clone
+            + serde::de::DeserializeOwned
+            + std::fmt::Debug
+            + Send
+            + Sync
+            + 'static,
+    {
+        cached.list(&self.api::<K>(), &[(key, Some(value))]).await
     }
 
     /// Number of API writes (creates, updates, patches, deletes, events) issued so far.
@@ -234,6 +282,37 @@ impl Error {
     }
 }
 
+/// Merge-patches the CStorVolume `pv` (an owned object: only the fields a step changes are
+/// sent) and returns the stored object.
+pub(crate) async fn patch_cv(
+    ctx: &Context,
+    pv: &str,
+    patch: serde_json::Value,
+) -> Result<cstor_api::cstor::CStorVolume, Error> {
+    ctx.count_write();
+    ctx.api::<cstor_api::cstor::CStorVolume>()
+        .patch(
+            pv,
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(&patch),
+        )
+        .await
+        .map_err(Error::kube(format!("patch CStorVolume {pv}")))
+}
+
+/// The CStorVolume of a bound volume, from the cache; waiting when it is missing.
+pub(crate) async fn bound_cv(
+    ctx: &Context,
+    pv: &str,
+) -> Result<cstor_api::cstor::CStorVolume, Error> {
+    ctx.cached(&ctx.caches().volumes, pv)
+        .await?
+        .ok_or_else(|| Error::Waiting {
+            reason: "VolumeMissing",
+            message: format!("CStorVolume {pv} of the bound volume does not exist (yet)"),
+        })
+}
+
 /// Whether an API error is 404.
 pub(crate) fn is_not_found(e: &kube::Error) -> bool {
     matches!(e, kube::Error::Api(s) if s.code == 404)
@@ -254,14 +333,15 @@ pub(crate) fn pv_name(cvc: &CStorVolumeConfig) -> String {
     cvc.name_any()
 }
 
-/// Reconciles one CVC (upstream `syncCVC`).
-///
-/// The CVC is read again from the API first: the controller's cache can lag behind this
-/// operator's own last write, and acting on a stale spec/status pair (e.g. an old scale-up)
-/// would re-create replicas or PDBs that were just removed.
 /// Reconcile metrics of the CVC controller.
 static METRICS: cstor_api::metrics::Reconciles = cstor_api::metrics::Reconciles::new("cvc");
 
+/// Reconciles one CVC (upstream `syncCVC`).
+///
+/// The CVC comes from the controller's cache; a copy older than this operator's own last
+/// write (the watch has not delivered it yet) is skipped, as acting on a stale spec/status
+/// pair (e.g. an old scale-up) would re-create replicas or PDBs that were just removed. The
+/// watch event of that write wakes the reconcile again.
 pub async fn reconcile(cvc: Arc<CStorVolumeConfig>, ctx: Arc<Context>) -> Result<Action, Error> {
     let started = std::time::Instant::now();
     let result = reconcile_once(cvc.clone(), ctx.clone()).await;
@@ -275,15 +355,10 @@ pub async fn reconcile(cvc: Arc<CStorVolumeConfig>, ctx: Arc<Context>) -> Result
 
 async fn reconcile_once(cvc: Arc<CStorVolumeConfig>, ctx: Arc<Context>) -> Result<Action, Error> {
     let name = cvc.name_any();
-    let cvc = match ctx
-        .api::<CStorVolumeConfig>()
-        .get_opt(&name)
-        .await
-        .map_err(Error::kube(format!("get CStorVolumeConfig {name}")))?
-    {
-        Some(fresh) => Arc::new(fresh),
-        None => return Ok(Action::await_change()),
-    };
+    if ctx.caches().is_stale(&cvc) {
+        debug!(cvc = %name, "cached CVC is older than our last write: waiting for the watch");
+        return Ok(Action::await_change());
+    }
     if cvc.metadata.deletion_timestamp.is_some() {
         delete::finalize(&cvc, &ctx).await?;
         return Ok(Action::await_change());
@@ -370,29 +445,65 @@ fn by_pv_label<K: Resource>(obj: K, ns: &str) -> Option<ObjectRef<CStorVolumeCon
         .map(|pv| ObjectRef::new(pv).within(ns))
 }
 
-/// Builds the controller (not started): CVCs of the namespace, woken by their CVs, Services,
-/// target Deployments and CVRs.
-pub fn controller(ctx: &Arc<Context>) -> Controller<CStorVolumeConfig> {
+/// Builds the controller (not started) on fresh watch caches: CVCs of the namespace, woken by
+/// their CVs, Services, target Deployments and CVRs, whose watches also fill the caches the
+/// reconciles read. The caches of the pools, pool clusters, policies and zone-labelled nodes
+/// are filled by the returned task, which must be driven alongside the controller.
+pub fn controller(
+    ctx: &Arc<Context>,
+) -> (
+    Controller<CStorVolumeConfig>,
+    impl Future<Output = ()> + Send + 'static,
+) {
+    let caches = Arc::new(cache::Caches::default());
+    *ctx.caches.write().expect("caches lock") = caches.clone();
     let wc = watcher::Config::default();
     let ns = ctx.config.namespace.clone();
     let ns2 = ns.clone();
     let pv_selector = watcher::Config::default().labels(label::PERSISTENT_VOLUME);
-    Controller::new(ctx.api::<CStorVolumeConfig>(), wc.clone())
-        .owns(ctx.api::<CStorVolume>(), wc.clone())
-        .owns(ctx.api::<Service>(), pv_selector.clone())
-        .watches(ctx.api::<Deployment>(), pv_selector.clone(), move |d| {
-            by_pv_label(d, &ns)
-        })
-        .watches(ctx.api::<CStorVolumeReplica>(), pv_selector, move |r| {
-            by_pv_label(r, &ns2)
-        })
+    let taken = "fresh caches";
+    let controller = Controller::new(ctx.api::<CStorVolumeConfig>(), wc.clone())
+        .owns_stream(caches.volumes.reflect(ctx.api(), wc.clone()).expect(taken))
+        .owns_stream(
+            caches
+                .services
+                .reflect(ctx.api(), pv_selector.clone())
+                .expect(taken),
+        )
+        .watches_stream(
+            caches
+                .deployments
+                .reflect(ctx.api(), pv_selector.clone())
+                .expect(taken),
+            move |d| by_pv_label(d, &ns),
+        )
+        .watches_stream(
+            caches
+                .replicas
+                .reflect(ctx.api(), pv_selector)
+                .expect(taken),
+            move |r| by_pv_label(r, &ns2),
+        );
+    let nodes = Api::<Node>::all(ctx.client.clone());
+    let zoned = watcher::Config::default().labels(placement::ZONE_LABEL);
+    let pdbs = watcher::Config::default().labels(label::CSTOR_POOL_CLUSTER);
+    let others = futures::future::join5(
+        cache::drain(caches.pools.reflect(ctx.api(), wc.clone())),
+        cache::drain(caches.pool_clusters.reflect(ctx.api(), wc.clone())),
+        cache::drain(caches.policies.reflect(ctx.api(), wc)),
+        cache::drain(caches.nodes.reflect(nodes, zoned)),
+        cache::drain(caches.disruption_budgets.reflect(ctx.api(), pdbs)),
+    )
+    .map(drop);
+    (controller, others)
 }
 
 /// Runs the controller until `shutdown` resolves.
 /// In-flight reconciles get [`crate::shutdown::GRACE`] to finish.
 pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + 'static) {
     let shutdown = crate::shutdown::shared(shutdown);
-    let controller = controller(&ctx);
+    let (controller, caches) = controller(&ctx);
+    let caches = tokio::spawn(caches);
     let store = controller.store();
     let stream = controller
         .graceful_shutdown_on(shutdown.clone())
@@ -407,6 +518,7 @@ pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + 
         futures::FutureExt::now_or_never(store.wait_until_ready()).is_some_and(|r| r.is_ok())
     })
     .await;
+    caches.abort();
 }
 
 #[cfg(test)]

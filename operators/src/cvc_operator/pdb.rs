@@ -82,16 +82,11 @@ pub async fn get_or_create(
     pools: &BTreeSet<String>,
 ) -> Result<String, Error> {
     let api = ctx.api::<PodDisruptionBudget>();
-    let selector = pools
-        .iter()
-        .map(|p| format!("{}={}", pool_label(p), value::TRUE))
-        .collect::<Vec<_>>()
-        .join(",");
-    let existing = api
-        .list(&ListParams::default().labels(&selector))
-        .await
-        .map_err(Error::kube("list PodDisruptionBudgets"))?;
-    for pdb in existing.items {
+    let wanted: Vec<(String, &str)> = pools.iter().map(|p| (pool_label(p), value::TRUE)).collect();
+    let labels: Vec<(&str, Option<&str>)> =
+        wanted.iter().map(|(k, v)| (k.as_str(), Some(*v))).collect();
+    let existing = ctx.caches().disruption_budgets.list(&api, &labels).await?;
+    for pdb in existing {
         let values: BTreeSet<String> = pdb
             .spec
             .as_ref()

@@ -11,18 +11,14 @@ use std::collections::{BTreeMap, BTreeSet};
 use cstor_api::{
     constants::{annotation, finalizer, label, value},
     cstor::{
-        CStorPoolCluster, CStorPoolInstance, CStorVolume, CStorVolumeConfig,
-        CStorVolumeConfigPhase, CStorVolumePolicy, CStorVolumePolicySpec, CStorVolumeReplica,
-        CStorVolumeReplicaPhase, CStorVolumeReplicaSpec, CStorVolumeReplicaStatus, CStorVolumeSpec,
-        ReplicaPoolInfo, VersionDetails,
+        CStorVolume, CStorVolumeConfig, CStorVolumeConfigPhase, CStorVolumePolicySpec,
+        CStorVolumeReplica, CStorVolumeReplicaPhase, CStorVolumeReplicaSpec,
+        CStorVolumeReplicaStatus, CStorVolumeSpec, ReplicaPoolInfo, VersionDetails,
     },
     naming,
 };
 use k8s_openapi::{
-    api::{
-        apps::v1::Deployment,
-        core::v1::{Node, ObjectReference, Service},
-    },
+    api::core::v1::{Node, ObjectReference},
     apimachinery::pkg::api::resource::Quantity,
 };
 use kube::{
@@ -33,7 +29,7 @@ use kube::{
 use serde::{Serialize, de::DeserializeOwned};
 
 use super::{
-    Context, Error, is_already_exists, is_not_found, pdb,
+    Context, Error, is_already_exists, pdb,
     placement::{self, Pool},
     pv_name, status, target,
 };
@@ -163,9 +159,9 @@ pub async fn load_policy(
         .filter(|n| !n.is_empty());
     let spec = match name {
         None => cvc.spec.policy.clone(),
-        Some(n) => match ctx.api::<CStorVolumePolicy>().get(n).await {
-            Ok(p) => p.spec,
-            Err(e) if is_not_found(&e) => {
+        Some(n) => match ctx.cached(&ctx.caches().policies, n).await? {
+            Some(p) => p.spec,
+            None => {
                 return Err(Error::blocked(
                     "PolicyNotFound",
                     format!(
@@ -175,7 +171,6 @@ pub async fn load_policy(
                     ),
                 ));
             }
-            Err(e) => return Err(Error::kube(format!("get CStorVolumePolicy {n}"))(e)),
         },
     };
     Ok(target::with_defaults(spec))
@@ -183,34 +178,32 @@ pub async fn load_policy(
 
 /// Pools (CSPIs) of a CSPC with the zones of their nodes. Errors when the CSPC is unknown.
 pub async fn load_pools(ctx: &Context, cspc: &str) -> Result<Vec<Pool>, Error> {
-    match ctx.api::<CStorPoolCluster>().get_opt(cspc).await {
-        Ok(Some(_)) => {}
-        Ok(None) => {
-            return Err(Error::blocked(
-                "PoolClusterNotFound",
-                format!(
-                    "CStorPoolCluster {cspc:?} (label {}) not found in namespace {}: create it or fix the StorageClass parameter cstorPoolCluster",
-                    label::CSTOR_POOL_CLUSTER,
-                    ctx.config.namespace
-                ),
-            ));
-        }
-        Err(e) => return Err(Error::kube(format!("get CStorPoolCluster {cspc}"))(e)),
+    let caches = ctx.caches();
+    if ctx.cached(&caches.pool_clusters, cspc).await?.is_none() {
+        return Err(Error::blocked(
+            "PoolClusterNotFound",
+            format!(
+                "CStorPoolCluster {cspc:?} (label {}) not found in namespace {}: create it or fix the StorageClass parameter cstorPoolCluster",
+                label::CSTOR_POOL_CLUSTER,
+                ctx.config.namespace
+            ),
+        ));
     }
     let cspis = ctx
-        .api::<CStorPoolInstance>()
-        .list(&ListParams::default().labels(&format!("{}={cspc}", label::CSTOR_POOL_CLUSTER)))
-        .await
-        .map_err(Error::kube(format!("list CStorPoolInstances of {cspc}")))?
-        .items;
+        .cached_list(&caches.pools, label::CSTOR_POOL_CLUSTER, cspc)
+        .await?;
     // Zones: optional, a missing permission or label only disables zone spreading.
     let mut zones: BTreeMap<String, String> = BTreeMap::new();
-    match Api::<Node>::all(ctx.client.clone())
-        .list(&ListParams::default().labels(placement::ZONE_LABEL))
+    match caches
+        .nodes
+        .list(
+            &Api::<Node>::all(ctx.client.clone()),
+            &[(placement::ZONE_LABEL, None)],
+        )
         .await
     {
         Ok(nodes) => {
-            for node in nodes.items {
+            for node in nodes {
                 let labels = node.labels();
                 if let Some(zone) = labels.get(placement::ZONE_LABEL) {
                     let host = labels
@@ -255,21 +248,29 @@ pub fn pools_of(cvrs: &[CStorVolumeReplica]) -> BTreeSet<String> {
         .collect()
 }
 
-/// Gets `name`, or creates `obj` when absent (409 AlreadyExists → reads the winner).
-pub async fn get_or_create<K>(ctx: &Context, api: &Api<K>, obj: &K) -> Result<K, Error>
+/// Gets `name` from `cached` (the API when the cache is not running), or creates `obj` when
+/// absent (409 AlreadyExists: a cache that lagged, reads the winner from the API).
+pub async fn get_or_create<K>(
+    ctx: &Context,
+    cached: &super::cache::Cached<K>,
+    obj: &K,
+) -> Result<K, Error>
 where
-    K: Resource + Clone + Serialize + DeserializeOwned + std::fmt::Debug,
-    K::DynamicType: Default,
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + Serialize
+        + DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
 {
-    let kind = K::kind(&Default::default()).to_string();
+    let kind = K::kind(&());
     let name = obj.meta().name.clone().unwrap_or_default();
-    if let Some(found) = api
-        .get_opt(&name)
-        .await
-        .map_err(Error::kube(format!("get {kind} {name}")))?
-    {
+    if let Some(found) = ctx.cached(cached, &name).await? {
         return Ok(found);
     }
+    let api = ctx.api::<K>();
     ctx.count_write();
     match api.create(&PostParams::default(), obj).await {
         Ok(o) => Ok(o),
@@ -417,9 +418,19 @@ pub async fn provision(cvc: &CStorVolumeConfig, ctx: &Context) -> Result<(), Err
     let v = validate(cvc)?;
     let policy = load_policy(cvc, ctx).await?;
     // Plan before creating anything.
-    let chosen = plan_replicas(cvc, ctx, &v, &policy).await?;
+    let pools = load_pools(ctx, &v.cspc).await?;
+    // Feasibility before creating anything, from the cached replicas ...
+    let cached = pools_of(
+        &ctx.cached_list(&ctx.caches().replicas, label::PERSISTENT_VOLUME, &pv)
+            .await?,
+    );
+    plan_replicas(cvc, ctx, &v, &policy, &pools, &cached).await?;
     let cv = create_target(cvc, ctx, &v, &policy).await?;
-    let placed = create_replicas(cvc, ctx, &cv, &v, &policy, &chosen).await?;
+    // ... and the placement that counts from the replicas the API has: the one read of a
+    // provisioning pass a lagging cache must not answer, or a re-run could place a second set.
+    let existing = pools_of(&list_cvrs(ctx, &pv).await?);
+    let chosen = plan_replicas(cvc, ctx, &v, &policy, &pools, &existing).await?;
+    let placed = create_replicas(cvc, ctx, &cv, &v, &policy, &chosen, existing).await?;
     if placed.len() < v.replica_count {
         return Err(Error::Waiting {
             reason: "ReplicasPending",
@@ -446,16 +457,18 @@ fn preferred_host<'a>(
 }
 
 /// Chooses the pools of the replicas still missing, from the CSPC's pools the policy allows
-/// (for a restore or clone: those holding the source volume).
+/// (for a restore or clone: those holding the source volume), given the pools that hold a
+/// replica already.
 async fn plan_replicas(
     cvc: &CStorVolumeConfig,
     ctx: &Context,
     v: &Validated,
     policy: &CStorVolumePolicySpec,
+    pools: &[Pool],
+    existing: &BTreeSet<String>,
 ) -> Result<Vec<Pool>, Error> {
     let pv = pv_name(cvc);
     let allowed = validate_pool_list(&pv, policy, v.replica_count)?;
-    let pools = load_pools(ctx, &v.cspc).await?;
     if let Some(unknown) = allowed
         .iter()
         .find(|a| !pools.iter().any(|p| &p.name == *a))
@@ -465,15 +478,14 @@ async fn plan_replicas(
             v.cspc
         )));
     }
-    let existing = pools_of(&list_cvrs(ctx, &pv).await?);
     let source_pools = source_pools(ctx, &pv, v).await?;
     let chosen = placement::choose(
-        &pools,
+        pools,
         &placement::Request {
             pv: &pv,
             cspc: &v.cspc,
             replica_count: v.replica_count,
-            existing: &existing,
+            existing,
             allowed: &allowed,
             source_pools: source_pools.as_ref(),
             preferred_host: preferred_host(cvc, policy),
@@ -492,7 +504,10 @@ async fn source_pools(
     let Some((src, snap)) = &v.source else {
         return Ok(None);
     };
-    let src_pools = pools_of(&list_cvrs(ctx, src).await?);
+    let src_pools = pools_of(
+        &ctx.cached_list(&ctx.caches().replicas, label::PERSISTENT_VOLUME, src)
+            .await?,
+    );
     if src_pools.is_empty() {
         return Err(Error::blocked(
             "SourceVolumeNotFound",
@@ -515,12 +530,8 @@ async fn create_target(
 ) -> Result<CStorVolume, Error> {
     let pv = pv_name(cvc);
     let version = &ctx.config.version;
-    let svc = get_or_create(
-        ctx,
-        &ctx.api::<Service>(),
-        &target::build_service(cvc, version),
-    )
-    .await?;
+    let caches = ctx.caches();
+    let svc = get_or_create(ctx, &caches.services, &target::build_service(cvc, version)).await?;
     let ip = svc
         .spec
         .as_ref()
@@ -530,12 +541,7 @@ async fn create_target(
             reason: "TargetServiceIPPending",
             message: format!("waiting for target Service {pv} to get a ClusterIP"),
         })?;
-    let cv = get_or_create(
-        ctx,
-        &ctx.api::<CStorVolume>(),
-        &build_cv(cvc, v, &ip, version),
-    )
-    .await?;
+    let cv = get_or_create(ctx, &caches.volumes, &build_cv(cvc, v, &ip, version)).await?;
     if cv.metadata.deletion_timestamp.is_some() {
         return Err(Error::Waiting {
             reason: "OldVolumeTerminating",
@@ -544,7 +550,7 @@ async fn create_target(
     }
     get_or_create(
         ctx,
-        &ctx.api::<Deployment>(),
+        &caches.deployments,
         &target::build_deployment(cvc, &cv, policy, &ctx.config),
     )
     .await?;
@@ -559,6 +565,7 @@ async fn create_replicas(
     v: &Validated,
     policy: &CStorVolumePolicySpec,
     chosen: &[Pool],
+    existing: BTreeSet<String>,
 ) -> Result<BTreeSet<String>, Error> {
     if let Some(host) = preferred_host(cvc, policy) {
         ctx.event(
@@ -569,7 +576,8 @@ async fn create_replicas(
         )
         .await;
     }
-    let cvrs = ctx.api::<CStorVolumeReplica>();
+    let caches = ctx.caches();
+    let mut placed = existing;
     for pool in chosen {
         let cvr = build_cvr(
             cvc,
@@ -580,9 +588,10 @@ async fn create_replicas(
             &ctx.config.version,
             CvrOptions::default(),
         );
-        get_or_create(ctx, &cvrs, &cvr).await?;
+        get_or_create(ctx, &caches.replicas, &cvr).await?;
+        placed.insert(pool.name.clone());
     }
-    Ok(pools_of(&list_cvrs(ctx, &pv_name(cvc)).await?))
+    Ok(placed)
 }
 
 /// Binds the CVC: records the replicas' pools in its policy and status, resyncs the PDB, points

@@ -1,9 +1,9 @@
 //! Resize: CVC `spec.capacity` → CV `spec.capacity` → (volume manager) target; done
 //! when the CV's `status.capacity` reaches the size. Shrinking is ignored.
 
-use cstor_api::cstor::{CStorVolume, CStorVolumeConfig, volume_config_conditions};
+use cstor_api::cstor::{CStorVolumeConfig, volume_config_conditions};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
-use kube::{api::PostParams, runtime::events::EventType};
+use kube::runtime::events::EventType;
 
 use super::{Context, Error, pv_name, status};
 
@@ -30,11 +30,7 @@ pub async fn sync(cvc: &mut CStorVolumeConfig, ctx: &Context) -> Result<(), Erro
         return Ok(());
     }
     let pv = pv_name(cvc);
-    let cvs = ctx.api::<CStorVolume>();
-    let mut cv = cvs
-        .get(&pv)
-        .await
-        .map_err(Error::kube(format!("get CStorVolume {pv}")))?;
+    let cv = super::bound_cv(ctx, &pv).await?;
     let cv_spec = cv.spec.capacity.as_ref().and_then(bytes);
     let cv_status = cv
         .status
@@ -86,9 +82,8 @@ pub async fn sync(cvc: &mut CStorVolumeConfig, ctx: &Context) -> Result<(), Erro
         format!("CVCController is resizing volume {pv}"),
     )
     .await;
-    cv.spec.capacity = Some(desired);
-    ctx.count_write();
-    if let Err(e) = cvs.replace(&pv, &PostParams::default(), &cv).await {
+    let patch = serde_json::json!({"spec": {"capacity": desired}});
+    if let Err(e) = super::patch_cv(ctx, &pv, patch).await {
         ctx.event(
             cvc,
             EventType::Warning,
@@ -96,7 +91,7 @@ pub async fn sync(cvc: &mut CStorVolumeConfig, ctx: &Context) -> Result<(), Erro
             format!("failed to set the new size on CStorVolume {pv}: {e}"),
         )
         .await;
-        return Err(Error::kube(format!("update CStorVolume {pv}"))(e));
+        return Err(e);
     }
     Ok(())
 }

@@ -6,14 +6,10 @@ use std::collections::BTreeSet;
 
 use cstor_api::{
     constants::{annotation, label},
-    cstor::{CStorVolume, CStorVolumeConfig, CStorVolumeReplica, CStorVolumeReplicaPhase},
+    cstor::{CStorVolumeConfig, CStorVolumeReplica, CStorVolumeReplicaPhase},
     naming,
 };
-use kube::{
-    ResourceExt,
-    api::{DeleteParams, PostParams},
-    runtime::events::EventType,
-};
+use kube::{ResourceExt, api::DeleteParams, runtime::events::EventType};
 
 use super::{
     Context, Error, is_not_found, pdb,
@@ -186,19 +182,15 @@ async fn scale_up(
             return Ok(());
         }
     }
-    let cvs = ctx.api::<CStorVolume>();
-    let mut cv = cvs
-        .get(&pv)
-        .await
-        .map_err(Error::kube(format!("get CStorVolume {pv}")))?;
+    let mut cv = super::bound_cv(ctx, &pv).await?;
     let want = desired.len() as i64;
     if cv.spec.desired_replication_factor.unwrap_or(0) < want {
-        cv.spec.desired_replication_factor = Some(want);
-        ctx.count_write();
-        cv = cvs
-            .replace(&pv, &PostParams::default(), &cv)
-            .await
-            .map_err(Error::kube(format!("update CStorVolume {pv}")))?;
+        cv = super::patch_cv(
+            ctx,
+            &pv,
+            serde_json::json!({"spec": {"desiredReplicationFactor": want}}),
+        )
+        .await?;
     }
     let volume_id = cvc
         .annotations()
@@ -213,7 +205,7 @@ async fn scale_up(
         .get("storage")
         .map(|q| q.0.clone())
         .unwrap_or_default();
-    let cvrs = ctx.api::<CStorVolumeReplica>();
+    let caches = ctx.caches();
     for n in new {
         let pool = pools.iter().find(|p| &p.name == n).expect("checked above");
         let cvr = provision::build_cvr(
@@ -228,18 +220,7 @@ async fn scale_up(
                 replica_id: naming::replica_id_for_scale_up(&volume_id, n),
             },
         );
-        provision::get_or_create(ctx, &cvrs, &cvr).await?;
-    }
-    let placed = provision::pools_of(&provision::list_cvrs(ctx, &pv).await?);
-    if !new.iter().all(|n| placed.contains(n)) {
-        return Err(Error::Waiting {
-            reason: "ScaleUpInProgress",
-            message: format!(
-                "scaling replicas from {} to {} in progress",
-                current.len(),
-                desired.len()
-            ),
-        });
+        provision::get_or_create(ctx, &caches.replicas, &cvr).await?;
     }
     let mut pool_info = current.to_vec();
     pool_info.extend(new.iter().cloned());
@@ -254,34 +235,25 @@ async fn scale_down(
     removed: &str,
 ) -> Result<(), Error> {
     let pv = pv_name(cvc);
-    let cvs = ctx.api::<CStorVolume>();
-    let mut cv = cvs
-        .get(&pv)
-        .await
-        .map_err(Error::kube(format!("get CStorVolume {pv}")))?;
+    let mut cv = super::bound_cv(ctx, &pv).await?;
     let cvr_name = naming::cvr_name(&pv, removed);
-    let cvrs = ctx.api::<CStorVolumeReplica>();
-    let cvr = cvrs
-        .get_opt(&cvr_name)
-        .await
-        .map_err(Error::kube(format!("get CStorVolumeReplica {cvr_name}")))?;
+    let cvr = ctx.cached(&ctx.caches().replicas, &cvr_name).await?;
     let want = desired.len() as i64;
     if cv.spec.desired_replication_factor.unwrap_or(0) > want {
-        cv.spec.desired_replication_factor = Some(want);
+        // A merge patch: the removed replica's entry of knownReplicas is deleted (null), the
+        // other entries are left as they are.
+        let mut patch = serde_json::json!({"spec": {"desiredReplicationFactor": want}});
         if let Some(id) = cvr.as_ref().and_then(|c| c.spec.replica_id.clone())
-            && let Some(known) = cv
+            && cv
                 .spec
                 .replica_details
-                .as_mut()
-                .and_then(|d| d.known_replicas.as_mut())
+                .as_ref()
+                .and_then(|d| d.known_replicas.as_ref())
+                .is_some_and(|k| k.contains_key(&id))
         {
-            known.remove(&id);
+            patch["spec"]["replicaDetails"] = serde_json::json!({"knownReplicas": {id: null}});
         }
-        ctx.count_write();
-        cv = cvs
-            .replace(&pv, &PostParams::default(), &cv)
-            .await
-            .map_err(Error::kube(format!("update CStorVolume {pv}")))?;
+        cv = super::patch_cv(ctx, &pv, patch).await?;
     }
     let known = |d: Option<&cstor_api::cstor::CStorVolumeReplicaDetails>| {
         d.and_then(|d| d.known_replicas.as_ref())
@@ -311,7 +283,11 @@ async fn scale_down(
     }
     if cvr.is_some() {
         ctx.count_write();
-        match cvrs.delete(&cvr_name, &DeleteParams::default()).await {
+        match ctx
+            .api::<CStorVolumeReplica>()
+            .delete(&cvr_name, &DeleteParams::default())
+            .await
+        {
             Ok(_) => {}
             Err(e) if is_not_found(&e) => {}
             Err(e) => return Err(Error::kube(format!("delete CStorVolumeReplica {cvr_name}"))(e)),

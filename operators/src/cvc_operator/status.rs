@@ -21,13 +21,9 @@ use cstor_api::{
         CStorVolumeConfigCondition, CStorVolumePhase, CStorVolumeReplica, CStorVolumeReplicaPhase,
     },
 };
-use kube::{
-    ResourceExt,
-    api::{ListParams, PostParams},
-    runtime::events::EventType,
-};
+use kube::{ResourceExt, api::PostParams, runtime::events::EventType};
 
-use super::{Context, Error, is_conflict, is_not_found, pv_name};
+use super::{Context, Error, is_conflict, pv_name};
 
 /// CVC condition: the CVC cannot be bound (yet).
 pub const PROVISION_FAILED: &str = "ProvisionFailed";
@@ -48,6 +44,7 @@ pub async fn replace_cvc(cvc: &mut CStorVolumeConfig, ctx: &Context) -> Result<(
         .replace(&name, &PostParams::default(), cvc)
         .await
         .map_err(Error::kube(format!("update CStorVolumeConfig {name}")))?;
+    ctx.caches().wrote(cvc);
     Ok(())
 }
 
@@ -199,15 +196,37 @@ pub fn health_summary(
     Some((reason, parts.join("; ")))
 }
 
+/// How long a new volume's target may take to report it (CStorVolume phase still empty or
+/// `Init`) before the volume is called not healthy: a target pod starting is not a fault, and
+/// flagging every new volume for its first seconds would cost each one two CVC writes, a CV
+/// write and an event.
+pub const TARGET_START_GRACE: std::time::Duration = std::time::Duration::from_secs(120);
+
+/// Whether `cv` is a new volume whose target has not reported yet, within
+/// [`TARGET_START_GRACE`] of its creation.
+fn target_starting(cv: &CStorVolume) -> bool {
+    let reported = cv
+        .status
+        .as_ref()
+        .and_then(|s| s.phase.as_ref())
+        .is_some_and(|p| *p != CStorVolumePhase::Init);
+    let young = cv.metadata.creation_timestamp.as_ref().is_none_or(|t| {
+        let age = k8s_openapi::jiff::Timestamp::now().duration_since(t.0);
+        age < k8s_openapi::jiff::SignedDuration::try_from(TARGET_START_GRACE).unwrap_or_default()
+    });
+    !reported && young
+}
+
 /// Keeps `VolumeNotHealthy` on the CVC and `VolumeHealthy` on the CV in line with the CV's
-/// state; writes only when the summary changed.
+/// state; writes only when the summary changed. A target still starting
+/// ([`TARGET_START_GRACE`]) is left alone; the periodic resync looks again.
 pub async fn sync_health(cvc: &mut CStorVolumeConfig, ctx: &Context) -> Result<(), Error> {
     let pv = pv_name(cvc);
-    let cvs = ctx.api::<CStorVolume>();
-    let cv = cvs
-        .get_opt(&pv)
-        .await
-        .map_err(Error::kube(format!("get CStorVolume {pv}")))?;
+    let caches = ctx.caches();
+    let cv = ctx.cached(&caches.volumes, &pv).await?;
+    if cv.as_ref().is_some_and(target_starting) {
+        return Ok(());
+    }
     let healthy = cv
         .as_ref()
         .and_then(|c| c.status.as_ref())
@@ -217,21 +236,14 @@ pub async fn sync_health(cvc: &mut CStorVolumeConfig, ctx: &Context) -> Result<(
         None
     } else {
         let cvrs = ctx
-            .api::<CStorVolumeReplica>()
-            .list(&ListParams::default().labels(&format!("{}={pv}", label::PERSISTENT_VOLUME)))
-            .await
-            .map_err(Error::kube(format!("list CStorVolumeReplicas of {pv}")))?
-            .items;
-        let mut pools = BTreeMap::new();
+            .cached_list(&caches.replicas, label::PERSISTENT_VOLUME, &pv)
+            .await?;
+        let mut pools: BTreeMap<String, CStorPoolInstance> = BTreeMap::new();
         for cvr in &cvrs {
-            if let Some(p) = cvr.labels().get(label::CSPI_NAME) {
-                match ctx.api::<CStorPoolInstance>().get(p).await {
-                    Ok(cspi) => {
-                        pools.insert(p.clone(), cspi);
-                    }
-                    Err(e) if is_not_found(&e) => {}
-                    Err(e) => return Err(Error::kube(format!("get CStorPoolInstance {p}"))(e)),
-                }
+            if let Some(p) = cvr.labels().get(label::CSPI_NAME)
+                && let Some(cspi) = ctx.cached(&caches.pools, p).await?
+            {
+                pools.insert(p.clone(), cspi);
             }
         }
         health_summary(cv.as_ref(), &cvrs, &pools)
@@ -271,14 +283,50 @@ pub async fn sync_health(cvc: &mut CStorVolumeConfig, ctx: &Context) -> Result<(
             ..Default::default()
         };
         if crate::conditions::set(&mut st.conditions, healthy) {
-            ctx.count_write();
-            match cvs.replace(&pv, &PostParams::default(), &cv).await {
+            // The conditions list is replaced as a whole: the patch carries the resource
+            // version it was computed from, so a volume manager write meanwhile is not lost.
+            let patch = serde_json::json!({
+                "metadata": {"resourceVersion": cv.metadata.resource_version},
+                "status": {"conditions": st.conditions},
+            });
+            match super::patch_cv(ctx, &pv, patch).await {
                 Ok(_) => {}
-                // The volume manager wrote the CV meanwhile: retried on the next sync.
-                Err(e) if is_conflict(&e) => {}
-                Err(e) => return Err(Error::kube(format!("update CStorVolume {pv}"))(e)),
+                // The volume manager wrote the CV meanwhile: its watch event brings us back.
+                Err(Error::Kube { source, .. }) if is_conflict(&source) => {}
+                Err(e) => return Err(e),
             }
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::{apimachinery::pkg::apis::meta::v1::Time, jiff};
+
+    fn cv(age_secs: i64, phase: Option<CStorVolumePhase>) -> CStorVolume {
+        let mut cv = CStorVolume::new("pvc-1", Default::default());
+        cv.metadata.creation_timestamp = Some(Time(
+            jiff::Timestamp::now() - jiff::SignedDuration::from_secs(age_secs),
+        ));
+        cv.status = phase.map(|p| cstor_api::cstor::CStorVolumeStatus {
+            phase: Some(p),
+            ..Default::default()
+        });
+        cv
+    }
+
+    #[test]
+    fn a_new_target_gets_time_to_report_and_no_more() {
+        assert!(target_starting(&cv(5, None)));
+        assert!(target_starting(&cv(5, Some(CStorVolumePhase::Init))));
+        // Reported (healthy or not): judged at once.
+        assert!(!target_starting(&cv(5, Some(CStorVolumePhase::Offline))));
+        assert!(!target_starting(&cv(5, Some(CStorVolumePhase::Healthy))));
+        // Still Init after the grace: a fault worth reporting.
+        let late = TARGET_START_GRACE.as_secs() as i64 + 1;
+        assert!(!target_starting(&cv(late, Some(CStorVolumePhase::Init))));
+        assert!(!target_starting(&cv(late, None)));
+    }
 }

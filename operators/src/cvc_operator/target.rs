@@ -21,11 +21,11 @@ use k8s_openapi::{
 };
 use kube::{
     Resource, ResourceExt,
-    api::{ObjectMeta, PostParams},
+    api::{ObjectMeta, Patch, PatchParams},
     runtime::events::EventType,
 };
 
-use super::{Context, Error, is_not_found, pv_name};
+use super::{Context, Error, pv_name};
 
 fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
     pairs
@@ -395,40 +395,35 @@ pub async fn sync_policy(cvc: &mut CStorVolumeConfig, ctx: &Context) -> Result<(
         return Ok(());
     }
     let pv = pv_name(cvc);
-    let cv: CStorVolume = ctx
-        .api()
-        .get(&pv)
-        .await
-        .map_err(Error::kube(format!("get CStorVolume {pv}")))?;
+    let cv = super::bound_cv(ctx, &pv).await?;
     let name = naming::target_deployment_name(&pv);
-    let deployments = ctx.api::<Deployment>();
-    let mut current = match deployments.get(&name).await {
-        Ok(d) => d,
-        Err(e) if is_not_found(&e) => {
-            ctx.event(
-                cvc,
-                EventType::Warning,
-                "PolicySync",
-                format!("target deployment {name} not found: cannot apply spec.policy"),
-            )
-            .await;
-            return Err(Error::Waiting {
-                reason: "TargetDeploymentMissing",
-                message: format!("target deployment {name} of cvc {pv} does not exist"),
-            });
-        }
-        Err(e) => return Err(Error::kube(format!("get Deployment {name}"))(e)),
+    let Some(current) = ctx.cached(&ctx.caches().deployments, &name).await? else {
+        ctx.event(
+            cvc,
+            EventType::Warning,
+            "PolicySync",
+            format!("target deployment {name} not found: cannot apply spec.policy"),
+        )
+        .await;
+        return Err(Error::Waiting {
+            reason: "TargetDeploymentMissing",
+            message: format!("target deployment {name} of cvc {pv} does not exist"),
+        });
     };
     let wanted = build_deployment(cvc, &cv, &cvc.spec.policy, &ctx.config);
-    if let (Some(spec), Some(w)) = (current.spec.as_mut(), wanted.spec)
+    if let (Some(spec), Some(w)) = (current.spec.as_ref(), wanted.spec)
         && spec.template != w.template
     {
-        spec.template = w.template;
+        // Exactly the new pod template, nothing else of the Deployment.
+        let patch: json_patch::Patch = serde_json::from_value(serde_json::json!([
+            {"op": "replace", "path": "/spec/template", "value": w.template}
+        ]))
+        .expect("a JSON patch");
         ctx.count_write();
-        deployments
-            .replace(&name, &PostParams::default(), &current)
+        ctx.api::<Deployment>()
+            .patch(&name, &PatchParams::default(), &Patch::<()>::Json(patch))
             .await
-            .map_err(Error::kube(format!("update Deployment {name}")))?;
+            .map_err(Error::kube(format!("patch Deployment {name}")))?;
     }
     cvc.labels_mut()
         .insert(cstor_api::constants::label::TEMPLATE_HASH.to_owned(), hash);
