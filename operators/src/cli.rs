@@ -68,9 +68,9 @@ pub struct PoolManagerArgs {
     #[arg(long, env = "HEALTH_ADDR", default_value = defaults::POOL_MANAGER)]
     pub health_addr: HealthAddr,
     /// Address of the Prometheus metrics exporter, `GET /metrics` with upstream's m-exporter
-    /// metric names (`host:port`, `:port`; empty: none). When it cannot be bound (upstream's
-    /// sidecar still holds the port) the binary runs on without it.
-    #[arg(long, env = "EXPORTER_ADDR", default_value = exporter::DEFAULT_ADDR)]
+    /// metric names (`host:port`, `:port`; empty: none). The operators' pods set 0.0.0.0:9500.
+    /// When it cannot be bound the binary runs on without it.
+    #[arg(long, env = exporter::ADDR_ENV, default_value = "")]
     pub exporter_addr: HealthAddr,
 }
 
@@ -126,9 +126,9 @@ pub struct VolumeManagerArgs {
     #[arg(long, env = "HEALTH_ADDR", default_value = defaults::VOLUME_MANAGER)]
     pub health_addr: HealthAddr,
     /// Address of the Prometheus metrics exporter, `GET /metrics` with upstream's m-exporter
-    /// metric names (`host:port`, `:port`; empty: none). When it cannot be bound (upstream's
-    /// sidecar still holds the port) the binary runs on without it.
-    #[arg(long, env = "EXPORTER_ADDR", default_value = exporter::DEFAULT_ADDR)]
+    /// metric names (`host:port`, `:port`; empty: none). The operators' pods set 0.0.0.0:9500.
+    /// When it cannot be bound the binary runs on without it.
+    #[arg(long, env = exporter::ADDR_ENV, default_value = "")]
     pub exporter_addr: HealthAddr,
 }
 

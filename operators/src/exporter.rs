@@ -1,7 +1,8 @@
 //! The metrics exporters of the pool and target pods, in place of upstream's `m-exporter`
 //! sidecar (`maya-exporter -e=pool` / `-e=cstor`): `GET /metrics` on `--exporter-addr`
-//! (default `0.0.0.0:9500`, the port the pods' `prometheus.io/port` annotation names) answers
-//! with upstream's metric names, labels and value encodings in the Prometheus text format.
+//! (`EXPORTER_ADDR`; the pods the operators build set [`DEFAULT_ADDR`], `0.0.0.0:9500`, the port
+//! the pods' `prometheus.io/port` annotation names) answers with upstream's metric names,
+//! labels and value encodings in the Prometheus text format.
 //!
 //! Every scrape collects afresh (the engine commands or istgt's `IOSTATS`) within
 //! [`COLLECT_TIMEOUT`]; what fails is counted in upstream's error metrics and the rest is still
@@ -28,8 +29,12 @@ use axum::{Router, extract::State, http::header, response::IntoResponse, routing
 use cstor_api::health::{HealthAddr, METRICS_PATH, serve_router};
 use tokio::net::TcpListener;
 
-/// Default `--exporter-addr`: upstream's exporter port.
+/// The `--exporter-addr` the operators put into the pool and target pods they build: upstream's
+/// exporter port on every address. The binaries' own default is empty (no exporter), so that in
+/// a pod still carrying upstream's `m-exporter` sidecar they never race it for the port.
 pub const DEFAULT_ADDR: &str = "0.0.0.0:9500";
+/// Environment variable of `--exporter-addr`.
+pub const ADDR_ENV: &str = "EXPORTER_ADDR";
 /// The longest one collection may take (each engine command and the istgt call are bounded by
 /// it; a scrape waiting for another one gives up after it too).
 pub const COLLECT_TIMEOUT: Duration = Duration::from_secs(10);

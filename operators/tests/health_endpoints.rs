@@ -198,9 +198,7 @@ async fn volume_manager_is_ready_once_istgt_answers() {
     let dir = tempfile::tempdir().unwrap();
     let kc = kubeconfig(&cluster, &dir);
     let socket = dir.path().join("istgt_ctl_sock");
-    let mut cmd = volume_manager(&dir, &kc, cluster.namespace());
-    cmd.arg("--exporter-addr=");
-    let mut running = start(cmd).await;
+    let mut running = start(volume_manager(&dir, &kc, cluster.namespace())).await;
     running.assert_live("volume-manager").await;
     // No istgt yet: not ready, saying why.
     let (status, reason) = get(running.health, "/readyz", ANSWER).await.unwrap();
