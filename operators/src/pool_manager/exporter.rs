@@ -159,6 +159,15 @@ struct Errors {
     list_libuzfs: ErrorCounter,
 }
 
+/// The error counters of one `zfs` listing.
+#[derive(Clone, Copy)]
+struct ZfsCounters<'a> {
+    command: &'a ErrorCounter,
+    parse: &'a ErrorCounter,
+    no_dataset: &'a ErrorCounter,
+    libuzfs: &'a ErrorCounter,
+}
+
 /// What one collection found; `None` where the command failed.
 #[derive(Debug, Default)]
 struct Collected {
@@ -261,63 +270,62 @@ impl PoolExporter {
         }
     }
 
-    async fn zfs_stats(&self) -> Option<Vec<ReplicaStats>> {
-        let e = &self.errors;
-        let Some(out) = self.run(Cmd::new("zfs").arg("stats")).await else {
-            e.stats_command.inc();
+    /// Runs a `zfs` listing and parses its output, counting each way it can fail in `c`; a
+    /// pool without datasets is an empty listing.
+    async fn zfs_listing<T>(
+        &self,
+        cmd: Cmd,
+        c: ZfsCounters<'_>,
+        parse: fn(&str) -> Result<Vec<T>, String>,
+    ) -> Option<Vec<T>> {
+        let line = cmd.line();
+        let Some(out) = self.run(cmd).await else {
+            c.command.inc();
             return None;
         };
         let msg = message(&out);
-        if msg.contains(LIBUZFS) {
-            e.stats_libuzfs.inc();
-            return None;
-        }
-        if msg.contains(NO_DATASETS) {
-            e.stats_no_dataset.inc();
+        let counter = if msg.contains(LIBUZFS) {
+            c.libuzfs
+        } else if msg.contains(NO_DATASETS) {
+            c.no_dataset.inc();
             return Some(Vec::new());
-        }
-        if !out.success() {
-            e.stats_command.inc();
-            return None;
-        }
-        match parse_stats(&out.stdout) {
-            Ok(r) => Some(r),
-            Err(err) => {
-                tracing::warn!(error = %err, "exporter: unreadable zfs stats");
-                e.stats_parse.inc();
-                None
+        } else if !out.success() {
+            c.command
+        } else {
+            match parse(&out.stdout) {
+                Ok(v) => return Some(v),
+                Err(err) => {
+                    tracing::warn!(error = %err, "exporter: unreadable output of {line}");
+                    c.parse
+                }
             }
-        }
+        };
+        counter.inc();
+        None
+    }
+
+    async fn zfs_stats(&self) -> Option<Vec<ReplicaStats>> {
+        let e = &self.errors;
+        let c = ZfsCounters {
+            command: &e.stats_command,
+            parse: &e.stats_parse,
+            no_dataset: &e.stats_no_dataset,
+            libuzfs: &e.stats_libuzfs,
+        };
+        self.zfs_listing(Cmd::new("zfs").arg("stats"), c, parse_stats)
+            .await
     }
 
     async fn zfs_list(&self) -> Option<Vec<DatasetSize>> {
         let e = &self.errors;
-        let cmd = Cmd::new("zfs").args(["list", "-Hp", "-o", "name,used,available"]);
-        let Some(out) = self.run(cmd).await else {
-            e.list_command.inc();
-            return None;
+        let c = ZfsCounters {
+            command: &e.list_command,
+            parse: &e.list_parse,
+            no_dataset: &e.list_no_dataset,
+            libuzfs: &e.list_libuzfs,
         };
-        let msg = message(&out);
-        if msg.contains(LIBUZFS) {
-            e.list_libuzfs.inc();
-            return None;
-        }
-        if msg.contains(NO_DATASETS) {
-            e.list_no_dataset.inc();
-            return Some(Vec::new());
-        }
-        if !out.success() {
-            e.list_command.inc();
-            return None;
-        }
-        match parse_zfs_list(&out.stdout) {
-            Ok(d) => Some(d),
-            Err(err) => {
-                tracing::warn!(error = %err, "exporter: unreadable zfs list");
-                e.list_parse.inc();
-                None
-            }
-        }
+        let cmd = Cmd::new("zfs").args(["list", "-Hp", "-o", "name,used,available"]);
+        self.zfs_listing(cmd, c, parse_zfs_list).await
     }
 
     async fn collect(&self) -> Collected {
