@@ -229,7 +229,13 @@ async fn ready(State(health): State<Health>) -> (StatusCode, String) {
 
 /// Serves [`router`] on `listener` until `shutdown` completes; the listener is closed then.
 pub async fn serve(listener: TcpListener, health: Health, shutdown: impl Future<Output = ()>) {
-    let app = router(health);
+    serve_router(listener, router(health), shutdown).await;
+}
+
+/// Serves any `app` on `listener` with the bounds of this module ([`MAX_CONNECTIONS`] at once,
+/// one request per connection, [`CONNECTION_TIMEOUT`] each) until `shutdown` completes. The
+/// metrics exporters of the pool and target pods use it too.
+pub async fn serve_router(listener: TcpListener, app: Router, shutdown: impl Future<Output = ()>) {
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     tokio::pin!(shutdown);
     loop {
@@ -247,7 +253,7 @@ pub async fn serve(listener: TcpListener, health: Health, shutdown: impl Future<
         let (tcp, peer) = match accepted {
             Ok(a) => a,
             Err(e) => {
-                tracing::warn!(error = %e, "health server: accepting a connection failed");
+                tracing::warn!(error = %e, "HTTP server: accepting a connection failed");
                 tokio::select! {
                     () = &mut shutdown => return,
                     () = tokio::time::sleep(ACCEPT_ERROR_PAUSE) => continue,
@@ -262,8 +268,8 @@ pub async fn serve(listener: TcpListener, health: Health, shutdown: impl Future<
                 .serve_connection(TokioIo::new(tcp), service);
             match tokio::time::timeout(CONNECTION_TIMEOUT, conn).await {
                 Ok(Ok(())) => {}
-                Ok(Err(e)) => tracing::debug!(%peer, error = %e, "health connection failed"),
-                Err(_) => tracing::debug!(%peer, "health connection timed out"),
+                Ok(Err(e)) => tracing::debug!(%peer, error = %e, "HTTP connection failed"),
+                Err(_) => tracing::debug!(%peer, "HTTP connection timed out"),
             }
         });
     }

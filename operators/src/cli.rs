@@ -23,6 +23,7 @@ use cstor_api::{
 
 use crate::{
     engine::DEFAULT_CACHE_FILE,
+    exporter,
     volume_manager::{control, istgt_conf, known_replicas, snapshot},
     webhook::{DEFAULT_PORT, SERVER_NAME},
 };
@@ -66,6 +67,11 @@ pub struct PoolManagerArgs {
     /// Address of the /healthz and /readyz server (`host:port`, `:port`; empty: none).
     #[arg(long, env = "HEALTH_ADDR", default_value = defaults::POOL_MANAGER)]
     pub health_addr: HealthAddr,
+    /// Address of the Prometheus metrics exporter, `GET /metrics` with upstream's m-exporter
+    /// metric names (`host:port`, `:port`; empty: none). The operators' pods set 0.0.0.0:9500.
+    /// When it cannot be bound the binary runs on without it.
+    #[arg(long, env = exporter::ADDR_ENV, default_value = "")]
+    pub exporter_addr: HealthAddr,
 }
 
 /// Turns Pending CStorVolumeConfigs into cStor volumes and keeps them in line with their spec.
@@ -119,6 +125,11 @@ pub struct VolumeManagerArgs {
     /// Address of the /healthz and /readyz server (`host:port`, `:port`; empty: none).
     #[arg(long, env = "HEALTH_ADDR", default_value = defaults::VOLUME_MANAGER)]
     pub health_addr: HealthAddr,
+    /// Address of the Prometheus metrics exporter, `GET /metrics` with upstream's m-exporter
+    /// metric names (`host:port`, `:port`; empty: none). The operators' pods set 0.0.0.0:9500.
+    /// When it cannot be bound the binary runs on without it.
+    #[arg(long, env = exporter::ADDR_ENV, default_value = "")]
+    pub exporter_addr: HealthAddr,
 }
 
 /// Validates CStorPoolClusters, CStorVolumeConfigs, PVC and namespace deletions.

@@ -9,6 +9,7 @@ pub mod cspc_operator;
 pub mod cvc_operator;
 pub mod engine;
 pub mod events;
+pub mod exporter;
 pub mod finalizer;
 pub mod pool_manager;
 pub mod shutdown;

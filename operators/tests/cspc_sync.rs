@@ -131,6 +131,24 @@ async fn cspc_settings_reach_cspi_and_deployment() {
                 .find(|c| c.name == n)
                 .unwrap_or_else(|| panic!("container {n}"))
         };
+        // No m-exporter sidecar: pool-manager serves the pool metrics on 9500 itself.
+        let names: Vec<&str> = pod.containers.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(names, ["cstor-pool-mgmt", "cstor-pool"]);
+        let mgmt = container("cstor-pool-mgmt");
+        assert!(
+            mgmt.ports
+                .iter()
+                .flatten()
+                .any(|p| p.container_port == 9500),
+            "exporter port on the pool manager"
+        );
+        assert!(
+            mgmt.env
+                .iter()
+                .flatten()
+                .any(|e| e.name == "EXPORTER_ADDR" && e.value.as_deref() == Some("0.0.0.0:9500")),
+            "the pool manager serves the exporter"
+        );
         let mem = |c: &k8s_openapi::api::core::v1::Container| {
             c.resources
                 .as_ref()

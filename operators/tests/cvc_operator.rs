@@ -102,11 +102,30 @@ async fn pending_to_bound_with_one_and_three_replicas() {
             .get(&naming::target_deployment_name(pv))
             .await
             .unwrap();
-        let pod = deploy.spec.unwrap().template.spec.unwrap();
+        let deploy_template = deploy.spec.unwrap().template;
+        let pod = deploy_template.spec.clone().unwrap();
         let names: Vec<&str> = pod.containers.iter().map(|c| c.name.as_str()).collect();
+        // No m-exporter sidecar: volume-manager serves the metrics on 9500 itself.
+        assert_eq!(names, ["cstor-istgt", "cstor-volume-mgmt"]);
+        let mgmt = &pod.containers[1];
+        let ports: Vec<i32> = mgmt
+            .ports
+            .iter()
+            .flatten()
+            .map(|p| p.container_port)
+            .collect();
+        assert!(ports.contains(&9500), "{ports:?}");
+        let exporter_env = mgmt
+            .env
+            .iter()
+            .flatten()
+            .find(|e| e.name == "EXPORTER_ADDR")
+            .and_then(|e| e.value.clone());
+        assert_eq!(exporter_env.as_deref(), Some("0.0.0.0:9500"));
+        let annotations = deploy_pod_annotations(&deploy_template);
         assert_eq!(
-            names,
-            ["cstor-istgt", "maya-volume-exporter", "cstor-volume-mgmt"]
+            annotations.get("prometheus.io/port").map(String::as_str),
+            Some("9500")
         );
         assert_eq!(pod.tolerations.unwrap().len(), 4, "default tolerations");
         let pools_of = h.cvr_pools(pv).await;
@@ -923,4 +942,13 @@ async fn replicas_spread_over_zones() {
             .await;
     }
     h.stop().await;
+}
+
+fn deploy_pod_annotations(
+    t: &k8s_openapi::api::core::v1::PodTemplateSpec,
+) -> std::collections::BTreeMap<String, String> {
+    t.metadata
+        .as_ref()
+        .and_then(|m| m.annotations.clone())
+        .unwrap_or_default()
 }

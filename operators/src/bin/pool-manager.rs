@@ -10,7 +10,12 @@ use cstor_api::{
     process,
     served::{self, answers},
 };
-use cstor_operators::{cli::PoolManagerArgs, engine::CstorEngine, pool_manager};
+use cstor_operators::{
+    cli::PoolManagerArgs,
+    engine::CstorEngine,
+    exporter,
+    pool_manager::{self, exporter::PoolExporter},
+};
 
 /// How often readiness is checked again until the API server serves what the manager needs.
 const READY_RETRY: Duration = Duration::from_secs(5);
@@ -31,8 +36,11 @@ async fn run(
     let client = process::kube_client().await?;
     let health = Health::new("not yet checked that the API server serves the cStor pool CRDs");
     health::start(args.health_addr, health.clone(), process::shutdown_signal()).await?;
-    let engine =
-        Arc::new(CstorEngine::new(Arc::new(HostRunner::new())).with_cache_file(args.cache_file));
+    let runner = Arc::new(HostRunner::new());
+    let pool = cstor_api::naming::pool_name(&args.pool_name);
+    let metrics = Arc::new(PoolExporter::new(runner.clone(), pool));
+    exporter::start(args.exporter_addr, metrics, process::shutdown_signal()).await;
+    let engine = Arc::new(CstorEngine::new(runner).with_cache_file(args.cache_file));
     let ctx = pool_manager::Context::new(
         client,
         engine,

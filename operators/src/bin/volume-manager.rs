@@ -1,7 +1,7 @@
 //! `volume-manager`: the cstor-volume-mgmt container of a cStor target pod (see
 //! `cstor_operators::volume_manager`).
 
-use std::{process::ExitCode, time::Duration};
+use std::{process::ExitCode, sync::Arc, time::Duration};
 
 use clap::Parser;
 use cstor_api::{
@@ -10,7 +10,10 @@ use cstor_api::{
 };
 use cstor_operators::{
     cli::VolumeManagerArgs,
-    volume_manager::{self, ConfOptions, ManagerConfig, Settings},
+    exporter,
+    volume_manager::{
+        self, ConfOptions, ControlClient, ManagerConfig, Settings, exporter::VolumeExporter,
+    },
 };
 
 #[tokio::main]
@@ -30,6 +33,8 @@ async fn run(
     // Ready once istgt answers STATUS (the volume manager waits for that before it starts).
     let health = Health::new("waiting for istgt to answer STATUS");
     health::start(args.health_addr, health.clone(), process::shutdown_signal()).await?;
+    let metrics = Arc::new(VolumeExporter::new(ControlClient::new(&args.istgt_socket)));
+    exporter::start(args.exporter_addr, metrics, process::shutdown_signal()).await;
     let settings = Settings {
         istgt_socket: args.istgt_socket,
         known_replica_socket: args.known_replica_socket,

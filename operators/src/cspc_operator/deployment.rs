@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use cstor_api::{
-    constants::{annotation as annotations, env, label as labels, value as values},
+    constants::{annotation as annotations, engine, env, label as labels, value as values},
     cstor::{CStorPoolCluster, CStorPoolInstance, PoolConfig},
     health,
 };
@@ -21,12 +21,13 @@ use k8s_openapi::{
 };
 use kube::{Resource, ResourceExt};
 
+use crate::exporter;
+
 /// Images and host paths, from the operator's environment (upstream defaults).
 #[derive(Clone, Debug)]
 pub struct DeployConfig {
     pub pool_manager_image: String,
     pub pool_image: String,
-    pub exporter_image: String,
     pub service_account: String,
     pub image_pull_secrets: Vec<String>,
     pub base_dir: String,
@@ -38,7 +39,6 @@ impl Default for DeployConfig {
         Self {
             pool_manager_image: "quay.io/openebs/cstor-pool-manager-amd64:ci".into(),
             pool_image: "quay.io/openebs/cstor-pool:ci".into(),
-            exporter_image: "quay.io/openebs/m-exporter:ci".into(),
             service_account: "openebs-maya-operator".into(),
             image_pull_secrets: vec![],
             base_dir: "/var/openebs".into(),
@@ -60,7 +60,6 @@ impl DeployConfig {
         Self {
             pool_manager_image: get(env::OPENEBS_IO_CSPI_MGMT_IMAGE, d.pool_manager_image),
             pool_image: get(env::OPENEBS_IO_CSTOR_POOL_IMAGE, d.pool_image),
-            exporter_image: get(env::OPENEBS_IO_CSTOR_POOL_EXPORTER_IMAGE, d.exporter_image),
             service_account: get(env::OPENEBS_SERVICEACCOUNT_NAME, d.service_account),
             image_pull_secrets: std::env::var(env::OPENEBS_IO_IMAGE_PULL_SECRETS)
                 .unwrap_or_default()
@@ -231,8 +230,9 @@ fn pod_annotations() -> BTreeMap<String, String> {
     pod_annotations
 }
 
-/// The pod: pool manager, pool and exporter containers on the CSPI's node, with the pool
-/// config's priority class and tolerations.
+/// The pod: pool manager and pool containers on the CSPI's node, with the pool config's
+/// priority class and tolerations. The pool manager serves the metrics upstream's
+/// `maya-exporter` sidecar served (port 9500, `/metrics`), so there is no sidecar.
 fn pod_spec(cfg: &DeployConfig, cspc: &CStorPoolCluster, cspi: &CStorPoolInstance) -> PodSpec {
     let config = cspi.spec.pool_config.clone().unwrap_or_default();
     let cspc_uid = cspc.uid().unwrap_or_default();
@@ -251,7 +251,6 @@ fn pod_spec(cfg: &DeployConfig, cspc: &CStorPoolCluster, cspi: &CStorPoolInstanc
         containers: vec![
             manager_container(cfg, &config, &cspi_uid, &cspc_uid),
             pool_container(cfg, &config, &cspi_uid, &cspc_uid),
-            exporter_container(cfg),
         ],
         volumes: Some(pod_volumes(cfg, &cspc.name_any())),
         ..Default::default()
@@ -276,11 +275,15 @@ fn manager_container(
             field_env(env::POD_NAME, "metadata.name"),
             field_env(env::NAMESPACE, "metadata.namespace"),
             env_var(env::OPENEBS_IO_POOL_NAME, cspc_uid),
+            env_var(exporter::ADDR_ENV, exporter::DEFAULT_ADDR),
         ]),
         resources: Some(config.aux_resources.clone().unwrap_or_default()),
         volume_mounts: Some(mounts(&cfg.sparse_dir)),
-        // The pod has its own network namespace: every pool pod on a node can use this port.
-        ports: Some(vec![tcp_port(i32::from(health::ports::POOL_MANAGER))]),
+        // The pod has its own network namespace: every pool pod on a node can use these ports.
+        ports: Some(vec![
+            tcp_port(i32::from(health::ports::POOL_MANAGER)),
+            tcp_port(i32::from(engine::EXPORTER_PORT)),
+        ]),
         liveness_probe: Some(health::liveness_probe(health::ports::POOL_MANAGER)),
         readiness_probe: Some(health::readiness_probe(health::ports::POOL_MANAGER)),
         ..Default::default()
@@ -323,21 +326,6 @@ fn pool_container(
             timeout_seconds: Some(150),
             ..Default::default()
         }),
-        volume_mounts: Some(mounts(&cfg.sparse_dir)),
-        ..Default::default()
-    }
-}
-
-/// The metrics exporter of the pool.
-fn exporter_container(cfg: &DeployConfig) -> Container {
-    Container {
-        name: "maya-exporter".into(),
-        image: Some(cfg.exporter_image.clone()),
-        image_pull_policy: Some("IfNotPresent".into()),
-        security_context: privileged(),
-        ports: Some(vec![tcp_port(9500)]),
-        command: Some(vec!["maya-exporter".into()]),
-        args: Some(vec!["-e=pool".into()]),
         volume_mounts: Some(mounts(&cfg.sparse_dir)),
         ..Default::default()
     }

@@ -55,8 +55,6 @@ pub struct Config {
     pub version: String,
     /// `OPENEBS_IO_CSTOR_TARGET_IMAGE`.
     pub target_image: String,
-    /// `OPENEBS_IO_VOLUME_MONITOR_IMAGE`.
-    pub exporter_image: String,
     /// `OPENEBS_IO_CSTOR_VOLUME_MGMT_IMAGE`.
     pub volume_mgmt_image: String,
     /// `OPENEBS_SERVICEACCOUNT_NAME` (target pod service account).
@@ -80,7 +78,6 @@ impl Config {
             namespace: namespace.into(),
             version: cstor_api::constants::version::OPENEBS_VERSION.to_owned(),
             target_image: "openebs/cstor-istgt:ci".to_owned(),
-            exporter_image: "openebs/m-exporter:ci".to_owned(),
             volume_mgmt_image: "openebs/cstor-volume-manager-amd64:ci".to_owned(),
             service_account: None,
             image_pull_secrets: Vec::new(),
@@ -103,9 +100,6 @@ impl Config {
         let mut c = Self::new(namespace);
         if let Some(v) = var(env::OPENEBS_IO_CSTOR_TARGET_IMAGE) {
             c.target_image = v;
-        }
-        if let Some(v) = var(env::OPENEBS_IO_VOLUME_MONITOR_IMAGE) {
-            c.exporter_image = v;
         }
         if let Some(v) = var(env::OPENEBS_IO_CSTOR_VOLUME_MGMT_IMAGE) {
             c.volume_mgmt_image = v;

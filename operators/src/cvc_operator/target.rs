@@ -26,6 +26,7 @@ use kube::{
 };
 
 use super::{Context, Error, pv_name};
+use crate::exporter;
 
 fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
     pairs
@@ -211,8 +212,9 @@ fn pod_labels(
     pod_labels
 }
 
-/// The target pod: istgt, the exporter and the volume manager, placed and tolerated as the
-/// policy says (default tolerations: 30 s on a not-ready or unreachable node).
+/// The target pod: istgt and the volume manager (which also serves the metrics of upstream's
+/// `maya-volume-exporter` sidecar on 9500), placed and tolerated as the policy says (default
+/// tolerations: 30 s on a not-ready or unreachable node).
 fn pod_spec(pv: &str, cv: &CStorVolume, target: &TargetSpec, config: &super::Config) -> PodSpec {
     let tolerations = match &target.tolerations {
         Some(t) if !t.is_empty() => t.clone(),
@@ -236,7 +238,6 @@ fn pod_spec(pv: &str, cv: &CStorVolume, target: &TargetSpec, config: &super::Con
         }),
         containers: vec![
             istgt_container(target, config),
-            exporter_container(target, config),
             mgmt_container(cv, target, config),
         ],
         volumes: Some(pod_volumes(pv, config)),
@@ -298,20 +299,6 @@ fn istgt_container(target: &TargetSpec, config: &super::Config) -> Container {
     }
 }
 
-/// The metrics exporter of the volume.
-fn exporter_container(target: &TargetSpec, config: &super::Config) -> Container {
-    Container {
-        name: "maya-volume-exporter".to_owned(),
-        image: Some(config.exporter_image.clone()),
-        command: Some(vec!["maya-exporter".to_owned()]),
-        args: Some(vec!["-e=cstor".to_owned()]),
-        ports: container_port(engine::EXPORTER_PORT),
-        resources: target.aux_resources.clone(),
-        volume_mounts: Some(target_mounts()),
-        ..Default::default()
-    }
-}
-
 /// The volume manager, which drives istgt from the CStorVolume.
 fn mgmt_container(cv: &CStorVolume, target: &TargetSpec, config: &super::Config) -> Container {
     Container {
@@ -328,6 +315,11 @@ fn mgmt_container(cv: &CStorVolume, target: &TargetSpec, config: &super::Config)
                 container_port: i32::from(health::ports::VOLUME_MANAGER),
                 ..Default::default()
             },
+            ContainerPort {
+                name: Some("exporter".to_owned()),
+                container_port: i32::from(engine::EXPORTER_PORT),
+                ..Default::default()
+            },
         ]),
         liveness_probe: Some(health::liveness_probe(health::ports::VOLUME_MANAGER)),
         readiness_probe: Some(health::readiness_probe(health::ports::VOLUME_MANAGER)),
@@ -340,6 +332,7 @@ fn mgmt_container(cv: &CStorVolume, target: &TargetSpec, config: &super::Config)
             field_env(env::NODE_NAME, "spec.nodeName"),
             field_env(env::POD_NAME, "metadata.name"),
             field_env(env::OPENEBS_NAMESPACE, "metadata.namespace"),
+            plain_env(exporter::ADDR_ENV, exporter::DEFAULT_ADDR),
         ]),
         resources: target.aux_resources.clone(),
         security_context: privileged(),

@@ -32,7 +32,9 @@ use async_trait::async_trait;
 pub use cstor::CstorEngine;
 pub use error::EngineError;
 pub use import::parse_import_listing;
-pub use stats::{ReplicaStats, ReplicaStatus, SnapshotList, parse_listsnap, parse_stats};
+pub use stats::{
+    ReplicaIo, ReplicaStats, ReplicaStatus, SnapshotList, parse_listsnap, parse_stats,
+};
 pub use topology::{
     PoolTopology, ResilverProgress, ScanFunc, ScanState, ScanStats, Vdev, VdevState, parse_dump,
     parse_scan_text, parse_status, strip_partition_suffix,

@@ -44,6 +44,23 @@ pub struct ReplicaStats {
     pub rebuild_cnt: u64,
     pub rebuild_done_cnt: u64,
     pub rebuild_failed_cnt: u64,
+    /// The replica's IO counters (the metrics exporter reports them).
+    pub io: ReplicaIo,
+}
+
+/// IO counters of one replica in `zfs stats` (zero when the engine does not print them).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ReplicaIo {
+    pub read_count: u64,
+    pub read_bytes: u64,
+    pub read_latency: u64,
+    pub write_count: u64,
+    pub write_bytes: u64,
+    pub write_latency: u64,
+    pub sync_count: u64,
+    pub sync_latency: u64,
+    pub inflight_io_count: u64,
+    pub dispatched_io_count: u64,
 }
 
 impl ReplicaStats {
@@ -118,6 +135,45 @@ struct RawStats {
     rebuild_done_cnt: Option<Num>,
     #[serde(default)]
     rebuild_failed_cnt: Option<Num>,
+    #[serde(default)]
+    read_count: Option<Num>,
+    #[serde(default)]
+    read_byte: Option<Num>,
+    #[serde(default)]
+    read_latency: Option<Num>,
+    #[serde(default)]
+    write_count: Option<Num>,
+    #[serde(default)]
+    write_byte: Option<Num>,
+    #[serde(default)]
+    write_latency: Option<Num>,
+    #[serde(default)]
+    sync_count: Option<Num>,
+    #[serde(default)]
+    sync_latency: Option<Num>,
+    #[serde(default, rename = "inflightIOCnt")]
+    inflight_io_cnt: Option<Num>,
+    #[serde(default, rename = "dispatchedIOCnt")]
+    dispatched_io_cnt: Option<Num>,
+}
+
+fn opt(n: &Option<Num>, field: &str) -> Result<u64, String> {
+    n.as_ref().map_or(Ok(0), |n| n.get(field))
+}
+
+fn replica_io(r: &RawStats) -> Result<ReplicaIo, String> {
+    Ok(ReplicaIo {
+        read_count: opt(&r.read_count, "readCount")?,
+        read_bytes: opt(&r.read_byte, "readByte")?,
+        read_latency: opt(&r.read_latency, "readLatency")?,
+        write_count: opt(&r.write_count, "writeCount")?,
+        write_bytes: opt(&r.write_byte, "writeByte")?,
+        write_latency: opt(&r.write_latency, "writeLatency")?,
+        sync_count: opt(&r.sync_count, "syncCount")?,
+        sync_latency: opt(&r.sync_latency, "syncLatency")?,
+        inflight_io_count: opt(&r.inflight_io_cnt, "inflightIOCnt")?,
+        dispatched_io_count: opt(&r.dispatched_io_cnt, "dispatchedIOCnt")?,
+    })
 }
 
 #[derive(Deserialize)]
@@ -141,7 +197,6 @@ fn json_start(text: &str) -> Result<&str, String> {
 pub fn parse_stats(text: &str) -> Result<Vec<ReplicaStats>, String> {
     let doc: RawStatsDoc =
         serde_json::from_str(json_start(text)?).map_err(|e| format!("invalid JSON: {e}"))?;
-    let opt = |n: &Option<Num>, f: &str| n.as_ref().map_or(Ok(0), |n| n.get(f));
     doc.stats
         .unwrap_or_default()
         .into_iter()
@@ -151,6 +206,7 @@ pub fn parse_stats(text: &str) -> Result<Vec<ReplicaStats>, String> {
             let r: RawStats =
                 serde_json::from_value(v).map_err(|e| format!("invalid JSON: stats[{i}]: {e}"))?;
             Ok(ReplicaStats {
+                io: replica_io(&r)?,
                 status: ReplicaStatus::parse(r.status.as_deref().unwrap_or("")),
                 rebuild_status: r.rebuild_status.unwrap_or_default(),
                 quorum: opt(&r.quorum, "quorum")?,

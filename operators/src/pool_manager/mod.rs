@@ -9,6 +9,7 @@
 pub mod destroy;
 pub mod devices;
 pub mod expand;
+pub mod exporter;
 pub mod import;
 pub mod reconcile;
 pub mod replace;

@@ -10,6 +10,7 @@
 //! `fake_istgt` (feature `test-support`) is an in-process istgt control socket for tests.
 
 pub mod control;
+pub mod exporter;
 #[cfg(feature = "test-support")]
 pub mod fake_istgt;
 pub mod istgt_conf;
