@@ -300,6 +300,18 @@ fn main() {
             println!("  cvc-operator peak RSS (VmHWM) {:.1} MiB", kib as f64 / 1024.0);
         }
         drop(process);
+        // What the operator told users, by reason (each event is one write).
+        let events = h
+            .api::<k8s_openapi::api::events::v1::Event>()
+            .list(&Default::default())
+            .await
+            .map(|l| l.items)
+            .unwrap_or_default();
+        let mut reasons: std::collections::BTreeMap<String, usize> = Default::default();
+        for e in events {
+            *reasons.entry(e.reason.unwrap_or_default()).or_default() += 1;
+        }
+        println!("  events by reason  {reasons:?}");
         h.stop().await;
     });
 }

@@ -77,6 +77,15 @@ async fn pending_to_bound_with_one_and_three_replicas() {
     h.create_cvc(&h.cvc("pvc-three", "cspc-a", 3, "5Gi")).await;
     for (pv, rf) in [("pvc-one", 1usize), ("pvc-three", 3)] {
         let cvc = h.wait_bound(pv).await;
+        // The policy read back from the API hashes as it did when it was written, so the bound
+        // volume is not "policy synced" again (a second CVC write and event per volume).
+        assert_eq!(
+            cvc.labels().get(label::TEMPLATE_HASH),
+            Some(&cstor_operators::cvc_operator::target::policy_hash(
+                &cvc.spec.policy
+            )),
+            "{pv}"
+        );
         let svc = h.api::<Service>().get(pv).await.unwrap();
         let ports: Vec<i32> = svc
             .spec

@@ -85,6 +85,9 @@ pub async fn record_provision_failure(cvc: &CStorVolumeConfig, ctx: &Context, er
     {
         return;
     }
+    if matches!(err, Error::Waiting { .. }) && younger_than(cvc, WAITING_GRACE) {
+        return;
+    }
     let mut cvc = cvc.clone();
     let message = err.to_string();
     if !set_condition(&mut cvc, PROVISION_FAILED, err.reason(), &message) {
@@ -98,6 +101,20 @@ pub async fn record_provision_failure(cvc: &CStorVolumeConfig, ctx: &Context, er
     if let Err(e) = replace_cvc(&mut cvc, ctx).await {
         tracing::debug!(error = %e, "could not record the provisioning condition");
     }
+}
+
+/// How long a new CVC may wait on another component (a ClusterIP being allocated, replicas
+/// being created) before the wait is worth a `ProvisionFailed` condition and an event: a
+/// volume bound within it costs no status write and no event for its waits.
+pub const WAITING_GRACE: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Whether `obj` was created less than `grace` ago (objects without a creation time are
+/// treated as new).
+fn younger_than<K: kube::Resource>(obj: &K, grace: std::time::Duration) -> bool {
+    obj.meta().creation_timestamp.as_ref().is_none_or(|t| {
+        let age = k8s_openapi::jiff::Timestamp::now().duration_since(t.0);
+        age < k8s_openapi::jiff::SignedDuration::try_from(grace).unwrap_or_default()
+    })
 }
 
 /// Records a scaling problem/progress (condition `ScalingReplicas` + event) when it changed.
@@ -210,11 +227,7 @@ fn target_starting(cv: &CStorVolume) -> bool {
         .as_ref()
         .and_then(|s| s.phase.as_ref())
         .is_some_and(|p| *p != CStorVolumePhase::Init);
-    let young = cv.metadata.creation_timestamp.as_ref().is_none_or(|t| {
-        let age = k8s_openapi::jiff::Timestamp::now().duration_since(t.0);
-        age < k8s_openapi::jiff::SignedDuration::try_from(TARGET_START_GRACE).unwrap_or_default()
-    });
-    !reported && young
+    !reported && younger_than(cv, TARGET_START_GRACE)
 }
 
 /// Keeps `VolumeNotHealthy` on the CVC and `VolumeHealthy` on the CV in line with the CV's
@@ -315,6 +328,17 @@ mod tests {
             ..Default::default()
         });
         cv
+    }
+
+    #[test]
+    fn a_short_wait_is_not_reported() {
+        let mut cvc = CStorVolumeConfig::new("pvc-1", Default::default());
+        cvc.metadata.creation_timestamp = Some(Time(jiff::Timestamp::now()));
+        assert!(younger_than(&cvc, WAITING_GRACE));
+        cvc.metadata.creation_timestamp = Some(Time(
+            jiff::Timestamp::now() - jiff::SignedDuration::from_secs(31),
+        ));
+        assert!(!younger_than(&cvc, WAITING_GRACE));
     }
 
     #[test]

@@ -264,13 +264,25 @@ impl Target {
                 lun = lun.display(),
             ),
         )?;
-        let mut child = Command::new(&self.cfg.istgt)
-            .args(["-D", "-c"])
+        let mut cmd = Command::new(&self.cfg.istgt);
+        cmd.args(["-D", "-c"])
             .arg(&conf)
             .arg("-p")
             .arg(&pid)
             .stdin(std::process::Stdio::null())
-            .kill_on_drop(true)
+            .kill_on_drop(true);
+        // istgt goes with this container also when it is killed (kill_on_drop needs a clean
+        // exit): otherwise a stopped target pod leaves its istgt running on the machine.
+        // SAFETY: only a system call runs between fork and exec.
+        unsafe {
+            cmd.pre_exec(|| {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let mut child = cmd
             .spawn()
             .with_context(|| format!("start {}", self.cfg.istgt.display()))?;
         // Serving once the portal accepts connections.

@@ -67,5 +67,36 @@ pub fn run_story(engine: Option<PathBuf>, state_dir: &str) {
             "containers exited and were restarted (see {}): {restarts:#?}",
             logs.display()
         );
+        // Nothing a Pod started outlives it: the stand-in target's istgt goes with its pod.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+        loop {
+            let left = processes_with(STANDIN_ISTGT_CONF);
+            if left.is_empty() {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "processes left running after the cluster stopped: {left:?}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
     });
+}
+
+/// The configuration path the stand-in target starts Debian's istgt with.
+const STANDIN_ISTGT_CONF: &str = "cstor-target/standin/istgt.conf";
+
+/// `(pid, command line)` of the processes whose command line contains `needle`.
+fn processes_with(needle: &str) -> Vec<(u32, String)> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.filter_map(Result::ok)
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter_map(|pid| {
+            let raw = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+            let line = String::from_utf8_lossy(&raw).replace('\0', " ");
+            line.contains(needle).then_some((pid, line))
+        })
+        .collect()
 }
