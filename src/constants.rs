@@ -90,6 +90,15 @@ pub mod annotation {
     pub const SAFE_TO_EVICT: &str = "cluster-autoscaler.kubernetes.io/safe-to-evict";
     pub const VOLUME_MONITOR: &str = "openebs.io/volume-monitor";
     pub const VOLUME_TYPE: &str = "openebs.io/volume-type";
+    /// Ours, on a CVC: what the cvc-operator last applied to the target Deployment's pod
+    /// template, as `<policy hash>/<upstream template-hash label then>` (the label part empty
+    /// when the CVC had none). Upstream never reads or writes the `cstor-rs.openebs.io/` prefix;
+    /// its own label `cstor.openebs.io/template-hash` is left as upstream wrote it. A CVC
+    /// without this annotation is adopted: the running target is kept as it is.
+    pub const APPLIED_POLICY: &str = "cstor-rs.openebs.io/applied-policy";
+    /// Ours, on a pool Deployment: hash of the pool settings and images the cspc-operator last
+    /// applied to its pod template. A pool Deployment without it is adopted as it is.
+    pub const APPLIED_POOL_TEMPLATE: &str = "cstor-rs.openebs.io/applied-pool-template";
 }
 
 /// Finalizers.

@@ -13,5 +13,6 @@ pub mod exporter;
 pub mod finalizer;
 pub mod pool_manager;
 pub mod shutdown;
+pub mod stable_hash;
 pub mod volume_manager;
 pub mod webhook;

@@ -154,12 +154,18 @@ pub fn build(
     cspi: &CStorPoolInstance,
 ) -> Deployment {
     let labels_map = pool_labels(version, cspc, cspi);
+    let pod = pod_spec(cfg, cspc, cspi);
+    let mut deployment_annotations = monitoring();
+    deployment_annotations.insert(
+        annotations::APPLIED_POOL_TEMPLATE.to_string(),
+        super::sync::owned_hash(&pod),
+    );
     Deployment {
         metadata: ObjectMeta {
             name: Some(cspi.name_any()),
             namespace: cspi.namespace(),
             labels: Some(labels_map.clone()),
-            annotations: Some(monitoring()),
+            annotations: Some(deployment_annotations),
             owner_references: cspi.controller_owner_ref(&()).map(|r| vec![r]),
             ..Default::default()
         },
@@ -182,7 +188,7 @@ pub fn build(
                     annotations: Some(pod_annotations()),
                     ..Default::default()
                 }),
-                spec: Some(pod_spec(cfg, cspc, cspi)),
+                spec: Some(pod),
             },
             ..Default::default()
         }),

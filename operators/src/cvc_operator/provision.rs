@@ -609,9 +609,16 @@ async fn bind(
     policy.replica_pool_info = Some(names.iter().map(ReplicaPoolInfo::named).collect());
     pdb::resync(ctx, &mut bound, &v.cspc, placed).await?;
     bound.spec.cstor_volume_ref = Some(volume_ref(cv));
-    bound.labels_mut().insert(
-        label::TEMPLATE_HASH.to_owned(),
-        target::policy_hash(&policy),
+    // Our record of the policy the target was built with; upstream's template-hash label is
+    // not ours to write (its value is a hash of a Go dump of the policy).
+    let upstream = bound
+        .labels()
+        .get(label::TEMPLATE_HASH)
+        .cloned()
+        .unwrap_or_default();
+    bound.annotations_mut().insert(
+        annotation::APPLIED_POLICY.to_owned(),
+        target::applied_record(&target::policy_hash(&policy), &upstream),
     );
     bound.spec.policy = policy;
     bound.status.phase = Some(CStorVolumeConfigPhase::Bound);

@@ -365,31 +365,97 @@ fn pod_volumes(pv: &str, config: &super::Config) -> Vec<Volume> {
     ]
 }
 
-/// Stable hash of a policy: 32-bit FNV-1 of its JSON (label `cstor.openebs.io/template-hash`).
-/// `replicaPoolInfo` is left out: it does not shape the target, and scaling must not look
-/// like a policy change.
+/// Stable hash of a policy ([`crate::stable_hash`] of its JSON), recorded in our annotation
+/// [`annotation::APPLIED_POLICY`]. `replicaPoolInfo` is left out: it does not shape the target,
+/// and scaling must not look like a policy change. Upstream's label
+/// `cstor.openebs.io/template-hash` holds a hash of a Go dump of the policy that cannot be
+/// reproduced here, so it is never compared with this one.
 pub fn policy_hash(policy: &CStorVolumePolicySpec) -> String {
     let mut policy = policy.clone();
     policy.replica_pool_info = None;
-    let bytes = serde_json::to_vec(&policy).unwrap_or_default();
-    let mut h: u32 = 0x811c_9dc5;
-    for b in bytes {
-        h = h.wrapping_mul(0x0100_0193);
-        h ^= u32::from(b);
-    }
-    h.to_string()
+    crate::stable_hash::of(&policy)
 }
 
-/// Policy sync: when `spec.policy` changed since the last sync (template-hash label),
-/// rebuild the target pod template and replace it on the Deployment, then record the hash.
+/// The value of [`annotation::APPLIED_POLICY`]: our policy hash, and upstream's template-hash
+/// label as it was when we applied (or adopted) the target.
+pub fn applied_record(policy_hash: &str, upstream_label: &str) -> String {
+    format!("{policy_hash}/{upstream_label}")
+}
+
+/// What the policy sync does with a bound volume.
+#[derive(Debug, PartialEq, Eq)]
+pub enum PolicyStep {
+    /// The target has the policy: nothing to do.
+    InSync,
+    /// The target was last shaped by someone else (upstream's operator: no record of ours, or
+    /// upstream's label changed since, i.e. upstream re-applied the policy): keep the running
+    /// target as it is and record the current policy as applied.
+    Adopt,
+    /// `spec.policy` changed since we applied it: rebuild the pod template.
+    Apply,
+}
+
+/// Decides the policy sync from our record (`applied`), our hash of the current policy and
+/// upstream's template-hash label (empty when absent).
+pub fn policy_step(applied: Option<&str>, hash: &str, upstream_label: &str) -> PolicyStep {
+    let Some(applied) = applied else {
+        return PolicyStep::Adopt;
+    };
+    let (ours, theirs) = applied.split_once('/').unwrap_or((applied, ""));
+    if theirs != upstream_label {
+        PolicyStep::Adopt
+    } else if ours != hash {
+        PolicyStep::Apply
+    } else {
+        PolicyStep::InSync
+    }
+}
+
+/// Policy sync: when `spec.policy` changed since we last applied it (our annotation
+/// [`annotation::APPLIED_POLICY`]), rebuild the target pod template and replace it on the
+/// Deployment, then record the hash. A volume we have no record of (adopted from upstream's
+/// operator) keeps its running target: only the record is written. Upstream's
+/// `cstor.openebs.io/template-hash` label is never written.
 pub async fn sync_policy(cvc: &mut CStorVolumeConfig, ctx: &Context) -> Result<(), Error> {
     let hash = policy_hash(&cvc.spec.policy);
-    if cvc.labels().get(cstor_api::constants::label::TEMPLATE_HASH) == Some(&hash) {
+    let upstream = cvc
+        .labels()
+        .get(label::TEMPLATE_HASH)
+        .cloned()
+        .unwrap_or_default();
+    let applied = cvc.annotations().get(annotation::APPLIED_POLICY).cloned();
+    let step = policy_step(applied.as_deref(), &hash, &upstream);
+    if step == PolicyStep::InSync {
         return Ok(());
     }
     let pv = pv_name(cvc);
-    let cv = super::bound_cv(ctx, &pv).await?;
-    let name = naming::target_deployment_name(&pv);
+    if step == PolicyStep::Apply {
+        apply_policy(cvc, ctx, &pv).await?;
+    } else {
+        tracing::info!(cvc = %pv, "adopting the running target as it is (policy recorded, template kept)");
+    }
+    cvc.annotations_mut().insert(
+        annotation::APPLIED_POLICY.to_owned(),
+        applied_record(&hash, &upstream),
+    );
+    super::status::replace_cvc(cvc, ctx).await?;
+    if step == PolicyStep::Apply {
+        ctx.event(
+            cvc,
+            EventType::Normal,
+            "PolicySync",
+            format!("successfully sync policy for cvc {pv}"),
+        )
+        .await;
+    }
+    Ok(())
+}
+
+/// Replaces the target Deployment's pod template with the one `spec.policy` asks for, when it
+/// differs.
+async fn apply_policy(cvc: &CStorVolumeConfig, ctx: &Context, pv: &str) -> Result<(), Error> {
+    let cv = super::bound_cv(ctx, pv).await?;
+    let name = naming::target_deployment_name(pv);
     let Some(current) = ctx.cached(&ctx.caches().deployments, &name).await? else {
         ctx.event(
             cvc,
@@ -418,16 +484,6 @@ pub async fn sync_policy(cvc: &mut CStorVolumeConfig, ctx: &Context) -> Result<(
             .await
             .map_err(Error::kube(format!("patch Deployment {name}")))?;
     }
-    cvc.labels_mut()
-        .insert(cstor_api::constants::label::TEMPLATE_HASH.to_owned(), hash);
-    super::status::replace_cvc(cvc, ctx).await?;
-    ctx.event(
-        cvc,
-        EventType::Normal,
-        "PolicySync",
-        format!("successfully sync policy for cvc {pv}"),
-    )
-    .await;
     Ok(())
 }
 
@@ -462,4 +518,31 @@ pub fn with_defaults(mut policy: CStorVolumePolicySpec) -> CStorVolumePolicySpec
         target.queue_depth = Some("32".to_owned());
     }
     policy
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{PolicyStep, applied_record, policy_step};
+
+    #[test]
+    fn policy_sync_adopts_what_it_did_not_shape() {
+        // Upstream-created volume: upstream's label, no record of ours.
+        assert_eq!(policy_step(None, "7", "2953539981"), PolicyStep::Adopt);
+        let rec = applied_record("7", "2953539981");
+        assert_eq!(
+            policy_step(Some(&rec), "7", "2953539981"),
+            PolicyStep::InSync
+        );
+        // The policy changed under us.
+        assert_eq!(
+            policy_step(Some(&rec), "8", "2953539981"),
+            PolicyStep::Apply
+        );
+        // Upstream re-applied a changed policy meanwhile (its label moved): keep its target.
+        assert_eq!(policy_step(Some(&rec), "8", "1111"), PolicyStep::Adopt);
+        // A volume we created: no upstream label.
+        let ours = applied_record("7", "");
+        assert_eq!(policy_step(Some(&ours), "7", ""), PolicyStep::InSync);
+        assert_eq!(policy_step(Some(&ours), "9", ""), PolicyStep::Apply);
+    }
 }
