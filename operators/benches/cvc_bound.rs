@@ -219,6 +219,7 @@ fn main() {
             None => None,
         };
         let calls_before = operator_calls(server.as_ref());
+        let rss_empty = process.as_ref().and_then(OperatorProcess::peak_rss_kib);
         let start = Instant::now();
         let mut created: HashMap<String, Instant> = HashMap::new();
         for i in 0..n {
@@ -297,7 +298,11 @@ fn main() {
             print_breakdown("idle", &after, &idle);
         }
         if let Some(kib) = process.as_ref().and_then(OperatorProcess::peak_rss_kib) {
-            println!("  cvc-operator peak RSS (VmHWM) {:.1} MiB", kib as f64 / 1024.0);
+            println!(
+                "  cvc-operator peak RSS (VmHWM) {:.1} MiB ({:.1} MiB before the first volume)",
+                kib as f64 / 1024.0,
+                rss_empty.unwrap_or(0) as f64 / 1024.0
+            );
         }
         drop(process);
         // What the operator told users, by reason (each event is one write).

@@ -79,10 +79,13 @@ async fn pending_to_bound_with_one_and_three_replicas() {
         let cvc = h.wait_bound(pv).await;
         // The policy read back from the API hashes as it did when it was written, so the bound
         // volume is not "policy synced" again (a second CVC write and event per volume).
+        use cstor_operators::cvc_operator::target;
         assert_eq!(
-            cvc.labels().get(label::TEMPLATE_HASH),
-            Some(&cstor_operators::cvc_operator::target::policy_hash(
-                &cvc.spec.policy
+            cvc.annotations()
+                .get(cstor_api::constants::annotation::APPLIED_POLICY),
+            Some(&target::applied_record(
+                &target::policy_hash(&cvc.spec.policy),
+                ""
             )),
             "{pv}"
         );

@@ -66,16 +66,22 @@ where
     }
 
     /// The watch stream of `api` that fills this store (applied objects), or `None` when it was
-    /// taken already.
+    /// taken already. What is kept of each object is what `keep` leaves of it (managed fields
+    /// are always dropped: reads never need them, and they are most of an object's size).
     pub fn reflect(
         &self,
         api: Api<K>,
         config: watcher::Config,
+        keep: fn(&mut K),
     ) -> Option<impl Stream<Item = Result<K, watcher::Error>> + Send + use<K>> {
         let writer = self.writer.lock().expect("cache writer lock").take()?;
         Some(
             watcher(api, config)
                 .default_backoff()
+                .modify(move |o| {
+                    o.meta_mut().managed_fields = None;
+                    keep(o);
+                })
                 .reflect(writer)
                 .applied_objects(),
         )
@@ -140,6 +146,16 @@ where
             .map_err(Error::kube(format!("list {kind} ({selector})")))?
             .items)
     }
+}
+
+/// Keeps the whole object (but its managed fields).
+pub fn whole<K>(_: &mut K) {}
+
+/// Keeps a Deployment's metadata only: reads need to know the target Deployment exists; the
+/// policy sync, which needs its pod template, reads it from the API (rarely).
+pub fn metadata_only(d: &mut Deployment) {
+    d.spec = None;
+    d.status = None;
 }
 
 /// The stores a reconcile reads from.

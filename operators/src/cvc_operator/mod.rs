@@ -41,7 +41,10 @@ use futures::{FutureExt, StreamExt};
 use k8s_openapi::api::core::v1::Node;
 use kube::{
     Api, Client, Resource, ResourceExt,
-    runtime::{Controller, controller::Action, events::EventType, reflector::ObjectRef, watcher},
+    runtime::{
+        Controller, WatchStreamExt, controller::Action, events::EventType, reflector::ObjectRef,
+        watcher,
+    },
 };
 use tracing::{debug, info, warn};
 
@@ -456,25 +459,38 @@ pub fn controller(
     let ns2 = ns.clone();
     let pv_selector = watcher::Config::default().labels(label::PERSISTENT_VOLUME);
     let taken = "fresh caches";
-    let controller = Controller::new(ctx.api::<CStorVolumeConfig>(), wc.clone())
-        .owns_stream(caches.volumes.reflect(ctx.api(), wc.clone()).expect(taken))
+    // The CVCs too without their managed fields (a CVC written back keeps the server's: an
+    // update that leaves them out does not change them).
+    let (cvc_store, cvc_writer) = kube::runtime::reflector::store();
+    let cvcs = watcher(ctx.api::<CStorVolumeConfig>(), wc.clone())
+        .default_backoff()
+        .modify(|c| c.meta_mut().managed_fields = None)
+        .reflect(cvc_writer)
+        .applied_objects();
+    let controller = Controller::for_stream(cvcs, cvc_store)
+        .owns_stream(
+            caches
+                .volumes
+                .reflect(ctx.api(), wc.clone(), cache::whole)
+                .expect(taken),
+        )
         .owns_stream(
             caches
                 .services
-                .reflect(ctx.api(), pv_selector.clone())
+                .reflect(ctx.api(), pv_selector.clone(), cache::whole)
                 .expect(taken),
         )
         .watches_stream(
             caches
                 .deployments
-                .reflect(ctx.api(), pv_selector.clone())
+                .reflect(ctx.api(), pv_selector.clone(), cache::metadata_only)
                 .expect(taken),
             move |d| by_pv_label(d, &ns),
         )
         .watches_stream(
             caches
                 .replicas
-                .reflect(ctx.api(), pv_selector)
+                .reflect(ctx.api(), pv_selector, cache::whole)
                 .expect(taken),
             move |r| by_pv_label(r, &ns2),
         );
@@ -482,11 +498,19 @@ pub fn controller(
     let zoned = watcher::Config::default().labels(placement::ZONE_LABEL);
     let pdbs = watcher::Config::default().labels(label::CSTOR_POOL_CLUSTER);
     let others = futures::future::join5(
-        cache::drain(caches.pools.reflect(ctx.api(), wc.clone())),
-        cache::drain(caches.pool_clusters.reflect(ctx.api(), wc.clone())),
-        cache::drain(caches.policies.reflect(ctx.api(), wc)),
-        cache::drain(caches.nodes.reflect(nodes, zoned)),
-        cache::drain(caches.disruption_budgets.reflect(ctx.api(), pdbs)),
+        cache::drain(caches.pools.reflect(ctx.api(), wc.clone(), cache::whole)),
+        cache::drain(
+            caches
+                .pool_clusters
+                .reflect(ctx.api(), wc.clone(), cache::whole),
+        ),
+        cache::drain(caches.policies.reflect(ctx.api(), wc, cache::whole)),
+        cache::drain(caches.nodes.reflect(nodes, zoned, cache::whole)),
+        cache::drain(
+            caches
+                .disruption_budgets
+                .reflect(ctx.api(), pdbs, cache::whole),
+        ),
     )
     .map(drop);
     (controller, others)

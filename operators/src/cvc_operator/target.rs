@@ -456,7 +456,13 @@ pub async fn sync_policy(cvc: &mut CStorVolumeConfig, ctx: &Context) -> Result<(
 async fn apply_policy(cvc: &CStorVolumeConfig, ctx: &Context, pv: &str) -> Result<(), Error> {
     let cv = super::bound_cv(ctx, pv).await?;
     let name = naming::target_deployment_name(pv);
-    let Some(current) = ctx.cached(&ctx.caches().deployments, &name).await? else {
+    // From the API: the cache keeps Deployments' metadata only.
+    let current = ctx
+        .api::<Deployment>()
+        .get_opt(&name)
+        .await
+        .map_err(Error::kube(format!("get Deployment {name}")))?;
+    let Some(current) = current else {
         ctx.event(
             cvc,
             EventType::Warning,
