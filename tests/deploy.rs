@@ -461,55 +461,53 @@ fn needs() -> BTreeMap<&'static str, Vec<Need>> {
                 "leases",
                 &["get", "create", "patch"],
             ),
-            // mod.rs Controller::new(cvcs) list/watch + reconcile get_opt; pdb.rs list;
-            // status.rs replace; delete.rs patch (finalizer).
+            // mod.rs watch cache of the CVCs (list/watch); pdb.rs list; status.rs replace;
+            // delete.rs patch (finalizer).
             (
                 Ns,
                 CSTOR,
                 "cstorvolumeconfigs",
                 &["get", "list", "watch", "update", "patch"],
             ),
-            // .owns(cvs) list/watch; provision.rs get_or_create (get_opt, create, get);
-            // resize.rs/scale.rs/status.rs get + replace.
+            // cache.rs watch cache (list/watch); provision.rs get_or_create (create, get after
+            // a 409 or without the cache); resize.rs/scale.rs/status.rs merge patches.
             (
                 Ns,
                 CSTOR,
                 "cstorvolumes",
-                &["get", "list", "watch", "create", "update"],
+                &["get", "list", "watch", "create", "patch"],
             ),
-            // .watches(cvrs) list/watch; provision.rs list + get_or_create; scale.rs get_opt + delete.
+            // Watch cache; provision.rs list + get_or_create; scale.rs delete.
             (
                 Ns,
                 CSTOR,
                 "cstorvolumereplicas",
                 &["get", "list", "watch", "create", "delete"],
             ),
-            // provision.rs policy get.
-            (Ns, CSTOR, "cstorvolumepolicies", &["get"]),
-            // provision.rs cspc get_opt.
-            (Ns, CSTOR, "cstorpoolclusters", &["get"]),
-            // provision.rs cspis list; status.rs cspi get.
-            (Ns, CSTOR, "cstorpoolinstances", &["get", "list"]),
-            // .owns(services) list/watch; provision.rs get_or_create.
+            // Watch caches of policies, CSPCs and CSPIs (get without the cache).
+            (Ns, CSTOR, "cstorvolumepolicies", &["get", "list", "watch"]),
+            (Ns, CSTOR, "cstorpoolclusters", &["get", "list", "watch"]),
+            (Ns, CSTOR, "cstorpoolinstances", &["get", "list", "watch"]),
+            // Watch cache; provision.rs get_or_create.
             (Ns, "", "services", &["get", "list", "watch", "create"]),
-            // .watches(deployments) list/watch; provision.rs get_or_create; target.rs get + replace.
+            // Watch cache; provision.rs get_or_create; target.rs get + JSON patch of the template.
             (
                 Ns,
                 "apps",
                 "deployments",
-                &["get", "list", "watch", "create", "update"],
+                &["get", "list", "watch", "create", "patch"],
             ),
-            // pdb.rs list, create, delete.
+            // pdb.rs watch cache, create, delete.
             (
                 Ns,
                 "policy",
                 "poddisruptionbudgets",
-                &["list", "create", "delete"],
+                &["list", "watch", "create", "delete"],
             ),
             // Recorder::publish: create, patch.
             (Ns, "events.k8s.io", "events", &["create", "patch"]),
-            // provision.rs Api::<Node>::all().list(zone label).
-            (Cluster, "", "nodes", &["list"]),
+            // Watch cache of the zone-labelled Nodes.
+            (Cluster, "", "nodes", &["list", "watch"]),
         ],
     );
     m.insert(

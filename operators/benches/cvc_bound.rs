@@ -138,10 +138,18 @@ impl OperatorProcess {
     }
 
     fn peak_rss_kib(&self) -> Option<u64> {
+        self.status_kib("VmHWM:")
+    }
+
+    fn rss_kib(&self) -> Option<u64> {
+        self.status_kib("VmRSS:")
+    }
+
+    fn status_kib(&self, field: &str) -> Option<u64> {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).ok()?;
         status
             .lines()
-            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .find_map(|l| l.strip_prefix(field))
             .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
     }
 }
@@ -281,6 +289,28 @@ fn main() {
             );
             print_breakdown("until Bound", before, after);
         }
+        // Idle: once the surroundings settled (the simulated managers' last status writes
+        // answered), no request of the operator for 5 s; then the measured window.
+        let settle = Instant::now();
+        if let Some(p) = &process {
+            let mut last = p.requests().await;
+            let mut quiet_since = Instant::now();
+            while quiet_since.elapsed() < Duration::from_secs(5)
+                && settle.elapsed() < Duration::from_secs(180)
+            {
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                let now = p.requests().await;
+                if request_delta(&last, &now) != (0.0, 0.0) {
+                    quiet_since = Instant::now();
+                    last = now;
+                }
+            }
+            println!("  settled           {:.1?} after all Bound", settle.elapsed());
+        }
+        let requests_bound = match &process {
+            Some(p) => Some(p.requests().await),
+            None => requests_bound,
+        };
         // The measurement itself is this window of idleness.
         tokio::time::sleep(Duration::from_secs(idle_secs)).await;
         let minutes = idle_secs as f64 / 60.0;
@@ -299,9 +329,10 @@ fn main() {
         }
         if let Some(kib) = process.as_ref().and_then(OperatorProcess::peak_rss_kib) {
             println!(
-                "  cvc-operator peak RSS (VmHWM) {:.1} MiB ({:.1} MiB before the first volume)",
+                "  cvc-operator peak RSS (VmHWM) {:.1} MiB ({:.1} MiB before the first volume, {:.1} MiB resident when idle)",
                 kib as f64 / 1024.0,
-                rss_empty.unwrap_or(0) as f64 / 1024.0
+                rss_empty.unwrap_or(0) as f64 / 1024.0,
+                process.as_ref().and_then(OperatorProcess::rss_kib).unwrap_or(0) as f64 / 1024.0
             );
         }
         drop(process);

@@ -158,6 +158,35 @@ pub fn metadata_only(d: &mut Deployment) {
     d.status = None;
 }
 
+/// Keeps what reads need of a target Service: its metadata and ClusterIP.
+pub fn cluster_ip_only(s: &mut Service) {
+    s.spec = s
+        .spec
+        .take()
+        .map(|spec| k8s_openapi::api::core::v1::ServiceSpec {
+            cluster_ip: spec.cluster_ip,
+            ..Default::default()
+        });
+    s.status = None;
+}
+
+/// Keeps what reads need of a replica: labels, finalizers and owners (not annotations), its
+/// replica id and phase.
+pub fn replica_essentials(r: &mut CStorVolumeReplica) {
+    r.metadata.annotations = None;
+    r.spec = cstor_api::cstor::CStorVolumeReplicaSpec {
+        replica_id: r.spec.replica_id.take(),
+        ..Default::default()
+    };
+    r.status = r
+        .status
+        .take()
+        .map(|st| cstor_api::cstor::CStorVolumeReplicaStatus {
+            phase: st.phase,
+            ..Default::default()
+        });
+}
+
 /// The stores a reconcile reads from.
 #[derive(Default)]
 pub struct Caches {

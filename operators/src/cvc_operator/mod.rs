@@ -442,6 +442,11 @@ fn by_pv_label<K: Resource>(obj: K, ns: &str) -> Option<ObjectRef<CStorVolumeCon
         .map(|pv| ObjectRef::new(pv).within(ns))
 }
 
+/// CVCs reconciled at once: enough to keep the API server busy (each pass is a few requests),
+/// few enough that a burst of new volumes does not hold hundreds of passes and their buffers in
+/// memory at once.
+pub const RECONCILE_CONCURRENCY: u16 = 16;
+
 /// Builds the controller (not started) on fresh watch caches: CVCs of the namespace, woken by
 /// their CVs, Services, target Deployments and CVRs, whose watches also fill the caches the
 /// reconciles read. The caches of the pools, pool clusters, policies and zone-labelled nodes
@@ -468,6 +473,9 @@ pub fn controller(
         .reflect(cvc_writer)
         .applied_objects();
     let controller = Controller::for_stream(cvcs, cvc_store)
+        .with_config(
+            kube::runtime::controller::Config::default().concurrency(RECONCILE_CONCURRENCY),
+        )
         .owns_stream(
             caches
                 .volumes
@@ -477,7 +485,7 @@ pub fn controller(
         .owns_stream(
             caches
                 .services
-                .reflect(ctx.api(), pv_selector.clone(), cache::whole)
+                .reflect(ctx.api(), pv_selector.clone(), cache::cluster_ip_only)
                 .expect(taken),
         )
         .watches_stream(
@@ -490,7 +498,7 @@ pub fn controller(
         .watches_stream(
             caches
                 .replicas
-                .reflect(ctx.api(), pv_selector, cache::whole)
+                .reflect(ctx.api(), pv_selector, cache::replica_essentials)
                 .expect(taken),
             move |r| by_pv_label(r, &ns2),
         );
