@@ -1,0 +1,430 @@
+//! cvc-operator's backup/restore REST server (`cvc_operator::rest`), driven over plain HTTP as
+//! the Velero plugin drives it, on the in-process API server, with a fake target snapshot
+//! service recording the SNAPCREATE/SNAPDESTROY calls. The pool managers are simulated by
+//! writing the CStorBackup / CStorRestore / CStorCompletedBackup fields they would write.
+
+use std::{
+    net::SocketAddr,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use cstor_api::{
+    cstor::{
+        CStorBackup, CStorBackupStatus, CStorCompletedBackup, CStorPoolInstance, CStorRestore,
+        CStorVolume, CStorVolumeConfig, CStorVolumeReplica, from_value,
+    },
+    proto::snapshot::v1alpha1::{
+        VolumeSnapCreateRequest, VolumeSnapCreateResponse, VolumeSnapDeleteRequest,
+        VolumeSnapDeleteResponse,
+        run_snap_command_server::{RunSnapCommand, RunSnapCommandServer},
+    },
+};
+use cstor_operators::cvc_operator::rest::{self, Rest};
+use cstor_testkit::TestCluster;
+use kube::{
+    Api, Client,
+    api::{ListParams, Patch, PatchParams, PostParams},
+};
+use serde_json::{Value, json};
+use tonic::{Request, Response, Status};
+
+const PV: &str = "pvc-1";
+const APP_NS_SUFFIX: &str = "app";
+
+/// The snapshot commands the fake target received: (`create`|`delete`, volume, snapshot).
+#[derive(Clone, Default)]
+struct FakeTarget(Arc<Mutex<Vec<(String, String, String)>>>);
+
+impl FakeTarget {
+    fn calls(&self) -> Vec<(String, String, String)> {
+        self.0.lock().unwrap().clone()
+    }
+    fn record(&self, op: &str, volume: &str, snap: &str) -> Vec<u8> {
+        self.0
+            .lock()
+            .unwrap()
+            .push((op.into(), volume.into(), snap.into()));
+        if snap.contains("refuse") {
+            br#"{"response":"ERR snapshot refused"}"#.to_vec()
+        } else {
+            br#"{"response":"OK\r\n"}"#.to_vec()
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl RunSnapCommand for FakeTarget {
+    async fn run_volume_snap_create_command(
+        &self,
+        r: Request<VolumeSnapCreateRequest>,
+    ) -> Result<Response<VolumeSnapCreateResponse>, Status> {
+        let r = r.into_inner();
+        let status = self.record("create", &r.volume, &r.snapname);
+        Ok(Response::new(VolumeSnapCreateResponse {
+            version: 0,
+            status,
+        }))
+    }
+    async fn run_volume_snap_delete_command(
+        &self,
+        r: Request<VolumeSnapDeleteRequest>,
+    ) -> Result<Response<VolumeSnapDeleteResponse>, Status> {
+        let r = r.into_inner();
+        let status = self.record("delete", &r.volume, &r.snapname);
+        Ok(Response::new(VolumeSnapDeleteResponse {
+            version: 0,
+            status,
+        }))
+    }
+}
+
+struct Setup {
+    _cluster: TestCluster,
+    client: Client,
+    ns: String,
+    app_ns: String,
+    addr: SocketAddr,
+    target: FakeTarget,
+}
+
+impl Setup {
+    /// Cluster, fake target, REST server on 127.0.0.1:0, a CSPC of two pools, volume `PV`
+    /// (CV with target IP 127.0.0.1) with one replica on each pool.
+    async fn start() -> Self {
+        let cluster = TestCluster::start().await;
+        let client = cluster.client();
+        let ns = cluster.namespace().to_owned();
+        let target = FakeTarget::default();
+        let grpc = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let grpc_port = grpc.local_addr().unwrap().port();
+        let svc = RunSnapCommandServer::new(target.clone());
+        tokio::spawn(
+            tonic::transport::Server::builder()
+                .add_service(svc)
+                .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(grpc)),
+        );
+        let mut api = Rest::new(client.clone(), &ns, "3.6.0");
+        api.snapshot_port = grpc_port;
+        api.snapshot_timeout = Duration::from_secs(10);
+        api.bound_tries = 2;
+        api.bound_interval = Duration::from_millis(50);
+        let bind: rest::BindAddr = "127.0.0.1:0".parse().unwrap();
+        let addr = rest::start(bind.get().unwrap(), Arc::new(api), std::future::pending())
+            .await
+            .unwrap();
+        let s = Self {
+            app_ns: format!("{ns}-{APP_NS_SUFFIX}"),
+            _cluster: cluster,
+            client,
+            ns,
+            addr,
+            target,
+        };
+        s.objects().await;
+        s
+    }
+
+    async fn create<K>(&self, value: Value)
+    where
+        K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>
+            + serde::de::DeserializeOwned
+            + serde::Serialize
+            + Clone
+            + std::fmt::Debug,
+        K::DynamicType: Default,
+    {
+        let obj: K = serde_json::from_value(value).unwrap();
+        Api::<K>::namespaced(self.client.clone(), &self.ns)
+            .create(&PostParams::default(), &obj)
+            .await
+            .unwrap();
+    }
+
+    async fn objects(&self) {
+        let ns = &self.ns;
+        let app: k8s_openapi::api::core::v1::Namespace =
+            serde_json::from_value(json!({"metadata": {"name": self.app_ns}})).unwrap();
+        Api::all(self.client.clone())
+            .create(&PostParams::default(), &app)
+            .await
+            .unwrap();
+        for i in 0..2 {
+            self.create::<CStorPoolInstance>(json!({
+                "apiVersion": "cstor.openebs.io/v1", "kind": "CStorPoolInstance",
+                "metadata": {"name": format!("cspc-a-p{i}"), "namespace": ns,
+                    "labels": {"openebs.io/cstor-pool-cluster": "cspc-a"}},
+                "spec": {"hostName": "h", "nodeSelector": {}, "dataRaidGroups": []},
+                "versionDetails": {"status": {"current": "3.6.0"}}
+            }))
+            .await;
+            self.create::<CStorVolumeReplica>(json!({
+                "apiVersion": "cstor.openebs.io/v1", "kind": "CStorVolumeReplica",
+                "metadata": {"name": format!("{PV}-cspc-a-p{i}"), "namespace": ns, "labels": {
+                    "openebs.io/persistent-volume": PV,
+                    "cstorpoolinstance.openebs.io/name": format!("cspc-a-p{i}"),
+                    "cstorpoolinstance.openebs.io/uid": format!("uid-{i}")}},
+                "spec": {"targetIP": "10.0.0.9", "capacity": "1Gi", "replicaid": format!("r{i}")},
+                "status": {"phase": if i == 0 { "Offline" } else { "Healthy" }}
+            }))
+            .await;
+        }
+        self.create::<CStorVolume>(json!({
+            "apiVersion": "cstor.openebs.io/v1", "kind": "CStorVolume",
+            "metadata": {"name": PV, "namespace": ns},
+            "spec": {"targetIP": "127.0.0.1", "targetPortal": "10.0.0.9:3260",
+                "iqn": format!("iqn.2016-09.com.openebs.cstor:{PV}"), "capacity": "1Gi",
+                "targetPort": "3260", "replicationFactor": 2, "consistencyFactor": 2}
+        }))
+        .await;
+    }
+
+    /// One request as the plugin sends it; returns status and body.
+    async fn call(&self, method: &str, path: &str, body: Option<Value>) -> (u16, String) {
+        let tcp = tokio::net::TcpStream::connect(self.addr).await.unwrap();
+        let (mut sender, conn) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tcp))
+                .await
+                .unwrap();
+        tokio::spawn(conn);
+        let bytes = body.map(|b| b.to_string()).unwrap_or_default();
+        let req = axum::http::Request::builder()
+            .method(method)
+            .uri(path)
+            .header("host", "cvc-operator-service")
+            .header("content-type", "application/json")
+            .body(axum::body::Body::from(bytes))
+            .unwrap();
+        let resp = sender.send_request(req).await.unwrap();
+        let status = resp.status().as_u16();
+        let body = axum::body::to_bytes(axum::body::Body::new(resp.into_body()), usize::MAX)
+            .await
+            .unwrap();
+        (status, String::from_utf8_lossy(&body).into_owned())
+    }
+
+    fn backup_body(&self, schedule: &str, snap: &str) -> Value {
+        json!({
+            "apiVersion": "openebs.io/v1alpha1", "kind": "CStorBackup",
+            "metadata": {"namespace": self.app_ns},
+            "spec": {"backupName": schedule, "volumeName": PV, "snapName": snap,
+                "prevSnapName": "", "backupDest": "10.1.1.1:9001", "localSnap": false},
+            "status": ""
+        })
+    }
+
+    fn backups(&self) -> Api<CStorBackup> {
+        Api::namespaced(self.client.clone(), &self.app_ns)
+    }
+
+    fn records(&self) -> Api<CStorCompletedBackup> {
+        Api::namespaced(self.client.clone(), &self.app_ns)
+    }
+
+    fn restores(&self) -> Api<CStorRestore> {
+        Api::namespaced(self.client.clone(), &self.ns)
+    }
+
+    /// What the chosen pool manager writes after a successful send.
+    async fn pool_sent(&self, schedule: &str, snap: &str) {
+        let name = format!("{snap}-{PV}");
+        let mut b = self.backups().get(&name).await.unwrap();
+        b.status = Some(CStorBackupStatus::Done);
+        self.backups()
+            .replace(&name, &PostParams::default(), &b)
+            .await
+            .unwrap();
+        let rec = format!("{schedule}-{PV}");
+        let mut r = self.records().get(&rec).await.unwrap();
+        r.spec.second_last_snap_name = r.spec.last_snap_name.take();
+        r.spec.last_snap_name = Some(snap.to_owned());
+        self.records()
+            .replace(&rec, &PostParams::default(), &r)
+            .await
+            .unwrap();
+    }
+
+    async fn count_objects(&self) -> (usize, usize, usize) {
+        let lp = ListParams::default();
+        (
+            self.backups().list(&lp).await.unwrap().items.len(),
+            self.records().list(&lp).await.unwrap().items.len(),
+            self.restores().list(&lp).await.unwrap().items.len(),
+        )
+    }
+}
+
+fn status_of(body: &str) -> String {
+    let v: Value = serde_json::from_str(body).unwrap();
+    v["status"].as_str().unwrap_or_default().to_owned()
+}
+
+#[tokio::test]
+async fn scheduled_backups_are_incremental_and_cleaned_up() {
+    let s = Setup::start().await;
+    let (s1, s2, s3) = (
+        "sch-20240101000000",
+        "sch-20240102000000",
+        "sch-20240103000000",
+    );
+    // 1st backup: snapshot taken, CStorBackup Pending on the Healthy replica's pool, empty record.
+    assert_eq!(
+        s.call("POST", "/latest/backups/", Some(s.backup_body("sch", s1)))
+            .await,
+        (200, "\"\"".into())
+    );
+    assert_eq!(
+        s.target.calls(),
+        vec![("create".into(), PV.into(), s1.into())]
+    );
+    let b1 = s.backups().get(&format!("{s1}-{PV}")).await.unwrap();
+    assert_eq!(b1.status, Some(CStorBackupStatus::Pending));
+    assert_eq!(b1.spec.prev_snap_name.as_deref(), Some(""));
+    assert_eq!(b1.spec.backup_dest.as_deref(), Some("10.1.1.1:9001"));
+    let labels = b1.metadata.labels.clone().unwrap();
+    assert_eq!(labels["cstorpoolinstance.openebs.io/name"], "cspc-a-p1");
+    assert_eq!(labels["cstorpoolinstance.openebs.io/uid"], "uid-1");
+    assert_eq!(labels["openebs.io/persistent-volume"], PV);
+    assert_eq!(labels["openebs.io/backup"], "sch");
+    assert_eq!(labels.len(), 4);
+    let rec = s.records().get(&format!("sch-{PV}")).await.unwrap();
+    assert_eq!(rec.spec.last_snap_name, None);
+    assert_eq!(rec.metadata.labels.unwrap(), labels);
+
+    s.pool_sent("sch", s1).await;
+    let (code, body) = s
+        .call("GET", "/latest/backups/", Some(s.backup_body("sch", s1)))
+        .await;
+    assert_eq!((code, status_of(&body)), (200, "Done".to_owned()));
+
+    // 2nd backup: incremental from the 1st; the plugin's clean-up removes the 1st.
+    assert_eq!(
+        s.call("POST", "/latest/backups/", Some(s.backup_body("sch", s2)))
+            .await
+            .0,
+        200
+    );
+    let b2 = s.backups().get(&format!("{s2}-{PV}")).await.unwrap();
+    assert_eq!(b2.spec.prev_snap_name.as_deref(), Some(s1));
+    s.pool_sent("sch", s2).await;
+    let (_, body) = s
+        .call("GET", "/latest/backups/", Some(s.backup_body("sch", s2)))
+        .await;
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["spec"]["prevSnapName"], s1);
+    let del = format!(
+        "/latest/backups/{s1}?volume={PV}&namespace={}&schedule=sch",
+        s.app_ns
+    );
+    assert_eq!(s.call("DELETE", &del, None).await, (200, "\"\"".into()));
+    assert!(
+        s.backups()
+            .get_opt(&format!("{s1}-{PV}"))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        s.records()
+            .get_opt(&format!("sch-{PV}"))
+            .await
+            .unwrap()
+            .is_some(),
+        "record kept"
+    );
+    assert_eq!(
+        s.target.calls().last().unwrap(),
+        &("delete".into(), PV.into(), s1.into())
+    );
+
+    // 3rd backup: the pool pod is gone, so GET infers Failed from the record and persists it.
+    assert_eq!(
+        s.call("POST", "/latest/backups/", Some(s.backup_body("sch", s3)))
+            .await
+            .0,
+        200
+    );
+    assert_eq!(
+        s.backups()
+            .get(&format!("{s3}-{PV}"))
+            .await
+            .unwrap()
+            .spec
+            .prev_snap_name
+            .as_deref(),
+        Some(s2)
+    );
+    let (_, body) = s
+        .call("GET", "/latest/backups/", Some(s.backup_body("sch", s3)))
+        .await;
+    assert_eq!(status_of(&body), "Failed");
+    let stored = s.backups().get(&format!("{s3}-{PV}")).await.unwrap();
+    assert_eq!(stored.status, Some(CStorBackupStatus::Failed));
+    let del3 = format!(
+        "/latest/backups/{s3}?volume={PV}&namespace={}&schedule=sch",
+        s.app_ns
+    );
+    assert_eq!(s.call("DELETE", &del3, None).await.0, 200);
+    assert!(
+        s.records()
+            .get_opt(&format!("sch-{PV}"))
+            .await
+            .unwrap()
+            .is_some()
+    );
+
+    // Deleting the newest backup of the schedule drops the record: the next backup is full.
+    let del2 = format!(
+        "/latest/backups/{s2}?volume={PV}&namespace={}&schedule=sch",
+        s.app_ns
+    );
+    assert_eq!(s.call("DELETE", &del2, None).await, (200, "\"\"".into()));
+    assert!(
+        s.records()
+            .get_opt(&format!("sch-{PV}"))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    // Already deleted: 200, and no snapshot call.
+    let calls = s.target.calls().len();
+    assert_eq!(s.call("DELETE", &del2, None).await, (200, "\"\"".into()));
+    assert_eq!(s.target.calls().len(), calls);
+    assert_eq!(s.count_objects().await, (0, 0, 0));
+
+    // A non-scheduled backup: its clean-up deletes the record too (last == snap).
+    assert_eq!(
+        s.call(
+            "POST",
+            "/latest/backups/",
+            Some(s.backup_body("one", "one"))
+        )
+        .await
+        .0,
+        200
+    );
+    s.pool_sent("one", "one").await;
+    let del = format!(
+        "/latest/backups/one?volume={PV}&namespace={}&schedule=one",
+        s.app_ns
+    );
+    assert_eq!(s.call("DELETE", &del, None).await.0, 200);
+    assert_eq!(s.count_objects().await, (0, 0, 0));
+}
+
+#[tokio::test]
+async fn local_snapshot_creates_no_object() {
+    let s = Setup::start().await;
+    let mut body = s.backup_body("loc", "loc");
+    body["spec"]["localSnap"] = json!(true);
+    body["spec"]["backupDest"] = json!("");
+    assert_eq!(
+        s.call("POST", "/latest/backups/", Some(body)).await,
+        (200, "\"\"".into())
+    );
+    assert_eq!(
+        s.target.calls(),
+        vec![("create".into(), PV.into(), "loc".into())]
+    );
+    assert_eq!(s.count_objects().await, (0, 0, 0));
+}
