@@ -24,7 +24,7 @@ use cstor_operators::cvc_operator::rest::{self, Rest};
 use cstor_testkit::TestCluster;
 use kube::{
     Api, Client,
-    api::{ListParams, Patch, PatchParams, PostParams},
+    api::{ListParams, PostParams},
 };
 use serde_json::{Value, json};
 use tonic::{Request, Response, Status};
@@ -427,4 +427,373 @@ async fn local_snapshot_creates_no_object() {
         vec![("create".into(), PV.into(), "loc".into())]
     );
     assert_eq!(s.count_objects().await, (0, 0, 0));
+}
+
+#[tokio::test]
+async fn bad_backup_requests_get_upstreams_errors_and_create_nothing() {
+    let s = Setup::start().await;
+    let with = |f: &dyn Fn(&mut Value)| {
+        let mut b = s.backup_body("sch", "sch-1");
+        f(&mut b);
+        b
+    };
+    let cases: Vec<(&str, Value, u16, String)> = vec![
+        (
+            "POST",
+            with(&|b| b["spec"]["backupName"] = json!("")),
+            400,
+            "Failed to create backup: missing backup name ".into(),
+        ),
+        (
+            "POST",
+            with(&|b| b["metadata"] = json!({})),
+            400,
+            "Failed to create backup 'sch': missing namespace".into(),
+        ),
+        (
+            "POST",
+            with(&|b| b["spec"]["volumeName"] = json!("")),
+            400,
+            "Failed to create backup 'sch': missing volume name".into(),
+        ),
+        (
+            "POST",
+            with(&|b| b["spec"]["backupDest"] = json!("")),
+            400,
+            "Failed to create backup 'sch': missing backupIP".into(),
+        ),
+        (
+            "POST",
+            with(&|b| b["spec"]["snapName"] = json!("")),
+            400,
+            "Failed to create backup 'sch': missing snapName".into(),
+        ),
+        (
+            "GET",
+            with(&|b| b["spec"]["backupName"] = json!("")),
+            400,
+            "Failed to get backup: missing backup name ".into(),
+        ),
+        (
+            "GET",
+            with(&|b| b["metadata"] = json!({})),
+            400,
+            "Failed to get backup 'sch': missing namespace".into(),
+        ),
+        (
+            "GET",
+            with(&|b| b["spec"]["volumeName"] = json!("")),
+            400,
+            "Failed to get backup 'sch': missing volume name".into(),
+        ),
+    ];
+    for (method, body, code, msg) in cases {
+        assert_eq!(
+            s.call(method, "/latest/backups/", Some(body)).await,
+            (code, msg),
+            "{method}"
+        );
+    }
+    // Validation failures never reach the target.
+    assert!(s.target.calls().is_empty());
+    let insufficient = "failed to delete backup: Insufficient info -- required values volume_name, backup_name, namespace, schedule_name";
+    let ns = s.app_ns.clone();
+    for path in [
+        format!("/latest/backups/?volume={PV}&namespace={ns}&schedule=s"),
+        format!("/latest/backups/x?namespace={ns}&schedule=s"),
+        format!("/latest/backups/x?volume={PV}&schedule=s"),
+        format!("/latest/backups/x?volume={PV}&namespace={ns}"),
+    ] {
+        assert_eq!(
+            s.call("DELETE", &path, None).await,
+            (405, insufficient.to_owned()),
+            "{path}"
+        );
+    }
+    assert_eq!(
+        s.call("PUT", "/latest/backups/", None).await,
+        (405, "Invalid http method".into())
+    );
+    assert_eq!(
+        s.call("DELETE", "/latest/restore/", None).await,
+        (405, "Invalid http method".into())
+    );
+    let (code, _) = s
+        .call("POST", "/latest/backups/", Some(json!("not an object")))
+        .await;
+    assert_eq!(code, 500, "undecodable body");
+    assert_eq!(
+        s.call("GET", "/latest/other/", None).await,
+        (404, "404 page not found\n".into())
+    );
+    assert_eq!(s.call("POST", "/latest/backups", None).await.0, 301);
+    // GET of a backup that does not exist: 404 (upstream drops the connection).
+    assert_eq!(
+        s.call(
+            "GET",
+            "/latest/backups/",
+            Some(s.backup_body("sch", "nope"))
+        )
+        .await
+        .0,
+        404
+    );
+    // The target refuses the snapshot: 400, nothing created.
+    let (code, msg) = s
+        .call(
+            "POST",
+            "/latest/backups/",
+            Some(s.backup_body("sch", "refuse-1")),
+        )
+        .await;
+    assert_eq!(code, 400);
+    assert!(msg.starts_with("Failed to create snapshot '"), "{msg}");
+    assert_eq!(s.count_objects().await, (0, 0, 0));
+    // No Healthy replica: 400 after the snapshot (as upstream), no object.
+    let cvrs: Api<CStorVolumeReplica> = Api::namespaced(s.client.clone(), &s.ns);
+    let mut cvr = cvrs.get(&format!("{PV}-cspc-a-p1")).await.unwrap();
+    cvr.status.as_mut().unwrap().phase = None;
+    cvrs.replace(&format!("{PV}-cspc-a-p1"), &PostParams::default(), &cvr)
+        .await
+        .unwrap();
+    assert_eq!(
+        s.call(
+            "POST",
+            "/latest/backups/",
+            Some(s.backup_body("sch", "sch-2"))
+        )
+        .await,
+        (
+            400,
+            format!("Failed to find healthy replica for volume {PV}")
+        )
+    );
+    assert_eq!(s.count_objects().await, (0, 0, 0));
+}
+
+fn restore_body(ns: &str, restore: &str) -> Value {
+    json!({
+        "apiVersion": "openebs.io/v1alpha1", "kind": "CStorRestore",
+        "metadata": {"namespace": ns},
+        "spec": {"restoreName": restore, "volumeName": PV, "restoreSrc": "10.1.1.1:9000",
+            "maxretrycount": 0, "retrycount": 0, "storageClass": "cstor-sc", "size": "0", "localRestore": false},
+        "status": ""
+    })
+}
+
+impl Setup {
+    async fn bind_cvc(&self, name: &str) {
+        let cvc: CStorVolumeConfig = from_value(json!({
+            "apiVersion": "cstor.openebs.io/v1", "kind": "CStorVolumeConfig",
+            "metadata": {"name": name, "namespace": self.ns},
+            "spec": {"capacity": {"storage": "1Gi"}, "provision": {"capacity": {"storage": "1Gi"}, "replicaCount": 2}, "policy": {}},
+            "publish": {"nodeId": ""},
+            "status": {"phase": "Bound"}
+        }))
+        .unwrap();
+        let api: Api<CStorVolumeConfig> = Api::namespaced(self.client.clone(), &self.ns);
+        // No status subresource: the status is stored as created.
+        api.create(&PostParams::default(), &cvc).await.unwrap();
+    }
+
+    async fn set_restore_status(&self, name: &str, status: CStorBackupStatus) {
+        let mut r = self.restores().get(name).await.unwrap();
+        r.status = Some(status);
+        self.restores()
+            .replace(name, &PostParams::default(), &r)
+            .await
+            .unwrap();
+    }
+}
+
+#[tokio::test]
+async fn remote_restore_creates_one_restore_per_replica_and_aggregates() {
+    let s = Setup::start().await;
+    // The CVC is not Bound: 400, nothing created.
+    let body = restore_body(&s.ns, "bkp-1");
+    assert_eq!(
+        s.call("POST", "/latest/restore/", Some(body.clone())).await,
+        (
+            400,
+            format!(
+                "Failed to create resources for volume: {{CVC {PV} in namespace {} is not in Bound status}}",
+                s.ns
+            )
+        )
+    );
+    assert_eq!(s.count_objects().await, (0, 0, 0));
+    s.bind_cvc(PV).await;
+    let (code, out) = s.call("POST", "/latest/restore/", Some(body.clone())).await;
+    assert_eq!(code, 200, "{out}");
+    let iscsi: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        iscsi,
+        json!({"targetPortal": "10.0.0.9:3260", "iqn": format!("iqn.2016-09.com.openebs.cstor:{PV}"), "lun": 0})
+    );
+    let items = s
+        .restores()
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items;
+    assert_eq!(items.len(), 2, "one per replica");
+    let mut pools = Vec::new();
+    for r in &items {
+        let name = r.metadata.name.clone().unwrap();
+        assert!(
+            name.starts_with("bkp-1-") && name.len() == "bkp-1-".len() + 36,
+            "{name}"
+        );
+        assert_eq!(r.status, Some(CStorBackupStatus::Pending));
+        assert_eq!(r.spec.restore_src, "10.1.1.1:9000");
+        let l = r.metadata.labels.clone().unwrap();
+        assert_eq!(l["openebs.io/restore"], "bkp-1");
+        assert_eq!(l["openebs.io/persistent-volume"], PV);
+        assert_eq!(
+            l["cstorpoolinstance.openebs.io/uid"],
+            l["cstorpoolinstance.openebs.io/name"].replace("cspc-a-p", "uid-")
+        );
+        pools.push(l["cstorpoolinstance.openebs.io/name"].clone());
+    }
+    pools.sort();
+    assert_eq!(pools, ["cspc-a-p0", "cspc-a-p1"]);
+    // Simulated pool managers: one in progress → InProgress; both Done → Done.
+    let names: Vec<String> = items
+        .iter()
+        .map(|r| r.metadata.name.clone().unwrap())
+        .collect();
+    s.set_restore_status(&names[0], CStorBackupStatus::Done)
+        .await;
+    s.set_restore_status(&names[1], CStorBackupStatus::InProgress)
+        .await;
+    assert_eq!(
+        s.call("GET", "/latest/restore/", Some(body.clone())).await,
+        (200, "\"InProgress\"".into())
+    );
+    s.set_restore_status(&names[1], CStorBackupStatus::Done)
+        .await;
+    assert_eq!(
+        s.call("GET", "/latest/restore/", Some(body.clone())).await,
+        (200, "\"Done\"".into())
+    );
+    // No restore of that name: "".
+    assert_eq!(
+        s.call(
+            "GET",
+            "/latest/restore/",
+            Some(restore_body(&s.ns, "other"))
+        )
+        .await,
+        (200, "\"\"".into())
+    );
+    // Pending restores on pools without a pool pod are Failed, and stay so.
+    let second = restore_body(&s.ns, "bkp-2");
+    assert_eq!(
+        s.call("POST", "/latest/restore/", Some(second.clone()))
+            .await
+            .0,
+        200
+    );
+    assert_eq!(
+        s.call("GET", "/latest/restore/", Some(second)).await,
+        (200, "\"Failed\"".into())
+    );
+    let lp = ListParams::default().labels("openebs.io/restore=bkp-2");
+    for r in s.restores().list(&lp).await.unwrap().items {
+        assert_eq!(r.status, Some(CStorBackupStatus::Failed));
+    }
+}
+
+#[tokio::test]
+async fn bad_restore_requests_get_upstreams_errors_and_create_nothing() {
+    let s = Setup::start().await;
+    s.bind_cvc(PV).await;
+    let with = |f: &dyn Fn(&mut Value)| {
+        let mut b = restore_body(&s.ns, "bkp-1");
+        f(&mut b);
+        b
+    };
+    let v = "restore create validation failed error: ";
+    let cases: Vec<(Value, String)> = vec![
+        (
+            with(&|b| b["metadata"] = json!({})),
+            format!("{v}{{failed to create restore '': missing namespace}}"),
+        ),
+        (
+            with(&|b| b["spec"]["restoreName"] = json!("")),
+            format!("{v}{{failed to create restore: missing restore name}}"),
+        ),
+        (
+            with(&|b| b["spec"]["volumeName"] = json!("")),
+            format!("{v}{{failed to create restore '': missing volume name}}"),
+        ),
+        (
+            with(&|b| b["spec"]["restoreSrc"] = json!("")),
+            format!("{v}{{failed to create restore '': missing restoreSrc}}"),
+        ),
+        (
+            with(&|b| {
+                b["spec"]["localRestore"] = json!(true);
+                b["spec"]["storageClass"] = json!("");
+            }),
+            format!("{v}{{failed to create restore '': missing storageClass}}"),
+        ),
+        (
+            with(&|b| {
+                b["spec"]["localRestore"] = json!(true);
+                b["spec"]["size"] = json!("");
+            }),
+            format!("{v}{{failed to create restore '': missing size}}"),
+        ),
+        (
+            with(&|b| b["metadata"]["name"] = json!("r1")).pipe_clear_ns(),
+            format!("{v}{{failed to create restore 'r1': missing namespace}}"),
+        ),
+    ];
+    for (body, msg) in cases {
+        assert_eq!(
+            s.call("POST", "/latest/restore/", Some(body)).await,
+            (400, msg)
+        );
+    }
+    let get_cases: Vec<(Value, String)> = vec![
+        (
+            with(&|b| b["spec"]["restoreName"] = json!("")),
+            "Failed to get restore: missing restore name ".into(),
+        ),
+        (
+            with(&|b| b["metadata"] = json!({})),
+            "Failed to get restore 'bkp-1': missing namespace".into(),
+        ),
+        (
+            with(&|b| b["spec"]["volumeName"] = json!("")),
+            "Failed to get restore 'bkp-1': missing volume name".into(),
+        ),
+    ];
+    for (body, msg) in get_cases {
+        assert_eq!(
+            s.call("GET", "/latest/restore/", Some(body)).await,
+            (400, msg)
+        );
+    }
+    // A Bound volume without replicas: 500, nothing created.
+    s.bind_cvc("pvc-none").await;
+    let mut none = restore_body(&s.ns, "bkp-1");
+    none["spec"]["volumeName"] = json!("pvc-none");
+    assert_eq!(
+        s.call("POST", "/latest/restore/", Some(none)).await,
+        (500, "CVRs doesn't exist for volume pvc-none".into())
+    );
+    assert_eq!(s.count_objects().await, (0, 0, 0));
+}
+
+trait ClearNs {
+    fn pipe_clear_ns(self) -> Self;
+}
+
+impl ClearNs for Value {
+    fn pipe_clear_ns(mut self) -> Self {
+        self["metadata"]["namespace"] = json!("");
+        self
+    }
 }

@@ -175,7 +175,8 @@ async fn create_clone_cvc(rest: &Rest, req: &RestoreRequest) -> Result<(), Strin
             "annotations": {annotation::VOLUME_ID: volume, annotation::VOLUME_POLICY: policy},
             "finalizers": [finalizer::CVC]},
         "spec": {"capacity": {"storage": size}, "provision": {"capacity": {"storage": size}, "replicaCount": replicas},
-            "cstorVolumeSource": format!("{src}@{snap}")},
+            "cstorVolumeSource": format!("{src}@{snap}"), "policy": {}},
+        "publish": {"nodeId": ""},
         "status": {"phase": "Pending"},
         "versionDetails": {"desired": rest.version, "status": {"current": rest.version}}
     }))
