@@ -107,7 +107,7 @@ impl Setup {
         let mut api = Rest::new(client.clone(), &ns, "3.6.0");
         api.snapshot_port = grpc_port;
         api.snapshot_timeout = Duration::from_secs(10);
-        api.bound_tries = 2;
+        api.bound_tries = 40;
         api.bound_interval = Duration::from_millis(50);
         let bind: rest::BindAddr = "127.0.0.1:0".parse().unwrap();
         let addr = rest::start(bind.get().unwrap(), Arc::new(api), std::future::pending())
@@ -796,4 +796,78 @@ impl ClearNs for Value {
         self["metadata"]["namespace"] = json!("");
         self
     }
+}
+
+#[tokio::test]
+async fn local_restore_creates_the_clone_cvc() {
+    let s = Setup::start().await;
+    let sc: k8s_openapi::api::storage::v1::StorageClass = serde_json::from_value(json!({
+        "metadata": {"name": "cstor-sc"}, "provisioner": "cstor.csi.openebs.io",
+        "parameters": {"cstorPoolCluster": "cspc-a", "replicaCount": "2", "cas-type": "cstor"}
+    }))
+    .unwrap();
+    Api::all(s.client.clone())
+        .create(&PostParams::default(), &sc)
+        .await
+        .unwrap();
+    // The simulated cvc-operator binds the clone once it exists (the CV is `PV`'s, reused).
+    let cvcs: Api<CStorVolumeConfig> = Api::namespaced(s.client.clone(), &s.ns);
+    let binder = {
+        let cvcs = cvcs.clone();
+        tokio::spawn(async move {
+            let mut cvc = cstor_testkit::wait_until("clone CVC", Duration::from_secs(30), || {
+                let cvcs = cvcs.clone();
+                async move { cvcs.get_opt(PV).await.ok().flatten() }
+            })
+            .await
+            .unwrap();
+            cvc.status.phase = Some(cstor_api::cstor::CStorVolumeConfigPhase::Bound);
+            cvcs.replace(PV, &PostParams::default(), &cvc)
+                .await
+                .unwrap();
+        })
+    };
+    let mut body = restore_body(&s.ns, "bkp-1");
+    body["spec"]["localRestore"] = json!(true);
+    body["spec"]["restoreSrc"] = json!("pvc-src");
+    body["spec"]["size"] = json!("1Gi");
+    let (code, out) = s.call("POST", "/latest/restore/", Some(body)).await;
+    assert_eq!(code, 200, "{out}");
+    binder.await.unwrap();
+    let cvc = cvcs.get(PV).await.unwrap();
+    assert_eq!(
+        cvc.spec.cstor_volume_source.as_deref(),
+        Some("pvc-src@bkp-1")
+    );
+    let labels = cvc.metadata.labels.clone().unwrap();
+    assert_eq!(labels["openebs.io/cstor-pool-cluster"], "cspc-a");
+    assert_eq!(labels["openebs.io/source-volume"], "pvc-src");
+    let annotations = cvc.metadata.annotations.clone().unwrap();
+    assert_eq!(annotations["openebs.io/volumeID"], PV);
+    assert_eq!(annotations["openebs.io/volume-policy"], "");
+    assert_eq!(
+        cvc.metadata.finalizers,
+        Some(vec!["cvc.openebs.io/finalizer".to_owned()])
+    );
+    // Local restores create no CStorRestore.
+    assert_eq!(s.count_objects().await, (0, 0, 0));
+    // A StorageClass without the pool cluster: 400.
+    let bare: k8s_openapi::api::storage::v1::StorageClass = serde_json::from_value(json!({
+        "metadata": {"name": "bare-sc"}, "provisioner": "cstor.csi.openebs.io"
+    }))
+    .unwrap();
+    Api::all(s.client.clone())
+        .create(&PostParams::default(), &bare)
+        .await
+        .unwrap();
+    let mut body = restore_body(&s.ns, "bkp-2");
+    body["spec"]["localRestore"] = json!(true);
+    body["spec"]["volumeName"] = json!("pvc-other");
+    body["spec"]["storageClass"] = json!("bare-sc");
+    body["spec"]["size"] = json!("1Gi");
+    assert_eq!(
+        s.call("POST", "/latest/restore/", Some(body)).await,
+        (400, "Failed to create resources for volume: {storageclass bare-sc doesn't have cstorPoolCluster details}".into())
+    );
+    assert!(cvcs.get_opt("pvc-other").await.unwrap().is_none());
 }
