@@ -427,6 +427,14 @@ async fn local_snapshot_creates_no_object() {
         vec![("create".into(), PV.into(), "loc".into())]
     );
     assert_eq!(s.count_objects().await, (0, 0, 0));
+    // Velero deleting it: no CStorBackup, so "already deleted" and the snapshot stays (as
+    // upstream). `?pretty` indents and ends the value with a newline.
+    let del = format!(
+        "/latest/backups/loc?volume={PV}&namespace={}&schedule=loc&pretty",
+        s.app_ns
+    );
+    assert_eq!(s.call("DELETE", &del, None).await, (200, "\"\"\n".into()));
+    assert_eq!(s.target.calls().len(), 1);
 }
 
 #[tokio::test]
@@ -870,4 +878,92 @@ async fn local_restore_creates_the_clone_cvc() {
         (400, "Failed to create resources for volume: {storageclass bare-sc doesn't have cstorPoolCluster details}".into())
     );
     assert!(cvcs.get_opt("pvc-other").await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn a_running_pool_keeps_its_backup_in_progress() {
+    let s = Setup::start().await;
+    let node_name = format!("{}-node", s.ns);
+    let node: k8s_openapi::api::core::v1::Node = serde_json::from_value(json!({
+        "metadata": {"name": node_name},
+        "status": {"conditions": [{"type": "Ready", "status": "True"}]}
+    }))
+    .unwrap();
+    let nodes: Api<k8s_openapi::api::core::v1::Node> = Api::all(s.client.clone());
+    let node = nodes.create(&PostParams::default(), &node).await.unwrap();
+    if node.status.and_then(|st| st.conditions).is_none() {
+        let ready = json!({"status": {"conditions": [{"type": "Ready", "status": "True"}]}});
+        nodes
+            .patch_status(
+                &node_name,
+                &kube::api::PatchParams::default(),
+                &kube::api::Patch::Merge(&ready),
+            )
+            .await
+            .unwrap();
+    }
+    let pods: Api<k8s_openapi::api::core::v1::Pod> = Api::namespaced(s.client.clone(), &s.ns);
+    let pod: k8s_openapi::api::core::v1::Pod = serde_json::from_value(json!({
+        "metadata": {"name": "pool-p1", "labels": {"app": "cstor-pool", "openebs.io/cstor-pool-instance": "cspc-a-p1"}},
+        "spec": {"nodeName": node_name, "containers": [{"name": "cstor-pool-mgmt", "image": "x"}]},
+    }))
+    .unwrap();
+    pods.create(&PostParams::default(), &pod).await.unwrap();
+    let ready = json!({"status": {"containerStatuses": [{"name": "cstor-pool-mgmt", "ready": true,
+        "restartCount": 0, "image": "x", "imageID": ""}]}});
+    pods.patch_status(
+        "pool-p1",
+        &kube::api::PatchParams::default(),
+        &kube::api::Patch::Merge(&ready),
+    )
+    .await
+    .unwrap();
+
+    assert_eq!(
+        s.call(
+            "POST",
+            "/latest/backups/",
+            Some(s.backup_body("sch", "sch-1"))
+        )
+        .await
+        .0,
+        200
+    );
+    let name = format!("sch-1-{PV}");
+    let mut b = s.backups().get(&name).await.unwrap();
+    b.status = Some(CStorBackupStatus::InProgress);
+    s.backups()
+        .replace(&name, &PostParams::default(), &b)
+        .await
+        .unwrap();
+    let (_, body) = s
+        .call(
+            "GET",
+            "/latest/backups/",
+            Some(s.backup_body("sch", "sch-1")),
+        )
+        .await;
+    assert_eq!(status_of(&body), "InProgress", "pool up: status left alone");
+    // The pool-management container stops being ready: the pool counts as down.
+    let not_ready = json!({"status": {"containerStatuses": [{"name": "cstor-pool-mgmt", "ready": false,
+        "restartCount": 0, "image": "x", "imageID": ""}]}});
+    pods.patch_status(
+        "pool-p1",
+        &kube::api::PatchParams::default(),
+        &kube::api::Patch::Merge(&not_ready),
+    )
+    .await
+    .unwrap();
+    let (_, body) = s
+        .call(
+            "GET",
+            "/latest/backups/",
+            Some(s.backup_body("sch", "sch-1")),
+        )
+        .await;
+    assert_eq!(
+        status_of(&body),
+        "Failed",
+        "pool down, snapshot not in the record"
+    );
 }
