@@ -44,6 +44,8 @@ pub mod label {
     pub const BLOCK_DEVICE_TAG: &str = "openebs.io/block-device-tag";
     pub const COMPONENT_NAME: &str = "openebs.io/component-name";
     pub const BACKUP: &str = "openebs.io/backup";
+    /// Restore (Velero backup) name, on CStorRestore.
+    pub const RESTORE: &str = "openebs.io/restore";
     /// CVA labels written by the CSI node plugin (upstream's exact, oddly cased keys).
     pub const CVA_NODE_ID: &str = "nodeID";
     pub const CVA_VOLNAME: &str = "Volname";

@@ -21,7 +21,10 @@ use std::{
 };
 
 use axum::{Router, extract::State, http::StatusCode, routing::get};
-use hyper_util::{rt::TokioIo, service::TowerToHyperService};
+use hyper_util::{
+    rt::{TokioIo, TokioTimer},
+    service::TowerToHyperService,
+};
 use k8s_openapi::{
     api::core::v1::{HTTPGetAction, Probe},
     apimachinery::pkg::util::intstr::IntOrString,
@@ -236,7 +239,36 @@ pub async fn serve(listener: TcpListener, health: Health, shutdown: impl Future<
 /// one request per connection, [`CONNECTION_TIMEOUT`] each) until `shutdown` completes. The
 /// metrics exporters of the pool and target pods use it too.
 pub async fn serve_router(listener: TcpListener, app: Router, shutdown: impl Future<Output = ()>) {
-    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    serve_bounded(listener, app, Bounds::default(), shutdown).await;
+}
+
+/// How many connections [`serve_bounded`] serves at once and how long each may take.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Bounds {
+    /// Connections served at once; further ones wait in the listen backlog.
+    pub max_connections: usize,
+    /// The longest one connection (reading the request, answering) may take.
+    pub connection_timeout: Duration,
+}
+
+impl Default for Bounds {
+    fn default() -> Self {
+        Self {
+            max_connections: MAX_CONNECTIONS,
+            connection_timeout: CONNECTION_TIMEOUT,
+        }
+    }
+}
+
+/// [`serve_router`] with other [`Bounds`] (one request per connection, the request head read
+/// within [`CONNECTION_TIMEOUT`]).
+pub async fn serve_bounded(
+    listener: TcpListener,
+    app: Router,
+    bounds: Bounds,
+    shutdown: impl Future<Output = ()>,
+) {
+    let slots = Arc::new(Semaphore::new(bounds.max_connections.max(1)));
     tokio::pin!(shutdown);
     loop {
         let slot = tokio::select! {
@@ -264,9 +296,11 @@ pub async fn serve_router(listener: TcpListener, app: Router, shutdown: impl Fut
         tokio::spawn(async move {
             let _slot = slot;
             let conn = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(CONNECTION_TIMEOUT)
                 .keep_alive(false)
                 .serve_connection(TokioIo::new(tcp), service);
-            match tokio::time::timeout(CONNECTION_TIMEOUT, conn).await {
+            match tokio::time::timeout(bounds.connection_timeout, conn).await {
                 Ok(Ok(())) => {}
                 Ok(Err(e)) => tracing::debug!(%peer, error = %e, "HTTP connection failed"),
                 Err(_) => tracing::debug!(%peer, "HTTP connection timed out"),

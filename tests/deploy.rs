@@ -506,8 +506,38 @@ fn needs() -> BTreeMap<&'static str, Vec<Need>> {
             ),
             // Recorder::publish: create, patch.
             (Ns, "events.k8s.io", "events", &["create", "patch"]),
-            // Watch cache of the zone-labelled Nodes.
-            (Cluster, "", "nodes", &["list", "watch"]),
+            // Watch cache of the zone-labelled Nodes; rest/mod.rs pool_down get.
+            (Cluster, "", "nodes", &["get", "list", "watch"]),
+            // rest/restore.rs create_clone_cvc (local restore).
+            (Ns, CSTOR, "cstorvolumeconfigs", &["create"]),
+            // rest/mod.rs pool_down: pool pod list.
+            (Ns, "", "pods", &["list"]),
+            // rest/backup.rs: get_opt, create, replace (status), delete.
+            (
+                Cluster,
+                CSTOR,
+                "cstorbackups",
+                &["get", "create", "update", "delete"],
+            ),
+            // rest/backup.rs: get_opt, create, delete.
+            (
+                Cluster,
+                CSTOR,
+                "cstorcompletedbackups",
+                &["get", "create", "delete"],
+            ),
+            // rest/restore.rs: list (status), create, replace (Failed).
+            (
+                Cluster,
+                CSTOR,
+                "cstorrestores",
+                &["list", "create", "update"],
+            ),
+            // rest/restore.rs create_restores: Api::all lists.
+            (Cluster, CSTOR, "cstorvolumereplicas", &["list"]),
+            (Cluster, CSTOR, "cstorpoolinstances", &["list"]),
+            // rest/restore.rs create_clone_cvc: StorageClass get.
+            (Cluster, STORAGE, "storageclasses", &["get"]),
         ],
     );
     m.insert(

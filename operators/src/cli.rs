@@ -81,9 +81,11 @@ pub struct CvcOperatorArgs {
     /// Seconds between periodic resyncs of every CVC.
     #[arg(long, env = "RESYNC_INTERVAL", default_value_t = 30)]
     pub resync_interval: u64,
-    /// Accepted for compatibility with upstream manifests (the REST server is not provided).
+    /// Address of the backup/restore REST server for the Velero plugin: an IP (served on port
+    /// 5757, as upstream), `ip:port`, or empty for no REST server. Served on every replica,
+    /// leader or not.
     #[arg(long, default_value = "")]
-    pub bind: String,
+    pub bind: crate::cvc_operator::rest::BindAddr,
     #[command(flatten)]
     pub leader: LeaderArgs,
     /// Address of the /healthz and /readyz server (`host:port`, `:port`; empty: none).

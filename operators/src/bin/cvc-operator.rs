@@ -1,7 +1,7 @@
 //! `cvc-operator`: provisions cStor volumes from CStorVolumeConfigs (see
 //! `cstor_operators::cvc_operator`).
 
-use std::{process::ExitCode, time::Duration};
+use std::{process::ExitCode, sync::Arc, time::Duration};
 
 use clap::Parser;
 use cstor_api::{
@@ -13,7 +13,10 @@ use cstor_api::{
 };
 use cstor_operators::{
     cli::CvcOperatorArgs,
-    cvc_operator::{self, Config, Context},
+    cvc_operator::{
+        self, Config, Context,
+        rest::{self, Rest},
+    },
 };
 use kube::{Api, Client};
 
@@ -42,6 +45,15 @@ async fn run(
     tokio::spawn(async move {
         health::ready_when(&health, READY_RETRY, || served(c.clone(), ns.clone())).await
     });
+    // On every replica, leader or not: the Service `cvc-operator-service` selects them all
+    // and the handlers keep no state (see `cvc_operator::rest`).
+    match args.bind.get() {
+        Some(addr) => {
+            let api = Rest::new(client.clone(), &config.namespace, &config.version);
+            rest::start(addr, Arc::new(api), process::shutdown_signal()).await?;
+        }
+        None => tracing::warn!("--bind is empty: the backup/restore REST server is not started"),
+    }
     tracing::info!(namespace = %config.namespace, "starting cvc-operator");
     let lease = args.leader.config("cstor-cvc-operator", &config.namespace);
     let ctx = Context::new(client.clone(), config);

@@ -21,6 +21,7 @@ pub mod pdb;
 pub mod placement;
 pub mod provision;
 pub mod resize;
+pub mod rest;
 pub mod scale;
 pub mod status;
 pub mod target;
