@@ -160,41 +160,23 @@ impl Context {
     }
 
     /// Reads `name` of a namespaced kind through its cache.
-    pub(crate) async fn cached<K>(
+    pub(crate) async fn cached<K: cache::Namespaced>(
         &self,
         cached: &cache::Cached<K>,
         name: &str,
-    ) -> Result<Option<K>, Error>
-    where
-        K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
-            + Clone
-            + serde::de::DeserializeOwned
-            + std::fmt::Debug
-            + Send
-            + Sync
-            + 'static,
-    {
+    ) -> Result<Option<K>, Error> {
         cached
             .get(&self.api::<K>(), Some(&self.config.namespace), name)
             .await
     }
 
     /// The objects of a namespaced kind labelled `key=value`, through its cache.
-    pub(crate) async fn cached_list<K>(
+    pub(crate) async fn cached_list<K: cache::Namespaced>(
         &self,
         cached: &cache::Cached<K>,
         key: &str,
         value: &str,
-    ) -> Result<Vec<K>, Error>
-    where
-        K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
-            + Clone
-            + serde::de::DeserializeOwned
-            + std::fmt::Debug
-            + Send
-            + Sync
-            + 'static,
-    {
+    ) -> Result<Vec<K>, Error> {
         cached.list(&self.api::<K>(), &[(key, Some(value))]).await
     }
 

@@ -26,7 +26,7 @@ use kube::{
     api::{ListParams, ObjectMeta, PostParams},
     runtime::events::EventType,
 };
-use serde::{Serialize, de::DeserializeOwned};
+use serde::Serialize;
 
 use super::{
     Context, Error, is_already_exists, pdb,
@@ -256,14 +256,7 @@ pub async fn get_or_create<K>(
     obj: &K,
 ) -> Result<K, Error>
 where
-    K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
-        + Clone
-        + Serialize
-        + DeserializeOwned
-        + std::fmt::Debug
-        + Send
-        + Sync
-        + 'static,
+    K: super::cache::Namespaced + Serialize,
 {
     let kind = K::kind(&());
     let name = obj.meta().name.clone().unwrap_or_default();
@@ -417,19 +410,18 @@ pub async fn provision(cvc: &CStorVolumeConfig, ctx: &Context) -> Result<(), Err
     let pv = pv_name(cvc);
     let v = validate(cvc)?;
     let policy = load_policy(cvc, ctx).await?;
-    // Plan before creating anything.
-    let pools = load_pools(ctx, &v.cspc).await?;
+    let plan = Plan::load(cvc, ctx, &v, &policy).await?;
     // Feasibility before creating anything, from the cached replicas ...
     let cached = pools_of(
         &ctx.cached_list(&ctx.caches().replicas, label::PERSISTENT_VOLUME, &pv)
             .await?,
     );
-    plan_replicas(cvc, ctx, &v, &policy, &pools, &cached).await?;
+    plan.choose(&cached)?;
     let cv = create_target(cvc, ctx, &v, &policy).await?;
     // ... and the placement that counts from the replicas the API has: the one read of a
     // provisioning pass a lagging cache must not answer, or a re-run could place a second set.
     let existing = pools_of(&list_cvrs(ctx, &pv).await?);
-    let chosen = plan_replicas(cvc, ctx, &v, &policy, &pools, &existing).await?;
+    let chosen = plan.choose(&existing)?;
     let placed = create_replicas(cvc, ctx, &cv, &v, &policy, &chosen, existing).await?;
     if placed.len() < v.replica_count {
         return Err(Error::Waiting {
@@ -456,43 +448,65 @@ fn preferred_host<'a>(
         .filter(|_| policy.replica_affinity())
 }
 
-/// Chooses the pools of the replicas still missing, from the CSPC's pools the policy allows
-/// (for a restore or clone: those holding the source volume), given the pools that hold a
-/// replica already.
-async fn plan_replicas(
-    cvc: &CStorVolumeConfig,
-    ctx: &Context,
-    v: &Validated,
-    policy: &CStorVolumePolicySpec,
-    pools: &[Pool],
-    existing: &BTreeSet<String>,
-) -> Result<Vec<Pool>, Error> {
-    let pv = pv_name(cvc);
-    let allowed = validate_pool_list(&pv, policy, v.replica_count)?;
-    if let Some(unknown) = allowed
-        .iter()
-        .find(|a| !pools.iter().any(|p| &p.name == *a))
-    {
-        return Err(invalid(format!(
-            "cvc {pv}: policy replicaPoolInfo names pool {unknown:?}, which is not a CStorPoolInstance of CSPC {:?}",
-            v.cspc
-        )));
-    }
-    let source_pools = source_pools(ctx, &pv, v).await?;
-    let chosen = placement::choose(
-        pools,
-        &placement::Request {
-            pv: &pv,
-            cspc: &v.cspc,
-            replica_count: v.replica_count,
-            existing,
-            allowed: &allowed,
-            source_pools: source_pools.as_ref(),
+/// What replica placement is decided from, loaded once per provisioning pass: the CSPC's pools,
+/// the pools the policy allows and, for a restore or clone, those holding the source volume.
+struct Plan<'a> {
+    pv: String,
+    v: &'a Validated,
+    pools: Vec<Pool>,
+    allowed: Vec<String>,
+    source_pools: Option<BTreeSet<String>>,
+    preferred_host: Option<&'a str>,
+}
+
+impl<'a> Plan<'a> {
+    /// Loads and checks the plan's inputs (the policy's pools must be pools of the CSPC).
+    async fn load(
+        cvc: &'a CStorVolumeConfig,
+        ctx: &Context,
+        v: &'a Validated,
+        policy: &CStorVolumePolicySpec,
+    ) -> Result<Self, Error> {
+        let pv = pv_name(cvc);
+        let allowed = validate_pool_list(&pv, policy, v.replica_count)?;
+        let pools = load_pools(ctx, &v.cspc).await?;
+        if let Some(unknown) = allowed
+            .iter()
+            .find(|a| !pools.iter().any(|p| &p.name == *a))
+        {
+            return Err(invalid(format!(
+                "cvc {pv}: policy replicaPoolInfo names pool {unknown:?}, which is not a CStorPoolInstance of CSPC {:?}",
+                v.cspc
+            )));
+        }
+        let source_pools = source_pools(ctx, &pv, v).await?;
+        Ok(Self {
+            pv,
+            v,
+            pools,
+            allowed,
+            source_pools,
             preferred_host: preferred_host(cvc, policy),
-        },
-    )
-    .map_err(|e| Error::blocked("NotEnoughPools", e.to_string()))?;
-    Ok(chosen.into_iter().cloned().collect())
+        })
+    }
+
+    /// The pools of the replicas still missing, given the pools that hold a replica already.
+    fn choose(&self, existing: &BTreeSet<String>) -> Result<Vec<Pool>, Error> {
+        let chosen = placement::choose(
+            &self.pools,
+            &placement::Request {
+                pv: &self.pv,
+                cspc: &self.v.cspc,
+                replica_count: self.v.replica_count,
+                existing,
+                allowed: &self.allowed,
+                source_pools: self.source_pools.as_ref(),
+                preferred_host: self.preferred_host,
+            },
+        )
+        .map_err(|e| Error::blocked("NotEnoughPools", e.to_string()))?;
+        Ok(chosen.into_iter().cloned().collect())
+    }
 }
 
 /// For a restore or clone, the pools holding the source volume (there must be some).
