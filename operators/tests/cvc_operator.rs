@@ -915,7 +915,10 @@ async fn volume_policy_shapes_the_target_and_policy_edits_reach_it() {
 #[tokio::test]
 async fn replicas_spread_over_zones() {
     use k8s_openapi::api::core::v1::Node;
-    let h = Harness::start().await;
+    // The Nodes exist before the operator starts, as in a cluster: placement reads zones from
+    // the operator's watch cache of Nodes, which a Node created a moment before the volume
+    // may not have reached yet.
+    let mut h = Harness::start_without_operator().await;
     h.create_cspc("cspc-z").await;
     // Eight pools: six in zone-a, one in zone-b, one in zone-c (pool i is on `<ns>-node<i>`).
     let pools = h.create_pools("cspc-z", 0, 8).await;
@@ -935,6 +938,7 @@ async fn replicas_spread_over_zones() {
         .unwrap();
         nodes.create(&PostParams::default(), &node).await.unwrap();
     }
+    h.start_operator();
     h.create_cvc(&h.cvc("pvc-zones", "cspc-z", 3, "1Gi")).await;
     h.wait_bound("pvc-zones").await;
     let zones: BTreeSet<&str> = h
