@@ -431,9 +431,12 @@ pub fn parse_scan_text(text: &str) -> Option<ScanStats> {
     };
     let percent_done = t.find("% done").and_then(|end| {
         let head = &t[..end];
+        // The number starts after the last character that is not part of it (which may be
+        // several bytes long: output is not always ASCII).
         let start = head
-            .rfind(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .map_or(0, |i| i + 1);
+            .char_indices()
+            .rfind(|(_, c)| !(c.is_ascii_digit() || *c == '.'))
+            .map_or(0, |(i, c)| i + c.len_utf8());
         head[start..].parse::<f64>().ok()
     });
     Some(ScanStats {
