@@ -570,6 +570,23 @@ fn needs() -> BTreeMap<&'static str, Vec<Need>> {
             ),
             // Recorder::publish: create, patch.
             (Ns, "events.k8s.io", "events", &["create", "patch"]),
+            // transfer.rs: Controller::new(Api::all, uid label) list/watch; status get + merge
+            // patch; the completed-backup record get_opt + merge patch; events in the
+            // backups' namespaces.
+            (
+                Cluster,
+                CSTOR,
+                "cstorbackups",
+                &["get", "list", "watch", "patch"],
+            ),
+            (
+                Cluster,
+                CSTOR,
+                "cstorrestores",
+                &["get", "list", "watch", "patch"],
+            ),
+            (Cluster, CSTOR, "cstorcompletedbackups", &["get", "patch"]),
+            (Cluster, "events.k8s.io", "events", &["create", "patch"]),
         ],
     );
     m.insert(

@@ -7,7 +7,13 @@
 
 #![warn(clippy::too_many_lines)]
 
-use std::{collections::BTreeMap, fmt, time::Duration};
+use std::{
+    collections::BTreeMap,
+    fmt,
+    os::fd::{AsFd, AsRawFd, OwnedFd},
+    sync::Arc,
+    time::Duration,
+};
 
 use async_trait::async_trait;
 
@@ -24,6 +30,43 @@ pub struct Cmd {
     pub timeout: Duration,
     /// Indexes into `args` of values that must never reach a log or an error (CHAP secrets).
     pub secret: Vec<usize>,
+    /// A descriptor (a connected socket, a file) the command writes its standard output to
+    /// instead of having it captured: `zfs send` streaming to a backup server.
+    pub stdout_to: Option<Fd>,
+    /// A descriptor the command reads its standard input from (instead of `stdin`): `zfs recv`
+    /// reading a stream from a restore server.
+    pub stdin_from: Option<Fd>,
+}
+
+/// A shared open file descriptor handed to a command as its stdin or stdout. The runner gives
+/// the child a duplicate; the descriptor closes when the last holder drops it (for a socket,
+/// the peer then sees end of stream).
+#[derive(Clone)]
+pub struct Fd(Arc<OwnedFd>);
+
+impl Fd {
+    pub fn new(fd: impl Into<OwnedFd>) -> Self {
+        Self(Arc::new(fd.into()))
+    }
+
+    /// A duplicate for a child process's standard stream.
+    pub fn try_clone(&self) -> std::io::Result<OwnedFd> {
+        self.0.as_fd().try_clone_to_owned()
+    }
+}
+
+impl PartialEq for Fd {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.as_raw_fd() == other.0.as_raw_fd()
+    }
+}
+
+impl Eq for Fd {}
+
+impl fmt::Debug for Fd {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "fd {}", self.0.as_raw_fd())
+    }
 }
 
 impl Cmd {
@@ -35,6 +78,8 @@ impl Cmd {
             stdin: None,
             timeout: DEFAULT_TIMEOUT,
             secret: Vec::new(),
+            stdout_to: None,
+            stdin_from: None,
         }
     }
 
@@ -74,6 +119,18 @@ impl Cmd {
         self
     }
 
+    /// Sends the command's standard output to `fd` (see [`Cmd::stdout_to`]).
+    pub fn stdout_to(mut self, fd: Fd) -> Self {
+        self.stdout_to = Some(fd);
+        self
+    }
+
+    /// Feeds the command's standard input from `fd` (see [`Cmd::stdin_from`]).
+    pub fn stdin_from(mut self, fd: Fd) -> Self {
+        self.stdin_from = Some(fd);
+        self
+    }
+
     /// `program arg1 arg2 ...`, for logs, errors and matching recorded answers; secret
     /// arguments appear as `***`.
     pub fn line(&self) -> String {
@@ -92,6 +149,8 @@ impl fmt::Debug for Cmd {
             .field("line", &self.line())
             .field("env", &self.env.keys().collect::<Vec<_>>())
             .field("stdin", &self.stdin.as_ref().map(Vec::len))
+            .field("stdin_from", &self.stdin_from)
+            .field("stdout_to", &self.stdout_to)
             .field("timeout", &self.timeout)
             .finish()
     }
@@ -229,22 +288,31 @@ impl Runner for HostRunner {
             .get(&cmd.program)
             .cloned()
             .unwrap_or_else(|| cmd.program.clone());
+        let spawn_err = |source| ExecError::Spawn {
+            command: cmd.line(),
+            source,
+        };
+        let stdin = match (&cmd.stdin_from, &cmd.stdin) {
+            (Some(fd), _) => std::process::Stdio::from(fd.try_clone().map_err(spawn_err)?),
+            (None, Some(_)) => std::process::Stdio::piped(),
+            (None, None) => std::process::Stdio::null(),
+        };
+        let stdout = match &cmd.stdout_to {
+            Some(fd) => std::process::Stdio::from(fd.try_clone().map_err(spawn_err)?),
+            None => std::process::Stdio::piped(),
+        };
         let mut c = tokio::process::Command::new(&program);
         c.args(&cmd.args)
             .envs(&cmd.env)
-            .stdin(if cmd.stdin.is_some() {
-                std::process::Stdio::piped()
-            } else {
-                std::process::Stdio::null()
-            })
-            .stdout(std::process::Stdio::piped())
+            .stdin(stdin)
+            .stdout(stdout)
             .stderr(std::process::Stdio::piped())
             .kill_on_drop(true);
         tracing::debug!(command = %cmd, "running");
-        let mut child = c.spawn().map_err(|source| ExecError::Spawn {
-            command: cmd.line(),
-            source,
-        })?;
+        let mut child = c.spawn().map_err(spawn_err)?;
+        // The child holds its own duplicates now; ours close with `c` (the command) below, so
+        // the child's exit is what ends the stream.
+        drop(c);
         if let (Some(data), Some(mut pipe)) = (cmd.stdin.clone(), child.stdin.take()) {
             tokio::spawn(async move {
                 let _ = pipe.write_all(&data).await;
@@ -322,6 +390,33 @@ mod tests {
         assert_eq!(c.args[3], "s3cret");
         assert!(!format!("{c}").contains("s3cret"));
         assert!(!format!("{c:?}").contains("s3cret"));
+    }
+
+    #[tokio::test]
+    async fn host_runner_streams_to_and_from_descriptors() {
+        use std::io::{Read, Write};
+        let r = HostRunner::new();
+        // stdout to a socket: the peer reads the whole output, then end of stream.
+        let (ours, theirs) = std::os::unix::net::UnixStream::pair().unwrap();
+        r.run_ok(
+            &Cmd::new("sh")
+                .args(["-c", "printf streamed"])
+                .stdout_to(Fd::new(theirs)),
+        )
+        .await
+        .unwrap();
+        let mut got = String::new();
+        (&ours).read_to_string(&mut got).unwrap();
+        assert_eq!(got, "streamed");
+        // stdin from a socket: the command reads until the peer closes.
+        let (ours, theirs) = std::os::unix::net::UnixStream::pair().unwrap();
+        (&ours).write_all(b"fed").unwrap();
+        drop(ours);
+        let out = r
+            .run_ok(&Cmd::new("cat").stdin_from(Fd::new(theirs)))
+            .await
+            .unwrap();
+        assert_eq!(out.stdout, "fed");
     }
 
     #[tokio::test]

@@ -3,7 +3,7 @@
 use std::{collections::BTreeMap, path::Path, sync::Arc};
 
 use async_trait::async_trait;
-use cstor_api::exec::{Cmd, Output, Runner};
+use cstor_api::exec::{Cmd, Fd, Output, Runner};
 
 use super::{
     DataEngine,
@@ -19,6 +19,9 @@ use crate::engine::stats::ReplicaStats;
 
 const ZPOOL: &str = "zpool";
 const ZFS: &str = "zfs";
+
+/// Deadline of one `zfs send`/`zfs recv` stream: a whole volume over the network.
+const TRANSFER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
 
 /// The production data engine: runs the cStor `zpool`/`zfs` builds through a [`Runner`].
 #[derive(Clone, Debug)]
@@ -817,6 +820,32 @@ impl DataEngine for CstorEngine {
             return Ok(());
         }
         destroy_result(&cmd, &out)
+    }
+
+    /// `zfs send [-i <dataset>@<previous>] <dataset>@<snapshot>`, the stream written to `out`.
+    async fn send_snapshot(
+        &self,
+        dataset: &str,
+        snapshot: &str,
+        previous: Option<&str>,
+        out: Fd,
+    ) -> Result<(), EngineError> {
+        let full = snapshot_name(dataset, snapshot)?;
+        let mut cmd = Cmd::new(ZFS).arg("send");
+        if let Some(prev) = previous {
+            cmd = cmd.args(["-i".to_string(), snapshot_name(dataset, prev)?]);
+        }
+        let cmd = cmd.arg(full).stdout_to(out).timeout(TRANSFER_TIMEOUT);
+        self.run_ok(&cmd).await.map(drop)
+    }
+
+    /// `zfs recv -F <dataset>`, the stream read from `input`.
+    async fn receive(&self, dataset: &str, input: Fd) -> Result<(), EngineError> {
+        let cmd = Cmd::new(ZFS)
+            .args(["recv", "-F", &name_arg("dataset", dataset)?])
+            .stdin_from(input)
+            .timeout(TRANSFER_TIMEOUT);
+        self.run_ok(&cmd).await.map(drop)
     }
 
     /// `zfs stats [<dataset>]`.

@@ -28,6 +28,7 @@ mod units;
 use std::{collections::BTreeMap, path::Path};
 
 use async_trait::async_trait;
+use cstor_api::exec::Fd;
 
 pub use cstor::CstorEngine;
 pub use error::EngineError;
@@ -178,6 +179,21 @@ pub trait DataEngine: Send + Sync + std::fmt::Debug {
 
     /// Destroys `dataset@snapshot`; a missing one is success; dependent clones are an error.
     async fn destroy_snapshot(&self, dataset: &str, snapshot: &str) -> Result<(), EngineError>;
+
+    /// Writes the stream of `dataset@snapshot` to `out` (`zfs send`); with `previous`, only
+    /// the changes since `dataset@previous` (`zfs send -i`). Success is the sender's own exit
+    /// status (upstream's `| nc` pipeline reported nc's).
+    async fn send_snapshot(
+        &self,
+        dataset: &str,
+        snapshot: &str,
+        previous: Option<&str>,
+        out: Fd,
+    ) -> Result<(), EngineError>;
+
+    /// Receives a stream read from `input` into `dataset`, replacing its contents
+    /// (`zfs recv -F`).
+    async fn receive(&self, dataset: &str, input: Fd) -> Result<(), EngineError>;
 
     /// `zfs stats` for one replica, or all with `None`.
     async fn replica_stats(&self, dataset: Option<&str>) -> Result<Vec<ReplicaStats>, EngineError>;

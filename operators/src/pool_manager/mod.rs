@@ -15,6 +15,7 @@ pub mod reconcile;
 pub mod replace;
 pub mod replica;
 pub mod status;
+pub mod transfer;
 
 use std::{sync::Arc, time::Duration};
 
@@ -52,6 +53,8 @@ pub struct Context {
     pub resync: Duration,
     /// Serialises pool and replica commands (upstream's global mutex).
     pub lock: Arc<tokio::sync::Mutex<()>>,
+    /// Backup and restore streams: retry settings and the ones running.
+    pub transfers: Arc<transfer::Transfers>,
 }
 
 impl std::fmt::Debug for Context {
@@ -82,7 +85,14 @@ impl Context {
             resync: Duration::from_secs(30),
             backoff: Arc::default(),
             lock: Arc::default(),
+            transfers: Arc::default(),
         }
+    }
+
+    /// Tries of a backup or restore stream and the pause between them (upstream: 10, 5 s).
+    pub fn with_transfer_retries(mut self, attempts: u32, every: Duration) -> Self {
+        self.transfers = Arc::new(transfer::Transfers::new(attempts, every));
+        self
     }
 
     pub fn with_resync(mut self, resync: Duration) -> Self {
@@ -225,7 +235,7 @@ pub async fn run(ctx: Context) {
                 tracing::debug!(error = %e, "cvr reconcile");
             }
         });
-    futures::join!(cspi_ctl, cvr_ctl);
+    futures::join!(cspi_ctl, cvr_ctl, transfer::run(ctx.clone()));
 }
 
 /// Requeue after a successful pass.

@@ -85,6 +85,7 @@ mod server;
 pub mod shared;
 pub mod status;
 pub mod store;
+pub mod velero;
 pub mod wait;
 pub mod watch;
 pub mod zfs_fuse;
