@@ -33,6 +33,8 @@ use tonic::transport::Channel;
 
 use crate::{cluster::LocalCluster, initiator, registration::unix_channel};
 
+mod backup;
+
 const GIB: u64 = 1 << 30;
 
 /// Generous deadline of each step (a 3-replica volume takes about 45 s to be fully Healthy).
@@ -205,6 +207,11 @@ impl<'a> Story<'a> {
         self.step(
             "snapshot, restore it and clone the volume: both read the same data",
             self.restore_and_clone(&pv, cspc, &snap, &data),
+        )
+        .await?;
+        self.step(
+            "Velero backup (full, then incremental) to a stand-in plugin, the volume deleted, a new PVC restored from both: it reads the same data",
+            self.velero_backup_restore(cspc),
         )
         .await?;
         self.step(
@@ -407,11 +414,27 @@ impl<'a> Story<'a> {
     }
 
     async fn read(&self, pv: &str, len: usize) -> anyhow::Result<Vec<u8>> {
+        self.read_at(pv, 0, len).await
+    }
+
+    /// `len` bytes from block `lba` of the volume's LUN.
+    async fn read_at(&self, pv: &str, lba: u32, len: usize) -> anyhow::Result<Vec<u8>> {
         let portal = self.portal(pv).await?;
         let ns = self.initiator_ns.clone().expect("initiator");
         let pv = pv.to_string();
         tokio::task::spawn_blocking(move || {
-            initiator::read(&ns, &portal, &initiator::iqn(&pv), 0, len)
+            initiator::read(&ns, &portal, &initiator::iqn(&pv), lba, len)
+        })
+        .await?
+    }
+
+    /// Writes `data` at block `lba` of the volume's LUN.
+    async fn write_at(&self, pv: &str, lba: u32, data: Vec<u8>) -> anyhow::Result<()> {
+        let portal = self.portal(pv).await?;
+        let ns = self.initiator_ns.clone().expect("initiator");
+        let pv = pv.to_string();
+        tokio::task::spawn_blocking(move || {
+            initiator::write(&ns, &portal, &initiator::iqn(&pv), lba, data)
         })
         .await?
     }

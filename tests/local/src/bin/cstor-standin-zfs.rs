@@ -8,7 +8,7 @@ use cstor_local::standin::{STORE_ENV, dataplane::DataPlane, dataplane::ZvolShim}
 
 const HELP: &str = "\
 `zfs` of the engine stand-in: zvol commands (create -V, set/get/list of zvols, snapshots, clones,
-destroy, stats) are answered from the node's zvol store; every other command runs zfs-fuse's `zfs`
+destroy, stats, send/recv streams) are answered from the node's zvol store; every other command runs zfs-fuse's `zfs`
 (the first `zfs` on PATH that is not this program).
 
 Usage: cstor-standin-zfs <zfs arguments>...
@@ -59,6 +59,36 @@ async fn main() {
         eprintln!("cstor-standin-zfs: store: {e}");
         std::process::exit(2);
     });
+    // Streams: binary data on stdout/stdin, not through the runner's captured text.
+    let streamed = match args
+        .iter()
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .as_slice()
+    {
+        ["send", snap] if snap.contains('/') => Some(plane.send_stream(
+            snap,
+            None,
+            &mut std::io::BufWriter::new(std::io::stdout().lock()),
+        )),
+        ["send", "-i", prev, snap] if snap.contains('/') => Some(plane.send_stream(
+            snap,
+            Some(prev),
+            &mut std::io::BufWriter::new(std::io::stdout().lock()),
+        )),
+        ["recv" | "receive", "-F", ds] if ds.contains('/') => {
+            Some(plane.receive_stream(ds, &mut std::io::BufReader::new(std::io::stdin().lock())))
+        }
+        _ => None,
+    };
+    match streamed {
+        Some(Ok(())) => std::process::exit(0),
+        Some(Err(e)) => {
+            eprintln!("{e}");
+            std::process::exit(1);
+        }
+        None => {}
+    }
     let inner = Arc::new(HostRunner::new().with_program("zfs", zfs.to_string_lossy()));
     let shim = ZvolShim::new(inner, plane);
     let cmd = Cmd::new("zfs").args(args);

@@ -38,6 +38,11 @@ use serde::{Deserialize, Serialize};
 use async_trait::async_trait;
 use cstor_api::exec::{Cmd, ExecError, Output, Runner};
 
+/// First word of a stand-in send stream.
+pub const STREAM_MAGIC: &str = "cstor-standin-stream-v1";
+/// Block size of a stand-in send stream.
+const STREAM_BLOCK: usize = 64 << 10;
+
 /// One replica zvol.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Zvol {
@@ -444,6 +449,133 @@ impl DataPlane {
             }
         }
         names.len()
+    }
+
+    /// `zfs send [-i <prev>] <dataset>@<snap>` for the stand-in: a stream of the snapshot
+    /// image's blocks, [`STREAM_MAGIC`] `full|incremental <size> <snap>\n` and then records
+    /// `<offset u64 LE><length u32 LE><bytes>` ended by a zero length. A full stream carries
+    /// every non-zero block; an incremental one every block that differs from `prev`'s.
+    pub fn send_stream(
+        &self,
+        full: &str,
+        prev: Option<&str>,
+        out: &mut impl Write,
+    ) -> Result<(), String> {
+        let image = |name: &str| {
+            self.lock()
+                .snapshots
+                .get(name)
+                .cloned()
+                .ok_or_else(|| format!("cannot open '{name}': dataset does not exist"))
+        };
+        let snap = image(full)?;
+        let base = match prev {
+            Some(p) => Some(File::open(image(p)?).map_err(|e| e.to_string())?),
+            None => None,
+        };
+        let io = |e: std::io::Error| format!("send {full}: {e}");
+        let mut src = File::open(&snap).map_err(io)?;
+        let size = src.metadata().map_err(io)?.len();
+        let kind = if base.is_some() {
+            "incremental"
+        } else {
+            "full"
+        };
+        let short = full.split_once('@').map_or(full, |(_, s)| s);
+        out.write_all(format!("{STREAM_MAGIC} {kind} {size} {short}\n").as_bytes())
+            .map_err(io)?;
+        let mut base = base;
+        let (mut block, mut old) = (vec![0u8; STREAM_BLOCK], vec![0u8; STREAM_BLOCK]);
+        let mut off = 0u64;
+        while off < size {
+            let n = (size - off).min(STREAM_BLOCK as u64) as usize;
+            src.read_exact(&mut block[..n]).map_err(io)?;
+            let send = match base.as_mut() {
+                None => block[..n].iter().any(|b| *b != 0),
+                Some(b) => {
+                    old[..n].fill(0);
+                    // A base shorter than the snapshot reads as zeros past its end.
+                    let mut got = 0;
+                    while got < n {
+                        match b.read(&mut old[got..n]).map_err(io)? {
+                            0 => break,
+                            k => got += k,
+                        }
+                    }
+                    block[..n] != old[..n]
+                }
+            };
+            if send {
+                out.write_all(&off.to_le_bytes()).map_err(io)?;
+                out.write_all(&(n as u32).to_le_bytes()).map_err(io)?;
+                out.write_all(&block[..n]).map_err(io)?;
+            }
+            off += n as u64;
+        }
+        out.write_all(&0u64.to_le_bytes()).map_err(io)?;
+        out.write_all(&0u32.to_le_bytes()).map_err(io)?;
+        out.flush().map_err(io)
+    }
+
+    /// `zfs recv -F <dataset>` for the stand-in: applies a [`Self::send_stream`] stream to the
+    /// zvol's image (a full stream replaces its contents) and keeps the stream's snapshot
+    /// `<dataset>@<snap>`, as ZFS does.
+    pub fn receive_stream(&self, dataset: &str, input: &mut impl Read) -> Result<(), String> {
+        let Some(z) = self.lock().zvols.get(dataset).cloned() else {
+            return Err(format!("cannot receive: '{dataset}' does not exist"));
+        };
+        let io = |e: std::io::Error| format!("receive {dataset}: {e}");
+        let mut header = Vec::new();
+        let mut byte = [0u8; 1];
+        while header.len() < 128 {
+            input.read_exact(&mut byte).map_err(io)?;
+            if byte[0] == b'\n' {
+                break;
+            }
+            header.push(byte[0]);
+        }
+        let header = String::from_utf8_lossy(&header).into_owned();
+        let fields: Vec<&str> = header.split_whitespace().collect();
+        let (full, size, snapshot) = match fields.as_slice() {
+            [magic, kind, size, snap] if *magic == STREAM_MAGIC => (
+                *kind == "full",
+                size.parse::<u64>()
+                    .map_err(|_| format!("invalid stream header {header:?}"))?,
+                snap.to_string(),
+            ),
+            _ => return Err(format!("invalid stream header {header:?}")),
+        };
+        let mut dst = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&z.image)
+            .map_err(io)?;
+        if full {
+            dst.set_len(0).map_err(io)?;
+        }
+        dst.set_len(size.max(z.size)).map_err(io)?;
+        let mut block = vec![0u8; STREAM_BLOCK];
+        loop {
+            let (mut o, mut l) = ([0u8; 8], [0u8; 4]);
+            input.read_exact(&mut o).map_err(io)?;
+            input.read_exact(&mut l).map_err(io)?;
+            let (off, len) = (u64::from_le_bytes(o), u32::from_le_bytes(l) as usize);
+            if len == 0 {
+                break;
+            }
+            if len > STREAM_BLOCK || off + len as u64 > size {
+                return Err(format!("invalid stream record at {off} of {len} bytes"));
+            }
+            input.read_exact(&mut block[..len]).map_err(io)?;
+            dst.seek(SeekFrom::Start(off)).map_err(io)?;
+            dst.write_all(&block[..len]).map_err(io)?;
+        }
+        dst.sync_all().map_err(io)?;
+        drop(dst);
+        let name = format!("{dataset}@{snapshot}");
+        if !self.lock().snapshots.contains_key(&name) {
+            self.snapshot_zvol(&name)?;
+        }
+        Ok(())
     }
 
     /// The target's RESIZE: every replica of `pv` grows to `size` bytes (never shrinks).
