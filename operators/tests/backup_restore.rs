@@ -510,6 +510,7 @@ async fn story(s: &Setup) {
     );
 
     interrupted_backups_converge(s, pv, b2).await;
+    bad_destination_fails_naming_the_field(s, pv, b2).await;
     failed_stream_fails_the_backup(s, &plugin, pv).await;
 
     // The volume goes; a new PVC is restored from the chain (full, then incremental).
@@ -579,6 +580,54 @@ async fn interrupted_backups_converge(s: &Setup, pv: &str, snap: &str) {
             .await
             .unwrap();
     }
+}
+
+/// A backup whose destination is not `<ip>:<port>` fails at once, and a Warning event on it
+/// names the field.
+async fn bad_destination_fails_naming_the_field(s: &Setup, pv: &str, snap: &str) {
+    use k8s_openapi::api::events::v1::Event;
+    let name = "bad-dest";
+    s.create::<CStorBackup>(json!({
+        "apiVersion": "cstor.openebs.io/v1", "kind": "CStorBackup",
+        "metadata": {"name": name, "namespace": s.app_ns, "labels": {
+            "cstorpoolinstance.openebs.io/uid": "uid-1",
+            "openebs.io/persistent-volume": pv, "openebs.io/backup": "x"}},
+        "spec": {"backupName": "x", "volumeName": pv, "snapName": snap,
+            "backupDest": "velero:9001"},
+        "status": "Pending"
+    }))
+    .await;
+    wait_until("backup with a bad destination Failed", DEADLINE, || async {
+        s.backups()
+            .get(name)
+            .await
+            .is_ok_and(|b| status_of(&b) == CStorBackupStatus::Failed)
+    })
+    .await
+    .unwrap();
+    let events: Api<Event> = Api::namespaced(s.client.clone(), &s.app_ns);
+    let note = wait_until("the Warning event", DEADLINE, || async {
+        events
+            .list(&ListParams::default())
+            .await
+            .ok()
+            .and_then(|l| {
+                l.items.into_iter().find_map(|e| {
+                    let about = e.regarding.as_ref()?.name.as_deref()? == name;
+                    (about && e.type_.as_deref() == Some("Warning")).then_some(e.note?)
+                })
+            })
+    })
+    .await
+    .unwrap();
+    assert!(
+        note.contains("spec.backupDest") && note.contains("velero:9001"),
+        "{note}"
+    );
+    s.backups()
+        .delete(name, &DeleteParams::default())
+        .await
+        .unwrap();
 }
 
 /// A stream that cannot be produced (its base snapshot is gone) fails the backup after the

@@ -210,7 +210,7 @@ impl<'a> Story<'a> {
         )
         .await?;
         self.step(
-            "Velero backup (full, then incremental) to a stand-in plugin, the volume deleted, a new PVC restored from both: it reads the same data",
+            "Velero through a stand-in plugin: a local backup restored as a clone; backups (full, then incremental) streamed out, the volume deleted, a new PVC restored from both: each reads the same data",
             self.velero_backup_restore(cspc),
         )
         .await?;

@@ -221,9 +221,18 @@ fn is_dns1123_label(s: &str) -> bool {
         && !s.ends_with('-')
 }
 
-/// `true` for a lowercase RFC 1123 subdomain (the rule for most object names).
+/// `true` for a lowercase RFC 1123 subdomain (the rule for most object names): at most 253
+/// characters matching the regex of [`SUBDOMAIN_MSG`]. As in the real API, the parts between
+/// dots are not limited to 63 characters (a 66-character CStorVolumeReplica name is valid).
 pub fn is_dns1123_subdomain(s: &str) -> bool {
-    !s.is_empty() && s.len() <= 253 && s.split('.').all(is_dns1123_label)
+    let part = |p: &str| {
+        !p.is_empty()
+            && p.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            && !p.starts_with('-')
+            && !p.ends_with('-')
+    };
+    !s.is_empty() && s.len() <= 253 && s.split('.').all(part)
 }
 
 const SUBDOMAIN_MSG: &str = "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or \

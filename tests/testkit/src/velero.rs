@@ -1,6 +1,6 @@
 //! A stand-in for the Velero plugin `openebs.io/cstor-blockstore` (velero-plugin 3.6): the REST
-//! calls it makes to the cvc-operator and the TCP data servers the pool managers stream to and
-//! from, as `shared/reference/upstream-backup.md` §4 describes them. Object storage is a map in
+//! calls it makes to the cvc-operator (found by its Service label) and the TCP data servers the
+//! pool managers stream to and from (backups in on 9001, restores out on 9000). Object storage is a map in
 //! memory. Tests drive backups and restores through it exactly as Velero would; what it does
 //! not do is Velero's own work (creating the PVC of a restore and waiting for it to bind).
 //!
@@ -269,6 +269,37 @@ impl Plugin {
         } else {
             Err(anyhow::anyhow!("failed to restore.. status {{{status}}}"))
         }
+    }
+
+    /// A local restore (`local: true`): the REST server makes `cstor-clone-<uuid>`, a clone of
+    /// `source_pv`'s snapshot `backup`, in the StorageClass's pool cluster; no data moves.
+    /// Returns the clone's volume name.
+    pub async fn restore_local(
+        &self,
+        openebs_ns: &str,
+        source_pv: &str,
+        backup: &str,
+        storage_class: &str,
+        size: &str,
+    ) -> anyhow::Result<String> {
+        let clone = format!("cstor-clone-{}", uuid::Uuid::new_v4());
+        let body = json!({
+            "apiVersion": "openebs.io/v1alpha1", "kind": "CStorRestore",
+            "metadata": {"namespace": openebs_ns},
+            "spec": {"restoreName": backup, "volumeName": clone, "restoreSrc": source_pv,
+                "maxretrycount": 0, "retrycount": 0, "storageClass": storage_class,
+                "size": size, "localRestore": true},
+            "status": ""
+        });
+        let reply = self.call("POST", "/latest/restore/", Some(&body)).await?;
+        if reply.status != 200 {
+            return Err(anyhow::anyhow!(
+                "local restore POST: status {}, response={}",
+                reply.status,
+                reply.body
+            ));
+        }
+        Ok(clone)
     }
 
     /// Polls a status route until `Done`, `Failed` or `Invalid` (or the deadline: `Timeout`).

@@ -195,6 +195,19 @@ async fn invalid_names_are_422_with_causes() {
     );
     assert_eq!(err.code, 422);
     assert!(err.message.starts_with("ConfigMap \"Not_Valid\" is invalid: metadata.name: Invalid value: \"Not_Valid\": a lowercase RFC 1123 subdomain"), "{}", err.message);
+    // A subdomain is limited to 253 characters in all, not 63 between dots (a CStorVolumeReplica
+    // of a local-restore clone is `cstor-clone-<uuid>-<cspi>`, 66 characters).
+    let long = format!("cstor-clone-{}-story-142766-xkk8", "0".repeat(36));
+    assert!(long.len() > 63);
+    api.create(&PostParams::default(), &cm(&long))
+        .await
+        .unwrap();
+    let err = api_status(
+        api.create(&PostParams::default(), &cm(&"a".repeat(254)))
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(err.code, 422);
 }
 
 #[tokio::test]

@@ -129,7 +129,10 @@ impl Rest {
             version: version.to_owned(),
             snapshot_port: SNAPSHOT_PORT,
             snapshot_timeout: Duration::from_secs(70),
-            bound_tries: 5,
+            // About 50 s: a clone's CVC is Bound once its target and replicas exist, which
+            // takes longer than upstream's 10 s on a busy cluster; the plugin's request
+            // timeout (`restApiTimeout`) is 60 s by default.
+            bound_tries: 25,
             bound_interval: Duration::from_secs(2),
         }
     }

@@ -2,7 +2,8 @@
 //! namespace of its own backs a volume up through the deployed cvc-operator's REST server and
 //! the pool managers' `zfs send`, the volume is deleted, and a new PVC is restored from the
 //! backups (full, then incremental) through `zfs recv` on every replica; the restored volume
-//! reads, over iSCSI, what the first one held.
+//! reads, over iSCSI, what the first one held. Before the deletion, a local (snapshot-only)
+//! backup is restored as a clone.
 
 use std::{collections::BTreeMap, net::SocketAddr, sync::Arc};
 
@@ -12,7 +13,10 @@ use cstor_api::{
     proto::csi::v1::{CreateVolumeRequest, DeleteVolumeRequest},
 };
 use cstor_testkit::velero::{self, Plugin};
-use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod, Service};
+use k8s_openapi::api::{
+    core::v1::{PersistentVolumeClaim, Pod, Service},
+    storage::v1::StorageClass,
+};
 use kube::{
     Api, ResourceExt,
     api::{DeleteParams, ListParams, PostParams},
@@ -40,6 +44,53 @@ impl velero::Net for PodNet {
 }
 
 impl Story<'_> {
+    /// A local (snapshot-only) backup and its restore: a clone made by the REST server in the
+    /// StorageClass's pool cluster, reading the volume's data; the clone is deleted after.
+    async fn local_backup_restore(
+        &self,
+        plugin: &Plugin,
+        pv: &str,
+        cspc: &str,
+        first: &[u8],
+    ) -> anyhow::Result<()> {
+        let snap = "story-local";
+        plugin
+            .backup(&self.ns, pv, snap, true)
+            .await
+            .context("the local backup")?;
+        let sc_name = format!(
+            "cstor-story-{}",
+            &uuid::Uuid::new_v4().simple().to_string()[..6]
+        );
+        let sc: StorageClass = serde_json::from_value(json!({
+            "metadata": {"name": sc_name},
+            "provisioner": "cstor.csi.openebs.io",
+            "parameters": {"cstorPoolCluster": cspc, "replicaCount": "3", "cas-type": "cstor"}
+        }))?;
+        let scs: Api<StorageClass> = Api::all(self.cluster.client.clone());
+        scs.create(&PostParams::default(), &sc).await?;
+        let clone = plugin
+            .restore_local(&self.ns, pv, snap, &sc_name, "1Gi")
+            .await
+            .context("the local restore")?;
+        self.healthy(&clone, 3).await?;
+        let got = self.read(&clone, first.len()).await?;
+        ensure!(
+            got == first,
+            "the local restore reads other data than the volume's"
+        );
+        self.csi()
+            .delete_volume(DeleteVolumeRequest {
+                volume_id: clone.clone(),
+                ..Default::default()
+            })
+            .await
+            .context("DeleteVolume of the local restore")?;
+        self.gone(&clone).await?;
+        scs.delete(&sc_name, &DeleteParams::default()).await?;
+        Ok(())
+    }
+
     /// The REST server as the plugin reaches it: the Service labelled
     /// `openebs.io/component-name=cvc-operator-svc`, resolved to a ready endpoint (the pod IP
     /// and target port; kube-proxy's part, which this node runtime does not play for
@@ -124,6 +175,8 @@ impl Story<'_> {
             full.len(),
             inc.len()
         );
+        self.local_backup_restore(&plugin, &pv, cspc, &first)
+            .await?;
         self.delete_volume(&pv).await?;
 
         // Velero's part: a PVC annotated as a restore, provisioned; the replicas wait without
