@@ -8,6 +8,7 @@ pub mod crdgen;
 pub mod cstor;
 pub mod leader;
 pub mod metrics;
+pub mod migration;
 /// The command-runner seam (its own crate, `cstor-exec`, so that crates which only run
 /// commands do not pull in Kubernetes and gRPC).
 pub use cstor_exec as exec;

@@ -12,16 +12,10 @@ use serde::Deserialize;
 use serde_json::Value;
 
 /// Upstream CRDs we deliberately do not define, with the reason.
-const NOT_MODELLED: &[(&str, &str)] = &[
-    (
-        "upgradetasks.openebs.io",
-        "UpgradeTask is driven by the separate openebs/upgrade jobs, not by the cStor control plane",
-    ),
-    (
-        "migrationtasks.openebs.io",
-        "MigrationTask migrates legacy SPC pools / jiva volumes; out of scope of the cStor operators",
-    ),
-];
+const NOT_MODELLED: &[(&str, &str)] = &[(
+    "upgradetasks.openebs.io",
+    "UpgradeTask is driven by the separate openebs/upgrade jobs, not by the cStor control plane",
+)];
 
 /// Our CRDs upstream has no counterpart of, and why.
 const OURS_ONLY: &[(&str, &str)] = &[(

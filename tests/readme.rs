@@ -317,9 +317,11 @@ fn architecture_picture_shows_every_component() {
     let svg_text = ARCH_SVG.replace("&#45;", "-");
     for bin in workspace_binaries()
         .iter()
-        // Tools and the engine stand-in's programs, not deployed components.
+        // Tools (run by hand or as a Job) and the engine stand-in's programs, not deployed
+        // components.
         .filter(|b| {
             b.as_str() != "crdgen"
+                && b.as_str() != "cstor-migrate"
                 && b.as_str() != "cstor-local"
                 && !b.starts_with("cstor-standin-")
         })

@@ -201,3 +201,45 @@ mod tests {
         assert!(parse(&["--leader-election=maybe"]).is_err());
     }
 }
+
+/// Moves legacy cStor objects to the CSI world (upstream's `migrate`).
+#[derive(Debug, Parser)]
+#[command(name = "cstor-migrate", version)]
+pub struct MigrateArgs {
+    /// The OpenEBS namespace.
+    #[arg(
+        long,
+        env = "OPENEBS_NAMESPACE",
+        default_value = "openebs",
+        global = true
+    )]
+    pub openebs_namespace: String,
+    /// Check the preconditions and print what would be created; write nothing.
+    #[arg(long, global = true)]
+    pub dry_run: bool,
+    /// Failed runs after which the MigrationTask is marked `Error` (the Job's backoffLimit).
+    #[arg(long, env = "BACKOFF_LIMIT", default_value_t = 6, global = true)]
+    pub backoff_limit: i64,
+    #[command(subcommand)]
+    pub command: MigrateCommand,
+}
+
+/// What to migrate.
+#[derive(Debug, clap::Subcommand)]
+pub enum MigrateCommand {
+    /// A StoragePoolClaim and its CStorPools → a CStorPoolCluster (pools imported under their
+    /// new names, data kept).
+    CstorSpc {
+        /// The StoragePoolClaim.
+        #[arg(long, default_value = "")]
+        spc_name: String,
+        /// Name of the CStorPoolCluster (default: the SPC's).
+        #[arg(long)]
+        cspc_name: Option<String>,
+    },
+    /// Runs the migration a MigrationTask in the namespace describes.
+    Resource {
+        /// The MigrationTask.
+        name: String,
+    },
+}

@@ -11,6 +11,7 @@ pub mod engine;
 pub mod events;
 pub mod exporter;
 pub mod finalizer;
+pub mod migrate;
 pub mod pool_manager;
 pub mod shutdown;
 pub mod stable_hash;

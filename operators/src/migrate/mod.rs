@@ -1,0 +1,104 @@
+//! `cstor-migrate`: moves a legacy cStor pool (StoragePoolClaim with its CStorPools, group
+//! `openebs.io/v1alpha1`, run by the pre-3.0 maya control plane) to a CStorPoolCluster served by
+//! our operators, with upstream's order of steps, preconditions and MigrationTask record: the
+//! zpool `cstor-<CSP uid>` is imported as `cstor-<CSPC uid>` by the new pool manager, so its
+//! data and zvols stay where they are.
+//!
+//! Every step checks whether it already happened, so a run that stopped anywhere is run
+//! again to finish. `--dry-run` checks the preconditions and prints the CStorPoolCluster it
+//! would create, writing nothing.
+
+pub mod pool;
+pub mod task;
+
+use std::time::Duration;
+
+use kube::{Client, api::ApiResource};
+
+/// Group of the legacy kinds.
+pub const LEGACY_GROUP: &str = "openebs.io";
+/// Version of the legacy kinds.
+pub const LEGACY_VERSION: &str = "v1alpha1";
+
+/// A legacy (`openebs.io/v1alpha1`) kind.
+pub fn legacy(kind: &str, plural: &str) -> ApiResource {
+    ApiResource {
+        group: LEGACY_GROUP.into(),
+        version: LEGACY_VERSION.into(),
+        api_version: format!("{LEGACY_GROUP}/{LEGACY_VERSION}"),
+        kind: kind.into(),
+        plural: plural.into(),
+    }
+}
+
+/// What a migration run needs.
+#[derive(Clone)]
+pub struct Migrator {
+    pub client: Client,
+    /// The OpenEBS namespace (pools, claims, operators).
+    pub namespace: String,
+    /// The version the operators' pods must carry (`openebs.io/version`): this tool's.
+    pub version: String,
+    /// Pause between two looks at something the operators or the pool managers do.
+    pub poll: Duration,
+    /// How many looks before giving up on the CSPIs to appear (upstream: 60 × 5 s).
+    pub cspi_tries: u32,
+    /// Check and print, write nothing.
+    pub dry_run: bool,
+}
+
+impl std::fmt::Debug for Migrator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Migrator")
+            .field("namespace", &self.namespace)
+            .field("version", &self.version)
+            .field("dry_run", &self.dry_run)
+            .finish()
+    }
+}
+
+impl Migrator {
+    pub fn new(client: Client, namespace: impl Into<String>) -> Self {
+        Self {
+            client,
+            namespace: namespace.into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            poll: Duration::from_secs(5),
+            cspi_tries: 60,
+            dry_run: false,
+        }
+    }
+}
+
+/// `v` without a `-suffix`.
+pub fn strip_version(v: &str) -> &str {
+    v.split('-').next().unwrap_or(v)
+}
+
+/// The version gate: every pod of `component` (label `openebs.io/component-name`) in the
+/// namespace runs this tool's version.
+pub async fn check_operator(m: &Migrator, component: &str) -> anyhow::Result<()> {
+    use k8s_openapi::api::core::v1::Pod;
+    use kube::{Api, ResourceExt, api::ListParams};
+    let pods: Api<Pod> = Api::namespaced(m.client.clone(), &m.namespace);
+    let list = pods
+        .list(&ListParams::default().labels(&format!("openebs.io/component-name={component}")))
+        .await?;
+    if list.items.is_empty() {
+        anyhow::bail!("{component} pod missing");
+    }
+    for p in &list.items {
+        let v = p
+            .labels()
+            .get(cstor_api::constants::label::VERSION)
+            .cloned()
+            .unwrap_or_default();
+        if strip_version(&v) != strip_version(&m.version) {
+            anyhow::bail!(
+                "{component} is in {v} version, please upgrade it to {} version or use cstor-migrate of the same version as {component}",
+                m.version
+            );
+        }
+    }
+    Ok(())
+}
