@@ -3,6 +3,8 @@
 //! service recording the SNAPCREATE/SNAPDESTROY calls. The pool managers are simulated by
 //! writing the CStorBackup / CStorRestore / CStorCompletedBackup fields they would write.
 
+mod support;
+
 use std::{
     net::SocketAddr,
     sync::{Arc, Mutex},
@@ -16,11 +18,9 @@ use cstor_api::{
     },
     proto::snapshot::v1alpha1::{
         VolumeSnapCreateRequest, VolumeSnapCreateResponse, VolumeSnapDeleteRequest,
-        VolumeSnapDeleteResponse,
-        run_snap_command_server::{RunSnapCommand, RunSnapCommandServer},
+        VolumeSnapDeleteResponse, run_snap_command_server::RunSnapCommand,
     },
 };
-use cstor_operators::cvc_operator::rest::{self, Rest};
 use cstor_testkit::TestCluster;
 use kube::{
     Api, Client,
@@ -96,23 +96,7 @@ impl Setup {
         let client = cluster.client();
         let ns = cluster.namespace().to_owned();
         let target = FakeTarget::default();
-        let grpc = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let grpc_port = grpc.local_addr().unwrap().port();
-        let svc = RunSnapCommandServer::new(target.clone());
-        tokio::spawn(
-            tonic::transport::Server::builder()
-                .add_service(svc)
-                .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(grpc)),
-        );
-        let mut api = Rest::new(client.clone(), &ns, "3.6.0");
-        api.snapshot_port = grpc_port;
-        api.snapshot_timeout = Duration::from_secs(10);
-        api.bound_tries = 40;
-        api.bound_interval = Duration::from_millis(50);
-        let bind: rest::BindAddr = "127.0.0.1:0".parse().unwrap();
-        let addr = rest::start(bind.get().unwrap(), Arc::new(api), std::future::pending())
-            .await
-            .unwrap();
+        let addr = support::rest_server(&client, &ns, target.clone()).await;
         let s = Self {
             app_ns: format!("{ns}-{APP_NS_SUFFIX}"),
             _cluster: cluster,
@@ -883,41 +867,7 @@ async fn local_restore_creates_the_clone_cvc() {
 #[tokio::test]
 async fn a_running_pool_keeps_its_backup_in_progress() {
     let s = Setup::start().await;
-    let node_name = format!("{}-node", s.ns);
-    let node: k8s_openapi::api::core::v1::Node = serde_json::from_value(json!({
-        "metadata": {"name": node_name},
-        "status": {"conditions": [{"type": "Ready", "status": "True"}]}
-    }))
-    .unwrap();
-    let nodes: Api<k8s_openapi::api::core::v1::Node> = Api::all(s.client.clone());
-    let node = nodes.create(&PostParams::default(), &node).await.unwrap();
-    if node.status.and_then(|st| st.conditions).is_none() {
-        let ready = json!({"status": {"conditions": [{"type": "Ready", "status": "True"}]}});
-        nodes
-            .patch_status(
-                &node_name,
-                &kube::api::PatchParams::default(),
-                &kube::api::Patch::Merge(&ready),
-            )
-            .await
-            .unwrap();
-    }
-    let pods: Api<k8s_openapi::api::core::v1::Pod> = Api::namespaced(s.client.clone(), &s.ns);
-    let pod: k8s_openapi::api::core::v1::Pod = serde_json::from_value(json!({
-        "metadata": {"name": "pool-p1", "labels": {"app": "cstor-pool", "openebs.io/cstor-pool-instance": "cspc-a-p1"}},
-        "spec": {"nodeName": node_name, "containers": [{"name": "cstor-pool-mgmt", "image": "x"}]},
-    }))
-    .unwrap();
-    pods.create(&PostParams::default(), &pod).await.unwrap();
-    let ready = json!({"status": {"containerStatuses": [{"name": "cstor-pool-mgmt", "ready": true,
-        "restartCount": 0, "image": "x", "imageID": ""}]}});
-    pods.patch_status(
-        "pool-p1",
-        &kube::api::PatchParams::default(),
-        &kube::api::Patch::Merge(&ready),
-    )
-    .await
-    .unwrap();
+    support::running_pool_pods(&s.client, &s.ns, &[("pool-p1", "cspc-a-p1")]).await;
 
     assert_eq!(
         s.call(
@@ -945,15 +895,7 @@ async fn a_running_pool_keeps_its_backup_in_progress() {
         .await;
     assert_eq!(status_of(&body), "InProgress", "pool up: status left alone");
     // The pool-management container stops being ready: the pool counts as down.
-    let not_ready = json!({"status": {"containerStatuses": [{"name": "cstor-pool-mgmt", "ready": false,
-        "restartCount": 0, "image": "x", "imageID": ""}]}});
-    pods.patch_status(
-        "pool-p1",
-        &kube::api::PatchParams::default(),
-        &kube::api::Patch::Merge(&not_ready),
-    )
-    .await
-    .unwrap();
+    support::set_pool_pod_ready(&s.client, &s.ns, "pool-p1", false).await;
     let (_, body) = s
         .call(
             "GET",

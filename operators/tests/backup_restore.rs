@@ -22,12 +22,10 @@ use cstor_api::{
     exec::{Cmd, HostRunner, Runner},
     proto::snapshot::v1alpha1::{
         VolumeSnapCreateRequest, VolumeSnapCreateResponse, VolumeSnapDeleteRequest,
-        VolumeSnapDeleteResponse,
-        run_snap_command_server::{RunSnapCommand, RunSnapCommandServer},
+        VolumeSnapDeleteResponse, run_snap_command_server::RunSnapCommand,
     },
 };
 use cstor_operators::{
-    cvc_operator::rest::{self, Rest},
     engine::CstorEngine,
     pool_manager::{self, transfer},
 };
@@ -160,26 +158,11 @@ impl Setup {
             .await
             .unwrap();
 
-        let grpc = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let grpc_port = grpc.local_addr().unwrap().port();
         let target = ZfsTarget {
             runner: runner.clone(),
             pools: pools.clone(),
         };
-        tokio::spawn(
-            tonic::transport::Server::builder()
-                .add_service(RunSnapCommandServer::new(target))
-                .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(grpc)),
-        );
-        let mut api = Rest::new(client.clone(), &ns, "3.6.0");
-        api.snapshot_port = grpc_port;
-        api.snapshot_timeout = Duration::from_secs(10);
-        api.bound_tries = 40;
-        api.bound_interval = Duration::from_millis(50);
-        let bind: rest::BindAddr = "127.0.0.1:0".parse().unwrap();
-        let rest = rest::start(bind.get().unwrap(), Arc::new(api), std::future::pending())
-            .await
-            .unwrap();
+        let rest = support::rest_server(&client, &ns, target).await;
 
         for (i, pool) in pools.iter().enumerate() {
             let ctx = pool_manager::Context::new(
@@ -220,39 +203,12 @@ impl Setup {
     /// A Ready node with a running pool pod per CSPI: the REST server's status routes infer a
     /// final status when a pool is down, and here both are up.
     async fn pool_pods(&self) {
-        use k8s_openapi::api::core::v1::{Node, Pod};
-        use kube::api::{Patch, PatchParams};
-        let node_name = format!("{}-node", self.ns);
-        let ready = json!({"status": {"conditions": [{"type": "Ready", "status": "True"}]}});
-        let node: Node = serde_json::from_value(
-            json!({"metadata": {"name": node_name}, "status": ready["status"]}),
-        )
-        .unwrap();
-        let nodes: Api<Node> = Api::all(self.client.clone());
-        let node = nodes.create(&PostParams::default(), &node).await.unwrap();
-        if node.status.and_then(|st| st.conditions).is_none() {
-            nodes
-                .patch_status(&node_name, &PatchParams::default(), &Patch::Merge(&ready))
-                .await
-                .unwrap();
-        }
-        let pods: Api<Pod> = Api::namespaced(self.client.clone(), &self.ns);
-        for i in 0..2 {
-            let name = format!("pool-p{i}");
-            let pod: Pod = serde_json::from_value(json!({
-                "metadata": {"name": name, "labels": {"app": "cstor-pool",
-                    "openebs.io/cstor-pool-instance": format!("{CSPC}-p{i}")}},
-                "spec": {"nodeName": node_name,
-                    "containers": [{"name": "cstor-pool-mgmt", "image": "x"}]},
-            }))
-            .unwrap();
-            pods.create(&PostParams::default(), &pod).await.unwrap();
-            let running = json!({"status": {"containerStatuses": [{"name": "cstor-pool-mgmt",
-                "ready": true, "restartCount": 0, "image": "x", "imageID": ""}]}});
-            pods.patch_status(&name, &PatchParams::default(), &Patch::Merge(&running))
-                .await
-                .unwrap();
-        }
+        let cspis: Vec<String> = (0..2).map(|i| format!("{CSPC}-p{i}")).collect();
+        let pods = [
+            ("pool-p0", cspis[0].as_str()),
+            ("pool-p1", cspis[1].as_str()),
+        ];
+        support::running_pool_pods(&self.client, &self.ns, &pods).await;
     }
 
     fn plugin(&self) -> Plugin {
@@ -388,7 +344,20 @@ impl Setup {
     /// the datasets).
     async fn delete_volume(&self, pv: &str) {
         for pool in &self.pools {
-            self.zfs(&["destroy", "-r", &format!("{pool}/{pv}")]).await;
+            // A FUSE mount can be busy for a moment after the last file closed: retried.
+            let ds = format!("{pool}/{pv}");
+            let cmd = Cmd::new("zfs").args(["destroy", "-r", "-f", ds.as_str()]);
+            wait_until(&format!("{ds} destroyed"), DEADLINE, || async {
+                let out = self.runner.run(&cmd).await.unwrap();
+                assert!(
+                    out.success() || out.stderr.contains("busy"),
+                    "{}",
+                    out.stderr
+                );
+                out.success()
+            })
+            .await
+            .unwrap();
         }
         let cvrs: Api<CStorVolumeReplica> = Api::namespaced(self.client.clone(), &self.ns);
         let lp = ListParams::default().labels(&format!("openebs.io/persistent-volume={pv}"));

@@ -589,3 +589,77 @@ where
         }
     }
 }
+
+/// The backup/restore REST server of the cvc-operator on `127.0.0.1:<free port>`, with
+/// `target` serving the volumes' snapshot gRPC (the targets' port 7777) on another free port;
+/// restores wait at most 2 s for their CVC. Returns the REST address.
+pub async fn rest_server<T>(client: &Client, ns: &str, target: T) -> std::net::SocketAddr
+where
+    T: cstor_api::proto::snapshot::v1alpha1::run_snap_command_server::RunSnapCommand,
+{
+    use cstor_api::proto::snapshot::v1alpha1::run_snap_command_server::RunSnapCommandServer;
+    use cstor_operators::cvc_operator::rest::{self, Rest};
+    let grpc = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let grpc_port = grpc.local_addr().unwrap().port();
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(RunSnapCommandServer::new(target))
+            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(grpc)),
+    );
+    let mut api = Rest::new(client.clone(), ns, "3.6.0");
+    api.snapshot_port = grpc_port;
+    api.snapshot_timeout = Duration::from_secs(10);
+    api.bound_tries = 40;
+    api.bound_interval = Duration::from_millis(50);
+    let bind: rest::BindAddr = "127.0.0.1:0".parse().unwrap();
+    rest::start(bind.get().unwrap(), Arc::new(api), std::future::pending())
+        .await
+        .unwrap()
+}
+
+/// A Ready node `<ns>-node` and, on it, a running pool pod (`cstor-pool-mgmt` ready) for each
+/// `(pod name, CSPI name)`: what the REST server's pool-down check looks at.
+pub async fn running_pool_pods(client: &Client, ns: &str, pools: &[(&str, &str)]) {
+    use k8s_openapi::api::core::v1::Pod;
+    use kube::api::{Patch, PatchParams};
+    let node_name = format!("{ns}-node");
+    let ready =
+        serde_json::json!({"status": {"conditions": [{"type": "Ready", "status": "True"}]}});
+    let node: Node = serde_json::from_value(
+        serde_json::json!({"metadata": {"name": node_name}, "status": ready["status"]}),
+    )
+    .unwrap();
+    let nodes: Api<Node> = Api::all(client.clone());
+    let node = nodes.create(&PostParams::default(), &node).await.unwrap();
+    // A real API server drops the status of a create.
+    if node.status.and_then(|st| st.conditions).is_none() {
+        nodes
+            .patch_status(&node_name, &PatchParams::default(), &Patch::Merge(&ready))
+            .await
+            .unwrap();
+    }
+    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
+    for (name, cspi) in pools {
+        let pod: Pod = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": name, "labels": {"app": "cstor-pool",
+                "openebs.io/cstor-pool-instance": cspi}},
+            "spec": {"nodeName": node_name,
+                "containers": [{"name": "cstor-pool-mgmt", "image": "x"}]},
+        }))
+        .unwrap();
+        pods.create(&PostParams::default(), &pod).await.unwrap();
+        set_pool_pod_ready(client, ns, name, true).await;
+    }
+}
+
+/// Marks the `cstor-pool-mgmt` container of pool pod `name` ready or not.
+pub async fn set_pool_pod_ready(client: &Client, ns: &str, name: &str, ready: bool) {
+    use k8s_openapi::api::core::v1::Pod;
+    use kube::api::{Patch, PatchParams};
+    let status = serde_json::json!({"status": {"containerStatuses": [{"name": "cstor-pool-mgmt",
+        "ready": ready, "restartCount": 0, "image": "x", "imageID": ""}]}});
+    Api::<Pod>::namespaced(client.clone(), ns)
+        .patch_status(name, &PatchParams::default(), &Patch::Merge(&status))
+        .await
+        .unwrap();
+}

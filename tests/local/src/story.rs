@@ -110,6 +110,33 @@ fn mount_cap() -> VolumeCapability {
     }
 }
 
+/// CreateVolume of `pv` in CSPC `cspc` as the provisioner sends it (ext4 mount).
+fn volume_request(
+    pv: &str,
+    cspc: &str,
+    bytes: u64,
+    replicas: u32,
+    source: Option<VolumeContentSource>,
+) -> CreateVolumeRequest {
+    CreateVolumeRequest {
+        name: pv.into(),
+        capacity_range: Some(cstor_api::proto::csi::v1::CapacityRange {
+            required_bytes: bytes as i64,
+            limit_bytes: 0,
+        }),
+        volume_capabilities: vec![mount_cap()],
+        parameters: BTreeMap::from([
+            ("cstorPoolCluster".to_string(), cspc.to_string()),
+            ("replicaCount".to_string(), replicas.to_string()),
+            ("cas-type".to_string(), "cstor".to_string()),
+        ])
+        .into_iter()
+        .collect(),
+        volume_content_source: source,
+        ..Default::default()
+    }
+}
+
 /// The story's state.
 pub struct Story<'a> {
     pub cluster: &'a LocalCluster,
@@ -344,23 +371,7 @@ impl<'a> Story<'a> {
         replicas: u32,
         source: Option<VolumeContentSource>,
     ) -> anyhow::Result<()> {
-        let req = CreateVolumeRequest {
-            name: pv.into(),
-            capacity_range: Some(cstor_api::proto::csi::v1::CapacityRange {
-                required_bytes: bytes as i64,
-                limit_bytes: 0,
-            }),
-            volume_capabilities: vec![mount_cap()],
-            parameters: BTreeMap::from([
-                ("cstorPoolCluster".to_string(), cspc.to_string()),
-                ("replicaCount".to_string(), replicas.to_string()),
-                ("cas-type".to_string(), "cstor".to_string()),
-            ])
-            .into_iter()
-            .collect(),
-            volume_content_source: source,
-            ..Default::default()
-        };
+        let req = volume_request(pv, cspc, bytes, replicas, source);
         self.csi()
             .create_volume(req)
             .await

@@ -5,13 +5,10 @@
 //! reads, over iSCSI, what the first one held. Before the deletion, a local (snapshot-only)
 //! backup is restored as a clone.
 
-use std::{collections::BTreeMap, net::SocketAddr, sync::Arc};
+use std::{net::SocketAddr, sync::Arc};
 
 use anyhow::{Context as _, ensure};
-use cstor_api::{
-    cstor::CStorVolumeReplica,
-    proto::csi::v1::{CreateVolumeRequest, DeleteVolumeRequest},
-};
+use cstor_api::{cstor::CStorVolumeReplica, proto::csi::v1::DeleteVolumeRequest};
 use cstor_testkit::velero::{self, Plugin};
 use k8s_openapi::api::{
     core::v1::{PersistentVolumeClaim, Pod, Service},
@@ -23,7 +20,7 @@ use kube::{
 };
 use serde_json::json;
 
-use super::{GIB, Story, field, json as to_json, mount_cap, until};
+use super::{GIB, Story, field, json as to_json, until, volume_request};
 use crate::{initiator, netns};
 
 /// The plugin's sockets, made inside its network namespace.
@@ -191,27 +188,11 @@ impl Story<'_> {
         }))?;
         let pvcs: Api<PersistentVolumeClaim> = self.api();
         pvcs.create(&PostParams::default(), &pvc).await?;
-        let req = CreateVolumeRequest {
-            name: new.clone(),
-            capacity_range: Some(cstor_api::proto::csi::v1::CapacityRange {
-                required_bytes: GIB as i64,
-                limit_bytes: 0,
-            }),
-            volume_capabilities: vec![mount_cap()],
-            parameters: BTreeMap::from([
-                ("cstorPoolCluster".to_string(), cspc.to_string()),
-                ("replicaCount".to_string(), "3".to_string()),
-                ("cas-type".to_string(), "cstor".to_string()),
-                ("csi.storage.k8s.io/pvc/name".to_string(), claim.clone()),
-                (
-                    "csi.storage.k8s.io/pvc/namespace".to_string(),
-                    self.ns.clone(),
-                ),
-            ])
-            .into_iter()
-            .collect(),
-            ..Default::default()
-        };
+        let mut req = volume_request(&new, cspc, GIB, 3, None);
+        req.parameters
+            .insert("csi.storage.k8s.io/pvc/name".into(), claim.clone());
+        req.parameters
+            .insert("csi.storage.k8s.io/pvc/namespace".into(), self.ns.clone());
         self.csi()
             .create_volume(req)
             .await
