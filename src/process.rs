@@ -13,6 +13,33 @@ use std::{fmt::Display, future::Future, process::ExitCode};
 
 use tokio::signal::unix::{SignalKind, signal as listen};
 
+/// Allocations of at least this size get pages of their own (`mmap`), returned to the system
+/// when freed, instead of a place in the heap.
+pub const MMAP_THRESHOLD: usize = 16 * 1024;
+
+/// Keeps a long-running process's resident memory close to what it holds (call it first in
+/// `main`, before any thread is started).
+///
+/// glibc's malloc places a freed large buffer's size as its new `mmap` threshold, so after the
+/// first few response bodies every buffer up to 32 MiB comes from the heap; objects kept
+/// long (cached API objects) then land among the freed buffers and pin those pages, and the
+/// heap only grows. With a fixed threshold of [`MMAP_THRESHOLD`], the top of the heap trimmed
+/// from 16 KiB on and one arena, the cvc-operator's heap stays within about 1.5 times what it
+/// holds (measured with `cvc_bound`: 9.5 instead of 16.5 MiB anonymous memory at 200 volumes).
+/// Other allocators and C libraries: nothing to do.
+pub fn limit_heap_growth() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        let threshold = MMAP_THRESHOLD as libc::c_int;
+        // SAFETY: mallopt only sets malloc parameters; called before any thread exists.
+        unsafe {
+            libc::mallopt(libc::M_ARENA_MAX, 1);
+            libc::mallopt(libc::M_MMAP_THRESHOLD, threshold);
+            libc::mallopt(libc::M_TRIM_THRESHOLD, threshold);
+        }
+    }
+}
+
 /// Sets up logging: `RUST_LOG` filter (default `info`), JSON lines when `json`.
 pub fn init_tracing(json: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()

@@ -23,13 +23,23 @@ use kube::{Api, Client};
 /// How often readiness is checked again until the API server serves what the operator needs.
 const READY_RETRY: Duration = Duration::from_secs(5);
 
-#[tokio::main]
-async fn main() -> ExitCode {
-    // Listening from the start: a SIGTERM during start-up ends the process cleanly too.
-    let shutdown = process::shutdown_signal();
-    process::init_tracing(false);
-    let args = CvcOperatorArgs::parse();
-    process::exit("cvc-operator", run(args, shutdown).await)
+fn main() -> ExitCode {
+    // Before the runtime's threads exist: the malloc settings hold for all of them.
+    process::limit_heap_growth();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => return process::exit("cvc-operator", Err(format!("tokio runtime: {e}"))),
+    };
+    runtime.block_on(async {
+        // Listening from the start: a SIGTERM during start-up ends the process cleanly too.
+        let shutdown = process::shutdown_signal();
+        process::init_tracing(false);
+        let args = CvcOperatorArgs::parse();
+        process::exit("cvc-operator", run(args, shutdown).await)
+    })
 }
 
 async fn run(
