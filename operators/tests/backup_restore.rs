@@ -249,8 +249,9 @@ impl Setup {
     }
 
     /// The volume as the cvc-operator and the pools leave it: CV (target 127.0.0.1), a
-    /// Healthy replica on each pool, and each replica's dataset mounted in the test's dir.
-    async fn volume(&self, pv: &str) {
+    /// Healthy replica on each pool, and each replica's dataset, mounted in the test's dir when
+    /// `mounted` (a restore's target stays unmounted: `zfs recv -F` need not unmount it).
+    async fn volume(&self, pv: &str, mounted: bool) {
         self.create::<CStorVolume>(json!({
             "apiVersion": "cstor.openebs.io/v1", "kind": "CStorVolume",
             "metadata": {"name": pv, "namespace": self.ns},
@@ -271,11 +272,15 @@ impl Setup {
                 "status": {"phase": "Healthy"}
             }))
             .await;
-            let mnt = self.mountpoint(i, pv);
+            let mnt = if mounted {
+                self.mountpoint(i, pv).display().to_string()
+            } else {
+                "none".to_string()
+            };
             self.zfs(&[
                 "create",
                 "-o",
-                &format!("mountpoint={}", mnt.display()),
+                &format!("mountpoint={mnt}"),
                 &format!("{pool}/{pv}"),
             ])
             .await;
@@ -384,7 +389,7 @@ impl Setup {
             .create(&PostParams::default(), &cvc)
             .await
             .unwrap();
-        self.volume(pv).await;
+        self.volume(pv, false).await;
     }
 
     async fn cleanup(&self) {
@@ -422,7 +427,7 @@ async fn backup_delete_restore_reads_the_same_data() {
 async fn story(s: &Setup) {
     let plugin = s.plugin();
     let pv = "pvc-src";
-    s.volume(pv).await;
+    s.volume(pv, true).await;
     let first = pattern("first backup ", 300 << 10);
     s.write(pv, &[("a.bin", &first)]).await;
 
