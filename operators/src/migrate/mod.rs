@@ -9,7 +9,9 @@
 //! would create, writing nothing.
 
 pub mod pool;
+pub mod snapshot;
 pub mod task;
+pub mod volume;
 
 use std::time::Duration;
 
@@ -43,6 +45,10 @@ pub struct Migrator {
     pub poll: Duration,
     /// How many looks before giving up on the CSPIs to appear (upstream: 60 × 5 s).
     pub cspi_tries: u32,
+    /// How long to wait for anything else the operators, pool managers or Kubernetes do (a
+    /// pod gone, a pool imported, a volume bound and Healthy, a snapshot ready). Upstream
+    /// waits for ever; a run that gives up says what it waited for and is run again.
+    pub timeout: Duration,
     /// Check and print, write nothing.
     pub dry_run: bool,
 }
@@ -65,8 +71,44 @@ impl Migrator {
             version: env!("CARGO_PKG_VERSION").into(),
             poll: Duration::from_secs(5),
             cspi_tries: 60,
+            timeout: Duration::from_secs(30 * 60),
             dry_run: false,
         }
+    }
+}
+
+/// Looks every `m.poll` until `look` answers `Ok(Ok(value))`; `Ok(Err(seen))` means not yet
+/// (`seen` says what it is instead), `Err` ends the wait at once. Gives up after `m.timeout`,
+/// naming `what` and the last thing seen.
+pub async fn wait_for<T, F, Fut>(m: &Migrator, what: &str, mut look: F) -> anyhow::Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<Result<T, String>>>,
+{
+    wait_within(m.timeout, m.poll, what, &mut look).await
+}
+
+/// [`wait_for`] with its own deadline and pause.
+pub async fn wait_within<T, F, Fut>(
+    timeout: Duration,
+    poll: Duration,
+    what: &str,
+    mut look: F,
+) -> anyhow::Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<Result<T, String>>>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let seen = match look().await? {
+            Ok(v) => return Ok(v),
+            Err(seen) => seen,
+        };
+        if tokio::time::Instant::now() + poll > deadline {
+            anyhow::bail!("gave up after {timeout:?} waiting for {what} (last seen: {seen})");
+        }
+        tokio::time::sleep(poll).await;
     }
 }
 

@@ -36,6 +36,7 @@ use serde_json::{Value, json};
 use super::{
     Migrator, check_operator, legacy,
     task::{MIGRATE, PRE_MIGRATION, Reporter},
+    wait_for, wait_within,
 };
 
 /// Label of the legacy kinds naming their SPC.
@@ -465,15 +466,22 @@ async fn relabel_claims(m: &Migrator, spc: &str, cspc: &str) -> anyhow::Result<(
 async fn wait_for_cspis(m: &Migrator, cspc: &str, want: usize) -> anyhow::Result<()> {
     let cspis: Api<CStorPoolInstance> = Api::namespaced(m.client.clone(), &m.namespace);
     let lp = ListParams::default().labels(&format!("{}={cspc}", label::CSTOR_POOL_CLUSTER));
-    let mut got = 0;
-    for _ in 0..m.cspi_tries.max(1) {
-        got = cspis.list(&lp).await?.items.len();
-        if got == want {
-            return Ok(());
-        }
-        tokio::time::sleep(m.poll).await;
-    }
-    bail!("failed to verify cspi count expected: {want} got: {got}")
+    let timeout = m.poll * m.cspi_tries.max(1);
+    wait_within(
+        timeout,
+        m.poll,
+        &format!("the CSPIs of cspc {cspc}"),
+        || async {
+            let got = cspis.list(&lp).await?.items.len();
+            Ok(if got == want {
+                Ok(())
+            } else {
+                Err(format!("{got} CSPIs"))
+            })
+        },
+    )
+    .await
+    .with_context(|| format!("failed to verify cspi count expected: {want}"))
 }
 
 /// Claims labelled for the CSPC and not owned by it get it as their controller.
@@ -536,13 +544,16 @@ async fn hand_over(m: &Migrator, spc: &str, cspi: &CStorPoolInstance) -> anyhow:
             .replace(&cspi.name_any(), &PostParams::default(), &latest)
             .await?;
     }
-    loop {
-        let c = cspis.get(&cspi.name_any()).await?;
-        if c.status.as_ref().and_then(|s| s.phase.clone()) == Some(CStorPoolInstancePhase::Online) {
-            break;
-        }
-        tokio::time::sleep(m.poll).await;
-    }
+    let name = cspi.name_any();
+    wait_for(m, &format!("cspi {name} to be ONLINE"), || async {
+        let c = cspis.get(&name).await?;
+        let phase = c.status.as_ref().and_then(|s| s.phase.clone());
+        Ok(match phase {
+            Some(CStorPoolInstancePhase::Online) => Ok(()),
+            other => Err(format!("phase {other:?}")),
+        })
+    })
+    .await?;
     relabel_replicas(m, &csp_name, cspi).await?;
     let patch = json!({"metadata": {"finalizers": null}});
     csps(m)
@@ -584,17 +595,20 @@ async fn scale_down(m: &Migrator, csp: &str, cspi: &str) -> anyhow::Result<()> {
         )
         .await?;
     let pods: Api<Pod> = Api::namespaced(m.client.clone(), &m.namespace);
-    loop {
-        let left = pods
-            .list(&ListParams::default().labels(&format!("{CSP_LABEL}={csp}")))
-            .await?
-            .items
-            .len();
-        if left == 0 {
-            return Ok(());
-        }
-        tokio::time::sleep(m.poll).await;
-    }
+    let lp = ListParams::default().labels(&format!("{CSP_LABEL}={csp}"));
+    wait_for(
+        m,
+        &format!("the pod of cstorpool {csp} to be gone"),
+        || async {
+            let left: Vec<String> = pods.list(&lp).await?.iter().map(|p| p.name_any()).collect();
+            Ok(if left.is_empty() {
+                Ok(())
+            } else {
+                Err(format!("pods {left:?}"))
+            })
+        },
+    )
+    .await
 }
 
 /// The old pool's replicas (legacy CVRs) now name the CSPI.
