@@ -770,8 +770,17 @@ async fn a_run_that_stopped_half_way_is_finished_by_the_next() {
         .get(&pv)
         .await
         .unwrap();
-    assert!(v.spec.unwrap().csi.is_some(), "the PV was already rewritten");
-    assert!(h.api::<CStorVolumePolicy>().get_opt(&pv).await.unwrap().is_some());
+    assert!(
+        v.spec.unwrap().csi.is_some(),
+        "the PV was already rewritten"
+    );
+    assert!(
+        h.api::<CStorVolumePolicy>()
+            .get_opt(&pv)
+            .await
+            .unwrap()
+            .is_some()
+    );
     let st = task(&h, &pv).await.status.unwrap();
     assert_eq!(
         st.migration_detailed_statuses.last().unwrap().phase,
