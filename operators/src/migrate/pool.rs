@@ -644,9 +644,12 @@ async fn relabel_replicas(m: &Migrator, csp: &str, cspi: &CStorPoolInstance) -> 
     Ok(())
 }
 
+/// How a legacy record's spec becomes a v1 one.
+type SpecConversion = fn(&Value) -> Value;
+
 /// The legacy kinds of backup records, their `cstor.openebs.io/v1` kind, and how a legacy
 /// spec becomes a v1 one.
-const BACKUP_KINDS: [(&str, &str, fn(&Value) -> Value); 3] = [
+const BACKUP_KINDS: [(&str, &str, SpecConversion); 3] = [
     ("CStorBackup", "cstorbackups", backup_spec),
     ("CStorRestore", "cstorrestores", restore_spec),
     (
