@@ -159,3 +159,101 @@ async fn pod_runs_with_exact_args_env_volume_and_network_and_restarts() {
     task.abort();
     network.teardown();
 }
+
+/// Pods of Jobs: a container that ends is restarted only as `restartPolicy` says, and a Pod
+/// whose containers all ended says Succeeded (all exited 0) or Failed, with each exit code.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn containers_end_as_the_restart_policy_says() {
+    let srv = TestApiServer::start().await;
+    let client = srv.client();
+    let tmp = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("tempdir");
+    let bin = tmp.path().join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    std::fs::write(bin.join("ends"), "#!/bin/sh\nexit \"$1\"\n").unwrap();
+    std::fs::set_permissions(bin.join("ends"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let url: http::Uri = srv.url().parse().unwrap();
+    let upstream = format!("127.0.0.1:{}", url.port_u16().unwrap())
+        .parse()
+        .unwrap();
+    let prefix = format!("ckr{}", std::process::id() % 10000);
+    let network = Arc::new(Network::create(&prefix).expect("network (needs root and iproute2)"));
+    let kubelet = Kubelet::new(
+        client.clone(),
+        KubeletConfig {
+            state_dir: tmp.path().join("state"),
+            nodes: vec!["n1".into()],
+            namespaces: BTreeSet::from(["ns1".to_string()]),
+            programs: Programs {
+                bin_dir: bin.clone(),
+                engine_dir: None,
+                sidecar_dir: None,
+                standin: None,
+            },
+            api: ApiAccess::Plain { upstream },
+            rust_log: None,
+        },
+        network.clone(),
+    );
+    let task = tokio::spawn(kubelet.clone().run());
+    let ns: Namespace =
+        serde_json::from_value(serde_json::json!({"metadata": {"name": "ns1"}})).unwrap();
+    Api::<Namespace>::all(client.clone())
+        .create(&PostParams::default(), &ns)
+        .await
+        .unwrap();
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "ns1");
+    for (name, policy, code) in [
+        ("ok", "Never", "0"),
+        ("bad", "Never", "3"),
+        ("done", "OnFailure", "0"),
+        ("retry", "OnFailure", "3"),
+    ] {
+        let pod: Pod = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": name, "namespace": "ns1"},
+            "spec": {"nodeName": "n1", "restartPolicy": policy,
+                "containers": [{"name": "c", "image": "cstor-rs:0.1.0", "command": ["ends"], "args": [code]}]}
+        }))
+        .unwrap();
+        pods.create(&PostParams::default(), &pod).await.unwrap();
+    }
+    let deadline = Duration::from_secs(60);
+    let state = |name: &'static str| {
+        let pods = pods.clone();
+        async move {
+            let st = pods.get(name).await.ok()?.status?;
+            let c = st.container_statuses?.into_iter().find(|c| c.name == "c")?;
+            let code = c.state?.terminated.map(|t| t.exit_code);
+            Some((st.phase?, code, c.restart_count))
+        }
+    };
+    for (name, phase, code) in [
+        ("ok", "Succeeded", 0),
+        ("bad", "Failed", 3),
+        ("done", "Succeeded", 0),
+    ] {
+        let got = wait_until(&format!("pod {name} {phase}"), deadline, || async {
+            state(name).await.filter(|(p, _, _)| p == phase)
+        })
+        .await
+        .expect("the pod ended");
+        assert_eq!(got, (phase.to_string(), Some(code), 0), "pod {name}");
+    }
+    let retry = wait_until("pod retry restarted", deadline, || async {
+        state("retry")
+            .await
+            .filter(|(_, _, restarts)| *restarts >= 1)
+    })
+    .await
+    .expect("an OnFailure container that fails is restarted");
+    assert_eq!(retry.0, "Running");
+    for p in ["ok", "bad", "done", "retry"] {
+        pods.delete(p, &Default::default()).await.unwrap();
+    }
+    wait_until("every pod stopped", deadline, || async {
+        kubelet.running().is_empty().then_some(())
+    })
+    .await
+    .expect("deleted pods stop");
+    task.abort();
+    network.teardown();
+}
