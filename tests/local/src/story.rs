@@ -34,6 +34,7 @@ use tonic::transport::Channel;
 use crate::{cluster::LocalCluster, initiator, registration::unix_channel};
 
 mod backup;
+mod migrate;
 
 const GIB: u64 = 1 << 30;
 
@@ -71,12 +72,25 @@ fn field<'a>(v: &'a Value, pointer: &str) -> &'a str {
 }
 
 /// Waits until `check` returns `Some`, polling every 500 ms, up to [`STEP`].
-pub async fn until<T, F, Fut>(what: &str, mut check: F) -> anyhow::Result<T>
+pub async fn until<T, F, Fut>(what: &str, check: F) -> anyhow::Result<T>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = anyhow::Result<Option<T>>>,
 {
-    let deadline = tokio::time::Instant::now() + STEP;
+    until_within(what, STEP, check).await
+}
+
+/// [`until`] with another deadline.
+pub async fn until_within<T, F, Fut>(
+    what: &str,
+    within: Duration,
+    mut check: F,
+) -> anyhow::Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<Option<T>>>,
+{
+    let deadline = tokio::time::Instant::now() + within;
     let mut last = String::new();
     loop {
         match check().await {
@@ -86,7 +100,7 @@ where
         }
         if tokio::time::Instant::now() > deadline {
             bail!(
-                "timed out after {STEP:?} waiting for {what}{}",
+                "timed out after {within:?} waiting for {what}{}",
                 if last.is_empty() {
                     String::new()
                 } else {
@@ -234,6 +248,11 @@ impl<'a> Story<'a> {
         self.step(
             "snapshot, restore it and clone the volume: both read the same data",
             self.restore_and_clone(&pv, cspc, &snap, &data),
+        )
+        .await?;
+        self.step(
+            "a legacy (pre-CSI) volume holding the data on these pools, migrated by cstor-migrate run as its example Job: a CSI volume on the same pools, Healthy, reading the same data",
+            self.legacy_volume_migration(&pv, &data),
         )
         .await?;
         self.step(
