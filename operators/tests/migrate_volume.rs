@@ -620,6 +620,60 @@ async fn legacy_volumes_become_csi_volumes_on_the_pools_holding_their_data() {
     h.stop().await;
 }
 
+/// A refused run wrote nothing: PV, policies, StorageClass, claim as the legacy world has them,
+/// no CVC.
+async fn assert_untouched(h: &Harness, l: &Legacy, pv: &str) {
+    let v = Api::<PersistentVolume>::all(h.client.clone())
+        .get(pv)
+        .await
+        .unwrap();
+    let spec = v.spec.unwrap();
+    assert_eq!(
+        (
+            spec.persistent_volume_reclaim_policy.as_deref(),
+            spec.csi.is_some()
+        ),
+        (Some("Delete"), false),
+        "a refused run changed the PV"
+    );
+    assert!(
+        h.api::<CStorVolumePolicy>()
+            .get_opt(pv)
+            .await
+            .unwrap()
+            .is_none(),
+        "a refused run wrote a policy"
+    );
+    let sc = Api::<StorageClass>::all(h.client.clone())
+        .get(&l.sc)
+        .await
+        .unwrap();
+    assert_eq!(
+        sc.provisioner, "openebs.io/provisioner-iscsi",
+        "a refused run changed the StorageClass"
+    );
+    let claim = Api::<PersistentVolumeClaim>::namespaced(h.client.clone(), &l.app_ns)
+        .get(&format!("claim-{pv}"))
+        .await
+        .unwrap();
+    assert_eq!(
+        claim
+            .annotations()
+            .get(volume::STORAGE_PROVISIONER)
+            .map(String::as_str),
+        Some("openebs.io/provisioner-iscsi"),
+        "a refused run changed the claim"
+    );
+    assert!(
+        h.api::<CStorVolumeConfig>()
+            .get_opt(pv)
+            .await
+            .unwrap()
+            .is_none(),
+        "a refused run created the CVC"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refused_migrations_change_nothing_and_say_why() {
     let h = Harness::start().await;
@@ -649,43 +703,7 @@ async fn refused_migrations_change_nothing_and_say_why() {
     assert!(last.reason.as_deref().unwrap().contains("db-0"), "{last:?}");
     assert_eq!(st.retries, Some(1));
     assert_eq!(st.phase, Some(MigrationPhase::Started), "one retry of two");
-    let unchanged = |what: &str| format!("a refused run changed {what}");
-    let v = Api::<PersistentVolume>::all(h.client.clone())
-        .get(&pv)
-        .await
-        .unwrap();
-    assert_eq!(
-        v.spec.unwrap().persistent_volume_reclaim_policy.as_deref(),
-        Some("Delete"),
-        "{}",
-        unchanged("the PV")
-    );
-    assert!(
-        h.api::<CStorVolumePolicy>()
-            .get_opt(&pv)
-            .await
-            .unwrap()
-            .is_none(),
-        "{}",
-        unchanged("the policies")
-    );
-    assert_eq!(
-        Api::<StorageClass>::all(h.client.clone())
-            .get(&l.sc)
-            .await
-            .unwrap()
-            .provisioner,
-        "openebs.io/provisioner-iscsi",
-        "{}",
-        unchanged("the StorageClass")
-    );
-    assert!(
-        h.api::<CStorVolumeConfig>()
-            .get_opt(&pv)
-            .await
-            .unwrap()
-            .is_none()
-    );
+    assert_untouched(&h, &l, &pv).await;
     app.delete("db-0", &Default::default()).await.unwrap();
     wait_until("the app pod gone", DEADLINE, || async {
         app.get_opt("db-0").await.ok().flatten().is_none()
@@ -721,13 +739,7 @@ async fn refused_migrations_change_nothing_and_say_why() {
         Some(MigrationPhase::Error),
         "the backoff limit reached"
     );
-    assert!(
-        h.api::<CStorVolumeConfig>()
-            .get_opt(&pv)
-            .await
-            .unwrap()
-            .is_none()
-    );
+    assert_untouched(&h, &l, &pv).await;
 
     // The pool migrated: the run goes through.
     let patch = json!({"metadata": {"labels": {label::CSPI_NAME: format!("{CSPC}-p1"),

@@ -15,7 +15,11 @@ pub mod volume;
 
 use std::time::Duration;
 
-use kube::{Client, api::ApiResource};
+use kube::{
+    Api, Client,
+    api::{ApiResource, DeleteParams, DynamicObject, ListParams},
+};
+use serde_json::Value;
 
 /// Group of the legacy kinds.
 pub const LEGACY_GROUP: &str = "openebs.io";
@@ -30,6 +34,66 @@ pub fn legacy(kind: &str, plural: &str) -> ApiResource {
         api_version: format!("{LEGACY_GROUP}/{LEGACY_VERSION}"),
         kind: kind.into(),
         plural: plural.into(),
+    }
+}
+
+/// What a migration run did; `P` is what a dry run would write.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome<P> {
+    /// The legacy object now runs as the new one.
+    Migrated,
+    /// Nothing legacy was left and the new object exists.
+    AlreadyMigrated,
+    /// Dry run: what would be written.
+    DryRun(Box<P>),
+}
+
+/// The legacy replicas (in the OpenEBS namespace).
+pub fn legacy_cvrs(m: &Migrator) -> Api<DynamicObject> {
+    Api::namespaced_with(
+        m.client.clone(),
+        &m.namespace,
+        &legacy("CStorVolumeReplica", "cstorvolumereplicas"),
+    )
+}
+
+/// The string at `pointer` of a dynamic object's data, or `""`.
+pub fn str_at<'a>(v: &'a Value, pointer: &str) -> &'a str {
+    v.pointer(pointer).and_then(Value::as_str).unwrap_or("")
+}
+
+/// Whether the API answered 404.
+pub fn is_not_found(e: &kube::Error) -> bool {
+    matches!(e, kube::Error::Api(s) if s.code == 404)
+}
+
+/// Whether the API answered 409.
+pub fn is_conflict(e: &kube::Error) -> bool {
+    matches!(e, kube::Error::Api(s) if s.code == 409)
+}
+
+/// A list that is empty when the kind is not served at all (a cluster that never had the
+/// legacy kinds).
+pub async fn list_or_empty(
+    api: &Api<DynamicObject>,
+    lp: &ListParams,
+) -> anyhow::Result<Vec<DynamicObject>> {
+    match api.list(lp).await {
+        Ok(l) => Ok(l.items),
+        Err(e) if is_not_found(&e) => Ok(Vec::new()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Deletes `name`; one already gone is fine.
+pub async fn delete_if_present<K>(api: &Api<K>, name: &str) -> anyhow::Result<()>
+where
+    K: Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    match api.delete(name, &DeleteParams::default()).await {
+        Ok(_) => Ok(()),
+        Err(e) if is_not_found(&e) => Ok(()),
+        Err(e) => Err(e.into()),
     }
 }
 

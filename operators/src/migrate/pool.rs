@@ -34,7 +34,8 @@ use kube::{
 use serde_json::{Value, json};
 
 use super::{
-    Migrator, check_operator, legacy,
+    Migrator, check_operator, delete_if_present, is_conflict, legacy, legacy_cvrs, list_or_empty,
+    str_at,
     task::{MIGRATE, PRE_MIGRATION, Reporter},
     wait_for, wait_within,
 };
@@ -50,16 +51,8 @@ pub const MIGRATED_FROM: &str = "openebs.io/migrated-from";
 /// Annotation letting the legacy admission webhook delete the SPC.
 pub const SKIP_VALIDATIONS: &str = "openebs.io/skip-validations";
 
-/// What a run did.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Outcome {
-    /// The pool now runs as this CSPC.
-    Migrated,
-    /// The SPC was already gone and the CSPC exists.
-    AlreadyMigrated,
-    /// Dry run: the CSPC that would be created.
-    DryRun(Box<CStorPoolCluster>),
-}
+/// What a run did (a dry run: the CSPC it would create).
+pub type Outcome = super::Outcome<CStorPoolCluster>;
 
 fn spcs(m: &Migrator) -> Api<DynamicObject> {
     Api::all_with(
@@ -70,18 +63,6 @@ fn spcs(m: &Migrator) -> Api<DynamicObject> {
 
 fn csps(m: &Migrator) -> Api<DynamicObject> {
     Api::all_with(m.client.clone(), &legacy("CStorPool", "cstorpools"))
-}
-
-fn legacy_cvrs(m: &Migrator) -> Api<DynamicObject> {
-    Api::namespaced_with(
-        m.client.clone(),
-        &m.namespace,
-        &legacy("CStorVolumeReplica", "cstorvolumereplicas"),
-    )
-}
-
-fn str_at<'a>(v: &'a Value, pointer: &str) -> &'a str {
-    v.pointer(pointer).and_then(Value::as_str).unwrap_or("")
 }
 
 /// The CStorPools of `spc`.
@@ -145,27 +126,20 @@ pub async fn migrate(
 }
 
 async fn run(m: &Migrator, task: &Reporter, spc: &str, cspc: &str) -> anyhow::Result<Outcome> {
-    task.begin(PRE_MIGRATION).await?;
-    let pre = pre_migrate(m, spc, cspc).await;
-    task.end(
-        &pre.as_ref().map(drop).map_err(|e| anyhow::anyhow!("{e:#}")),
+    task.step(
+        PRE_MIGRATION,
         "Pre-migration steps were successful",
         "error in pre-migration steps",
+        pre_migrate(m, spc, cspc),
     )
     .await?;
-    pre?;
-    task.begin(MIGRATE).await?;
-    let outcome = migrate_pool(m, spc, cspc).await;
-    task.end(
-        &outcome
-            .as_ref()
-            .map(drop)
-            .map_err(|e| anyhow::anyhow!("{e:#}")),
+    task.step(
+        MIGRATE,
         "Migration steps were successful",
         &format!("error migrating spc {spc}"),
+        migrate_pool(m, spc, cspc),
     )
-    .await?;
-    outcome
+    .await
 }
 
 async fn pre_migrate(m: &Migrator, spc: &str, cspc: &str) -> anyhow::Result<()> {
@@ -292,11 +266,9 @@ async fn migrate_pool(m: &Migrator, spc: &str, cspc: &str) -> anyhow::Result<Out
     spcs(m)
         .patch(spc, &PatchParams::default(), &Patch::Merge(&patch))
         .await?;
-    match spcs(m).delete(spc, &DeleteParams::default()).await {
-        Ok(_) => {}
-        Err(kube::Error::Api(s)) if s.code == 404 => {}
-        Err(e) => return Err(e).with_context(|| format!("failed to clean up spc {spc}")),
-    }
+    delete_if_present(&spcs(m), spc)
+        .await
+        .with_context(|| format!("failed to clean up spc {spc}"))?;
     Ok(Outcome::Migrated)
 }
 
@@ -615,15 +587,8 @@ async fn scale_down(m: &Migrator, csp: &str, cspi: &str) -> anyhow::Result<()> {
 /// The old pool's replicas (legacy CVRs) now name the CSPI.
 async fn relabel_replicas(m: &Migrator, csp: &str, cspi: &CStorPoolInstance) -> anyhow::Result<()> {
     let api = legacy_cvrs(m);
-    let list = match api
-        .list(&ListParams::default().labels(&format!("cstorpool.openebs.io/name={csp}")))
-        .await
-    {
-        Ok(l) => l.items,
-        // No legacy replica kind served: nothing to re-label.
-        Err(kube::Error::Api(s)) if s.code == 404 => return Ok(()),
-        Err(e) => return Err(e.into()),
-    };
+    let lp = ListParams::default().labels(&format!("cstorpool.openebs.io/name={csp}"));
+    let list = list_or_empty(&api, &lp).await?;
     for cvr in list {
         if cvr.labels().contains_key(label::CSPI_NAME) {
             continue;
@@ -704,12 +669,8 @@ async fn copy_backup_records(
     for (kind, plural, convert) in BACKUP_KINDS {
         let old: Api<DynamicObject> =
             Api::namespaced_with(m.client.clone(), &m.namespace, &legacy(kind, plural));
-        let records = match old.list(&ListParams::default().labels(&selector)).await {
-            Ok(l) => l.items,
-            // The legacy kind is not served: nothing to copy.
-            Err(kube::Error::Api(s)) if s.code == 404 => continue,
-            Err(e) => return Err(e.into()),
-        };
+        let lp = ListParams::default().labels(&selector);
+        let records = list_or_empty(&old, &lp).await?;
         let new: Api<DynamicObject> = Api::namespaced_with(
             m.client.clone(),
             &m.namespace,
@@ -738,7 +699,7 @@ async fn copy_backup_records(
             let obj: DynamicObject = serde_json::from_value(copy)?;
             match new.create(&PostParams::default(), &obj).await {
                 Ok(_) => {}
-                Err(kube::Error::Api(s)) if s.code == 409 => {}
+                Err(e) if is_conflict(&e) => {}
                 Err(e) => {
                     return Err(e).with_context(|| format!("copying {kind} {}", r.name_any()));
                 }

@@ -11,11 +11,11 @@
 use anyhow::{Context as _, bail};
 use kube::{
     Api, ResourceExt,
-    api::{ApiResource, DeleteParams, DynamicObject, GroupVersionKind, ListParams, PostParams},
+    api::{ApiResource, DynamicObject, GroupVersionKind, ListParams, PostParams},
 };
 use serde_json::{Value, json};
 
-use super::{Migrator, wait_for};
+use super::{Migrator, delete_if_present, is_conflict, list_or_empty, str_at, wait_for};
 
 /// The VolumeSnapshotClass the migrated snapshots name.
 pub const SNAPSHOT_CLASS: &str = "csi-cstor-snapshotclass";
@@ -70,21 +70,11 @@ pub fn csi_class() -> ApiResource {
     )
 }
 
-fn str_at<'a>(v: &'a Value, pointer: &str) -> &'a str {
-    v.pointer(pointer).and_then(Value::as_str).unwrap_or("")
-}
-
 /// Moves every legacy snapshot of `pv` (none, or the legacy kind not served: nothing to do).
 pub async fn migrate(m: &Migrator, pv: &str) -> anyhow::Result<()> {
     let legacy: Api<DynamicObject> = Api::all_with(m.client.clone(), &legacy_snapshot());
-    let snaps = match legacy
-        .list(&ListParams::default().labels(&format!("{PV_LABEL}={pv}")))
-        .await
-    {
-        Ok(l) => l.items,
-        Err(kube::Error::Api(s)) if s.code == 404 => return Ok(()),
-        Err(e) => return Err(e.into()),
-    };
+    let lp = ListParams::default().labels(&format!("{PV_LABEL}={pv}"));
+    let snaps = list_or_empty(&legacy, &lp).await?;
     if snaps.is_empty() {
         return Ok(());
     }
@@ -174,17 +164,13 @@ async fn move_one(m: &Migrator, snap: &DynamicObject, data_name: &str) -> anyhow
     .await?;
     let legacy: Api<DynamicObject> =
         Api::namespaced_with(m.client.clone(), &ns, &legacy_snapshot());
-    match legacy.delete(&name, &DeleteParams::default()).await {
-        Ok(_) => Ok(()),
-        Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
-        Err(e) => Err(e.into()),
-    }
+    delete_if_present(&legacy, &name).await
 }
 
 async fn create(api: &Api<DynamicObject>, obj: &DynamicObject) -> anyhow::Result<()> {
     match api.create(&PostParams::default(), obj).await {
         Ok(_) => Ok(()),
-        Err(kube::Error::Api(s)) if s.code == 409 => Ok(()),
+        Err(e) if is_conflict(&e) => Ok(()),
         Err(e) => Err(e.into()),
     }
 }

@@ -120,6 +120,21 @@ impl Reporter {
         .await
     }
 
+    /// Runs one step between its `Waiting` entry and its `Completed` / `Errored` one.
+    pub async fn step<T>(
+        &self,
+        step: &str,
+        done_message: &str,
+        context: &str,
+        work: impl std::future::Future<Output = anyhow::Result<T>>,
+    ) -> anyhow::Result<T> {
+        self.begin(step).await?;
+        let out = work.await;
+        let result = out.as_ref().map(drop).map_err(|e| anyhow::anyhow!("{e:#}"));
+        self.end(&result, done_message, context).await?;
+        out
+    }
+
     /// The run's end: `Success`, or one more retry (and `Error` once `backoff_limit` runs
     /// failed).
     pub async fn finish(&self, ok: bool, backoff_limit: i64) -> anyhow::Result<()> {

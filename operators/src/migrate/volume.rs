@@ -42,7 +42,8 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::{
-    Migrator, check_operator, legacy, snapshot,
+    Migrator, check_operator, delete_if_present, is_conflict, legacy, legacy_cvrs, list_or_empty,
+    snapshot, str_at,
     task::{MIGRATE, PRE_MIGRATION, Reporter},
     wait_for,
 };
@@ -64,16 +65,8 @@ pub const SKIP_VALIDATIONS: &str = super::pool::SKIP_VALIDATIONS;
 /// Label of the legacy replicas naming their pool (before the pool migration).
 pub const LEGACY_CSP_NAME: &str = "cstorpool.openebs.io/name";
 
-/// What a run did.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Outcome {
-    /// The volume is now a CSI volume.
-    Migrated,
-    /// There was no legacy volume left and the CStorVolume exists.
-    AlreadyMigrated,
-    /// Dry run: what would be written.
-    DryRun(Box<Plan>),
-}
+/// What a run did (a dry run: the objects it would write).
+pub type Outcome = super::Outcome<Plan>;
 
 /// The objects a run writes (what a dry run prints).
 #[derive(Debug, Clone, PartialEq)]
@@ -121,14 +114,6 @@ fn legacy_cvs_in(m: &Migrator, ns: &str) -> Api<DynamicObject> {
     Api::namespaced_with(m.client.clone(), ns, &legacy("CStorVolume", "cstorvolumes"))
 }
 
-fn legacy_cvrs(m: &Migrator) -> Api<DynamicObject> {
-    Api::namespaced_with(
-        m.client.clone(),
-        &m.namespace,
-        &legacy("CStorVolumeReplica", "cstorvolumereplicas"),
-    )
-}
-
 fn ns_api<K>(m: &Migrator) -> Api<K>
 where
     K: Resource<Scope = k8s_openapi::NamespaceResourceScope>,
@@ -137,32 +122,8 @@ where
     Api::namespaced(m.client.clone(), &m.namespace)
 }
 
-fn str_at<'a>(v: &'a Value, pointer: &str) -> &'a str {
-    v.pointer(pointer).and_then(Value::as_str).unwrap_or("")
-}
-
 fn pv_selector(pv: &str) -> ListParams {
     ListParams::default().labels(&format!("{}={pv}", label::PERSISTENT_VOLUME))
-}
-
-/// A list that is empty when the kind is not served at all (a cluster without the legacy CRDs).
-async fn list_or_empty(
-    api: &Api<DynamicObject>,
-    lp: &ListParams,
-) -> anyhow::Result<Vec<DynamicObject>> {
-    match api.list(lp).await {
-        Ok(l) => Ok(l.items),
-        Err(kube::Error::Api(s)) if s.code == 404 => Ok(Vec::new()),
-        Err(e) => Err(e.into()),
-    }
-}
-
-fn is_not_found(e: &kube::Error) -> bool {
-    matches!(e, kube::Error::Api(s) if s.code == 404)
-}
-
-fn is_conflict(e: &kube::Error) -> bool {
-    matches!(e, kube::Error::Api(s) if s.code == 409)
 }
 
 /// Runs the volume migration of `pv`, recording it in MigrationTask
@@ -190,29 +151,24 @@ pub async fn migrate(m: &Migrator, pv: &str, backoff_limit: i64) -> anyhow::Resu
 }
 
 async fn run(m: &Migrator, task: &Reporter, pv: &str) -> anyhow::Result<Outcome> {
-    task.begin(PRE_MIGRATION).await?;
-    let pre = check_operator(m, "cvc-operator")
-        .await
-        .context("error validating cvc operator");
-    task.end(
-        &pre.as_ref().map(drop).map_err(|e| anyhow::anyhow!("{e:#}")),
+    task.step(
+        PRE_MIGRATION,
         "Pre-migration steps were successful",
         "error in pre-migration steps",
+        async {
+            check_operator(m, "cvc-operator")
+                .await
+                .context("error validating cvc operator")
+        },
     )
     .await?;
-    pre?;
-    task.begin(MIGRATE).await?;
-    let outcome = migrate_volume(m, pv).await;
-    task.end(
-        &outcome
-            .as_ref()
-            .map(drop)
-            .map_err(|e| anyhow::anyhow!("{e:#}")),
+    task.step(
+        MIGRATE,
         "Migration steps were successful",
         &format!("error migrating volume {pv}"),
+        migrate_volume(m, pv),
     )
-    .await?;
-    outcome
+    .await
 }
 
 /// What the run found of the volume.
@@ -386,14 +342,9 @@ async fn apply(m: &Migrator, pv: &str, found: &Found, plan: &Plan) -> anyhow::Re
 /// The end of every run that finds the volume migrated: the temporary policy goes and the
 /// legacy snapshots are moved.
 async fn finish(m: &Migrator, pv: &str) -> anyhow::Result<()> {
-    match ns_api::<CStorVolumePolicy>(m)
-        .delete(pv, &DeleteParams::default())
+    delete_if_present(&ns_api::<CStorVolumePolicy>(m), pv)
         .await
-    {
-        Ok(_) => {}
-        Err(e) if is_not_found(&e) => {}
-        Err(e) => return Err(e).with_context(|| format!("failed to delete temporary policy {pv}")),
-    }
+        .with_context(|| format!("failed to delete temporary policy {pv}"))?;
     snapshot::migrate(m, pv)
         .await
         .with_context(|| format!("failed to migrate snapshots for volume {pv}"))
@@ -842,11 +793,7 @@ async fn replace_storage_class(
             classes.create(&PostParams::default(), sc).await?;
         }
     }
-    match classes.delete(&lock, &DeleteParams::default()).await {
-        Ok(_) => Ok(()),
-        Err(e) if is_not_found(&e) => Ok(()),
-        Err(e) => Err(e.into()),
-    }
+    delete_if_present(&classes, &lock).await
 }
 
 async fn wait_gone<K>(m: &Migrator, api: &Api<K>, name: &str, what: &str) -> anyhow::Result<()>
@@ -1019,24 +966,16 @@ async fn replace_volume(
 async fn move_target(m: &Migrator, pv: &str, f: &Found) -> anyhow::Result<()> {
     let deployments: Api<Deployment> = Api::namespaced(m.client.clone(), &f.cv_ns);
     let target = cstor_api::naming::target_deployment_name(pv);
-    match deployments.delete(&target, &DeleteParams::default()).await {
-        // Gone before the cvc-operator makes the new one under the same name.
-        Ok(_) => {
-            let what = format!("Deployment {}/{target}", f.cv_ns);
-            wait_gone(m, &deployments, &target, &what).await?
-        }
-        Err(e) if is_not_found(&e) => {}
-        Err(e) => return Err(e.into()),
-    }
+    delete_if_present(&deployments, &target).await?;
+    // Gone before the cvc-operator makes the new one under the same name.
+    let what = format!("Deployment {}/{target}", f.cv_ns);
+    wait_gone(m, &deployments, &target, &what).await?;
     if f.cv_ns == m.namespace {
         return Ok(());
     }
     let old: Api<Service> = Api::namespaced(m.client.clone(), &f.cv_ns);
-    match old.delete(pv, &DeleteParams::default()).await {
-        Ok(_) => wait_gone(m, &old, pv, &format!("Service {}/{pv}", f.cv_ns)).await?,
-        Err(e) if is_not_found(&e) => {}
-        Err(e) => return Err(e.into()),
-    }
+    delete_if_present(&old, pv).await?;
+    wait_gone(m, &old, pv, &format!("Service {}/{pv}", f.cv_ns)).await?;
     let services: Api<Service> = ns_api(m);
     if services.get_opt(pv).await?.is_some() {
         return Ok(());
@@ -1214,11 +1153,7 @@ async fn clean_up(m: &Migrator, pv: &str, f: &Found) -> anyhow::Result<()> {
             cvrs.patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
                 .await?;
         }
-        match cvrs.delete(&name, &DeleteParams::default()).await {
-            Ok(_) => {}
-            Err(e) if is_not_found(&e) => {}
-            Err(e) => return Err(e.into()),
-        }
+        delete_if_present(&cvrs, &name).await?;
     }
     let patch = json!({"metadata": {"annotations": {annotation::VOLUME_POLICY: null}}});
     ns_api::<CStorVolumeConfig>(m)
@@ -1235,9 +1170,5 @@ async fn clean_up(m: &Migrator, pv: &str, f: &Found) -> anyhow::Result<()> {
         cvs.patch(pv, &PatchParams::default(), &Patch::Merge(&patch))
             .await?;
     }
-    match cvs.delete(pv, &DeleteParams::default()).await {
-        Ok(_) => Ok(()),
-        Err(e) if is_not_found(&e) => Ok(()),
-        Err(e) => Err(e.into()),
-    }
+    delete_if_present(&cvs, pv).await
 }
