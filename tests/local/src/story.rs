@@ -35,6 +35,7 @@ use crate::{cluster::LocalCluster, initiator, registration::unix_channel};
 
 mod backup;
 mod migrate;
+mod swap;
 
 const GIB: u64 = 1 << 30;
 
@@ -266,6 +267,11 @@ impl<'a> Story<'a> {
         )
         .await?;
         self.step("kill a pool pod: it comes back, its replica rebuilds, the volume is Healthy and reads the same data", self.kill_pool_pod(&pv, &pools, &data)).await?;
+        self.step(
+            "the operators swapped out and back over objects as upstream leaves them: ours adopt the running cluster, no pool or target pod restarted or its template changed, the volume reads the same data",
+            self.swap_operators(&pv, cspc, &data),
+        )
+        .await?;
         self.step(
             "DeleteVolume: no CVC, CStorVolume, replica, target, Service or zvol left",
             self.delete_volume(&pv),
