@@ -503,18 +503,19 @@ async fn hand_over(m: &Migrator, spc: &str, cspi: &CStorPoolInstance) -> anyhow:
         .contains_key(annotation::RECONCILE_DISABLE)
     {
         scale_down(m, &csp_name, &cspi.name_any()).await?;
-        let mut latest = cspis.get(&cspi.name_any()).await?;
-        let anns = latest
-            .metadata
-            .annotations
-            .get_or_insert_with(Default::default);
-        anns.remove(annotation::RECONCILE_DISABLE);
-        anns.insert(annotation::EXISTING_POOL_NAME.into(), old_pool.clone());
-        latest.status.get_or_insert_with(Default::default).phase =
-            Some(CStorPoolInstancePhase::Offline);
-        cspis
-            .replace(&cspi.name_any(), &PostParams::default(), &latest)
-            .await?;
+        // The cspc-operator and the pool manager write the CSPI too.
+        cstor_api::update::modify(&cspis, &cspi.name_any(), |latest| {
+            let anns = latest
+                .metadata
+                .annotations
+                .get_or_insert_with(Default::default);
+            anns.remove(annotation::RECONCILE_DISABLE);
+            anns.insert(annotation::EXISTING_POOL_NAME.into(), old_pool.clone());
+            latest.status.get_or_insert_with(Default::default).phase =
+                Some(CStorPoolInstancePhase::Offline);
+            true
+        })
+        .await?;
     }
     let name = cspi.name_any();
     wait_for(m, &format!("cspi {name} to be ONLINE"), || async {

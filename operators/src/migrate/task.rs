@@ -63,20 +63,12 @@ impl Reporter {
         if !self.write {
             return Ok(());
         }
-        for _ in 0..10 {
-            let mut task = self.api.get(&self.name).await?;
+        cstor_api::update::modify(&self.api, &self.name, |task| {
             change(task.status.get_or_insert_with(Default::default));
-            match self
-                .api
-                .replace(&self.name, &PostParams::default(), &task)
-                .await
-            {
-                Ok(_) => return Ok(()),
-                Err(kube::Error::Api(s)) if s.code == 409 => continue,
-                Err(e) => return Err(e.into()),
-            }
-        }
-        anyhow::bail!("MigrationTask {} kept changing under the update", self.name)
+            true
+        })
+        .await?;
+        Ok(())
     }
 
     /// A step begins: a `Waiting` entry.
