@@ -40,7 +40,7 @@ use kube::{
     api::{Patch, PatchParams},
     runtime::{controller::Action, events::EventType},
 };
-use serde::{Serialize, de::DeserializeOwned};
+use serde::Serialize;
 
 use super::{Context, Error, Result};
 
@@ -95,16 +95,7 @@ impl Drop for Running<'_> {
 
 /// What differs between a backup and a restore.
 #[async_trait]
-trait Transfer:
-    Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
-    + Clone
-    + DeserializeOwned
-    + Serialize
-    + std::fmt::Debug
-    + Send
-    + Sync
-    + 'static
-{
+trait Transfer: crate::Namespaced + Serialize {
     /// `backup` / `restore`, for messages.
     const WHAT: &'static str;
     fn status(&self) -> Status;
