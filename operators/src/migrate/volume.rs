@@ -240,7 +240,7 @@ async fn plan(m: &Migrator, pv: &str, found: &Found) -> anyhow::Result<Plan> {
         Some(v) if !is_csi_claim(old_claim.as_ref()) => Some(csi_claim(v, &found.claim)?),
         _ => None,
     };
-    let cvc = generate_cvc(m, pv, found, &storage_class, &sc_name).await?;
+    let cvc = generate_cvc(m, pv, found).await?;
     let sc_for_pv = match &storage_class {
         Some(sc) => Some(sc.clone()),
         None => {
@@ -593,20 +593,7 @@ async fn csi_storage_class(
         (None, Some(l)) => l.clone(),
         (None, None) => bail!("storageclass {name} not found"),
     };
-    let first = f
-        .cvrs
-        .first()
-        .with_context(|| format!("no cvr found for pv {pv}"))?;
-    let cspi = first
-        .labels()
-        .get(label::CSPI_NAME)
-        .with_context(|| format!("no cspi label found on cvr {}", first.name_any()))?;
-    let cspc =
-        Api::<cstor_api::cstor::CStorPoolInstance>::namespaced(m.client.clone(), &m.namespace)
-            .get_opt(cspi)
-            .await?
-            .and_then(|c| c.labels().get(label::CSTOR_POOL_CLUSTER).cloned())
-            .with_context(|| format!("cspi {cspi} of cvr {} has no cspc", first.name_any()))?;
+    let cspc = pool_cluster(m, pv, f).await?;
     let rf =
         f.cv.data
             .pointer("/spec/replicationFactor")
@@ -1012,26 +999,30 @@ async fn move_target(m: &Migrator, pv: &str, f: &Found) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The CStorPoolCluster of the volume: that of its first replica's CSPI (what upstream cut out
+/// of the CSPI's name, read from the CSPI's label instead).
+async fn pool_cluster(m: &Migrator, pv: &str, f: &Found) -> anyhow::Result<String> {
+    let first = f
+        .cvrs
+        .first()
+        .with_context(|| format!("no cvr found for pv {pv}"))?;
+    let cspi = first
+        .labels()
+        .get(label::CSPI_NAME)
+        .with_context(|| format!("no cspi label found on cvr {}", first.name_any()))?;
+    Api::<cstor_api::cstor::CStorPoolInstance>::namespaced(m.client.clone(), &m.namespace)
+        .get_opt(cspi)
+        .await?
+        .and_then(|c| c.labels().get(label::CSTOR_POOL_CLUSTER).cloned())
+        .with_context(|| format!("cspi {cspi} of cvr {} has no cspc", first.name_any()))
+}
+
 /// The CStorVolumeConfig of the volume, as the CSI driver would have written it, with the
 /// temporary policy.
-async fn generate_cvc(
-    m: &Migrator,
-    pv: &str,
-    f: &Found,
-    new_sc: &Option<StorageClass>,
-    sc_name: &str,
-) -> anyhow::Result<CStorVolumeConfig> {
-    let cspc = match new_sc {
-        Some(sc) => sc
-            .parameters
-            .as_ref()
-            .and_then(|p| p.get("cstorPoolCluster").cloned()),
-        None => Api::<StorageClass>::all(m.client.clone())
-            .get_opt(sc_name)
-            .await?
-            .and_then(|sc| sc.parameters?.get("cstorPoolCluster").cloned()),
-    }
-    .with_context(|| format!("storageclass {sc_name} has no cstorPoolCluster parameter"))?;
+async fn generate_cvc(m: &Migrator, pv: &str, f: &Found) -> anyhow::Result<CStorVolumeConfig> {
+    // From the replicas, not the StorageClass: another volume's run may hold the StorageClass
+    // while it rewrites it.
+    let cspc = pool_cluster(m, pv, f).await?;
     let capacity = str_at(&f.cv.data, "/spec/capacity");
     let replica_capacity = f
         .cvrs
