@@ -15,5 +15,6 @@ pub mod migrate;
 pub mod pool_manager;
 pub mod shutdown;
 pub mod stable_hash;
+pub mod version;
 pub mod volume_manager;
 pub mod webhook;
