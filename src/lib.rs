@@ -19,3 +19,4 @@ pub mod process;
 pub mod proto;
 pub mod quantity;
 pub mod served;
+pub mod upgrade;
