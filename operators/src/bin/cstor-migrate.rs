@@ -21,6 +21,15 @@ async fn run(args: MigrateArgs) -> Result<(), String> {
     if args.openebs_namespace.is_empty() {
         return Err("Cannot execute migrate job: openebs namespace is missing".into());
     }
+    if let MigrateCommand::Upgrade(up) = args.command {
+        if args.dry_run {
+            return Err("upgrade has no --dry-run".into());
+        }
+        cstor_operators::upgrade::validate(&args.openebs_namespace, &up)?;
+        let client = process::kube_client().await?;
+        let ns = &args.openebs_namespace;
+        return cstor_operators::upgrade::run(client, ns, up, args.backoff_limit).await;
+    }
     let client = process::kube_client().await?;
     let mut m = Migrator::new(client.clone(), &args.openebs_namespace);
     m.dry_run = args.dry_run;
@@ -29,6 +38,7 @@ async fn run(args: MigrateArgs) -> Result<(), String> {
             spc_name,
             cspc_name,
         } => (spc_name, cspc_name),
+        MigrateCommand::Upgrade(_) => unreachable!("dispatched above"),
         MigrateCommand::Resource { name } => {
             let tasks: Api<MigrationTask> = Api::namespaced(client, &args.openebs_namespace);
             let task = tasks
