@@ -479,6 +479,76 @@ mod tests {
     }
 
     #[test]
+    fn preflight_messages() {
+        use clap::Parser;
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            args: UpgradeArgs,
+        }
+        let check = |ns: &str, argv: &[&str]| {
+            let cli = Cli::try_parse_from(std::iter::once("upgrade").chain(argv.iter().copied()))
+                .unwrap();
+            validate(ns, &cli.args)
+        };
+        let e = |m: &str| Err(m.to_owned());
+        assert_eq!(
+            check("", &["--from-version", "3.5.0", "cstor-cspc", "a"]),
+            e("Cannot execute upgrade job: namespace is missing")
+        );
+        assert_eq!(
+            check("openebs", &["cstor-cspc", "a"]),
+            e("Cannot execute upgrade job: from-version is missing")
+        );
+        assert_eq!(
+            check(
+                "openebs",
+                &[
+                    "--from-version",
+                    "3.5.0",
+                    "--to-version",
+                    "",
+                    "cstor-cspc",
+                    "a"
+                ]
+            ),
+            e("Cannot execute upgrade job: to-version is missing")
+        );
+        assert_eq!(
+            check("openebs", &["--from-version", "3.5.0", "cstor-volume"]),
+            e("Cannot execute upgrade job: resource name is missing")
+        );
+        assert_eq!(
+            check(
+                "openebs",
+                &["--from-version", "1.9.0", "cstor-volume", "pv"]
+            ),
+            e("Invalid from version 1.9.0 or to version 3.6.0")
+        );
+        assert_eq!(
+            check(
+                "openebs",
+                &[
+                    "--from-version",
+                    "3.5.0",
+                    "--to-version",
+                    "3.7.0",
+                    "cstor-volume",
+                    "pv"
+                ]
+            ),
+            e("Invalid from version 3.5.0 or to version 3.7.0")
+        );
+        assert_eq!(
+            check(
+                "openebs",
+                &["--from-version", "3.5.0", "cstor-cspc", "a", "b"]
+            ),
+            Ok(())
+        );
+    }
+
+    #[test]
     fn versions_accepted() {
         assert!(valid_versions("3.5.0", "3.6.0"));
         assert!(valid_versions("1.10.0", "3.6.0-RC1"));
