@@ -121,6 +121,10 @@ fn is_conflict(e: &kube::Error) -> bool {
     matches!(e, kube::Error::Api(s) if s.code == 409)
 }
 
+fn is_not_found(e: &kube::Error) -> bool {
+    matches!(e, kube::Error::Api(s) if s.code == 404)
+}
+
 fn now() -> Time {
     Time(Timestamp::now())
 }
@@ -149,7 +153,7 @@ async fn reread<K: Versioned>(api: &Api<K>, obj: &K) -> Result<K, kube::Error> {
 
 /// Fills in empty `versionDetails` (current = desired = `version`, dependents upgraded), as
 /// the cspc- and cvc-operator do for objects written without them. Returns the written object,
-/// or `None` when `status.current` was already set.
+/// or `None` when `status.current` was already set or the object is gone.
 pub async fn populate<K: Versioned>(
     api: &Api<K>,
     obj: &K,
@@ -164,7 +168,13 @@ pub async fn populate<K: Versioned>(
             serde_json::to_value(VersionDetails::at(version)).expect("versionDetails serialises");
         match guarded_patch(api, &obj, details).await {
             Ok(written) => return Ok(Some(written)),
-            Err(e) if is_conflict(&e) => obj = reread(api, &obj).await?,
+            // Gone: nothing to stamp.
+            Err(e) if is_not_found(&e) => return Ok(None),
+            Err(e) if is_conflict(&e) => match reread(api, &obj).await {
+                Ok(fresh) => obj = fresh,
+                Err(e) if is_not_found(&e) => return Ok(None),
+                Err(e) => return Err(e.into()),
+            },
             Err(e) => return Err(e.into()),
         }
     }
@@ -204,7 +214,8 @@ fn status_patch(
 /// Upstream `reconcileVersion` on one object. When `current != desired`: both are checked
 /// against `operator` (this binary's version), the state goes to `ReconcileInProgress`, then
 /// `current = desired` and `Reconciled` (there are no upgrade hooks between the releases this
-/// control plane knows). Returns the written object, or `None` when nothing was to do.
+/// control plane knows). Returns the written object, or `None` when nothing was to do (the
+/// versions agree, or the object is gone).
 ///
 /// An invalid version publishes a Warning `FailedUpgrade`, records `status.message` ("Failed
 /// to reconcile <kind> version") and `status.reason` (the error), and returns
@@ -302,7 +313,13 @@ pub async fn reconcile_version<K: Versioned>(
                 obj = written;
                 wrote = true;
             }
-            (Err(e), _) if is_conflict(&e) => obj = reread(api, &obj).await?,
+            // Gone: nothing to reconcile.
+            (Err(e), _) if is_not_found(&e) => return Ok(None),
+            (Err(e), _) if is_conflict(&e) => match reread(api, &obj).await {
+                Ok(fresh) => obj = fresh,
+                Err(e) if is_not_found(&e) => return Ok(None),
+                Err(e) => return Err(e.into()),
+            },
             (Err(e), _) => return Err(e.into()),
         }
     }

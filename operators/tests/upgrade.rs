@@ -486,6 +486,36 @@ async fn volume_refused_until_its_pools_are_upgraded_then_upgraded_in_order() {
         [] as [String; 0],
         "rerun is a no-op"
     );
+    // The same through `upgrade resource`: a task selected by its label is run and finalised.
+    let mut labelled = UpgradeTask::namespaced(
+        "batch-task",
+        &h.ns,
+        cstor_api::upgrade::UpgradeTaskSpec {
+            from_version: OLD.into(),
+            to_version: OPENEBS_VERSION.into(),
+            cstor_volume: Some(cstor_api::upgrade::UpgradeVolume {
+                pv_name: pv.into(),
+                options: None,
+            }),
+            ..Default::default()
+        },
+    );
+    labelled.labels_mut().insert("batch".into(), "one".into());
+    Api::<UpgradeTask>::namespaced(h.client.clone(), &h.ns)
+        .create(&PostParams::default(), &labelled)
+        .await
+        .unwrap();
+    cstor_operators::upgrade::task::run_selected(&u, "batch=one")
+        .await
+        .unwrap();
+    assert_eq!(tool_writes(&h.cluster)[before..], [] as [String; 0]);
+    let (phase, steps, _) = task_steps(&h.client, &h.ns, "batch-task").await;
+    assert_eq!(phase, Some(UpgradePhase::Success));
+    assert_eq!(steps.len(), 3, "{steps:?}");
+    let err = cstor_operators::upgrade::task::run_selected(&u, "batch=none")
+        .await
+        .unwrap_err();
+    assert!(err.contains("no UpgradeTask matches batch=none"), "{err}");
 
     for s in sims {
         s.abort();

@@ -256,7 +256,12 @@ impl Upgrader {
         extra_labels: &[(&str, String)],
     ) -> anyhow::Result<()> {
         let api = self.api::<Deployment>();
-        for _ in 0..10 {
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            if attempts > 10 {
+                bail!("deployment {name} kept changing under the patch");
+            }
             let mut d = api.get(name).await?;
             let v = d.labels().get(label::VERSION).cloned().unwrap_or_default();
             if !self.should_patch(&v) {
@@ -296,7 +301,7 @@ impl Upgrader {
                     tracing::info!(deployment = name, to = %self.to, "deployment patched");
                     break;
                 }
-                Err(kube::Error::Api(s)) if s.code == 409 => continue,
+                Err(kube::Error::Api(s)) if s.code == 409 => {}
                 Err(e) => return Err(e.into()),
             }
         }

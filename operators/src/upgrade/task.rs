@@ -199,16 +199,27 @@ pub async fn run_selected(u: &Upgrader, selector: &str) -> Result<(), String> {
         tu.image_prefix = t.spec.image_prefix.clone().or(tu.image_prefix);
         tu.image_tag = t.spec.image_tag.clone().unwrap_or_else(|| tu.to.clone());
         let result = if let Some(v) = &t.spec.cstor_volume {
-            super::volume::upgrade(&tu, &v.pv_name)
+            super::volume::upgrade_task(&tu, &v.pv_name, &name)
                 .await
                 .map_err(|e| format!("Failed to upgrade CStorVolume {}: {e:#}", v.pv_name))
         } else if let Some(c) = &t.spec.cstor_pool_instance {
-            super::cspc::upgrade_cspi_task(&tu, &c.cspi_name, &name)
-                .await
+            let run = async {
+                tu.check_operator("cspc-operator")
+                    .await
+                    .map_err(|e| e.context("failed to verify cspc-operator"))?;
+                super::cspc::upgrade_cspi_task(&tu, &c.cspi_name, &name).await
+            };
+            run.await
                 .map_err(|e| format!("Failed to upgrade cStor CSPI {}: {e:#}", c.cspi_name))
         } else if let Some(c) = &t.spec.cstor_pool_cluster {
-            super::cspc::upgrade(&tu, &c.cspc_name)
-                .await
+            // No step entries (the CSPI tasks have them); the overall phase is recorded.
+            let run = async {
+                let reporter = Reporter::start(&tu, &name, t.spec.clone()).await?;
+                let result = super::cspc::upgrade(&tu, &c.cspc_name).await;
+                reporter.finish(result.is_ok(), tu.backoff_limit).await?;
+                result
+            };
+            run.await
                 .map_err(|e| format!("Failed to upgrade cStor CSPC {}: {e:#}", c.cspc_name))
         } else {
             Err(format!(

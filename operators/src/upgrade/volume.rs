@@ -29,12 +29,17 @@ use crate::version::{current, desired};
 
 /// Upgrades the volume of PV `pv`, with its UpgradeTask finalised at the end.
 pub async fn upgrade(u: &Upgrader, pv: &str) -> anyhow::Result<()> {
+    upgrade_task(u, pv, &task::volume_task_name(pv)).await
+}
+
+/// [`upgrade`] recorded in UpgradeTask `task_name`.
+pub async fn upgrade_task(u: &Upgrader, pv: &str, task_name: &str) -> anyhow::Result<()> {
     let mut spec = task::spec(u);
     spec.cstor_volume = Some(UpgradeVolume {
         pv_name: pv.to_owned(),
         options: None,
     });
-    let reporter = Reporter::start(u, &task::volume_task_name(pv), spec).await?;
+    let reporter = Reporter::start(u, task_name, spec).await?;
     let result = run(u, pv, &reporter).await;
     reporter.finish(result.is_ok(), u.backoff_limit).await?;
     result
