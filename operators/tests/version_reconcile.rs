@@ -126,6 +126,24 @@ async fn cvc_frozen_at_an_old_release_until_desired_moves_then_reconciled_and_pr
     );
     assert_eq!(frozen.version_details.current(), "3.5.0");
 
+    // A frozen CVC can still be deleted: the operator drops its finalizer.
+    let mut doomed = h.cvc("pvc-old-gone", "cspc-v", 1, "1Gi");
+    doomed.version_details = from_value(details("3.5.0", "3.5.0")).unwrap();
+    h.create_cvc(&doomed).await;
+    wait_event(&h.client, &h.ns, "pvc-old-gone", "CVC Reconcile").await;
+    api.delete("pvc-old-gone", &Default::default())
+        .await
+        .unwrap();
+    wait_until("frozen CVC deleted", DEADLINE, || async {
+        api.get_opt("pvc-old-gone")
+            .await
+            .unwrap()
+            .is_none()
+            .then_some(())
+    })
+    .await
+    .unwrap();
+
     // The upgrade job's step: desired moves to this release.
     api.patch(
         "pvc-old",
