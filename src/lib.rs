@@ -19,4 +19,5 @@ pub mod process;
 pub mod proto;
 pub mod quantity;
 pub mod served;
+pub mod update;
 pub mod upgrade;

@@ -184,6 +184,7 @@ fn parse_typed(doc: &Value, what: &str) {
         "ClusterRole" => drop(typed::<ClusterRole>(doc, what)),
         "ClusterRoleBinding" => drop(typed::<ClusterRoleBinding>(doc, what)),
         "PriorityClass" => drop(typed::<PriorityClass>(doc, what)),
+        "Job" => drop(typed::<k8s_openapi::api::batch::v1::Job>(doc, what)),
         "CSIDriver" => drop(typed::<CSIDriver>(doc, what)),
         "ConfigMap" => drop(typed::<ConfigMap>(doc, what)),
         "Service" => drop(typed::<Service>(doc, what)),
@@ -603,7 +604,142 @@ fn needs() -> BTreeMap<&'static str, Vec<Need>> {
             (Ns, "events.k8s.io", "events", &["create", "patch"]),
         ],
     );
+    m.insert("openebs-cstor-migrate", migrate_needs());
     m
+}
+
+/// cstor-migrate (operators/src/migrate): one ClusterRole bound cluster wide.
+fn migrate_needs() -> Vec<Need> {
+    use At::*;
+    const LEGACY_SNAP: &str = "volumesnapshot.external-storage.k8s.io";
+    vec![
+        // mod.rs check_operator list; volume.rs check_unused list.
+        (Cluster, "", "pods", &["list"]),
+        // task.rs get_opt, create, get + replace.
+        (Cluster, NDM, "migrationtasks", &["get", "create", "update"]),
+        // upgrade/task.rs get_opt, create, get + replace; run_selected list.
+        (
+            Cluster,
+            NDM,
+            "upgradetasks",
+            &["get", "list", "create", "update"],
+        ),
+        // pool.rs get_opt, merge patch, delete.
+        (
+            Cluster,
+            NDM,
+            "storagepoolclaims",
+            &["get", "patch", "delete"],
+        ),
+        // pool.rs list by SPC label, merge patch (finalizers).
+        (Cluster, NDM, "cstorpools", &["list", "patch"]),
+        // pool.rs relabel_replicas list + patch; volume.rs list, patch, delete.
+        (
+            Cluster,
+            NDM,
+            "cstorvolumereplicas",
+            &["list", "patch", "delete"],
+        ),
+        // volume.rs list by PV label, get_opt, patch (finalizers), delete.
+        (
+            Cluster,
+            NDM,
+            "cstorvolumes",
+            &["get", "list", "patch", "delete"],
+        ),
+        // pool.rs copy_backup_records list + delete.
+        (Cluster, NDM, "cstorbackups", &["list", "delete"]),
+        (Cluster, NDM, "cstorrestores", &["list", "delete"]),
+        (Cluster, NDM, "cstorcompletedbackups", &["list", "delete"]),
+        // pool.rs check_block_devices get_opt.
+        (Cluster, NDM, "blockdevices", &["get"]),
+        // pool.rs relabel_claims / own_claims list + replace.
+        (Cluster, NDM, "blockdeviceclaims", &["list", "update"]),
+        // pool.rs get_opt, create, merge patch.
+        (
+            Cluster,
+            CSTOR,
+            "cstorpoolclusters",
+            &["get", "create", "patch"],
+        ),
+        // pool.rs list, get + replace; volume.rs get_opt; upgrade list, get, merge patch.
+        (
+            Cluster,
+            CSTOR,
+            "cstorpoolinstances",
+            &["get", "list", "update", "patch"],
+        ),
+        // pool.rs copy_backup_records create.
+        (Cluster, CSTOR, "cstorbackups", &["create"]),
+        (Cluster, CSTOR, "cstorrestores", &["create"]),
+        (Cluster, CSTOR, "cstorcompletedbackups", &["create"]),
+        // volume.rs get_opt, create, delete.
+        (
+            Cluster,
+            CSTOR,
+            "cstorvolumepolicies",
+            &["get", "create", "delete"],
+        ),
+        // volume.rs get_opt, create, get, merge patch.
+        (
+            Cluster,
+            CSTOR,
+            "cstorvolumeconfigs",
+            &["get", "create", "patch"],
+        ),
+        // volume.rs get_opt; upgrade get, merge patch.
+        (Cluster, CSTOR, "cstorvolumes", &["get", "patch"]),
+        // volume.rs validate list; upgrade list, get, merge patch.
+        (
+            Cluster,
+            CSTOR,
+            "cstorvolumereplicas",
+            &["get", "list", "patch"],
+        ),
+        // pool.rs list, get_opt, merge patch; volume.rs get_opt, delete, strategic patch;
+        // upgrade list, get + replace.
+        (
+            Cluster,
+            "apps",
+            "deployments",
+            &["get", "list", "patch", "delete", "update"],
+        ),
+        // volume.rs get_opt, delete, create, merge patch; upgrade list, merge patch.
+        (
+            Cluster,
+            "",
+            "services",
+            &["get", "list", "create", "patch", "delete"],
+        ),
+        // volume.rs get_opt, merge patch, delete, create.
+        (
+            Cluster,
+            "",
+            "persistentvolumes",
+            &["get", "patch", "delete", "create"],
+        ),
+        // volume.rs list, get_opt, strategic patch, delete, create.
+        (
+            Cluster,
+            "",
+            "persistentvolumeclaims",
+            &["get", "list", "patch", "delete", "create"],
+        ),
+        // volume.rs get_opt, create, delete.
+        (
+            Cluster,
+            STORAGE,
+            "storageclasses",
+            &["get", "create", "delete"],
+        ),
+        // snapshot.rs list, delete; get.
+        (Cluster, LEGACY_SNAP, "volumesnapshots", &["list", "delete"]),
+        (Cluster, LEGACY_SNAP, "volumesnapshotdatas", &["get"]),
+        // snapshot.rs get; get_opt + create.
+        (Cluster, SNAP, "volumesnapshotclasses", &["get"]),
+        (Cluster, SNAP, "volumesnapshotcontents", &["get", "create"]),
+        (Cluster, SNAP, "volumesnapshots", &["get", "create"]),
+    ]
 }
 
 type Grant = (At, String, String, String);

@@ -220,6 +220,10 @@ pub struct MigrateArgs {
     /// Failed runs after which the MigrationTask is marked `Error` (the Job's backoffLimit).
     #[arg(long, env = "BACKOFF_LIMIT", default_value_t = 6, global = true)]
     pub backoff_limit: i64,
+    /// Seconds to wait for each thing the operators, pool managers or Kubernetes do (a pod
+    /// gone, a pool imported, a volume Bound and Healthy, a snapshot ready) before giving up.
+    #[arg(long, default_value_t = 1800, global = true)]
+    pub timeout_seconds: u64,
     #[command(subcommand)]
     pub command: MigrateCommand,
 }
@@ -236,6 +240,13 @@ pub enum MigrateCommand {
         /// Name of the CStorPoolCluster (default: the SPC's).
         #[arg(long)]
         cspc_name: Option<String>,
+    },
+    /// A legacy (external-provisioner) cStor volume → a CSI volume with a CStorVolumeConfig;
+    /// its snapshots → CSI VolumeSnapshots. Its pools must be migrated first.
+    CstorVolume {
+        /// The PersistentVolume.
+        #[arg(long, default_value = "")]
+        pv_name: String,
     },
     /// Runs the migration a MigrationTask in the namespace describes.
     Resource {

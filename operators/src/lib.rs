@@ -19,3 +19,27 @@ pub mod upgrade;
 pub mod version;
 pub mod volume_manager;
 pub mod webhook;
+
+/// A namespaced kind our controllers read, cache and watch: what `kube::Api`, the watch
+/// caches and the controllers need of it.
+pub trait Namespaced:
+    kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+    + Clone
+    + serde::de::DeserializeOwned
+    + std::fmt::Debug
+    + Send
+    + Sync
+    + 'static
+{
+}
+
+impl<K> Namespaced for K where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static
+{
+}

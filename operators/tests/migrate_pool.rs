@@ -23,11 +23,8 @@ use cstor_operators::{
     cspc_operator,
     migrate::{Migrator, pool},
 };
-use cstor_testkit::{TestCluster, wait_until};
-use k8s_openapi::{
-    api::{apps::v1::Deployment, core::v1::Pod},
-    apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
-};
+use cstor_testkit::{CrdSpec, TestCluster, cluster::ensure_crds, wait_until};
+use k8s_openapi::api::{apps::v1::Deployment, core::v1::Pod};
 use kube::{
     Api, Client, ResourceExt,
     api::{DeleteParams, DynamicObject, ListParams, PostParams},
@@ -38,34 +35,21 @@ const DEADLINE: Duration = Duration::from_secs(120);
 
 /// Permissive CRDs of the legacy kinds the migration reads.
 async fn legacy_crds(client: &Client) {
-    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    for (kind, plural, scope) in [
-        ("StoragePoolClaim", "storagepoolclaims", "Cluster"),
-        ("CStorPool", "cstorpools", "Cluster"),
-        ("CStorVolumeReplica", "cstorvolumereplicas", "Namespaced"),
-    ] {
-        let crd: CustomResourceDefinition = serde_json::from_value(json!({
-            "metadata": {"name": format!("{plural}.openebs.io")},
-            "spec": {"group": "openebs.io", "scope": scope,
-                "names": {"kind": kind, "plural": plural, "singular": kind.to_lowercase()},
-                "versions": [{"name": "v1alpha1", "served": true, "storage": true,
-                    "schema": {"openAPIV3Schema": {"type": "object",
-                        "x-kubernetes-preserve-unknown-fields": true}}}]}
-        }))
-        .unwrap();
-        match crds.create(&PostParams::default(), &crd).await {
-            Ok(_) => {}
-            Err(kube::Error::Api(s)) if s.code == 409 => {}
-            Err(e) => panic!("CRD {plural}: {e}"),
-        }
-    }
-    // The API server serves a new CRD a moment after creating it.
-    let spc = pool_api(client);
-    wait_until("legacy kinds served", DEADLINE, || async {
-        spc.list(&ListParams::default()).await.is_ok()
+    let crds: Vec<_> = [
+        ("StoragePoolClaim", "storagepoolclaims", true),
+        ("CStorPool", "cstorpools", true),
+        ("CStorVolumeReplica", "cstorvolumereplicas", false),
+        ("CStorBackup", "cstorbackups", false),
+        ("CStorCompletedBackup", "cstorcompletedbackups", false),
+        ("CStorRestore", "cstorrestores", false),
+    ]
+    .into_iter()
+    .map(|(kind, plural, cluster)| {
+        let spec = CrdSpec::new("openebs.io", "v1alpha1", kind, plural);
+        if cluster { spec.cluster_scoped() } else { spec }.crd()
     })
-    .await
-    .unwrap();
+    .collect();
+    ensure_crds(client, &crds).await.unwrap();
 }
 
 fn pool_api(client: &Client) -> Api<DynamicObject> {
@@ -178,6 +162,35 @@ async fn legacy_pool_moves_to_a_cspc_with_its_data() {
             "spec": {"targetIP": "10.0.0.7", "capacity": "1G", "replicaid": "R1"}}),
     )
     .await;
+    // The old pool's backup records (legacy kinds), labelled with the CStorPool's uid.
+    for (kind, plural, spec) in [
+        (
+            "CStorBackup",
+            "cstorbackups",
+            json!({"name": "b1", "volumeName": "pvc-legacy",
+            "snapName": "s2", "prevSnapName": "s1", "backupDest": "10.0.0.9:9000"}),
+        ),
+        (
+            "CStorCompletedBackup",
+            "cstorcompletedbackups",
+            json!({"name": "b1",
+            "volumeName": "pvc-legacy", "prevSnapName": "s2", "snapName": "s1"}),
+        ),
+    ] {
+        create_dynamic(
+            &Api::namespaced_with(
+                client.clone(),
+                &ns,
+                &cstor_operators::migrate::legacy(kind, plural),
+            ),
+            json!({"apiVersion": "openebs.io/v1alpha1", "kind": kind,
+                "metadata": {"name": "b1-pvc-legacy", "namespace": ns, "labels": {
+                    "cstorpool.openebs.io/uid": csp.uid(), "cstorpool.openebs.io/name": csp_name,
+                    "openebs.io/persistent-volume": "pvc-legacy"}},
+                "spec": spec, "status": "Done"}),
+        )
+        .await;
+    }
     let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
     let op_pod: Pod = serde_json::from_value(json!({
         "metadata": {"name": "cspc-operator-0", "labels": {
@@ -380,6 +393,43 @@ async fn story(
         cspi.uid().as_ref()
     );
     assert!(!cvr.labels().contains_key("cstorpool.openebs.io/name"));
+    // The backup records are the CSPI's now, in the v1 kinds.
+    let backup = Api::<cstor_api::cstor::CStorBackup>::namespaced(client.clone(), ns)
+        .get("b1-pvc-legacy")
+        .await
+        .unwrap();
+    assert_eq!(backup.spec.backup_name, "b1");
+    assert_eq!(backup.spec.prev_snap_name.as_deref(), Some("s1"));
+    assert_eq!(
+        backup.labels().get("cstorpoolinstance.openebs.io/uid"),
+        cspi.uid().as_ref()
+    );
+    assert!(!backup.labels().contains_key("cstorpool.openebs.io/uid"));
+    let completed = Api::<cstor_api::cstor::CStorCompletedBackup>::namespaced(client.clone(), ns)
+        .get("b1-pvc-legacy")
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            completed.spec.last_snap_name.as_deref(),
+            completed.spec.second_last_snap_name.as_deref()
+        ),
+        (Some("s2"), Some("s1"))
+    );
+    for (kind, plural) in [
+        ("CStorBackup", "cstorbackups"),
+        ("CStorCompletedBackup", "cstorcompletedbackups"),
+    ] {
+        let old = Api::<DynamicObject>::namespaced_with(
+            client.clone(),
+            ns,
+            &cstor_operators::migrate::legacy(kind, plural),
+        );
+        assert!(
+            old.get_opt("b1-pvc-legacy").await.unwrap().is_none(),
+            "{kind}"
+        );
+    }
     let task = tasks
         .get(&format!("migrate-cstor-pool-{spc}"))
         .await

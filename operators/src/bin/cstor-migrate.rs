@@ -1,4 +1,4 @@
-//! `cstor-migrate`: legacy cStor pools to CStorPoolClusters (see `cstor_operators::migrate`).
+//! `cstor-migrate`: legacy cStor pools to CStorPoolClusters and legacy volumes to CSI volumes (see `cstor_operators::migrate`).
 
 use std::process::ExitCode;
 
@@ -6,7 +6,7 @@ use clap::Parser;
 use cstor_api::{migration::MigrationTask, process};
 use cstor_operators::{
     cli::{MigrateArgs, MigrateCommand},
-    migrate::{Migrator, pool},
+    migrate::{Migrator, pool, volume},
 };
 use kube::Api;
 
@@ -28,34 +28,55 @@ async fn run(args: MigrateArgs) -> Result<(), String> {
         cstor_operators::upgrade::validate(&args.openebs_namespace, &up)?;
         let client = process::kube_client().await?;
         let ns = &args.openebs_namespace;
-        return cstor_operators::upgrade::run(client, ns, up, args.backoff_limit).await;
+        let deadline = std::time::Duration::from_secs(args.timeout_seconds);
+        return cstor_operators::upgrade::run(client, ns, up, args.backoff_limit, deadline).await;
     }
     let client = process::kube_client().await?;
     let mut m = Migrator::new(client.clone(), &args.openebs_namespace);
     m.dry_run = args.dry_run;
-    let (spc, cspc) = match args.command {
-        MigrateCommand::CstorSpc {
-            spc_name,
-            cspc_name,
-        } => (spc_name, cspc_name),
-        MigrateCommand::Upgrade(_) => unreachable!("dispatched above"),
+    m.timeout = std::time::Duration::from_secs(args.timeout_seconds);
+    let command = match args.command {
         MigrateCommand::Resource { name } => {
             let tasks: Api<MigrationTask> = Api::namespaced(client, &args.openebs_namespace);
             let task = tasks
                 .get(&name)
                 .await
                 .map_err(|e| format!("MigrationTask {name}: {e}"))?;
-            match task.spec.cstor_pool {
-                Some(p) => (p.spc_name, p.rename),
-                None => {
+            match (task.spec.cstor_pool, task.spec.cstor_volume) {
+                (Some(p), _) => MigrateCommand::CstorSpc {
+                    spc_name: p.spc_name,
+                    cspc_name: p.rename,
+                },
+                (None, Some(v)) => MigrateCommand::CstorVolume { pv_name: v.pv_name },
+                (None, None) => {
                     return Err(format!(
-                        "MigrationTask {name}: spec.cstorPool is missing (volume migration is not supported by this version)"
+                        "MigrationTask {name}: neither spec.cstorPool nor spec.cstorVolume is set"
                     ));
                 }
             }
         }
+        other => other,
     };
-    let outcome = pool::migrate(&m, &spc, cspc.as_deref(), args.backoff_limit)
+    match command {
+        MigrateCommand::CstorSpc {
+            spc_name,
+            cspc_name,
+        } => migrate_pool(&m, &spc_name, cspc_name.as_deref(), args.backoff_limit).await,
+        MigrateCommand::CstorVolume { pv_name } => {
+            migrate_volume(&m, &pv_name, args.backoff_limit).await
+        }
+        MigrateCommand::Resource { .. } => unreachable!("resolved above"),
+        MigrateCommand::Upgrade(_) => unreachable!("dispatched above"),
+    }
+}
+
+async fn migrate_pool(
+    m: &Migrator,
+    spc: &str,
+    cspc: Option<&str>,
+    backoff_limit: i64,
+) -> Result<(), String> {
+    let outcome = pool::migrate(m, spc, cspc, backoff_limit)
         .await
         .map_err(|e| format!("{e:#}"))?;
     match outcome {
@@ -67,6 +88,21 @@ async fn run(args: MigrateArgs) -> Result<(), String> {
                 "{}",
                 serde_yaml::to_string(&*cspc).map_err(|e| e.to_string())?
             );
+        }
+    }
+    Ok(())
+}
+
+async fn migrate_volume(m: &Migrator, pv: &str, backoff_limit: i64) -> Result<(), String> {
+    let outcome = volume::migrate(m, pv, backoff_limit)
+        .await
+        .map_err(|e| format!("{e:#}"))?;
+    match outcome {
+        volume::Outcome::Migrated => println!("volume {pv} migrated"),
+        volume::Outcome::AlreadyMigrated => println!("volume {pv} was already migrated"),
+        volume::Outcome::DryRun(plan) => {
+            println!("dry run: the checks passed; these objects would be written:");
+            println!("{}", plan.to_yaml().map_err(|e| e.to_string())?);
         }
     }
     Ok(())

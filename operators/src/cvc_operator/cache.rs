@@ -35,27 +35,7 @@ use serde::de::DeserializeOwned;
 use super::Error;
 
 /// A namespaced kind a cache holds (what [`super::Context::cached`] and friends need of it).
-pub trait Namespaced:
-    Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
-    + Clone
-    + DeserializeOwned
-    + Debug
-    + Send
-    + Sync
-    + 'static
-{
-}
-
-impl<K> Namespaced for K where
-    K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
-        + Clone
-        + DeserializeOwned
-        + Debug
-        + Send
-        + Sync
-        + 'static
-{
-}
+pub use crate::Namespaced;
 
 /// One cached kind: its store, and the writer until the reflector takes it.
 pub struct Cached<K: Resource<DynamicType = ()> + Clone + 'static> {

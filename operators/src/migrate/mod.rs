@@ -9,11 +9,17 @@
 //! would create, writing nothing.
 
 pub mod pool;
+pub mod snapshot;
 pub mod task;
+pub mod volume;
 
 use std::time::Duration;
 
-use kube::{Client, api::ApiResource};
+use kube::{
+    Api, Client,
+    api::{ApiResource, DeleteParams, DynamicObject, ListParams},
+};
+use serde_json::Value;
 
 /// Group of the legacy kinds.
 pub const LEGACY_GROUP: &str = "openebs.io";
@@ -31,6 +37,66 @@ pub fn legacy(kind: &str, plural: &str) -> ApiResource {
     }
 }
 
+/// What a migration run did; `P` is what a dry run would write.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome<P> {
+    /// The legacy object now runs as the new one.
+    Migrated,
+    /// Nothing legacy was left and the new object exists.
+    AlreadyMigrated,
+    /// Dry run: what would be written.
+    DryRun(Box<P>),
+}
+
+/// The legacy replicas (in the OpenEBS namespace).
+pub fn legacy_cvrs(m: &Migrator) -> Api<DynamicObject> {
+    Api::namespaced_with(
+        m.client.clone(),
+        &m.namespace,
+        &legacy("CStorVolumeReplica", "cstorvolumereplicas"),
+    )
+}
+
+/// The string at `pointer` of a dynamic object's data, or `""`.
+pub fn str_at<'a>(v: &'a Value, pointer: &str) -> &'a str {
+    v.pointer(pointer).and_then(Value::as_str).unwrap_or("")
+}
+
+/// Whether the API answered 404.
+pub fn is_not_found(e: &kube::Error) -> bool {
+    matches!(e, kube::Error::Api(s) if s.code == 404)
+}
+
+/// Whether the API answered 409.
+pub fn is_conflict(e: &kube::Error) -> bool {
+    matches!(e, kube::Error::Api(s) if s.code == 409)
+}
+
+/// A list that is empty when the kind is not served at all (a cluster that never had the
+/// legacy kinds).
+pub async fn list_or_empty(
+    api: &Api<DynamicObject>,
+    lp: &ListParams,
+) -> anyhow::Result<Vec<DynamicObject>> {
+    match api.list(lp).await {
+        Ok(l) => Ok(l.items),
+        Err(e) if is_not_found(&e) => Ok(Vec::new()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Deletes `name`; one already gone is fine.
+pub async fn delete_if_present<K>(api: &Api<K>, name: &str) -> anyhow::Result<()>
+where
+    K: Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    match api.delete(name, &DeleteParams::default()).await {
+        Ok(_) => Ok(()),
+        Err(e) if is_not_found(&e) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// What a migration run needs.
 #[derive(Clone)]
 pub struct Migrator {
@@ -43,6 +109,10 @@ pub struct Migrator {
     pub poll: Duration,
     /// How many looks before giving up on the CSPIs to appear (upstream: 60 × 5 s).
     pub cspi_tries: u32,
+    /// How long to wait for anything else the operators, pool managers or Kubernetes do (a
+    /// pod gone, a pool imported, a volume bound and Healthy, a snapshot ready). Upstream
+    /// waits for ever; a run that gives up says what it waited for and is run again.
+    pub timeout: Duration,
     /// Check and print, write nothing.
     pub dry_run: bool,
 }
@@ -65,8 +135,44 @@ impl Migrator {
             version: env!("CARGO_PKG_VERSION").into(),
             poll: Duration::from_secs(5),
             cspi_tries: 60,
+            timeout: Duration::from_secs(30 * 60),
             dry_run: false,
         }
+    }
+}
+
+/// Looks every `m.poll` until `look` answers `Ok(Ok(value))`; `Ok(Err(seen))` means not yet
+/// (`seen` says what it is instead), `Err` ends the wait at once. Gives up after `m.timeout`,
+/// naming `what` and the last thing seen.
+pub async fn wait_for<T, F, Fut>(m: &Migrator, what: &str, mut look: F) -> anyhow::Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<Result<T, String>>>,
+{
+    wait_within(m.timeout, m.poll, what, &mut look).await
+}
+
+/// [`wait_for`] with its own deadline and pause.
+pub async fn wait_within<T, F, Fut>(
+    timeout: Duration,
+    poll: Duration,
+    what: &str,
+    mut look: F,
+) -> anyhow::Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<Result<T, String>>>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let seen = match look().await? {
+            Ok(v) => return Ok(v),
+            Err(seen) => seen,
+        };
+        if tokio::time::Instant::now() + poll > deadline {
+            anyhow::bail!("gave up after {timeout:?} waiting for {what} (last seen: {seen})");
+        }
+        tokio::time::sleep(poll).await;
     }
 }
 

@@ -34,8 +34,10 @@ use kube::{
 use serde_json::{Value, json};
 
 use super::{
-    Migrator, check_operator, legacy,
+    Migrator, check_operator, delete_if_present, is_conflict, legacy, legacy_cvrs, list_or_empty,
+    str_at,
     task::{MIGRATE, PRE_MIGRATION, Reporter},
+    wait_for, wait_within,
 };
 
 /// Label of the legacy kinds naming their SPC.
@@ -49,16 +51,8 @@ pub const MIGRATED_FROM: &str = "openebs.io/migrated-from";
 /// Annotation letting the legacy admission webhook delete the SPC.
 pub const SKIP_VALIDATIONS: &str = "openebs.io/skip-validations";
 
-/// What a run did.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Outcome {
-    /// The pool now runs as this CSPC.
-    Migrated,
-    /// The SPC was already gone and the CSPC exists.
-    AlreadyMigrated,
-    /// Dry run: the CSPC that would be created.
-    DryRun(Box<CStorPoolCluster>),
-}
+/// What a run did (a dry run: the CSPC it would create).
+pub type Outcome = super::Outcome<CStorPoolCluster>;
 
 fn spcs(m: &Migrator) -> Api<DynamicObject> {
     Api::all_with(
@@ -69,18 +63,6 @@ fn spcs(m: &Migrator) -> Api<DynamicObject> {
 
 fn csps(m: &Migrator) -> Api<DynamicObject> {
     Api::all_with(m.client.clone(), &legacy("CStorPool", "cstorpools"))
-}
-
-fn legacy_cvrs(m: &Migrator) -> Api<DynamicObject> {
-    Api::namespaced_with(
-        m.client.clone(),
-        &m.namespace,
-        &legacy("CStorVolumeReplica", "cstorvolumereplicas"),
-    )
-}
-
-fn str_at<'a>(v: &'a Value, pointer: &str) -> &'a str {
-    v.pointer(pointer).and_then(Value::as_str).unwrap_or("")
 }
 
 /// The CStorPools of `spc`.
@@ -144,27 +126,20 @@ pub async fn migrate(
 }
 
 async fn run(m: &Migrator, task: &Reporter, spc: &str, cspc: &str) -> anyhow::Result<Outcome> {
-    task.begin(PRE_MIGRATION).await?;
-    let pre = pre_migrate(m, spc, cspc).await;
-    task.end(
-        &pre.as_ref().map(drop).map_err(|e| anyhow::anyhow!("{e:#}")),
+    task.step(
+        PRE_MIGRATION,
         "Pre-migration steps were successful",
         "error in pre-migration steps",
+        pre_migrate(m, spc, cspc),
     )
     .await?;
-    pre?;
-    task.begin(MIGRATE).await?;
-    let outcome = migrate_pool(m, spc, cspc).await;
-    task.end(
-        &outcome
-            .as_ref()
-            .map(drop)
-            .map_err(|e| anyhow::anyhow!("{e:#}")),
+    task.step(
+        MIGRATE,
         "Migration steps were successful",
         &format!("error migrating spc {spc}"),
+        migrate_pool(m, spc, cspc),
     )
-    .await?;
-    outcome
+    .await
 }
 
 async fn pre_migrate(m: &Migrator, spc: &str, cspc: &str) -> anyhow::Result<()> {
@@ -291,11 +266,9 @@ async fn migrate_pool(m: &Migrator, spc: &str, cspc: &str) -> anyhow::Result<Out
     spcs(m)
         .patch(spc, &PatchParams::default(), &Patch::Merge(&patch))
         .await?;
-    match spcs(m).delete(spc, &DeleteParams::default()).await {
-        Ok(_) => {}
-        Err(kube::Error::Api(s)) if s.code == 404 => {}
-        Err(e) => return Err(e).with_context(|| format!("failed to clean up spc {spc}")),
-    }
+    delete_if_present(&spcs(m), spc)
+        .await
+        .with_context(|| format!("failed to clean up spc {spc}"))?;
     Ok(Outcome::Migrated)
 }
 
@@ -465,15 +438,22 @@ async fn relabel_claims(m: &Migrator, spc: &str, cspc: &str) -> anyhow::Result<(
 async fn wait_for_cspis(m: &Migrator, cspc: &str, want: usize) -> anyhow::Result<()> {
     let cspis: Api<CStorPoolInstance> = Api::namespaced(m.client.clone(), &m.namespace);
     let lp = ListParams::default().labels(&format!("{}={cspc}", label::CSTOR_POOL_CLUSTER));
-    let mut got = 0;
-    for _ in 0..m.cspi_tries.max(1) {
-        got = cspis.list(&lp).await?.items.len();
-        if got == want {
-            return Ok(());
-        }
-        tokio::time::sleep(m.poll).await;
-    }
-    bail!("failed to verify cspi count expected: {want} got: {got}")
+    let timeout = m.poll * m.cspi_tries.max(1);
+    wait_within(
+        timeout,
+        m.poll,
+        &format!("the CSPIs of cspc {cspc}"),
+        || async {
+            let got = cspis.list(&lp).await?.items.len();
+            Ok(if got == want {
+                Ok(())
+            } else {
+                Err(format!("{got} CSPIs"))
+            })
+        },
+    )
+    .await
+    .with_context(|| format!("failed to verify cspi count expected: {want}"))
 }
 
 /// Claims labelled for the CSPC and not owned by it get it as their controller.
@@ -523,27 +503,32 @@ async fn hand_over(m: &Migrator, spc: &str, cspi: &CStorPoolInstance) -> anyhow:
         .contains_key(annotation::RECONCILE_DISABLE)
     {
         scale_down(m, &csp_name, &cspi.name_any()).await?;
-        let mut latest = cspis.get(&cspi.name_any()).await?;
-        let anns = latest
-            .metadata
-            .annotations
-            .get_or_insert_with(Default::default);
-        anns.remove(annotation::RECONCILE_DISABLE);
-        anns.insert(annotation::EXISTING_POOL_NAME.into(), old_pool.clone());
-        latest.status.get_or_insert_with(Default::default).phase =
-            Some(CStorPoolInstancePhase::Offline);
-        cspis
-            .replace(&cspi.name_any(), &PostParams::default(), &latest)
-            .await?;
+        // The cspc-operator and the pool manager write the CSPI too.
+        cstor_api::update::modify(&cspis, &cspi.name_any(), |latest| {
+            let anns = latest
+                .metadata
+                .annotations
+                .get_or_insert_with(Default::default);
+            anns.remove(annotation::RECONCILE_DISABLE);
+            anns.insert(annotation::EXISTING_POOL_NAME.into(), old_pool.clone());
+            latest.status.get_or_insert_with(Default::default).phase =
+                Some(CStorPoolInstancePhase::Offline);
+            true
+        })
+        .await?;
     }
-    loop {
-        let c = cspis.get(&cspi.name_any()).await?;
-        if c.status.as_ref().and_then(|s| s.phase.clone()) == Some(CStorPoolInstancePhase::Online) {
-            break;
-        }
-        tokio::time::sleep(m.poll).await;
-    }
+    let name = cspi.name_any();
+    wait_for(m, &format!("cspi {name} to be ONLINE"), || async {
+        let c = cspis.get(&name).await?;
+        let phase = c.status.as_ref().and_then(|s| s.phase.clone());
+        Ok(match phase {
+            Some(CStorPoolInstancePhase::Online) => Ok(()),
+            other => Err(format!("phase {other:?}")),
+        })
+    })
+    .await?;
     relabel_replicas(m, &csp_name, cspi).await?;
+    copy_backup_records(m, csp, cspi).await?;
     let patch = json!({"metadata": {"finalizers": null}});
     csps(m)
         .patch(&csp_name, &PatchParams::default(), &Patch::Merge(&patch))
@@ -584,31 +569,27 @@ async fn scale_down(m: &Migrator, csp: &str, cspi: &str) -> anyhow::Result<()> {
         )
         .await?;
     let pods: Api<Pod> = Api::namespaced(m.client.clone(), &m.namespace);
-    loop {
-        let left = pods
-            .list(&ListParams::default().labels(&format!("{CSP_LABEL}={csp}")))
-            .await?
-            .items
-            .len();
-        if left == 0 {
-            return Ok(());
-        }
-        tokio::time::sleep(m.poll).await;
-    }
+    let lp = ListParams::default().labels(&format!("{CSP_LABEL}={csp}"));
+    wait_for(
+        m,
+        &format!("the pod of cstorpool {csp} to be gone"),
+        || async {
+            let left: Vec<String> = pods.list(&lp).await?.iter().map(|p| p.name_any()).collect();
+            Ok(if left.is_empty() {
+                Ok(())
+            } else {
+                Err(format!("pods {left:?}"))
+            })
+        },
+    )
+    .await
 }
 
 /// The old pool's replicas (legacy CVRs) now name the CSPI.
 async fn relabel_replicas(m: &Migrator, csp: &str, cspi: &CStorPoolInstance) -> anyhow::Result<()> {
     let api = legacy_cvrs(m);
-    let list = match api
-        .list(&ListParams::default().labels(&format!("cstorpool.openebs.io/name={csp}")))
-        .await
-    {
-        Ok(l) => l.items,
-        // No legacy replica kind served: nothing to re-label.
-        Err(kube::Error::Api(s)) if s.code == 404 => return Ok(()),
-        Err(e) => return Err(e.into()),
-    };
+    let lp = ListParams::default().labels(&format!("cstorpool.openebs.io/name={csp}"));
+    let list = list_or_empty(&api, &lp).await?;
     for cvr in list {
         if cvr.labels().contains_key(label::CSPI_NAME) {
             continue;
@@ -625,6 +606,117 @@ async fn relabel_replicas(m: &Migrator, csp: &str, cspi: &CStorPoolInstance) -> 
             &Patch::Merge(&patch),
         )
         .await?;
+    }
+    Ok(())
+}
+
+/// How a legacy record's spec becomes a v1 one.
+type SpecConversion = fn(&Value) -> Value;
+
+/// The legacy kinds of backup records, their `cstor.openebs.io/v1` kind, and how a legacy
+/// spec becomes a v1 one.
+const BACKUP_KINDS: [(&str, &str, SpecConversion); 3] = [
+    ("CStorBackup", "cstorbackups", backup_spec),
+    ("CStorRestore", "cstorrestores", restore_spec),
+    (
+        "CStorCompletedBackup",
+        "cstorcompletedbackups",
+        completed_backup_spec,
+    ),
+];
+
+/// Legacy `spec.name` is v1 `spec.backupName`.
+fn backup_spec(legacy: &Value) -> Value {
+    let mut spec = legacy.clone();
+    if let Some(o) = spec.as_object_mut()
+        && let Some(name) = o.remove("name")
+    {
+        o.insert("backupName".into(), name);
+    }
+    spec
+}
+
+fn restore_spec(legacy: &Value) -> Value {
+    legacy.clone()
+}
+
+/// Legacy `prevSnapName` is v1 `lastSnapName`, legacy `snapName` is `secondLastSnapName` (as
+/// upstream's migration maps them).
+fn completed_backup_spec(legacy: &Value) -> Value {
+    let mut spec = backup_spec(legacy);
+    if let Some(o) = spec.as_object_mut() {
+        if let Some(v) = o.remove("prevSnapName") {
+            o.insert("lastSnapName".into(), v);
+        }
+        if let Some(v) = o.remove("snapName") {
+            o.insert("secondLastSnapName".into(), v);
+        }
+    }
+    spec
+}
+
+/// The old pool's backup and restore records (legacy kinds, labelled with the CStorPool's uid)
+/// become `cstor.openebs.io/v1` records of the CSPI, same names; then the legacy ones go.
+async fn copy_backup_records(
+    m: &Migrator,
+    csp: &DynamicObject,
+    cspi: &CStorPoolInstance,
+) -> anyhow::Result<()> {
+    let selector = format!(
+        "{}={}",
+        label::LEGACY_CSP_UID,
+        csp.uid().unwrap_or_default()
+    );
+    for (kind, plural, convert) in BACKUP_KINDS {
+        let old: Api<DynamicObject> =
+            Api::namespaced_with(m.client.clone(), &m.namespace, &legacy(kind, plural));
+        let lp = ListParams::default().labels(&selector);
+        let records = list_or_empty(&old, &lp).await?;
+        let new: Api<DynamicObject> = Api::namespaced_with(
+            m.client.clone(),
+            &m.namespace,
+            &kube::api::ApiResource {
+                group: cstor_api::constants::group::CSTOR.into(),
+                version: cstor_api::constants::group::CSTOR_VERSION.into(),
+                api_version: cstor_api::constants::group::CSTOR_API_VERSION.into(),
+                kind: kind.into(),
+                plural: plural.into(),
+            },
+        );
+        for r in records {
+            let mut labels = r.labels().clone();
+            labels.remove(label::LEGACY_CSP_UID);
+            labels.remove("cstorpool.openebs.io/name");
+            labels.insert(label::CSPI_NAME.into(), cspi.name_any());
+            labels.insert(label::CSPI_UID.into(), cspi.uid().unwrap_or_default());
+            let mut copy = json!({
+                "apiVersion": cstor_api::constants::group::CSTOR_API_VERSION, "kind": kind,
+                "metadata": {"name": r.name_any(), "namespace": m.namespace, "labels": labels},
+                "spec": convert(r.data.get("spec").unwrap_or(&Value::Null)),
+            });
+            if let Some(status) = r.data.get("status") {
+                copy["status"] = status.clone();
+            }
+            let obj: DynamicObject = serde_json::from_value(copy)?;
+            match new.create(&PostParams::default(), &obj).await {
+                Ok(_) => {}
+                Err(e) if is_conflict(&e) => {}
+                Err(e) => {
+                    return Err(e).with_context(|| format!("copying {kind} {}", r.name_any()));
+                }
+            }
+        }
+        for r in old
+            .list(&ListParams::default().labels(&selector))
+            .await?
+            .items
+        {
+            match old.delete(&r.name_any(), &DeleteParams::default()).await {
+                Ok(_) => {}
+                Err(kube::Error::Api(s)) if s.code == 404 => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
     }
     Ok(())
 }

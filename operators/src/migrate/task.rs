@@ -63,20 +63,12 @@ impl Reporter {
         if !self.write {
             return Ok(());
         }
-        for _ in 0..10 {
-            let mut task = self.api.get(&self.name).await?;
+        cstor_api::update::modify(&self.api, &self.name, |task| {
             change(task.status.get_or_insert_with(Default::default));
-            match self
-                .api
-                .replace(&self.name, &PostParams::default(), &task)
-                .await
-            {
-                Ok(_) => return Ok(()),
-                Err(kube::Error::Api(s)) if s.code == 409 => continue,
-                Err(e) => return Err(e.into()),
-            }
-        }
-        anyhow::bail!("MigrationTask {} kept changing under the update", self.name)
+            true
+        })
+        .await?;
+        Ok(())
     }
 
     /// A step begins: a `Waiting` entry.
@@ -118,6 +110,21 @@ impl Reporter {
             }
         })
         .await
+    }
+
+    /// Runs one step between its `Waiting` entry and its `Completed` / `Errored` one.
+    pub async fn step<T>(
+        &self,
+        step: &str,
+        done_message: &str,
+        context: &str,
+        work: impl std::future::Future<Output = anyhow::Result<T>>,
+    ) -> anyhow::Result<T> {
+        self.begin(step).await?;
+        let out = work.await;
+        let result = out.as_ref().map(drop).map_err(|e| anyhow::anyhow!("{e:#}"));
+        self.end(&result, done_message, context).await?;
+        out
     }
 
     /// The run's end: `Success`, or one more retry (and `Error` once `backoff_limit` runs

@@ -154,6 +154,16 @@ pub enum Error {
     Finalizer(#[from] crate::finalizer::Misuse),
 }
 
+impl From<cstor_api::update::ModifyError> for Error {
+    fn from(e: cstor_api::update::ModifyError) -> Self {
+        match e {
+            cstor_api::update::ModifyError::Api(e) => Error::Kube(e),
+            // Others keep writing the object: the next pass tries again.
+            conflicts => Error::Waiting(conflicts.to_string()),
+        }
+    }
+}
+
 impl Error {
     pub fn invalid(what: impl Into<String>, detail: impl Into<String>) -> Self {
         Error::Invalid {
@@ -269,33 +279,32 @@ pub fn resync(ctx: &Context) -> Action {
 /// it again. Retried on a write conflict; a CSPI that is gone is not an error.
 pub async fn mark_offline(ctx: &Context) -> Result<()> {
     use cstor_api::cstor::CStorPoolInstancePhase;
-    for _ in 0..5 {
-        let list = ctx.cspis().list(&kube::api::ListParams::default()).await?;
-        let Some(mut cspi) = list
-            .items
-            .into_iter()
-            .find(|c| c.uid().as_deref() == Some(ctx.cspi_uid.as_str()))
-        else {
-            return Ok(());
-        };
+    let list = ctx.cspis().list(&kube::api::ListParams::default()).await?;
+    let Some(name) = list
+        .items
+        .iter()
+        .find(|c| c.uid().as_deref() == Some(ctx.cspi_uid.as_str()))
+        .map(|c| c.name_any())
+    else {
+        return Ok(());
+    };
+    let uid = ctx.cspi_uid.clone();
+    cstor_api::update::modify(&ctx.cspis(), &name, |cspi| {
+        // Another CSPI of the same name (recreated): not ours to mark.
+        if !cspi_uid_is(&cspi.metadata, &uid) {
+            return false;
+        }
         let status = cspi.status.get_or_insert_with(Default::default);
         if status.phase == Some(CStorPoolInstancePhase::Offline) {
-            return Ok(());
+            return false;
         }
         status.phase = Some(CStorPoolInstancePhase::Offline);
-        match ctx
-            .cspis()
-            .replace(&cspi.name_any(), &kube::api::PostParams::default(), &cspi)
-            .await
-        {
-            Ok(_) => return Ok(()),
-            Err(kube::Error::Api(s)) if s.code == 409 => continue,
-            Err(kube::Error::Api(s)) if s.code == 404 => return Ok(()),
-            Err(e) => return Err(e.into()),
-        }
-    }
-    Err(Error::Waiting(format!(
-        "marking CSPI {} OFFLINE kept conflicting with other writers",
-        ctx.cspi_uid
-    )))
+        true
+    })
+    .await?;
+    Ok(())
+}
+
+fn cspi_uid_is(meta: &kube::api::ObjectMeta, uid: &str) -> bool {
+    meta.uid.as_deref() == Some(uid)
 }

@@ -40,7 +40,7 @@ use kube::{
     api::{Patch, PatchParams},
     runtime::{controller::Action, events::EventType},
 };
-use serde::{Serialize, de::DeserializeOwned};
+use serde::Serialize;
 
 use super::{Context, Error, Result};
 
@@ -95,16 +95,7 @@ impl Drop for Running<'_> {
 
 /// What differs between a backup and a restore.
 #[async_trait]
-trait Transfer:
-    Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
-    + Clone
-    + DeserializeOwned
-    + Serialize
-    + std::fmt::Debug
-    + Send
-    + Sync
-    + 'static
-{
+trait Transfer: crate::Namespaced + Serialize {
     /// `backup` / `restore`, for messages.
     const WHAT: &'static str;
     fn status(&self) -> Status;
@@ -193,31 +184,21 @@ impl Transfer for CStorBackup {
     async fn after_success(&self, ctx: &Context) -> Result<()> {
         let api = records(ctx, self);
         let name = record_name(self);
-        for _ in 0..5 {
-            let Some(record) = api.get_opt(&name).await? else {
-                tracing::warn!(record = %name, "no CStorCompletedBackup to update");
-                return Ok(());
-            };
+        let snap = self.spec.snap_name.clone();
+        let out = cstor_api::update::modify(&api, &name, |record| {
             let last = record.spec.last_snap_name.clone().unwrap_or_default();
-            if last == self.spec.snap_name {
-                return Ok(());
+            if last == snap {
+                return false;
             }
-            let patch = serde_json::json!({
-                "metadata": {"resourceVersion": record.resource_version()},
-                "spec": {"secondLastSnapName": last, "lastSnapName": self.spec.snap_name},
-            });
-            match api
-                .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
-                .await
-            {
-                Ok(_) => return Ok(()),
-                Err(kube::Error::Api(s)) if s.code == 409 => continue,
-                Err(e) => return Err(e.into()),
-            }
+            record.spec.second_last_snap_name = Some(last);
+            record.spec.last_snap_name = Some(snap.clone());
+            true
+        })
+        .await?;
+        if matches!(out, cstor_api::update::Modified::Absent) {
+            tracing::warn!(record = %name, "no CStorCompletedBackup to update");
         }
-        Err(Error::Waiting(format!(
-            "CStorCompletedBackup {name} kept changing under the update"
-        )))
+        Ok(())
     }
 
     fn success_event() -> (&'static str, &'static str) {

@@ -14,7 +14,7 @@
 //!
 //! Each object is checked first (its version must be `--from-version` or `--to-version`) and
 //! patched only while it is at `--from-version`, so a rerun after success changes nothing.
-//! Every wait is bounded by `--wait-timeout-seconds` and its error names what it waited for.
+//! Every wait is bounded by `--timeout-seconds` and its error names what it waited for.
 //! Each CSPI and each volume has an UpgradeTask ([`task`]).
 
 pub mod cspc;
@@ -51,9 +51,6 @@ pub struct UpgradeArgs {
     /// Tag of the new images (default: `--to-version`).
     #[arg(long)]
     pub to_version_image_tag: Option<String>,
-    /// How long to wait for each rollout and each version reconcile before failing.
-    #[arg(long, default_value_t = 600)]
-    pub wait_timeout_seconds: u64,
     #[command(subcommand)]
     pub command: UpgradeCommand,
 }
@@ -155,6 +152,7 @@ impl Upgrader {
         namespace: &str,
         args: &UpgradeArgs,
         backoff_limit: i64,
+        deadline: Duration,
     ) -> Result<Self, String> {
         validate(namespace, args)?;
         Ok(Self {
@@ -168,7 +166,7 @@ impl Upgrader {
                 .clone()
                 .unwrap_or_else(|| args.to_version.clone()),
             tool_version: env!("CARGO_PKG_VERSION").to_owned(),
-            deadline: Duration::from_secs(args.wait_timeout_seconds),
+            deadline,
             poll: Duration::from_secs(2),
             backoff_limit,
         })
@@ -417,8 +415,9 @@ pub async fn run(
     namespace: &str,
     args: UpgradeArgs,
     backoff_limit: i64,
+    deadline: Duration,
 ) -> Result<(), String> {
-    let u = Upgrader::new(client, namespace, &args, backoff_limit)?;
+    let u = Upgrader::new(client, namespace, &args, backoff_limit, deadline)?;
     match args.command {
         UpgradeCommand::CstorCspc { names } => {
             for n in names {

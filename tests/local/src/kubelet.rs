@@ -392,11 +392,14 @@ impl Kubelet {
         let pids = Arc::new(Mutex::new(BTreeMap::new()));
         let mut tasks = vec![proxy];
         let statuses: Arc<Mutex<Vec<serde_json::Value>>> = Arc::new(Mutex::new(Vec::new()));
+        let (started, started_rx) = watch::channel(false);
         let writer = StatusWriter {
             api: Api::namespaced(self.client.clone(), &ns),
             pod: name.clone(),
             statuses: statuses.clone(),
+            started: started_rx,
         };
+        let restart = RestartPolicy::of(&spec);
         for c in &spec.containers {
             let env = podspec::container_env(&pod, c, &facts, &refs).map_err(anyhow::Error::msg)?;
             let (command, args) = podspec::command_line(c, &env);
@@ -477,6 +480,7 @@ impl Kubelet {
                         mounts,
                         defaults,
                         log: self.log_path(&ns, &name, &c.name),
+                        restart,
                     };
                     statuses.lock().unwrap().push(serde_json::json!({
                         "name": c.name, "image": c.image, "imageID": "", "ready": true, "started": true, "restartCount": 0,
@@ -522,6 +526,8 @@ impl Kubelet {
         let api: Api<Pod> = Api::namespaced(self.client.clone(), &ns);
         api.patch_status(&name, &PatchParams::default(), &Patch::Merge(status))
             .await?;
+        // A container that already ended writes its state after this.
+        let _ = started.send(true);
         tracing::info!(pod = %key, %ip, node = %node, "pod running");
         Ok(())
     }
@@ -756,6 +762,34 @@ struct ProcSpec {
     mounts: Vec<Mount>,
     defaults: Vec<(String, String)>,
     log: PathBuf,
+    restart: RestartPolicy,
+}
+
+/// The Pod's `restartPolicy`: what happens when a container exits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum RestartPolicy {
+    Always,
+    OnFailure,
+    Never,
+}
+
+impl RestartPolicy {
+    fn of(spec: &k8s_openapi::api::core::v1::PodSpec) -> Self {
+        match spec.restart_policy.as_deref() {
+            Some("Never") => Self::Never,
+            Some("OnFailure") => Self::OnFailure,
+            _ => Self::Always,
+        }
+    }
+
+    /// Whether a container that exited with `code` runs again.
+    fn restarts(self, code: i32) -> bool {
+        match self {
+            Self::Always => true,
+            Self::OnFailure => code != 0,
+            Self::Never => false,
+        }
+    }
 }
 
 /// Runs a container until its Pod stops, restarting it (with back-off) when it exits.
@@ -791,6 +825,12 @@ async fn supervise(
                 if *stop.borrow() {
                     return;
                 }
+                let code = status.as_ref().ok().and_then(|s| s.code()).unwrap_or(-1);
+                if !spec.restart.restarts(code) {
+                    tracing::info!(pod = %spec.key, container = %spec.container, code, "container ended");
+                    writer.terminated(&spec.container, code, &mut stop).await;
+                    return;
+                }
                 tracing::warn!(pod = %spec.key, container = %spec.container, status = ?status, log = %spec.log.display(), "container exited; restarting");
                 *kubelet
                     .restarts
@@ -798,7 +838,6 @@ async fn supervise(
                     .unwrap()
                     .entry(format!("{}/{}", spec.key, spec.container))
                     .or_default() += 1;
-                let code = status.ok().and_then(|s| s.code()).unwrap_or(-1);
                 writer.restarted(&spec.container, code).await;
             }
             Err(e) => {
@@ -823,9 +862,65 @@ struct StatusWriter {
     api: Api<Pod>,
     pod: String,
     statuses: Arc<Mutex<Vec<serde_json::Value>>>,
+    /// True once the Pod's Running status is written.
+    started: watch::Receiver<bool>,
 }
 
 impl StatusWriter {
+    /// A container ended for good (restartPolicy Never, or OnFailure and exit 0); once every
+    /// container has, the Pod's phase is Succeeded (all exited 0) or Failed.
+    async fn terminated(&self, container: &str, exit_code: i32, stop: &mut watch::Receiver<bool>) {
+        let now = Timestamp::now().to_string();
+        let (list, phase) = {
+            let mut st = self.statuses.lock().unwrap();
+            for c in st.iter_mut().filter(|c| c["name"] == container) {
+                c["ready"] = false.into();
+                c["started"] = false.into();
+                c["state"] = serde_json::json!({"terminated": {"exitCode": exit_code, "finishedAt": now,
+                    "reason": if exit_code == 0 { "Completed" } else { "Error" }}});
+            }
+            let codes: Vec<Option<i64>> = st
+                .iter()
+                .map(|c| c["state"]["terminated"]["exitCode"].as_i64())
+                .collect();
+            let phase = codes.iter().all(Option::is_some).then(|| {
+                if codes.iter().all(|c| *c == Some(0)) {
+                    "Succeeded"
+                } else {
+                    "Failed"
+                }
+            });
+            (st.clone(), phase)
+        };
+        let mut started = self.started.clone();
+        tokio::select! {
+            _ = started.wait_for(|s| *s) => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+        let mut patch = serde_json::json!({"status": {"containerStatuses": list}});
+        if let Some(p) = phase {
+            patch["status"]["phase"] = p.into();
+            // A merge patch replaces the list: all four, as a kubelet reports a finished Pod.
+            let cond = |t: &str, ok: bool| {
+                serde_json::json!({"type": t, "status": if ok { "True" } else { "False" },
+                    "lastTransitionTime": now, "reason": if ok { "" } else { "PodCompleted" }})
+            };
+            patch["status"]["conditions"] = serde_json::json!([
+                cond("Initialized", true),
+                cond("Ready", false),
+                cond("ContainersReady", false),
+                cond("PodScheduled", true)
+            ]);
+        }
+        if let Err(e) = self
+            .api
+            .patch_status(&self.pod, &PatchParams::default(), &Patch::Merge(patch))
+            .await
+        {
+            tracing::warn!(pod = %self.pod, error = %e, "writing the ended container's status");
+        }
+    }
+
     async fn restarted(&self, container: &str, exit_code: i32) {
         let now = Timestamp::now().to_string();
         let list = {

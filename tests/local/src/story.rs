@@ -34,6 +34,8 @@ use tonic::transport::Channel;
 use crate::{cluster::LocalCluster, initiator, registration::unix_channel};
 
 mod backup;
+mod migrate;
+mod swap;
 
 const GIB: u64 = 1 << 30;
 
@@ -71,12 +73,25 @@ fn field<'a>(v: &'a Value, pointer: &str) -> &'a str {
 }
 
 /// Waits until `check` returns `Some`, polling every 500 ms, up to [`STEP`].
-pub async fn until<T, F, Fut>(what: &str, mut check: F) -> anyhow::Result<T>
+pub async fn until<T, F, Fut>(what: &str, check: F) -> anyhow::Result<T>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = anyhow::Result<Option<T>>>,
 {
-    let deadline = tokio::time::Instant::now() + STEP;
+    until_within(what, STEP, check).await
+}
+
+/// [`until`] with another deadline.
+pub async fn until_within<T, F, Fut>(
+    what: &str,
+    within: Duration,
+    mut check: F,
+) -> anyhow::Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<Option<T>>>,
+{
+    let deadline = tokio::time::Instant::now() + within;
     let mut last = String::new();
     loop {
         match check().await {
@@ -86,7 +101,7 @@ where
         }
         if tokio::time::Instant::now() > deadline {
             bail!(
-                "timed out after {STEP:?} waiting for {what}{}",
+                "timed out after {within:?} waiting for {what}{}",
                 if last.is_empty() {
                     String::new()
                 } else {
@@ -237,6 +252,11 @@ impl<'a> Story<'a> {
         )
         .await?;
         self.step(
+            "a legacy (pre-CSI) volume holding the data on these pools, migrated by cstor-migrate run as its example Job: a CSI volume on the same pools, Healthy, reading the same data",
+            self.legacy_volume_migration(&pv, &data),
+        )
+        .await?;
+        self.step(
             "Velero through a stand-in plugin: a local backup restored as a clone; backups (full, then incremental) streamed out, the volume deleted, a new PVC restored from both: each reads the same data",
             self.velero_backup_restore(cspc),
         )
@@ -247,6 +267,11 @@ impl<'a> Story<'a> {
         )
         .await?;
         self.step("kill a pool pod: it comes back, its replica rebuilds, the volume is Healthy and reads the same data", self.kill_pool_pod(&pv, &pools, &data)).await?;
+        self.step(
+            "the operators swapped out and back over objects as upstream leaves them: ours adopt the running cluster, no pool or target pod restarted or its template changed, the volume reads the same data",
+            self.swap_operators(&pv, cspc, &data),
+        )
+        .await?;
         self.step(
             "DeleteVolume: no CVC, CStorVolume, replica, target, Service or zvol left",
             self.delete_volume(&pv),

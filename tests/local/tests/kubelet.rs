@@ -20,29 +20,33 @@ const SCRIPT: &str = r#"#!/bin/sh
 exit 3
 "#;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn pod_runs_with_exact_args_env_volume_and_network_and_restarts() {
+/// A test API server, a kubelet of node `n1` for namespace `ns1` (created) running the
+/// programs of `bin` for our image, and its network.
+async fn fixture(
+    tmp: &std::path::Path,
+    prefix: &str,
+) -> (
+    TestApiServer,
+    Arc<Kubelet>,
+    Arc<Network>,
+    tokio::task::JoinHandle<()>,
+) {
     let srv = TestApiServer::start().await;
     let client = srv.client();
-    let tmp = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("tempdir");
-    let bin = tmp.path().join("bin");
-    std::fs::create_dir_all(&bin).unwrap();
-    std::fs::write(bin.join("recorder"), SCRIPT).unwrap();
-    std::fs::set_permissions(bin.join("recorder"), std::fs::Permissions::from_mode(0o755)).unwrap();
     let url: http::Uri = srv.url().parse().unwrap();
     let upstream = format!("127.0.0.1:{}", url.port_u16().unwrap())
         .parse()
         .unwrap();
-    let prefix = format!("ckt{}", std::process::id() % 10000);
+    let prefix = format!("{prefix}{}", std::process::id() % 10000);
     let network = Arc::new(Network::create(&prefix).expect("network (needs root and iproute2)"));
     let kubelet = Kubelet::new(
         client.clone(),
         KubeletConfig {
-            state_dir: tmp.path().join("state"),
+            state_dir: tmp.join("state"),
             nodes: vec!["n1".into()],
             namespaces: BTreeSet::from(["ns1".to_string()]),
             programs: Programs {
-                bin_dir: bin.clone(),
+                bin_dir: tmp.join("bin"),
                 engine_dir: None,
                 sidecar_dir: None,
                 standin: None,
@@ -55,10 +59,27 @@ async fn pod_runs_with_exact_args_env_volume_and_network_and_restarts() {
     let task = tokio::spawn(kubelet.clone().run());
     let ns: Namespace =
         serde_json::from_value(serde_json::json!({"metadata": {"name": "ns1"}})).unwrap();
-    Api::<Namespace>::all(client.clone())
+    Api::<Namespace>::all(client)
         .create(&PostParams::default(), &ns)
         .await
         .unwrap();
+    (srv, kubelet, network, task)
+}
+
+/// Writes an executable script `name` into `<tmp>/bin`.
+fn program(tmp: &std::path::Path, name: &str, script: &str) {
+    let bin = tmp.join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    std::fs::write(bin.join(name), script).unwrap();
+    std::fs::set_permissions(bin.join(name), std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pod_runs_with_exact_args_env_volume_and_network_and_restarts() {
+    let tmp = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("tempdir");
+    program(tmp.path(), "recorder", SCRIPT);
+    let (srv, kubelet, network, task) = fixture(tmp.path(), "ckt").await;
+    let client = srv.client();
     let pod: Pod = serde_json::from_value(serde_json::json!({
         "metadata": {"name": "p1", "namespace": "ns1", "labels": {"app": "x"}},
         "spec": {
@@ -156,6 +177,71 @@ async fn pod_runs_with_exact_args_env_volume_and_network_and_restarts() {
     )
     .await
     .expect("stopped");
+    task.abort();
+    network.teardown();
+}
+
+/// Pods of Jobs: a container that ends is restarted only as `restartPolicy` says, and a Pod
+/// whose containers all ended says Succeeded (all exited 0) or Failed, with each exit code.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn containers_end_as_the_restart_policy_says() {
+    let tmp = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("tempdir");
+    program(tmp.path(), "ends", "#!/bin/sh\nexit \"$1\"\n");
+    let (srv, kubelet, network, task) = fixture(tmp.path(), "ckr").await;
+    let client = srv.client();
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "ns1");
+    for (name, policy, code) in [
+        ("ok", "Never", "0"),
+        ("bad", "Never", "3"),
+        ("done", "OnFailure", "0"),
+        ("retry", "OnFailure", "3"),
+    ] {
+        let pod: Pod = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": name, "namespace": "ns1"},
+            "spec": {"nodeName": "n1", "restartPolicy": policy,
+                "containers": [{"name": "c", "image": "cstor-rs:0.1.0", "command": ["ends"], "args": [code]}]}
+        }))
+        .unwrap();
+        pods.create(&PostParams::default(), &pod).await.unwrap();
+    }
+    let deadline = Duration::from_secs(60);
+    let state = |name: &'static str| {
+        let pods = pods.clone();
+        async move {
+            let st = pods.get(name).await.ok()?.status?;
+            let c = st.container_statuses?.into_iter().find(|c| c.name == "c")?;
+            let code = c.state?.terminated.map(|t| t.exit_code);
+            Some((st.phase?, code, c.restart_count))
+        }
+    };
+    for (name, phase, code) in [
+        ("ok", "Succeeded", 0),
+        ("bad", "Failed", 3),
+        ("done", "Succeeded", 0),
+    ] {
+        let got = wait_until(&format!("pod {name} {phase}"), deadline, || async {
+            state(name).await.filter(|(p, _, _)| p == phase)
+        })
+        .await
+        .expect("the pod ended");
+        assert_eq!(got, (phase.to_string(), Some(code), 0), "pod {name}");
+    }
+    let retry = wait_until("pod retry restarted", deadline, || async {
+        state("retry")
+            .await
+            .filter(|(_, _, restarts)| *restarts >= 1)
+    })
+    .await
+    .expect("an OnFailure container that fails is restarted");
+    assert_eq!(retry.0, "Running");
+    for p in ["ok", "bad", "done", "retry"] {
+        pods.delete(p, &Default::default()).await.unwrap();
+    }
+    wait_until("every pod stopped", deadline, || async {
+        kubelet.running().is_empty().then_some(())
+    })
+    .await
+    .expect("deleted pods stop");
     task.abort();
     network.teardown();
 }

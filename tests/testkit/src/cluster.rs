@@ -154,6 +154,30 @@ pub async fn install_crds(
     Ok(names)
 }
 
+/// Installs each CRD that the cluster does not have yet (never replacing one it has: on a real
+/// cluster that one is the real definition) and waits until it is Established.
+pub async fn ensure_crds(
+    client: &Client,
+    crds: &[CustomResourceDefinition],
+) -> Result<(), ClusterError> {
+    let api: Api<CustomResourceDefinition> = Api::all(client.clone());
+    let mut missing = Vec::new();
+    for crd in crds {
+        let name = crd.metadata.name.clone().unwrap_or_default();
+        let present = api
+            .get_opt(&name)
+            .await
+            .map_err(|source| ClusterError::Apply {
+                name: name.clone(),
+                source,
+            })?;
+        if present.is_none() {
+            missing.push(crd.clone());
+        }
+    }
+    install_crds(client, &missing).await.map(drop)
+}
+
 /// A cluster for one test: a real one (`CSTOR_TEST_KUBECONFIG`) or the in-process server.
 pub struct TestCluster {
     client: Client,

@@ -9,7 +9,12 @@ use cstor_local::{
     story::Story,
 };
 
+/// Where the deployed binaries are: `$CSTOR_LOCAL_BIN_DIR` when set (a copy that another build
+/// into the same target directory cannot change under a running suite), else cargo's.
 pub fn bin_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("CSTOR_LOCAL_BIN_DIR").filter(|d| !d.is_empty()) {
+        return PathBuf::from(dir);
+    }
     PathBuf::from(env!("CARGO_BIN_EXE_cstor-local"))
         .parent()
         .expect("bin dir")
