@@ -503,3 +503,59 @@ async fn volume_manager_reconciles_cv_version_then_configures_the_target() {
     );
     cluster.cleanup().await.unwrap();
 }
+
+/// The version writes carry the resourceVersion they were computed from: a copy read before a
+/// concurrent change of `desired` is not acted on; the object is read again and judged as it
+/// is now.
+#[tokio::test]
+async fn a_stale_copy_is_read_again_and_never_overwrites_a_concurrent_change() {
+    let cluster = TestCluster::start().await;
+    let client = cluster.client();
+    let ns = cluster.namespace().to_string();
+    let cvrs: Api<CStorVolumeReplica> = Api::namespaced(client.clone(), &ns);
+    let cvr: CStorVolumeReplica = from_value(json!({
+        "apiVersion": "cstor.openebs.io/v1", "kind": "CStorVolumeReplica",
+        "metadata": {"name": "r-race", "namespace": ns},
+        "spec": {},
+        "versionDetails": details("3.5.0", OPENEBS_VERSION)
+    }))
+    .unwrap();
+    let stale = cvrs.create(&PostParams::default(), &cvr).await.unwrap();
+    cvrs.patch(
+        "r-race",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"versionDetails": {"desired": "3.7.0"}})),
+    )
+    .await
+    .unwrap();
+    let events = cstor_operators::events::Events::new(client.clone(), "version-test");
+    let err = cstor_operators::version::reconcile_version(&cvrs, &events, &stale, OPENEBS_VERSION)
+        .await
+        .unwrap_err();
+    assert_eq!(err.to_string(), "invalid desired version 3.7.0");
+    let now = cvrs.get("r-race").await.unwrap();
+    assert_eq!(vd(&now).current(), "3.5.0");
+    assert_eq!(vd(&now).desired(), "3.7.0");
+    assert_ne!(state(&now), Some(VersionState::Reconciled));
+
+    // And a stale copy of a valid upgrade still ends Reconciled at the current desired.
+    cvrs.patch(
+        "r-race",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"versionDetails": {"desired": OPENEBS_VERSION}})),
+    )
+    .await
+    .unwrap();
+    let written =
+        cstor_operators::version::reconcile_version(&cvrs, &events, &stale, OPENEBS_VERSION)
+            .await
+            .unwrap()
+            .expect("written");
+    assert_eq!(vd(&written).current(), OPENEBS_VERSION);
+    assert_eq!(state(&written), Some(VersionState::Reconciled));
+    assert!(
+        vd(&written).status.unwrap().reason.is_none(),
+        "error cleared"
+    );
+    cluster.cleanup().await.unwrap();
+}
