@@ -137,6 +137,105 @@ pub mod version {
             .filter(|v| !v.is_empty())
             .unwrap_or_else(|| OPENEBS_VERSION.to_owned())
     }
+
+    /// The oldest version an object may be upgraded from (upstream's lower bound).
+    pub const MIN_UPGRADABLE: &str = "1.10.0";
+
+    /// `v` without its suffix: everything from the first `-` is dropped (`3.6.0-RC1` →
+    /// `3.6.0`).
+    pub fn strip(v: &str) -> &str {
+        v.split('-').next().unwrap_or(v)
+    }
+
+    /// Whether `a` and `b` name the same release once their suffixes are stripped.
+    pub fn same_release(a: &str, b: &str) -> bool {
+        strip(a) == strip(b)
+    }
+
+    /// Compares two stripped versions numerically component by component; a component that
+    /// is not a number counts as 0, missing components too.
+    pub fn compare(a: &str, b: &str) -> std::cmp::Ordering {
+        let parts = |v: &str| -> Vec<u64> {
+            strip(v)
+                .split('.')
+                .map(|c| c.trim().parse().unwrap_or(0))
+                .collect()
+        };
+        let (a, b) = (parts(a), parts(b));
+        (0..a.len().max(b.len()))
+            .map(|i| {
+                let x = a.get(i).copied().unwrap_or(0);
+                let y = b.get(i).copied().unwrap_or(0);
+                x.cmp(&y)
+            })
+            .find(|o| o.is_ne())
+            .unwrap_or(std::cmp::Ordering::Equal)
+    }
+
+    /// Whether an operator at version `operator` may reconcile an object whose
+    /// `versionDetails.status.current` is `v`: [`MIN_UPGRADABLE`] ≤ `v` ≤ `operator`, the upper
+    /// bound dropped for a development build (`develop`, `master`).
+    pub fn is_current_version_valid(v: &str, operator: &str) -> bool {
+        use std::cmp::Ordering::{Greater, Less};
+        if compare(v, MIN_UPGRADABLE) == Less {
+            return false;
+        }
+        let first = strip(operator).split('.').next().unwrap_or("");
+        matches!(first, "develop" | "master") || compare(v, operator) != Greater
+    }
+
+    /// Whether an operator at version `operator` may move an object to `versionDetails.desired
+    /// = v`: only to its own release.
+    pub fn is_desired_version_valid(v: &str, operator: &str) -> bool {
+        same_release(v, operator)
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn suffix_is_stripped() {
+            assert_eq!(strip("3.6.0-RC1"), "3.6.0");
+            assert_eq!(strip("3.6.0"), "3.6.0");
+            assert_eq!(strip("develop"), "develop");
+            assert!(same_release("3.6.0", "3.6.0-ee"));
+            assert!(!same_release("3.5.0", "3.6.0"));
+        }
+
+        #[test]
+        fn comparison_is_numeric_per_component() {
+            use std::cmp::Ordering::*;
+            assert_eq!(compare("1.10.0", "1.9.0"), Greater);
+            assert_eq!(compare("2.0.0", "10.0.0"), Less);
+            assert_eq!(compare("3.6", "3.6.0"), Equal);
+            assert_eq!(compare("3.x.1", "3.0.1"), Equal);
+            assert_eq!(compare("3.6.0-RC2", "3.6.0"), Equal);
+        }
+
+        #[test]
+        fn current_version_bounds() {
+            assert!(is_current_version_valid("1.10.0", "3.6.0"));
+            assert!(is_current_version_valid("3.5.0", "3.6.0"));
+            assert!(is_current_version_valid("3.6.0-RC1", "3.6.0"));
+            assert!(is_current_version_valid("3.6.0", "3.6.0-RC1"));
+            assert!(!is_current_version_valid("1.9.0", "3.6.0"));
+            assert!(!is_current_version_valid("3.7.0", "3.6.0"));
+            assert!(!is_current_version_valid("", "3.6.0"));
+            assert!(!is_current_version_valid("garbage", "3.6.0"));
+            assert!(is_current_version_valid("9.9.9", "develop"));
+            assert!(is_current_version_valid("9.9.9", "master-abc"));
+            assert!(!is_current_version_valid("1.2.0", "develop"));
+        }
+
+        #[test]
+        fn desired_version_is_the_operators_release() {
+            assert!(is_desired_version_valid("3.6.0", "3.6.0"));
+            assert!(is_desired_version_valid("3.6.0-RC1", "3.6.0"));
+            assert!(!is_desired_version_valid("3.5.0", "3.6.0"));
+            assert!(!is_desired_version_valid("", "3.6.0"));
+        }
+    }
 }
 
 pub mod env {

@@ -24,7 +24,7 @@ use k8s_openapi::{
 use schemars::{JsonSchema, generate::SchemaSettings};
 use serde_json::{Map, Value};
 
-use crate::{cstor, migration, ndm};
+use crate::{cstor, migration, ndm, upgrade};
 
 /// A printer column (`additionalPrinterColumns` entry) of a kind.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -74,6 +74,7 @@ pub fn all_crds() -> Vec<CustomResourceDefinition> {
         crd_for::<ndm::BlockDevice>(),
         crd_for::<ndm::BlockDeviceClaim>(),
         crd_for::<migration::MigrationTask>(),
+        crd_for::<upgrade::UpgradeTask>(),
     ]
 }
 

@@ -20,3 +20,4 @@ pub mod proto;
 pub mod quantity;
 pub mod served;
 pub mod update;
+pub mod upgrade;

@@ -12,10 +12,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 /// Upstream CRDs we deliberately do not define, with the reason.
-const NOT_MODELLED: &[(&str, &str)] = &[(
-    "upgradetasks.openebs.io",
-    "UpgradeTask is driven by the separate openebs/upgrade jobs, not by the cStor control plane",
-)];
+const NOT_MODELLED: &[(&str, &str)] = &[];
 
 /// Our CRDs upstream has no counterpart of, and why.
 const OURS_ONLY: &[(&str, &str)] = &[(

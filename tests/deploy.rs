@@ -617,6 +617,13 @@ fn migrate_needs() -> Vec<Need> {
         (Cluster, "", "pods", &["list"]),
         // task.rs get_opt, create, get + replace.
         (Cluster, NDM, "migrationtasks", &["get", "create", "update"]),
+        // upgrade/task.rs get_opt, create, get + replace; run_selected list.
+        (
+            Cluster,
+            NDM,
+            "upgradetasks",
+            &["get", "list", "create", "update"],
+        ),
         // pool.rs get_opt, merge patch, delete.
         (
             Cluster,
@@ -655,12 +662,12 @@ fn migrate_needs() -> Vec<Need> {
             "cstorpoolclusters",
             &["get", "create", "patch"],
         ),
-        // pool.rs list, get + replace; volume.rs get_opt.
+        // pool.rs list, get + replace; volume.rs get_opt; upgrade list, get, merge patch.
         (
             Cluster,
             CSTOR,
             "cstorpoolinstances",
-            &["get", "list", "update"],
+            &["get", "list", "update", "patch"],
         ),
         // pool.rs copy_backup_records create.
         (Cluster, CSTOR, "cstorbackups", &["create"]),
@@ -680,23 +687,29 @@ fn migrate_needs() -> Vec<Need> {
             "cstorvolumeconfigs",
             &["get", "create", "patch"],
         ),
-        // volume.rs get_opt.
-        (Cluster, CSTOR, "cstorvolumes", &["get"]),
-        // volume.rs validate list.
-        (Cluster, CSTOR, "cstorvolumereplicas", &["list"]),
-        // pool.rs list, get_opt, merge patch; volume.rs get_opt, delete, strategic patch.
+        // volume.rs get_opt; upgrade get, merge patch.
+        (Cluster, CSTOR, "cstorvolumes", &["get", "patch"]),
+        // volume.rs validate list; upgrade list, get, merge patch.
+        (
+            Cluster,
+            CSTOR,
+            "cstorvolumereplicas",
+            &["get", "list", "patch"],
+        ),
+        // pool.rs list, get_opt, merge patch; volume.rs get_opt, delete, strategic patch;
+        // upgrade list, get + replace.
         (
             Cluster,
             "apps",
             "deployments",
-            &["get", "list", "patch", "delete"],
+            &["get", "list", "patch", "delete", "update"],
         ),
-        // volume.rs get_opt, delete, create, merge patch.
+        // volume.rs get_opt, delete, create, merge patch; upgrade list, merge patch.
         (
             Cluster,
             "",
             "services",
-            &["get", "create", "patch", "delete"],
+            &["get", "list", "create", "patch", "delete"],
         ),
         // volume.rs get_opt, merge patch, delete, create.
         (

@@ -253,4 +253,6 @@ pub enum MigrateCommand {
         /// The MigrationTask.
         name: String,
     },
+    /// Moves pools and volumes of an older OpenEBS release to this one (upstream's `upgrade`).
+    Upgrade(crate::upgrade::UpgradeArgs),
 }

@@ -15,6 +15,8 @@ pub mod migrate;
 pub mod pool_manager;
 pub mod shutdown;
 pub mod stable_hash;
+pub mod upgrade;
+pub mod version;
 pub mod volume_manager;
 pub mod webhook;
 

@@ -21,6 +21,16 @@ async fn run(args: MigrateArgs) -> Result<(), String> {
     if args.openebs_namespace.is_empty() {
         return Err("Cannot execute migrate job: openebs namespace is missing".into());
     }
+    if let MigrateCommand::Upgrade(up) = args.command {
+        if args.dry_run {
+            return Err("upgrade has no --dry-run".into());
+        }
+        cstor_operators::upgrade::validate(&args.openebs_namespace, &up)?;
+        let client = process::kube_client().await?;
+        let ns = &args.openebs_namespace;
+        let deadline = std::time::Duration::from_secs(args.timeout_seconds);
+        return cstor_operators::upgrade::run(client, ns, up, args.backoff_limit, deadline).await;
+    }
     let client = process::kube_client().await?;
     let mut m = Migrator::new(client.clone(), &args.openebs_namespace);
     m.dry_run = args.dry_run;
@@ -56,6 +66,7 @@ async fn run(args: MigrateArgs) -> Result<(), String> {
             migrate_volume(&m, &pv_name, args.backoff_limit).await
         }
         MigrateCommand::Resource { .. } => unreachable!("resolved above"),
+        MigrateCommand::Upgrade(_) => unreachable!("dispatched above"),
     }
 }
 

@@ -149,6 +149,10 @@ async fn cleanup(cspc: &CStorPoolCluster, ctx: &Context) -> Result<Action> {
 
 async fn apply(cspc: &CStorPoolCluster, ctx: &Context) -> Result<Action> {
     let mut existing = finish_deleted_cspis(ctx, cspc).await?;
+    let cspc = &match reconcile_version(ctx, cspc, &existing).await? {
+        Ok(cspc) => cspc,
+        Err(stop) => return Ok(stop),
+    };
     let mut invalid = Vec::new();
     let mut pending = Vec::new();
     for (i, pool) in cspc.spec.pools().iter().enumerate() {
@@ -166,6 +170,58 @@ async fn apply(cspc: &CStorPoolCluster, ctx: &Context) -> Result<Action> {
     } else {
         Action::requeue(ctx.resync.min(std::time::Duration::from_secs(2)))
     })
+}
+
+/// Upstream's version steps of a CSPC sync: empty `versionDetails` are filled in (at the
+/// version label of the first CSPI, else this operator's version), a pending `desired` is
+/// reconciled (see [`crate::version`]), and a CSPC that was at another release when this pass
+/// read it is not worked on (Warning `CSPC Reconcile`; the pass after its version reconcile
+/// goes on). Gives the CSPC to go on with, or the action that ends this pass.
+async fn reconcile_version(
+    ctx: &Context,
+    cspc: &CStorPoolCluster,
+    cspis: &[CStorPoolInstance],
+) -> Result<std::result::Result<CStorPoolCluster, Action>> {
+    use crate::version::{VersionError, populate, should_reconcile};
+    let api: Api<CStorPoolCluster> = ctx.api(&cspc.namespace().unwrap_or_default());
+    let name = cspc.name_any();
+    let failed = |e: VersionError| match e {
+        VersionError::Kube(e) => Error::Kube(e),
+        other => Error::Waiting(other.to_string()),
+    };
+    let initial = cspis
+        .iter()
+        .find_map(|c| c.labels().get(labels::VERSION).filter(|v| !v.is_empty()))
+        .cloned()
+        .unwrap_or_else(|| ctx.version.clone());
+    let read = populate(&api, cspc, &initial)
+        .await
+        .map_err(failed)?
+        .unwrap_or_else(|| cspc.clone());
+    let cspc = match crate::version::reconcile_version(&api, &ctx.events, &read, &ctx.version).await
+    {
+        Ok(written) => written.unwrap_or_else(|| read.clone()),
+        Err(VersionError::Invalid(reason)) => {
+            tracing::warn!(cspc = %name, %reason, "version reconcile failed");
+            return Ok(Err(Action::requeue(ctx.resync)));
+        }
+        Err(e) => return Err(failed(e)),
+    };
+    if !should_reconcile(&read, &ctx.version) {
+        ctx.event(
+            &read,
+            EventType::Warning,
+            "CSPC Reconcile",
+            format!(
+                "Can not reconcile CSPC {name} as cspc operator version is {} but cspc version is {}; upgrade it (cstor-migrate upgrade cstor-cspc {name})",
+                ctx.version,
+                crate::version::current(&read)
+            ),
+        )
+        .await;
+        return Ok(Err(Action::await_change()));
+    }
+    Ok(Ok(cspc))
 }
 
 /// What one pass did with one pool spec.

@@ -343,14 +343,18 @@ async fn reconcile_once(cvc: Arc<CStorVolumeConfig>, ctx: Arc<Context>) -> Resul
         delete::finalize(&cvc, &ctx).await?;
         return Ok(Action::await_change());
     }
-    let current = cvc.version_details.current();
-    if !current.is_empty() && !versions_match(current, &ctx.config.version) {
+    let cvc = match reconcile_version(cvc, &ctx).await? {
+        Some(cvc) => cvc,
+        None => return Ok(Action::requeue(ctx.config.resync)),
+    };
+    if !crate::version::should_reconcile(cvc.as_ref(), &ctx.config.version) {
+        let current = cvc.version_details.current();
         ctx.event(
             cvc.as_ref(),
             EventType::Warning,
             "CVC Reconcile",
             format!(
-                "can not reconcile cvc {name}: it is at version {current} and this operator is {}; upgrade the volume first",
+                "can not reconcile CVC {name} as cvc operator version is {} but cvc version is {current}; upgrade the volume (cstor-migrate upgrade cstor-volume {name})",
                 ctx.config.version
             ),
         )
@@ -383,6 +387,52 @@ async fn reconcile_once(cvc: Arc<CStorVolumeConfig>, ctx: Arc<Context>) -> Resul
     }
 }
 
+/// Upstream's version steps of a CVC sync: empty `versionDetails` are filled in at this
+/// operator's version, then a pending `desired` is reconciled (see [`crate::version`]).
+/// Returns the CVC to go on with, or `None` when its version is invalid (recorded on the CVC;
+/// this sync stops and the next resync tries again).
+async fn reconcile_version(
+    cvc: Arc<CStorVolumeConfig>,
+    ctx: &Context,
+) -> Result<Option<Arc<CStorVolumeConfig>>, Error> {
+    let api = ctx.api::<CStorVolumeConfig>();
+    let name = cvc.name_any();
+    let mut cvc = cvc;
+    let failed = |e: crate::version::VersionError| match e {
+        crate::version::VersionError::Kube(source) => Error::Kube {
+            action: format!("reconcile the version of CVC {name}"),
+            source,
+        },
+        other => Error::Waiting {
+            reason: "VersionConflict",
+            message: other.to_string(),
+        },
+    };
+    if let Some(written) = crate::version::populate(&api, cvc.as_ref(), &ctx.config.version)
+        .await
+        .map_err(&failed)?
+    {
+        ctx.count_write();
+        ctx.caches().wrote(&written);
+        cvc = Arc::new(written);
+    }
+    match crate::version::reconcile_version(&api, &ctx.events, cvc.as_ref(), &ctx.config.version)
+        .await
+    {
+        Ok(Some(written)) => {
+            ctx.count_write();
+            ctx.caches().wrote(&written);
+            Ok(Some(Arc::new(written)))
+        }
+        Ok(None) => Ok(Some(cvc)),
+        Err(crate::version::VersionError::Invalid(reason)) => {
+            warn!(cvc = %name, %reason, "version reconcile failed");
+            Ok(None)
+        }
+        Err(e) => Err(failed(e)),
+    }
+}
+
 /// How long after a failed pass on `cvc` to try again: waiting on another component at a
 /// steady pace, a write conflict at once, errors with per-CVC exponential backoff (at most
 /// [`BLOCKED_RETRY_MAX`] for a volume blocked by its surroundings, which no watch tells us
@@ -408,12 +458,6 @@ pub fn error_policy(cvc: Arc<CStorVolumeConfig>, err: &Error, ctx: Arc<Context>)
         warn!(cvc = %cvc.name_any(), error = %err, retry_in = ?delay, "reconcile failed");
     }
     Action::requeue(delay)
-}
-
-/// `a` and `b` name the same release, ignoring a `-suffix`.
-fn versions_match(a: &str, b: &str) -> bool {
-    let base = |v: &str| v.split('-').next().unwrap_or(v).to_owned();
-    base(a) == base(b)
 }
 
 /// Maps an object carrying `openebs.io/persistent-volume` to its CVC.
@@ -528,15 +572,4 @@ pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + 
     })
     .await;
     caches.abort();
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn version_suffix_is_ignored() {
-        assert!(versions_match("3.6.0", "3.6.0-RC1"));
-        assert!(!versions_match("3.5.0", "3.6.0"));
-    }
 }

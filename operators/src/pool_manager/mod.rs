@@ -175,6 +175,27 @@ impl Error {
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// The version reconcile of a CSPI or CVR before its sync (see [`crate::version`]): the
+/// object to go on with, or `None` when its version is invalid (recorded on the object; this
+/// sync stops and the next resync tries again).
+pub async fn reconcile_version<K: crate::version::Versioned>(
+    ctx: &Context,
+    api: &Api<K>,
+    obj: &K,
+) -> Result<Option<K>> {
+    use crate::version::VersionError;
+    let version = cstor_api::constants::version::current();
+    match crate::version::reconcile_version(api, &ctx.events, obj, &version).await {
+        Ok(written) => Ok(Some(written.unwrap_or_else(|| obj.clone()))),
+        Err(VersionError::Invalid(reason)) => {
+            tracing::warn!(kind = K::KIND, name = %obj.name_any(), %reason, "version reconcile failed");
+            Ok(None)
+        }
+        Err(VersionError::Kube(e)) => Err(e.into()),
+        Err(e @ VersionError::Conflicts(_)) => Err(Error::Waiting(e.to_string())),
+    }
+}
+
 /// How long after a failed pass on `obj` to try again: waiting on another component at a
 /// steady pace, errors with per-object exponential backoff.
 pub fn retry_delay<K: kube::Resource>(obj: &K, err: &Error, ctx: &Context) -> Duration {

@@ -117,6 +117,9 @@ pub fn validate(cspi: &CStorPoolInstance) -> Result<()> {
 }
 
 async fn apply(cspi: &CStorPoolInstance, ctx: &Context) -> Result<Action> {
+    let Some(cspi) = &super::reconcile_version(ctx, &ctx.cspis(), cspi).await? else {
+        return Ok(resync(ctx));
+    };
     if let Err(e) = validate(cspi) {
         ctx.event(cspi, EventType::Warning, "ValidationFailed", e.to_string())
             .await;

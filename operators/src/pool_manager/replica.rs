@@ -134,6 +134,9 @@ async fn sync_target_ip(ctx: &Context, cvr: &mut CStorVolumeReplica, zvol: &str)
 }
 
 async fn apply(cvr: &CStorVolumeReplica, ctx: &Context) -> Result<Action> {
+    let Some(cvr) = &super::reconcile_version(ctx, &ctx.cvrs(), cvr).await? else {
+        return Ok(resync(ctx));
+    };
     let mut work = cvr.clone();
     let outcome = pass(ctx, &mut work).await;
     let status = work.status.get_or_insert_with(Default::default);

@@ -301,6 +301,18 @@ impl VolumeManager {
 
     async fn on_object(&self, last: &mut Option<CStorVolume>, cv: CStorVolume) {
         let name = name_of(&cv);
+        let cv = if cv.metadata.deletion_timestamp.is_some() {
+            cv
+        } else {
+            match self.reconcile_version(&cv).await {
+                Ok(Some(cv)) => cv,
+                Ok(None) => return,
+                Err(e) => {
+                    tracing::warn!(volume = %name, error = %e, "version reconcile failed");
+                    return;
+                }
+            }
+        };
         let result = match last.as_ref() {
             _ if cv.metadata.deletion_timestamp.is_some() => Ok(()),
             None => match self.add(&cv).await {
@@ -314,6 +326,24 @@ impl VolumeManager {
             tracing::warn!(volume = %name, error = %e, "reconcile failed");
         }
         *last = Some(cv);
+    }
+
+    /// The version reconcile of the CV (see [`crate::version`]): the CV to go on with, or
+    /// `None` when its version is invalid (recorded on the CV; nothing else is done with this
+    /// copy, the next change of the CV tries again).
+    pub async fn reconcile_version(
+        &self,
+        cv: &CStorVolume,
+    ) -> Result<Option<CStorVolume>, crate::version::VersionError> {
+        let version = cstor_api::constants::version::current();
+        match crate::version::reconcile_version(&self.api, &self.events, cv, &version).await {
+            Ok(written) => Ok(Some(written.unwrap_or_else(|| cv.clone()))),
+            Err(crate::version::VersionError::Invalid(reason)) => {
+                tracing::warn!(volume = %name_of(cv), %reason, "invalid version");
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
     }
 
     /// First sight of the CV: validate, write `istgt.conf`, `REFRESH`, record the capacity and

@@ -1,0 +1,524 @@
+//! `cstor-migrate upgrade` on a [`cstor_testkit::TestCluster`] with our cspc-operator or
+//! cvc-operator running in process: objects written by the 3.6.0 operators are aged to 3.5.0
+//! (labels, versionDetails, image tags), the operators then freeze them, and the tool brings
+//! them back in upstream's order. The pool-managers and volume-managers are simulated by a
+//! task that runs the real version reconcile (`cstor_operators::version`) on CSPIs, CVRs and
+//! CVs; rollouts by a task that reports every Deployment's pods updated and available.
+
+#[path = "cvc_support.rs"]
+mod cvc_support;
+mod support;
+
+use std::time::Duration;
+
+use cstor_api::{
+    constants::{label, version::OPENEBS_VERSION},
+    cstor::{
+        CStorPoolCluster, CStorPoolClusterSpec, CStorPoolInstance, CStorVolume, CStorVolumeConfig,
+        CStorVolumeReplica, RaidGroupType, VersionState,
+    },
+    upgrade::{StepPhase, UpgradePhase, UpgradeTask},
+};
+use cstor_operators::{
+    cspc_operator,
+    upgrade::{Upgrader, cspc, volume},
+    version::{self, Versioned},
+};
+use cstor_testkit::{TestCluster, wait_until};
+use futures::StreamExt;
+use k8s_openapi::api::{
+    apps::v1::Deployment,
+    core::v1::{Pod, Service},
+    events::v1::Event,
+};
+use kube::{
+    Api, Client, ResourceExt,
+    api::{ListParams, Patch, PatchParams, PostParams},
+    runtime::{WatchStreamExt, watcher},
+};
+use serde_json::json;
+use tokio::task::JoinHandle;
+
+const DEADLINE: Duration = Duration::from_secs(60);
+const OLD: &str = "3.5.0";
+/// The component name the tool's API calls are recorded under.
+const TOOL: &str = "cstor-upgrade-test";
+
+fn upgrader(client: Client, ns: &str) -> Upgrader {
+    Upgrader {
+        client,
+        namespace: ns.to_owned(),
+        from: OLD.into(),
+        to: OPENEBS_VERSION.into(),
+        image_prefix: None,
+        image_tag: OPENEBS_VERSION.into(),
+        tool_version: env!("CARGO_PKG_VERSION").into(),
+        deadline: DEADLINE,
+        poll: Duration::from_millis(100),
+        backoff_limit: 6,
+    }
+}
+
+/// Operator pods as our manifests label them (the crate version).
+async fn operator_pods(client: &Client, ns: &str) {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
+    for c in ["cspc-operator", "cvc-operator"] {
+        let pod: Pod = serde_json::from_value(json!({
+            "metadata": {"name": format!("{c}-0"), "labels": {
+                label::COMPONENT_NAME: c, label::VERSION: env!("CARGO_PKG_VERSION")}},
+            "spec": {"containers": [{"name": c, "image": format!("cstor-rs/{c}:test")}]}
+        }))
+        .unwrap();
+        pods.create(&PostParams::default(), &pod).await.unwrap();
+    }
+}
+
+/// Simulated pool- and volume-managers (the real version reconcile) and Deployment rollouts.
+fn simulate(client: &Client, ns: &str) -> Vec<JoinHandle<()>> {
+    fn reconciler<K: Versioned>(client: Client, ns: String) -> JoinHandle<()> {
+        tokio::spawn(async move {
+            let api: Api<K> = Api::namespaced(client.clone(), &ns);
+            let events = cstor_operators::events::Events::new(client, "simulated-manager");
+            let mut stream =
+                std::pin::pin!(watcher(api.clone(), watcher::Config::default()).applied_objects());
+            while let Some(Ok(obj)) = stream.next().await {
+                let _ = version::reconcile_version(&api, &events, &obj, OPENEBS_VERSION).await;
+            }
+        })
+    }
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), ns);
+    let rollouts = tokio::spawn(async move {
+        let mut stream = std::pin::pin!(
+            watcher(deployments.clone(), watcher::Config::default()).applied_objects()
+        );
+        while let Some(Ok(d)) = stream.next().await {
+            let generation = d.metadata.generation.unwrap_or(0);
+            let observed = d.status.as_ref().and_then(|s| s.observed_generation);
+            if observed == Some(generation) {
+                continue;
+            }
+            let replicas = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+            let _ = deployments
+                .patch_status(
+                    &d.name_any(),
+                    &PatchParams::default(),
+                    &Patch::Merge(json!({"status": {"observedGeneration": generation,
+                        "replicas": replicas, "updatedReplicas": replicas,
+                        "readyReplicas": replicas, "availableReplicas": replicas}})),
+                )
+                .await;
+        }
+    });
+    vec![
+        reconciler::<CStorPoolInstance>(client.clone(), ns.to_owned()),
+        reconciler::<CStorVolumeReplica>(client.clone(), ns.to_owned()),
+        reconciler::<CStorVolume>(client.clone(), ns.to_owned()),
+        rollouts,
+    ]
+}
+
+/// The patch that ages an object's versionDetails to `OLD`.
+fn aged() -> serde_json::Value {
+    json!({"versionDetails": {"desired": OLD, "status": {"current": OLD, "state": "Reconciled"}}})
+}
+
+/// Ages `name`: versionDetails, and the `openebs.io/version` label when `labelled` (CSPI, CV,
+/// CVR; upstream keeps no such label on CSPCs and CVCs).
+async fn age<K: Versioned>(api: &Api<K>, name: &str, labelled: bool) {
+    let mut patch = aged();
+    if labelled {
+        patch["metadata"] = json!({"labels": {label::VERSION: OLD}});
+    }
+    api.patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .unwrap();
+}
+
+/// Sets the Deployment's version labels to `OLD` and its images' tags to `OLD`.
+async fn age_deployment(api: &Api<Deployment>, name: &str) {
+    let mut d = api.get(name).await.unwrap();
+    d.labels_mut().insert(label::VERSION.into(), OLD.into());
+    let spec = d.spec.as_mut().unwrap();
+    spec.template
+        .metadata
+        .get_or_insert_with(Default::default)
+        .labels
+        .get_or_insert_with(Default::default)
+        .insert(label::VERSION.into(), OLD.into());
+    for c in &mut spec.template.spec.as_mut().unwrap().containers {
+        let image = c.image.clone().unwrap();
+        let repo = image.rsplit_once(':').unwrap().0;
+        c.image = Some(format!("{repo}:{OLD}"));
+    }
+    api.replace(name, &PostParams::default(), &d).await.unwrap();
+}
+
+fn images(d: &Deployment) -> Vec<String> {
+    d.spec
+        .as_ref()
+        .unwrap()
+        .template
+        .spec
+        .as_ref()
+        .unwrap()
+        .containers
+        .iter()
+        .map(|c| c.image.clone().unwrap_or_default())
+        .collect()
+}
+
+fn template_version(d: &Deployment) -> Option<String> {
+    d.spec
+        .as_ref()?
+        .template
+        .metadata
+        .as_ref()?
+        .labels
+        .as_ref()?
+        .get(label::VERSION)
+        .cloned()
+}
+
+async fn wait_event(client: &Client, ns: &str, name: &str, reason: &str) {
+    let events: Api<Event> = Api::namespaced(client.clone(), ns);
+    wait_until(&format!("event {reason} on {name}"), DEADLINE, || async {
+        events
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .iter()
+            .any(|e| {
+                e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name)
+                    && e.reason.as_deref() == Some(reason)
+            })
+            .then_some(())
+    })
+    .await
+    .unwrap();
+}
+
+fn assert_at<K: Versioned>(obj: &K, v: &str) {
+    let vd = obj.version_details().cloned().unwrap_or_default();
+    assert_eq!(vd.desired(), v, "{} {} desired", K::KIND, obj.name_any());
+    assert_eq!(vd.current(), v, "{} {} current", K::KIND, obj.name_any());
+    assert_eq!(
+        vd.status.and_then(|s| s.state),
+        Some(VersionState::Reconciled),
+        "{} {}",
+        K::KIND,
+        obj.name_any()
+    );
+    assert_eq!(
+        obj.labels()
+            .get(label::VERSION)
+            .map(String::as_str)
+            .unwrap_or(v),
+        v,
+        "{} {} label",
+        K::KIND,
+        obj.name_any()
+    );
+}
+
+/// Steps and phases of a task.
+async fn task_steps(
+    client: &Client,
+    ns: &str,
+    name: &str,
+) -> (Option<UpgradePhase>, Vec<(String, StepPhase)>, Option<i64>) {
+    let t = Api::<UpgradeTask>::namespaced(client.clone(), ns)
+        .get(name)
+        .await
+        .unwrap();
+    let st = t.status.unwrap_or_default();
+    (
+        st.phase,
+        st.upgrade_detailed_statuses
+            .into_iter()
+            .map(|s| (s.step, s.phase.unwrap_or_default()))
+            .collect(),
+        st.retries,
+    )
+}
+
+/// Writes the tool made, other than to its UpgradeTasks.
+fn tool_writes(cluster: &TestCluster) -> Vec<String> {
+    cluster
+        .server()
+        .expect("in-process server")
+        .calls()
+        .into_iter()
+        .filter(|c| c.component == TOOL)
+        .filter(|c| matches!(c.verb.as_str(), "create" | "update" | "patch" | "delete"))
+        .filter(|c| c.resource != "upgradetasks")
+        .map(|c| format!("{} {}", c.verb, c.resource))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cspc_upgraded_pool_instance_first_then_rerun_is_a_noop() {
+    support::init_tracing();
+    let cluster = TestCluster::start().await;
+    let Some(server) = cluster.server() else {
+        return;
+    };
+    let tool = server.client_as(TOOL);
+    let client = cluster.client();
+    let ns = cluster.namespace().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let node = support::unique("node");
+    support::create_node(&client, &node).await;
+    let bd = support::unique("bd");
+    support::create_bd(&client, &ns, dir.path(), &bd, &node).await;
+    operator_pods(&client, &ns).await;
+    let cspcs: Api<CStorPoolCluster> = Api::namespaced(client.clone(), &ns);
+    let cspis: Api<CStorPoolInstance> = Api::namespaced(client.clone(), &ns);
+    let deps: Api<Deployment> = Api::namespaced(client.clone(), &ns);
+    let name = "cspc-up";
+    let cspc = CStorPoolCluster::namespaced(
+        name,
+        &ns,
+        CStorPoolClusterSpec {
+            pools: Some(vec![support::pool_spec(
+                &node,
+                RaidGroupType::Stripe,
+                vec![support::raid_group(&[&bd])],
+            )]),
+            ..Default::default()
+        },
+    );
+    cspcs.create(&PostParams::default(), &cspc).await.unwrap();
+    let ctx = cspc_operator::Context::new(client.clone(), Default::default())
+        .with_resync(Duration::from_secs(2));
+    let operator = tokio::spawn(cspc_operator::run(ctx, Some(ns.clone())));
+    support::bind_until(&client, &ns, name, 1).await;
+    let cspi = support::cspi_on(&client, &ns, name, &node).await.name_any();
+    let dep = wait_until("pool Deployment", DEADLINE, || async {
+        deps.get_opt(&cspi).await.unwrap()
+    })
+    .await
+    .unwrap();
+    let new_images = images(&dep);
+
+    // Age: the CSPC first (the operator then leaves it and its pools alone), then the rest.
+    age(&cspcs, name, false).await;
+    wait_event(&client, &ns, name, "CSPC Reconcile").await;
+    age(&cspis, &cspi, true).await;
+    age_deployment(&deps, &cspi).await;
+    let sims = simulate(&client, &ns);
+
+    let u = upgrader(tool.clone(), &ns);
+    cspc::upgrade(&u, name).await.unwrap();
+
+    let d = deps.get(&cspi).await.unwrap();
+    let want: Vec<String> = new_images
+        .iter()
+        .map(|i| {
+            let repo = i.rsplit_once(':').unwrap().0;
+            format!("{}:{OPENEBS_VERSION}", repo.trim_end_matches("-amd64"))
+        })
+        .collect();
+    assert_eq!(images(&d), want, "images rewritten");
+    assert_eq!(
+        d.labels().get(label::VERSION).map(String::as_str),
+        Some(OPENEBS_VERSION)
+    );
+    assert_eq!(template_version(&d).as_deref(), Some(OPENEBS_VERSION));
+    assert_at(&cspis.get(&cspi).await.unwrap(), OPENEBS_VERSION);
+    assert_at(&cspcs.get(name).await.unwrap(), OPENEBS_VERSION);
+    let (phase, steps, _) = task_steps(&client, &ns, &format!("upgrade-cstor-cspi-{cspi}")).await;
+    assert_eq!(phase, Some(UpgradePhase::Success));
+    assert_eq!(
+        steps,
+        vec![
+            ("PRE_UPGRADE".to_string(), StepPhase::Completed),
+            ("POOL_INSTANCE_UPGRADE".to_string(), StepPhase::Completed)
+        ]
+    );
+
+    // A rerun changes nothing (beyond its task record).
+    let before = tool_writes(&cluster).len();
+    cspc::upgrade(&u, name).await.unwrap();
+    assert_eq!(tool_writes(&cluster)[before..], [] as [String; 0]);
+    assert_eq!(
+        task_steps(&client, &ns, &format!("upgrade-cstor-cspi-{cspi}"))
+            .await
+            .0,
+        Some(UpgradePhase::Success)
+    );
+
+    for s in sims {
+        s.abort();
+    }
+    operator.abort();
+    cluster.cleanup().await.unwrap();
+}
+
+#[tokio::test]
+async fn volume_refused_until_its_pools_are_upgraded_then_upgraded_in_order() {
+    let h = cvc_support::Harness::start().await;
+    let Some(server) = h.cluster.server() else {
+        h.stop().await;
+        return;
+    };
+    let tool = server.client_as(TOOL);
+    operator_pods(&h.client, &h.ns).await;
+    h.create_cspc("cspc-v").await;
+    let pools = h.create_pools("cspc-v", 0, 3).await;
+    let pv = "pvc-up";
+    h.create_cvc(&h.cvc(pv, "cspc-v", 3, "1Gi")).await;
+    h.wait_bound(pv).await;
+    let cvcs = h.api::<CStorVolumeConfig>();
+    let cvs = h.api::<CStorVolume>();
+    let cvrs = h.api::<CStorVolumeReplica>();
+    let deps = h.api::<Deployment>();
+    let svcs = h.api::<Service>();
+    let target = cstor_api::naming::target_deployment_name(pv);
+    wait_until("target Deployment", DEADLINE, || async {
+        deps.get_opt(&target).await.unwrap()
+    })
+    .await
+    .unwrap();
+    let new_images = images(&deps.get(&target).await.unwrap());
+
+    // Age the volume: the CVC first (frozen from then on), then its objects.
+    age(&cvcs, pv, false).await;
+    wait_event(&h.client, &h.ns, pv, "CVC Reconcile").await;
+    age(&cvs, pv, true).await;
+    let replicas: Vec<String> = h.cvrs(pv).await.iter().map(ResourceExt::name_any).collect();
+    assert_eq!(replicas.len(), 3);
+    for r in &replicas {
+        age(&cvrs, r, true).await;
+    }
+    age_deployment(&deps, &target).await;
+    svcs.patch(
+        pv,
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"labels": {label::VERSION: OLD}}})),
+    )
+    .await
+    .unwrap();
+    let sims = simulate(&h.client, &h.ns);
+    let u = upgrader(tool.clone(), &h.ns);
+    let task = format!("upgrade-cstor-csi-volume-{pv}");
+
+    // The pools are not upgraded: refused, nothing patched.
+    let before = tool_writes(&h.cluster).len();
+    let err = format!("{:#}", volume::upgrade(&u, pv).await.unwrap_err());
+    assert!(err.contains("not in 3.6.0 version"), "{err}");
+    assert!(err.contains("upgrade its CStorPoolCluster first"), "{err}");
+    assert_eq!(tool_writes(&h.cluster)[before..], [] as [String; 0]);
+    let d = deps.get(&target).await.unwrap();
+    assert!(
+        images(&d).iter().all(|i| i.ends_with(":3.5.0")),
+        "{:?}",
+        images(&d)
+    );
+    let (phase, steps, retries) = task_steps(&h.client, &h.ns, &task).await;
+    assert_eq!(phase, Some(UpgradePhase::Started));
+    assert_eq!(retries, Some(1));
+    assert_eq!(
+        steps,
+        vec![
+            ("PRE_UPGRADE".to_string(), StepPhase::Completed),
+            ("REPLICA_UPGRADE".to_string(), StepPhase::Errored)
+        ]
+    );
+    assert_eq!(cvcs.get(pv).await.unwrap().version_details.desired(), OLD);
+
+    // Pools at 3.6.0 (as `upgrade cstor-cspc` leaves them): the volume goes through.
+    for p in &pools {
+        h.api::<CStorPoolInstance>()
+            .patch(
+                p,
+                &PatchParams::default(),
+                &Patch::Merge(json!({"metadata": {"labels": {label::VERSION: OPENEBS_VERSION}}})),
+            )
+            .await
+            .unwrap();
+    }
+    volume::upgrade(&u, pv).await.unwrap();
+    for r in &replicas {
+        assert_at(&cvrs.get(r).await.unwrap(), OPENEBS_VERSION);
+    }
+    assert_at(&cvs.get(pv).await.unwrap(), OPENEBS_VERSION);
+    assert_at(&cvcs.get(pv).await.unwrap(), OPENEBS_VERSION);
+    let d = deps.get(&target).await.unwrap();
+    let want: Vec<String> = new_images
+        .iter()
+        .map(|i| {
+            let repo = i.rsplit_once(':').unwrap().0;
+            format!("{}:{OPENEBS_VERSION}", repo.trim_end_matches("-amd64"))
+        })
+        .collect();
+    assert_eq!(images(&d), want, "target images rewritten");
+    assert_eq!(
+        d.labels().get(label::VERSION).map(String::as_str),
+        Some(OPENEBS_VERSION)
+    );
+    assert_eq!(template_version(&d).as_deref(), Some(OPENEBS_VERSION));
+    assert_eq!(
+        svcs.get(pv)
+            .await
+            .unwrap()
+            .labels()
+            .get(label::VERSION)
+            .map(String::as_str),
+        Some(OPENEBS_VERSION)
+    );
+    let (phase, steps, _) = task_steps(&h.client, &h.ns, &task).await;
+    assert_eq!(phase, Some(UpgradePhase::Success));
+    assert_eq!(
+        steps,
+        vec![
+            ("PRE_UPGRADE".to_string(), StepPhase::Completed),
+            ("REPLICA_UPGRADE".to_string(), StepPhase::Completed),
+            ("TARGET_UPGRADE".to_string(), StepPhase::Completed)
+        ]
+    );
+
+    // A rerun changes nothing (beyond its task record).
+    let before = tool_writes(&h.cluster).len();
+    volume::upgrade(&u, pv).await.unwrap();
+    assert_eq!(
+        tool_writes(&h.cluster)[before..],
+        [] as [String; 0],
+        "rerun is a no-op"
+    );
+    // The same through `upgrade resource`: a task selected by its label is run and finalised.
+    let mut labelled = UpgradeTask::namespaced(
+        "batch-task",
+        &h.ns,
+        cstor_api::upgrade::UpgradeTaskSpec {
+            from_version: OLD.into(),
+            to_version: OPENEBS_VERSION.into(),
+            cstor_volume: Some(cstor_api::upgrade::UpgradeVolume {
+                pv_name: pv.into(),
+                options: None,
+            }),
+            ..Default::default()
+        },
+    );
+    labelled.labels_mut().insert("batch".into(), "one".into());
+    Api::<UpgradeTask>::namespaced(h.client.clone(), &h.ns)
+        .create(&PostParams::default(), &labelled)
+        .await
+        .unwrap();
+    cstor_operators::upgrade::task::run_selected(&u, "batch=one")
+        .await
+        .unwrap();
+    assert_eq!(tool_writes(&h.cluster)[before..], [] as [String; 0]);
+    let (phase, steps, _) = task_steps(&h.client, &h.ns, "batch-task").await;
+    assert_eq!(phase, Some(UpgradePhase::Success));
+    assert_eq!(steps.len(), 3, "{steps:?}");
+    let err = cstor_operators::upgrade::task::run_selected(&u, "batch=none")
+        .await
+        .unwrap_err();
+    assert!(err.contains("no UpgradeTask matches batch=none"), "{err}");
+
+    for s in sims {
+        s.abort();
+    }
+    h.stop().await;
+}
