@@ -63,11 +63,14 @@ impl Reporter {
         if !self.write {
             return Ok(());
         }
-        cstor_api::update::modify(&self.api, &self.name, |task| {
+        let out = cstor_api::update::modify(&self.api, &self.name, |task| {
             change(task.status.get_or_insert_with(Default::default));
             true
         })
         .await?;
+        if matches!(out, cstor_api::update::Modified::Absent) {
+            anyhow::bail!("MigrationTask {} is gone", self.name);
+        }
         Ok(())
     }
 

@@ -81,20 +81,15 @@ impl Reporter {
     }
 
     async fn update(&self, change: impl Fn(&mut UpgradeTaskStatus)) -> anyhow::Result<()> {
-        for _ in 0..10 {
-            let mut task = self.api.get(&self.name).await?;
+        let out = cstor_api::update::modify(&self.api, &self.name, |task| {
             change(task.status.get_or_insert_with(Default::default));
-            match self
-                .api
-                .replace(&self.name, &PostParams::default(), &task)
-                .await
-            {
-                Ok(_) => return Ok(()),
-                Err(kube::Error::Api(s)) if s.code == 409 => continue,
-                Err(e) => return Err(e.into()),
-            }
+            true
+        })
+        .await?;
+        if matches!(out, cstor_api::update::Modified::Absent) {
+            anyhow::bail!("UpgradeTask {} is gone", self.name);
         }
-        anyhow::bail!("UpgradeTask {} kept changing under the update", self.name)
+        Ok(())
     }
 
     /// Runs one step: a `Waiting` entry, then `Completed` with `done` or `Errored` with
