@@ -572,8 +572,8 @@ fn needs() -> BTreeMap<&'static str, Vec<Need>> {
             // Recorder::publish: create, patch.
             (Ns, "events.k8s.io", "events", &["create", "patch"]),
             // transfer.rs: Controller::new(Api::all, uid label) list/watch; status get + merge
-            // patch; the completed-backup record get_opt + merge patch; events in the
-            // backups' namespaces.
+            // patch; the completed-backup record get_opt, and get + replace
+            // (cstor_api::update::modify); events in the backups' namespaces.
             (
                 Cluster,
                 CSTOR,
@@ -586,19 +586,20 @@ fn needs() -> BTreeMap<&'static str, Vec<Need>> {
                 "cstorrestores",
                 &["get", "list", "watch", "patch"],
             ),
-            (Cluster, CSTOR, "cstorcompletedbackups", &["get", "patch"]),
+            (Cluster, CSTOR, "cstorcompletedbackups", &["get", "update"]),
             (Cluster, "events.k8s.io", "events", &["create", "patch"]),
         ],
     );
     m.insert(
         "openebs-cstor-volume-manager",
         vec![
-            // manager.rs watcher(cvs) list/watch; mod.rs update_cv get + replace.
+            // manager.rs watcher(cvs) list/watch; mod.rs update_cv get + replace; version.rs
+            // reconcile_version merge patch (with the resourceVersion read).
             (
                 Ns,
                 CSTOR,
                 "cstorvolumes",
-                &["get", "list", "watch", "update"],
+                &["get", "list", "watch", "update", "patch"],
             ),
             // events.rs Recorder::publish create, patch (series).
             (Ns, "events.k8s.io", "events", &["create", "patch"]),
