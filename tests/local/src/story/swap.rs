@@ -28,7 +28,7 @@ const OPERATORS: [&str; 2] = ["cspc-operator", "cvc-operator"];
 const UPSTREAM_HASH: &str = "2953539981";
 
 /// What must not change: each pool and target pod (uid, restarts), each of their
-/// Deployments' generation.
+/// Deployments' pod template.
 type DataPlane = BTreeMap<String, String>;
 
 impl Story<'_> {
@@ -141,7 +141,7 @@ impl Story<'_> {
     }
 
     /// The pool pods of `cspc` and the target pod of `pv` (uid and restarts) and their
-    /// Deployments (generation).
+    /// Deployments (pod template).
     async fn data_plane(&self, pv: &str, cspc: &str) -> anyhow::Result<DataPlane> {
         let mut out = DataPlane::new();
         let selectors = [
@@ -165,10 +165,15 @@ impl Story<'_> {
                     format!("uid {uid}, {restarts} restarts"),
                 );
             }
+            // The pod template itself: a real API server also bumps a Deployment's generation
+            // when only its annotations change (they are copied to its ReplicaSets).
             for d in deployments.list(&lp).await? {
+                let template = serde_json::to_string(&d.spec.as_ref().map(|s| &s.template))?;
+                let mut h = std::collections::hash_map::DefaultHasher::new();
+                std::hash::Hash::hash(&template, &mut h);
                 out.insert(
                     format!("Deployment {}", d.name_any()),
-                    format!("generation {}", d.metadata.generation.unwrap_or(0)),
+                    format!("pod template {:016x}", std::hash::Hasher::finish(&h)),
                 );
             }
         }
