@@ -208,22 +208,18 @@ impl Upgrader {
         v == self.from && v != self.to
     }
 
-    /// Polls `check` until it gives a value or the deadline passes; the error names `what`.
+    /// Polls `check` until it gives a value or the deadline passes; the error names `what`
+    /// (the migration's bounded wait, with this run's deadline and pause).
     pub async fn wait<T, F, Fut>(&self, what: &str, mut check: F) -> anyhow::Result<T>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = anyhow::Result<Option<T>>>,
     {
-        let deadline = tokio::time::Instant::now() + self.deadline;
-        loop {
-            if let Some(v) = check().await? {
-                return Ok(v);
-            }
-            if tokio::time::Instant::now() >= deadline {
-                bail!("timed out after {:?} waiting for {what}", self.deadline);
-            }
-            tokio::time::sleep(self.poll).await;
-        }
+        crate::migrate::wait_within(self.deadline, self.poll, what, || {
+            let look = check();
+            async move { Ok(look.await?.ok_or_else(|| "not yet".to_owned())) }
+        })
+        .await
     }
 
     /// The one Deployment labelled `selector`.
