@@ -125,7 +125,8 @@ pub struct MigrationTaskStatus {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct MigrationStepStatus {
-    /// `Pre-migration` or `Migrate`.
+    /// The step: `Pre-migration` or `Migrate` of a migration; `PRE_UPGRADE`,
+    /// `REPLICA_UPGRADE`, `TARGET_UPGRADE` or `POOL_INSTANCE_UPGRADE` of an upgrade.
     #[serde(default)]
     pub step: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]

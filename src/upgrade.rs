@@ -7,7 +7,10 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::cstor::{Extra, custom_resource};
-pub use crate::migration::{MigrationPhase as UpgradePhase, StepPhase};
+/// One step of an upgrade run: the same record as a migration's step.
+pub use crate::migration::{
+    MigrationPhase as UpgradePhase, MigrationStepStatus as UpgradeStepStatus, StepPhase,
+};
 
 custom_resource! {
     /// One upgrade of one resource and how far it got.
@@ -172,27 +175,6 @@ pub struct UpgradeTaskStatus {
     #[serde(flatten)]
     #[schemars(skip)]
     pub extra: Extra,
-}
-
-/// One step of a run.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct UpgradeStepStatus {
-    /// One of [`step`].
-    #[serde(default)]
-    pub step: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub start_time: Option<Time>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_updated_at: Option<Time>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub phase: Option<StepPhase>,
-    /// What happened.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub message: Option<String>,
-    /// The error, when the step failed.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
 }
 
 #[cfg(test)]
