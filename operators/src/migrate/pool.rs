@@ -706,11 +706,8 @@ async fn copy_backup_records(
                 }
             }
         }
-        for r in old
-            .list(&ListParams::default().labels(&selector))
-            .await?
-            .items
-        {
+        // A cluster without the legacy backup kinds has nothing to delete either.
+        for r in list_or_empty(&old, &lp).await? {
             match old.delete(&r.name_any(), &DeleteParams::default()).await {
                 Ok(_) => {}
                 Err(kube::Error::Api(s)) if s.code == 404 => {}

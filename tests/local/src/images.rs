@@ -87,13 +87,16 @@ pub const ZFS_FUSE_DIRS: [(&str, &str); 3] = [
 ];
 
 impl StandIn {
-    /// Creates the shim directory (`zfs` → `<bin_dir>/cstor-standin-zfs`).
+    /// Creates the shim directory (`zfs` and `zpool` → `<bin_dir>/cstor-standin-zfs`).
     pub fn prepare(state_dir: &Path, bin_dir: &Path, nodes_dir: &Path) -> std::io::Result<Self> {
         let shim_dir = state_dir.join("standin-bin");
         std::fs::create_dir_all(&shim_dir)?;
-        let link = shim_dir.join("zfs");
-        let _ = std::fs::remove_file(&link);
-        std::os::unix::fs::symlink(bin_dir.join(crate::standin::ZFS_SHIM), &link)?;
+        // The shim is the pool manager's `zfs` and `zpool` (for a renaming import).
+        for name in ["zfs", "zpool"] {
+            let link = shim_dir.join(name);
+            let _ = std::fs::remove_file(&link);
+            std::os::unix::fs::symlink(bin_dir.join(crate::standin::ZFS_SHIM), &link)?;
+        }
         Ok(Self {
             shim_dir,
             nodes_dir: nodes_dir.to_path_buf(),
@@ -307,6 +310,9 @@ impl Programs {
                 Err(e) => Launch::Skip(e),
             },
             "m-exporter" => Launch::Skip("metrics exporter image: not run locally".into()),
+            "cstor-pool-mgmt" | "cstor-volume-mgmt" => Launch::Skip(
+                "legacy (pre-CSI) management image: its control plane is not among the parts run locally".into(),
+            ),
             n @ ("csi-provisioner" | "csi-resizer" | "csi-snapshotter")
                 if self
                     .sidecar_dir

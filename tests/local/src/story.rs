@@ -5,7 +5,11 @@
 //! the same data → replicas 3→2→3 → a pool pod killed, its replica rebuilt → DeleteVolume → no
 //! zvol and no object left.
 
-use std::{collections::BTreeMap, process::Command, time::Duration};
+use std::{
+    collections::BTreeMap,
+    process::{Command, Stdio},
+    time::Duration,
+};
 
 use anyhow::{Context as _, bail, ensure};
 use cstor_api::{
@@ -38,6 +42,10 @@ mod migrate;
 mod swap;
 
 const GIB: u64 = 1 << 30;
+
+/// Names the optional steps to run (all when unset): resize, snapshot, restore, migrate,
+/// velero, scale, kill, swap.
+pub const STEPS_ENV: &str = "CSTOR_STORY_STEPS";
 
 /// Generous deadline of each step (a 3-replica volume takes about 45 s to be fully Healthy).
 pub const STEP: Duration = Duration::from_secs(240);
@@ -202,6 +210,25 @@ impl<'a> Story<'a> {
         Ok(v)
     }
 
+    /// A step the story can leave out: run unless `CSTOR_STORY_STEPS` (a comma-separated list
+    /// of step keys, for working on a few steps) is set and does not name `key`. The steps
+    /// every other step builds on (components, pools, the volume and its data, deletion)
+    /// always run.
+    async fn optional_step(
+        &self,
+        key: &str,
+        name: &str,
+        fut: impl std::future::Future<Output = anyhow::Result<()>>,
+    ) -> anyhow::Result<()> {
+        match std::env::var(STEPS_ENV) {
+            Ok(keys) if !keys.split(',').any(|k| k.trim() == key) => {
+                (self.progress)(&format!("- {name}: left out ({STEPS_ENV}={keys})"));
+                Ok(())
+            }
+            _ => self.step(name, fut).await,
+        }
+    }
+
     /// Runs every step; returns the figures.
     pub async fn run(mut self) -> anyhow::Result<Summary> {
         let csi = self
@@ -235,39 +262,51 @@ impl<'a> Story<'a> {
             self.write_read(&pv, data.clone()),
         )
         .await?;
-        self.step(
+        self.optional_step(
+            "resize",
             "ControllerExpandVolume 1 → 2 GiB: the LUN and every replica zvol grow",
             self.resize(&pv, 2 * GIB),
         )
         .await?;
-        self.step(
+        self.optional_step(
+            "snapshot",
             "snapshot create and delete (through the target, on every replica)",
             self.snapshot_create_delete(&pv),
         )
         .await?;
         let snap = format!("snapshot-{}", uuid::Uuid::new_v4());
-        self.step(
+        self.optional_step(
+            "restore",
             "snapshot, restore it and clone the volume: both read the same data",
             self.restore_and_clone(&pv, cspc, &snap, &data),
         )
         .await?;
-        self.step(
-            "a legacy (pre-CSI) volume holding the data on these pools, migrated by cstor-migrate run as its example Job: a CSI volume on the same pools, Healthy, reading the same data",
-            self.legacy_volume_migration(&pv, &data),
+        self.optional_step(
+            "migrate",
+
+            "legacy pools (StoragePoolClaim, a CStorPool per node) and a legacy volume on them holding the data, migrated by cstor-migrate run as its example Jobs: a CSPC whose pools were imported under their new names with their zvols, then a CSI volume on them, Healthy, reading the same data; both deleted as ours",
+            self.legacy_migration(&pv, &data),
         )
         .await?;
-        self.step(
+        self.optional_step(
+            "velero",
+
             "Velero through a stand-in plugin: a local backup restored as a clone; backups (full, then incremental) streamed out, the volume deleted, a new PVC restored from both: each reads the same data",
             self.velero_backup_restore(cspc),
         )
         .await?;
-        self.step(
+        self.optional_step(
+            "scale",
             "replicas 3 → 2 → 3 (istgt drops one, then rebuilds it to Healthy)",
             self.scale(&pv, &pools),
         )
         .await?;
-        self.step("kill a pool pod: it comes back, its replica rebuilds, the volume is Healthy and reads the same data", self.kill_pool_pod(&pv, &pools, &data)).await?;
-        self.step(
+        self.optional_step(
+            "kill",
+            "kill a pool pod: it comes back, its replica rebuilds, the volume is Healthy and reads the same data", self.kill_pool_pod(&pv, &pools, &data)).await?;
+        self.optional_step(
+            "swap",
+
             "the operators swapped out and back over objects as upstream leaves them: ours adopt the running cluster, no pool or target pod restarted or its template changed, the volume reads the same data",
             self.swap_operators(&pv, cspc, &data),
         )
@@ -290,7 +329,7 @@ impl<'a> Story<'a> {
         }
         self.step(
             "delete the CSPC: pools destroyed, no CSPI, claim or pool pod left, disks released",
-            self.delete_pools(cspc),
+            self.delete_pools(cspc, true),
         )
         .await?;
         Ok(self.summary.into_inner().unwrap())
@@ -494,28 +533,48 @@ impl<'a> Story<'a> {
 
     /// `zfs` in the engine of the pool pod of `cspi` (inside its zrepl's namespaces).
     async fn zfs_on(&self, cspi: &str, args: &[&str]) -> anyhow::Result<String> {
-        let pods: Api<Pod> = self.api();
-        let list = pods
-            .list(&ListParams::default().labels(&format!("openebs.io/cstor-pool-instance={cspi}")))
+        let pod = self
+            .pool_pod(&format!("openebs.io/cstor-pool-instance={cspi}"))
             .await?;
-        let pod = list
-            .items
+        self.engine_in(&pod, "zfs", args, Stdio::null(), None).await
+    }
+
+    /// The running pool pod selected by `selector`.
+    async fn pool_pod(&self, selector: &str) -> anyhow::Result<Pod> {
+        let list = self
+            .api::<Pod>()
+            .list(&ListParams::default().labels(selector))
+            .await?;
+        list.items
             .into_iter()
             .find(|p| p.metadata.deletion_timestamp.is_none())
-            .with_context(|| format!("no pool pod of {cspi}"))?;
+            .with_context(|| format!("no pool pod {selector}"))
+    }
+
+    /// The engine's `zfs` or `zpool` (`tool`) run in the namespaces of the `cstor-pool`
+    /// container of `pod` (zrepl, or the stand-in's zfs-fuse), its standard input from `stdin`
+    /// and its standard output to `stdout` (captured and returned when `None`).
+    async fn engine_in(
+        &self,
+        pod: &Pod,
+        tool: &str,
+        args: &[&str],
+        stdin: Stdio,
+        stdout: Option<std::fs::File>,
+    ) -> anyhow::Result<String> {
         let key = format!("{}/{}", self.ns, pod.name_any());
         let pid = self
             .cluster
             .kubelet
             .container_pid(&key, "cstor-pool")
-            .with_context(|| format!("zrepl of {key} not running"))?;
+            .with_context(|| format!("the engine of {key} is not running"))?;
         let mut cmd = Command::new("nsenter");
         cmd.args(["-t", &pid.to_string(), "-m", "-n"]);
-        match &self.cluster.engine_dir {
-            Some(engine) => {
-                cmd.arg(engine.join("cstor-engine/bin/zfs"));
+        match (&self.cluster.engine_dir, tool) {
+            (Some(engine), _) => {
+                cmd.arg(engine.join("cstor-engine/bin").join(tool));
             }
-            None => {
+            (None, "zfs") => {
                 // The stand-in: the zvol shim with the pool's node store.
                 let node = pod
                     .spec
@@ -531,15 +590,31 @@ impl<'a> Story<'a> {
                             .join(crate::standin::STORE_DIR),
                     );
             }
+            // The stand-in's pools are zfs-fuse's.
+            (None, _) => {
+                cmd.arg(tool);
+            }
         }
-        let out = cmd.args(args).output()?;
+        cmd.args(args).stdin(stdin).stderr(Stdio::piped());
+        let captured = stdout.is_none();
+        match stdout {
+            Some(f) => cmd.stdout(f),
+            None => cmd.stdout(Stdio::piped()),
+        };
+        let what = format!("{tool} {}", args.join(" "));
+        let out = tokio::task::spawn_blocking(move || cmd.output())
+            .await?
+            .with_context(|| what.clone())?;
         ensure!(
             out.status.success(),
-            "zfs {}: {}",
-            args.join(" "),
+            "{what}: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        Ok(if captured {
+            String::from_utf8_lossy(&out.stdout).into_owned()
+        } else {
+            String::new()
+        })
     }
 
     async fn replica_pools(&self, pv: &str) -> anyhow::Result<Vec<String>> {
@@ -949,11 +1024,22 @@ impl<'a> Story<'a> {
         Ok(())
     }
 
-    async fn delete_pools(&self, cspc: &str) -> anyhow::Result<()> {
+    /// Deletes CSPC `cspc` and waits for its pools, claims and pods to go; its disks must be
+    /// released (with `last`, every disk of the cluster).
+    async fn delete_pools(&self, cspc: &str, last: bool) -> anyhow::Result<()> {
+        let sel = format!("openebs.io/cstor-pool-cluster={cspc}");
+        let disks: Vec<String> = self
+            .api::<cstor_api::ndm::BlockDeviceClaim>()
+            .list(&ListParams::default().labels(&sel))
+            .await?
+            .items
+            .into_iter()
+            .filter_map(|c| c.spec.block_device_name)
+            .collect();
+        ensure!(!disks.is_empty(), "CSPC {cspc} has no claimed disks");
         self.api::<CStorPoolCluster>()
             .delete(cspc, &DeleteParams::default())
             .await?;
-        let sel = format!("openebs.io/cstor-pool-cluster={cspc}");
         until(
             &format!("CSPC {cspc}, its CSPIs, claims and pool pods gone"),
             || async {
@@ -993,6 +1079,7 @@ impl<'a> Story<'a> {
             .iter()
             .filter(|b| b.spec.claim_ref.is_some())
             .map(|b| b.name_any())
+            .filter(|b| last || disks.contains(b))
             .collect();
         ensure!(
             claimed.is_empty(),

@@ -578,6 +578,42 @@ impl DataPlane {
         Ok(())
     }
 
+    /// `zpool import <old> <new>` for the stand-in: the zvols and snapshots of pool `old` are
+    /// the new pool's (their images stay where they are). Returns how many zvols moved.
+    pub fn rename_pool(&self, old: &str, new: &str) -> usize {
+        let moved = |name: &str| {
+            name.strip_prefix(old)
+                .filter(|rest| rest.starts_with('/') || rest.starts_with('@'))
+                .map(|rest| format!("{new}{rest}"))
+        };
+        let mut st = self.lock();
+        let zvols = std::mem::take(&mut st.zvols);
+        let mut count = 0;
+        for (name, mut z) in zvols {
+            z.origin = z.origin.map(|o| moved(&o).unwrap_or(o));
+            match moved(&name) {
+                Some(n) => {
+                    count += 1;
+                    st.zvols.insert(n, z);
+                }
+                None => {
+                    st.zvols.insert(name, z);
+                }
+            }
+        }
+        let snapshots = std::mem::take(&mut st.snapshots);
+        st.snapshots = snapshots
+            .into_iter()
+            .map(|(name, image)| (moved(&name).unwrap_or(name), image))
+            .collect();
+        for ds in st.luns.values_mut() {
+            if let Some(n) = moved(ds) {
+                *ds = n;
+            }
+        }
+        count
+    }
+
     /// The target's RESIZE: every replica of `pv` grows to `size` bytes (never shrinks).
     pub fn resize_volume(&self, pv: &str, size: u64) -> Result<(), String> {
         let suffix = format!("/{pv}");
@@ -1044,6 +1080,33 @@ mod tests {
         assert_eq!(nicenum(25 << 10 | 512), "25.5K");
         assert_eq!(nicenum(1_997_159_793), "1.86G");
         assert_eq!(nicenum(1 << 30), "1G");
+    }
+
+    #[test]
+    fn a_renamed_pool_keeps_its_zvols_snapshots_and_data() {
+        let dir = tempfile::tempdir().unwrap();
+        let plane = DataPlane::new(dir.path()).unwrap();
+        plane
+            .create_zvol("cstor-old/pv", 1 << 20, BTreeMap::new())
+            .unwrap();
+        plane
+            .create_zvol("cstor-older/pv", 1 << 20, BTreeMap::new())
+            .unwrap();
+        let image = plane.zvols()["cstor-old/pv"].image.clone();
+        std::fs::write(&image, b"kept").unwrap();
+        plane.snapshot_zvol("cstor-old/pv@s1").unwrap();
+        assert_eq!(plane.rename_pool("cstor-old", "cstor-new"), 1);
+        let zvols = plane.zvols();
+        assert!(zvols.contains_key("cstor-new/pv"));
+        assert!(!zvols.contains_key("cstor-old/pv"));
+        // Another pool whose name starts the same is not touched.
+        assert!(zvols.contains_key("cstor-older/pv"));
+        assert_eq!(
+            std::fs::read(&zvols["cstor-new/pv"].image).unwrap(),
+            b"kept"
+        );
+        assert!(plane.snapshots().contains("cstor-new/pv@s1"));
+        assert_eq!(plane.rename_pool("cstor-old", "cstor-new"), 0);
     }
 
     #[test]

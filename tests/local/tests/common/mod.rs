@@ -21,10 +21,12 @@ pub fn bin_dir() -> PathBuf {
         .to_path_buf()
 }
 
-/// Containers the runtime may leave out: exporters and the CSI sidecars (no kubelet plugin
-/// registration here).
+/// Containers the runtime may leave out: exporters, the CSI sidecars (no kubelet plugin
+/// registration here) and the legacy management containers of the migration step's pools.
 pub fn expected_skip(s: &Skipped) -> bool {
-    s.reason.starts_with("metrics exporter image") || s.reason.starts_with("CSI sidecar")
+    s.reason.starts_with("metrics exporter image")
+        || s.reason.starts_with("CSI sidecar")
+        || s.reason.starts_with("legacy (pre-CSI) management image")
 }
 
 /// The whole story on a local cluster with `engine` (`None`: the stand-in).
