@@ -648,7 +648,7 @@ fn migrate_needs() -> Vec<Need> {
             "cstorvolumes",
             &["get", "list", "patch", "delete"],
         ),
-        // pool.rs copy_backup_records list + delete.
+        // backup.rs convert_legacy_records (pool.rs, upgrade cspc.rs) list + delete.
         (Cluster, NDM, "cstorbackups", &["list", "delete"]),
         (Cluster, NDM, "cstorrestores", &["list", "delete"]),
         (Cluster, NDM, "cstorcompletedbackups", &["list", "delete"]),
@@ -670,7 +670,7 @@ fn migrate_needs() -> Vec<Need> {
             "cstorpoolinstances",
             &["get", "list", "update", "patch"],
         ),
-        // pool.rs copy_backup_records create.
+        // backup.rs convert_legacy_records (pool.rs, upgrade cspc.rs) create.
         (Cluster, CSTOR, "cstorbackups", &["create"]),
         (Cluster, CSTOR, "cstorrestores", &["create"]),
         (Cluster, CSTOR, "cstorcompletedbackups", &["create"]),
