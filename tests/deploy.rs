@@ -648,7 +648,7 @@ fn migrate_needs() -> Vec<Need> {
             "cstorvolumes",
             &["get", "list", "patch", "delete"],
         ),
-        // pool.rs copy_backup_records list + delete.
+        // backup.rs convert_legacy_records (pool.rs, upgrade cspc.rs) list + delete.
         (Cluster, NDM, "cstorbackups", &["list", "delete"]),
         (Cluster, NDM, "cstorrestores", &["list", "delete"]),
         (Cluster, NDM, "cstorcompletedbackups", &["list", "delete"]),
@@ -670,7 +670,7 @@ fn migrate_needs() -> Vec<Need> {
             "cstorpoolinstances",
             &["get", "list", "update", "patch"],
         ),
-        // pool.rs copy_backup_records create.
+        // backup.rs convert_legacy_records (pool.rs, upgrade cspc.rs) create.
         (Cluster, CSTOR, "cstorbackups", &["create"]),
         (Cluster, CSTOR, "cstorrestores", &["create"]),
         (Cluster, CSTOR, "cstorcompletedbackups", &["create"]),
@@ -1593,6 +1593,96 @@ async fn rendered_manifests_and_examples_are_accepted_by_the_api_server() {
         .filter(|d| ns(d).is_some() || kind(d) == "Namespace")
     {
         create(&srv, d, "cstor-system", "overlays/namespace-example").await;
+    }
+}
+
+/// The Job examples (`deploy/examples/*-job.yaml`: the migrations and the upgrades; applied one
+/// at a time, so not in the examples' kustomization): typed Jobs in `openebs` running
+/// `cstor-migrate` from the operators' image as ServiceAccount `openebs-cstor-migrate` (which the
+/// root install creates and binds to its ClusterRole), given their namespace, and accepted by
+/// the API server. Their arguments are checked against the real CLI by
+/// `operators/src/cli.rs` (`example_jobs_parse_with_the_migrate_cli`).
+#[tokio::test]
+async fn job_examples_run_cstor_migrate_as_its_service_account() {
+    const SA: &str = "openebs-cstor-migrate";
+    let mut files: Vec<PathBuf> = std::fs::read_dir(deploy().join("examples"))
+        .expect("deploy/examples")
+        .map(|e| e.expect("dir entry").path())
+        .filter(|p| p.to_string_lossy().ends_with("-job.yaml"))
+        .collect();
+    files.sort();
+    let names: Vec<String> = files
+        .iter()
+        .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "migrate-pool-job.yaml",
+            "migrate-volume-job.yaml",
+            "upgrade-cspc-job.yaml",
+            "upgrade-volume-job.yaml"
+        ]
+    );
+    let root = render(&deploy());
+    assert!(
+        root.iter()
+            .any(|d| kind(d) == "ServiceAccount" && name(d) == SA && ns(d) == Some("openebs")),
+        "the root install has no ServiceAccount openebs/{SA}"
+    );
+    assert!(
+        root.iter().any(|d| kind(d) == "ClusterRoleBinding"
+            && d["roleRef"]["name"] == SA
+            && d["subjects"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|s| s["name"] == SA && s["namespace"] == "openebs")),
+        "ClusterRole {SA} is not bound to ServiceAccount openebs/{SA}"
+    );
+    let operator_image = container(
+        &containers(&root),
+        "Deployment/cspc-operator",
+        "cspc-operator",
+    )
+    .image
+    .clone();
+    let srv = server().await;
+    srv.register(ResourceDef::new(
+        "batch",
+        "v1",
+        "Job",
+        "jobs",
+        KitScope::Namespaced,
+    ));
+    for (file, path) in names.iter().zip(&files) {
+        let docs = read_docs(path);
+        assert_eq!(docs.len(), 1, "{file}: one Job");
+        let doc = &docs[0];
+        assert_eq!(kind(doc), "Job", "{file}");
+        assert_eq!(ns(doc), Some("openebs"), "{file}");
+        parse_typed(doc, file);
+        let pod: PodSpec = serde_json::from_value(doc["spec"]["template"]["spec"].clone())
+            .expect("pod spec parses");
+        assert_eq!(pod.service_account_name.as_deref(), Some(SA), "{file}");
+        let [c] = pod.containers.as_slice() else {
+            panic!("{file}: one container");
+        };
+        assert_eq!(c.image, operator_image, "{file}: the operators' image");
+        assert_eq!(
+            c.command.as_deref(),
+            Some(&["cstor-migrate".to_owned()][..]),
+            "{file}"
+        );
+        let namespace_env = c
+            .env
+            .iter()
+            .flatten()
+            .find(|e| e.name == "OPENEBS_NAMESPACE")
+            .and_then(|e| e.value_from.as_ref()?.field_ref.as_ref())
+            .map(|f| f.field_path.as_str());
+        assert_eq!(namespace_env, Some("metadata.namespace"), "{file}");
+        create(&srv, doc, "openebs", file).await;
     }
 }
 

@@ -200,6 +200,71 @@ mod tests {
         assert_eq!(parse(&["--leader-election", "false"]), Ok(false));
         assert!(parse(&["--leader-election=maybe"]).is_err());
     }
+
+    /// The example Jobs (`deploy/examples/*-job.yaml`) run `cstor-migrate` with arguments
+    /// this CLI takes and the checks of the run accept.
+    #[test]
+    fn example_jobs_parse_with_the_migrate_cli() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/examples");
+        let mut seen = Vec::new();
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            let file = path.file_name().unwrap().to_string_lossy().into_owned();
+            if !file.ends_with("-job.yaml") {
+                continue;
+            }
+            let job: serde_json::Value =
+                serde_yaml::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+            let c = &job["spec"]["template"]["spec"]["containers"][0];
+            let argv: Vec<String> = c["command"]
+                .as_array()
+                .into_iter()
+                .chain(c["args"].as_array())
+                .flatten()
+                .map(|a| a.as_str().unwrap().to_owned())
+                .collect();
+            assert_eq!(
+                argv.first().map(String::as_str),
+                Some("cstor-migrate"),
+                "{file}"
+            );
+            let args = MigrateArgs::try_parse_from(&argv)
+                .unwrap_or_else(|e| panic!("{file}: {argv:?}: {e}"));
+            let what = match &args.command {
+                MigrateCommand::CstorSpc { spc_name, .. } => {
+                    assert!(!spc_name.is_empty(), "{file}");
+                    "migrate cstor-spc"
+                }
+                MigrateCommand::CstorVolume { pv_name } => {
+                    assert!(!pv_name.is_empty(), "{file}");
+                    "migrate cstor-volume"
+                }
+                MigrateCommand::Resource { .. } => "migrate resource",
+                MigrateCommand::Upgrade(up) => {
+                    crate::upgrade::validate("openebs", up)
+                        .unwrap_or_else(|e| panic!("{file}: {e}"));
+                    match up.command {
+                        crate::upgrade::UpgradeCommand::CstorCspc { .. } => "upgrade cstor-cspc",
+                        crate::upgrade::UpgradeCommand::CstorVolume { .. } => {
+                            "upgrade cstor-volume"
+                        }
+                        crate::upgrade::UpgradeCommand::Resource => "upgrade resource",
+                    }
+                }
+            };
+            seen.push(what);
+        }
+        seen.sort();
+        assert_eq!(
+            seen,
+            [
+                "migrate cstor-spc",
+                "migrate cstor-volume",
+                "upgrade cstor-cspc",
+                "upgrade cstor-volume"
+            ]
+        );
+    }
 }
 
 /// Moves legacy cStor objects to the CSI world (upstream's `migrate`).

@@ -14,8 +14,9 @@ use std::time::Duration;
 use cstor_api::{
     constants::{label, version::OPENEBS_VERSION},
     cstor::{
-        CStorPoolCluster, CStorPoolClusterSpec, CStorPoolInstance, CStorVolume, CStorVolumeConfig,
-        CStorVolumeReplica, RaidGroupType, VersionState,
+        CStorBackup, CStorCompletedBackup, CStorPoolCluster, CStorPoolClusterSpec,
+        CStorPoolInstance, CStorRestore, CStorVolume, CStorVolumeConfig, CStorVolumeReplica,
+        RaidGroupType, VersionState,
     },
     upgrade::{StepPhase, UpgradePhase, UpgradeTask},
 };
@@ -24,7 +25,7 @@ use cstor_operators::{
     upgrade::{Upgrader, cspc, volume},
     version::{self, Versioned},
 };
-use cstor_testkit::{TestCluster, wait_until};
+use cstor_testkit::{CrdSpec, TestCluster, cluster::ensure_crds, wait_until};
 use futures::StreamExt;
 use k8s_openapi::api::{
     apps::v1::Deployment,
@@ -33,7 +34,7 @@ use k8s_openapi::api::{
 };
 use kube::{
     Api, Client, ResourceExt,
-    api::{ListParams, Patch, PatchParams, PostParams},
+    api::{DynamicObject, ListParams, Patch, PatchParams, PostParams},
     runtime::{WatchStreamExt, watcher},
 };
 use serde_json::json;
@@ -256,63 +257,120 @@ fn tool_writes(cluster: &TestCluster) -> Vec<String> {
         .collect()
 }
 
+/// A CSPC of one pool made by our cspc-operator, then aged to `OLD` (the CSPC first, which
+/// the operator then leaves alone, then its CSPI and pool Deployment), with the simulated
+/// managers running.
+struct AgedCspc {
+    cluster: TestCluster,
+    /// The tool's client (its calls recorded under [`TOOL`]).
+    tool: Client,
+    client: Client,
+    ns: String,
+    name: &'static str,
+    cspi: String,
+    /// The pool Deployment's images as the operator wrote them.
+    new_images: Vec<String>,
+    tasks: Vec<JoinHandle<()>>,
+    _dir: tempfile::TempDir,
+}
+
+impl AgedCspc {
+    /// `None` on a real cluster (the tool's calls cannot be recorded there).
+    async fn start(name: &'static str) -> Option<Self> {
+        support::init_tracing();
+        let cluster = TestCluster::start().await;
+        let tool = cluster.server()?.client_as(TOOL);
+        let client = cluster.client();
+        let ns = cluster.namespace().to_string();
+        let dir = tempfile::tempdir().unwrap();
+        let node = support::unique("node");
+        support::create_node(&client, &node).await;
+        let bd = support::unique("bd");
+        support::create_bd(&client, &ns, dir.path(), &bd, &node).await;
+        operator_pods(&client, &ns).await;
+        let cspcs: Api<CStorPoolCluster> = Api::namespaced(client.clone(), &ns);
+        let cspis: Api<CStorPoolInstance> = Api::namespaced(client.clone(), &ns);
+        let deps: Api<Deployment> = Api::namespaced(client.clone(), &ns);
+        let cspc = CStorPoolCluster::namespaced(
+            name,
+            &ns,
+            CStorPoolClusterSpec {
+                pools: Some(vec![support::pool_spec(
+                    &node,
+                    RaidGroupType::Stripe,
+                    vec![support::raid_group(&[&bd])],
+                )]),
+                ..Default::default()
+            },
+        );
+        cspcs.create(&PostParams::default(), &cspc).await.unwrap();
+        let ctx = cspc_operator::Context::new(client.clone(), Default::default())
+            .with_resync(Duration::from_secs(2));
+        let operator = tokio::spawn(cspc_operator::run(ctx, Some(ns.clone())));
+        support::bind_until(&client, &ns, name, 1).await;
+        let cspi = support::cspi_on(&client, &ns, name, &node).await.name_any();
+        let dep = wait_until("pool Deployment", DEADLINE, || async {
+            deps.get_opt(&cspi).await.unwrap()
+        })
+        .await
+        .unwrap();
+        let new_images = images(&dep);
+
+        age(&cspcs, name, false).await;
+        wait_event(&client, &ns, name, "CSPC Reconcile").await;
+        age(&cspis, &cspi, true).await;
+        age_deployment(&deps, &cspi).await;
+        let mut tasks = simulate(&client, &ns);
+        tasks.push(operator);
+        Some(Self {
+            cluster,
+            tool,
+            client,
+            ns,
+            name,
+            cspi,
+            new_images,
+            tasks,
+            _dir: dir,
+        })
+    }
+
+    fn api<K>(&self) -> Api<K>
+    where
+        K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+        K::DynamicType: Default,
+    {
+        Api::namespaced(self.client.clone(), &self.ns)
+    }
+
+    fn task(&self) -> String {
+        format!("upgrade-cstor-cspi-{}", self.cspi)
+    }
+
+    async fn stop(self) {
+        for t in self.tasks {
+            t.abort();
+        }
+        self.cluster.cleanup().await.unwrap();
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cspc_upgraded_pool_instance_first_then_rerun_is_a_noop() {
-    support::init_tracing();
-    let cluster = TestCluster::start().await;
-    let Some(server) = cluster.server() else {
+    let Some(f) = AgedCspc::start("cspc-up").await else {
         return;
     };
-    let tool = server.client_as(TOOL);
-    let client = cluster.client();
-    let ns = cluster.namespace().to_string();
-    let dir = tempfile::tempdir().unwrap();
-    let node = support::unique("node");
-    support::create_node(&client, &node).await;
-    let bd = support::unique("bd");
-    support::create_bd(&client, &ns, dir.path(), &bd, &node).await;
-    operator_pods(&client, &ns).await;
-    let cspcs: Api<CStorPoolCluster> = Api::namespaced(client.clone(), &ns);
-    let cspis: Api<CStorPoolInstance> = Api::namespaced(client.clone(), &ns);
-    let deps: Api<Deployment> = Api::namespaced(client.clone(), &ns);
-    let name = "cspc-up";
-    let cspc = CStorPoolCluster::namespaced(
-        name,
-        &ns,
-        CStorPoolClusterSpec {
-            pools: Some(vec![support::pool_spec(
-                &node,
-                RaidGroupType::Stripe,
-                vec![support::raid_group(&[&bd])],
-            )]),
-            ..Default::default()
-        },
-    );
-    cspcs.create(&PostParams::default(), &cspc).await.unwrap();
-    let ctx = cspc_operator::Context::new(client.clone(), Default::default())
-        .with_resync(Duration::from_secs(2));
-    let operator = tokio::spawn(cspc_operator::run(ctx, Some(ns.clone())));
-    support::bind_until(&client, &ns, name, 1).await;
-    let cspi = support::cspi_on(&client, &ns, name, &node).await.name_any();
-    let dep = wait_until("pool Deployment", DEADLINE, || async {
-        deps.get_opt(&cspi).await.unwrap()
-    })
-    .await
-    .unwrap();
-    let new_images = images(&dep);
+    let (name, cspi) = (f.name, f.cspi.as_str());
+    let cspcs = f.api::<CStorPoolCluster>();
+    let cspis = f.api::<CStorPoolInstance>();
+    let deps = f.api::<Deployment>();
 
-    // Age: the CSPC first (the operator then leaves it and its pools alone), then the rest.
-    age(&cspcs, name, false).await;
-    wait_event(&client, &ns, name, "CSPC Reconcile").await;
-    age(&cspis, &cspi, true).await;
-    age_deployment(&deps, &cspi).await;
-    let sims = simulate(&client, &ns);
-
-    let u = upgrader(tool.clone(), &ns);
+    let u = upgrader(f.tool.clone(), &f.ns);
     cspc::upgrade(&u, name).await.unwrap();
 
-    let d = deps.get(&cspi).await.unwrap();
-    let want: Vec<String> = new_images
+    let d = deps.get(cspi).await.unwrap();
+    let want: Vec<String> = f
+        .new_images
         .iter()
         .map(|i| {
             let repo = i.rsplit_once(':').unwrap().0;
@@ -325,9 +383,9 @@ async fn cspc_upgraded_pool_instance_first_then_rerun_is_a_noop() {
         Some(OPENEBS_VERSION)
     );
     assert_eq!(template_version(&d).as_deref(), Some(OPENEBS_VERSION));
-    assert_at(&cspis.get(&cspi).await.unwrap(), OPENEBS_VERSION);
+    assert_at(&cspis.get(cspi).await.unwrap(), OPENEBS_VERSION);
     assert_at(&cspcs.get(name).await.unwrap(), OPENEBS_VERSION);
-    let (phase, steps, _) = task_steps(&client, &ns, &format!("upgrade-cstor-cspi-{cspi}")).await;
+    let (phase, steps, _) = task_steps(&f.client, &f.ns, &f.task()).await;
     assert_eq!(phase, Some(UpgradePhase::Success));
     assert_eq!(
         steps,
@@ -338,21 +396,131 @@ async fn cspc_upgraded_pool_instance_first_then_rerun_is_a_noop() {
     );
 
     // A rerun changes nothing (beyond its task record).
-    let before = tool_writes(&cluster).len();
+    let before = tool_writes(&f.cluster).len();
     cspc::upgrade(&u, name).await.unwrap();
-    assert_eq!(tool_writes(&cluster)[before..], [] as [String; 0]);
+    assert_eq!(tool_writes(&f.cluster)[before..], [] as [String; 0]);
     assert_eq!(
-        task_steps(&client, &ns, &format!("upgrade-cstor-cspi-{cspi}"))
-            .await
-            .0,
+        task_steps(&f.client, &f.ns, &f.task()).await.0,
         Some(UpgradePhase::Success)
     );
+    f.stop().await;
+}
 
-    for s in sims {
-        s.abort();
+/// The legacy (`openebs.io/v1alpha1`) kinds of backup records.
+const LEGACY_BACKUP_KINDS: [(&str, &str); 3] = [
+    ("CStorBackup", "cstorbackups"),
+    ("CStorRestore", "cstorrestores"),
+    ("CStorCompletedBackup", "cstorcompletedbackups"),
+];
+
+fn legacy_api(client: &Client, ns: &str, kind: &str, plural: &str) -> Api<DynamicObject> {
+    Api::namespaced_with(
+        client.clone(),
+        ns,
+        &cstor_operators::migrate::legacy(kind, plural),
+    )
+}
+
+/// The CSPI's legacy records are v1 records now (same names and labels, v1 field names) and
+/// gone from the legacy kinds; those of another pool instance are untouched.
+async fn converted(f: &AgedCspc, labels: &serde_json::Value) {
+    let backup = f.api::<CStorBackup>().get("b1-pvc-bk").await.unwrap();
+    assert_eq!(backup.spec.backup_name, "b1");
+    assert_eq!(backup.spec.snap_name, "s2");
+    assert_eq!(backup.spec.prev_snap_name.as_deref(), Some("s1"));
+    let want_labels: std::collections::BTreeMap<String, String> =
+        serde_json::from_value(labels.clone()).unwrap();
+    assert_eq!(backup.labels(), &want_labels);
+    let restore = f.api::<CStorRestore>().get("b1-pvc-bk").await.unwrap();
+    assert_eq!(restore.spec.restore_name, "b1-s2");
+    assert_eq!(restore.spec.restore_src, "10.0.0.9:9000");
+    assert_eq!(restore.labels(), &want_labels);
+    let completed = f
+        .api::<CStorCompletedBackup>()
+        .get("b1-pvc-bk")
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            completed.spec.last_snap_name.as_deref(),
+            completed.spec.second_last_snap_name.as_deref()
+        ),
+        (Some("s2"), Some("s1")),
+        "prevSnapName is lastSnapName, snapName secondLastSnapName"
+    );
+    assert_eq!(completed.labels(), &want_labels);
+    for (kind, plural) in LEGACY_BACKUP_KINDS {
+        let old = legacy_api(&f.client, &f.ns, kind, plural);
+        assert!(
+            old.get_opt("b1-pvc-bk").await.unwrap().is_none(),
+            "legacy {kind} deleted"
+        );
+        assert!(
+            old.get_opt("other-pool").await.unwrap().is_some(),
+            "another pool's legacy {kind} left alone"
+        );
     }
-    operator.abort();
-    cluster.cleanup().await.unwrap();
+    assert!(
+        f.api::<CStorBackup>()
+            .get_opt("other-pool")
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cspc_upgrade_moves_the_pool_instances_legacy_backup_records_to_v1() {
+    let Some(f) = AgedCspc::start("cspc-bk").await else {
+        return;
+    };
+    let cspi = f.cspi.as_str();
+    let crds: Vec<_> = LEGACY_BACKUP_KINDS
+        .iter()
+        .map(|(kind, plural)| CrdSpec::new("openebs.io", "v1alpha1", kind, plural).crd())
+        .collect();
+    ensure_crds(&f.client, &crds).await.unwrap();
+    // Records an older pool-manager wrote for the CSPI, and one of another pool instance.
+    let specs = [
+        json!({"name": "b1", "volumeName": "pvc-bk", "snapName": "s2", "prevSnapName": "s1",
+            "backupDest": "10.0.0.9:9000"}),
+        json!({"restoreName": "b1-s2", "volumeName": "pvc-bk", "restoreSrc": "10.0.0.9:9000"}),
+        json!({"name": "b1", "volumeName": "pvc-bk", "prevSnapName": "s2", "snapName": "s1"}),
+    ];
+    let labels = json!({label::CSPI_NAME: cspi, "openebs.io/persistent-volume": "pvc-bk"});
+    for ((kind, plural), spec) in LEGACY_BACKUP_KINDS.iter().zip(specs) {
+        let api = legacy_api(&f.client, &f.ns, kind, plural);
+        for (name, labels) in [
+            ("b1-pvc-bk", labels.clone()),
+            ("other-pool", json!({label::CSPI_NAME: "another-cspi"})),
+        ] {
+            let obj: DynamicObject = serde_json::from_value(json!({
+                "apiVersion": "openebs.io/v1alpha1", "kind": kind,
+                "metadata": {"name": name, "namespace": f.ns, "labels": labels},
+                "spec": spec, "status": "Done"}))
+            .unwrap();
+            api.create(&PostParams::default(), &obj).await.unwrap();
+        }
+    }
+
+    let u = upgrader(f.tool.clone(), &f.ns);
+    cspc::upgrade(&u, f.name).await.unwrap();
+    assert_at(
+        &f.api::<CStorPoolInstance>().get(cspi).await.unwrap(),
+        OPENEBS_VERSION,
+    );
+
+    converted(&f, &labels).await;
+    let (phase, steps, _) = task_steps(&f.client, &f.ns, &f.task()).await;
+    assert_eq!(phase, Some(UpgradePhase::Success));
+    assert_eq!(steps.len(), 2, "{steps:?}");
+
+    // A rerun is harmless: nothing written, the copies stay.
+    let before = tool_writes(&f.cluster).len();
+    cspc::upgrade(&u, f.name).await.unwrap();
+    assert_eq!(tool_writes(&f.cluster)[before..], [] as [String; 0]);
+    converted(&f, &labels).await;
+    f.stop().await;
 }
 
 #[tokio::test]

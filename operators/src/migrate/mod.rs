@@ -8,6 +8,7 @@
 //! again to finish. `--dry-run` checks the preconditions and prints the CStorPoolCluster it
 //! would create, writing nothing.
 
+pub mod backup;
 pub mod pool;
 pub mod snapshot;
 pub mod task;

@@ -29,13 +29,12 @@ use cstor_api::{
 use k8s_openapi::api::{apps::v1::Deployment, core::v1::Pod};
 use kube::{
     Api, Resource, ResourceExt,
-    api::{DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams},
+    api::{DynamicObject, ListParams, Patch, PatchParams, PostParams},
 };
 use serde_json::{Value, json};
 
 use super::{
-    Migrator, check_operator, delete_if_present, is_conflict, legacy, legacy_cvrs, list_or_empty,
-    str_at,
+    Migrator, check_operator, delete_if_present, legacy, legacy_cvrs, list_or_empty, str_at,
     task::{MIGRATE, PRE_MIGRATION, Reporter},
     wait_for, wait_within,
 };
@@ -528,7 +527,19 @@ async fn hand_over(m: &Migrator, spc: &str, cspi: &CStorPoolInstance) -> anyhow:
     })
     .await?;
     relabel_replicas(m, &csp_name, cspi).await?;
-    copy_backup_records(m, csp, cspi).await?;
+    // The old pool's backup records (labelled with the CStorPool's uid) become the CSPI's.
+    let selector = format!(
+        "{}={}",
+        label::LEGACY_CSP_UID,
+        csp.uid().unwrap_or_default()
+    );
+    super::backup::convert_legacy_records(&m.client, &m.namespace, &selector, |labels| {
+        labels.remove(label::LEGACY_CSP_UID);
+        labels.remove("cstorpool.openebs.io/name");
+        labels.insert(label::CSPI_NAME.into(), cspi.name_any());
+        labels.insert(label::CSPI_UID.into(), cspi.uid().unwrap_or_default());
+    })
+    .await?;
     let patch = json!({"metadata": {"finalizers": null}});
     csps(m)
         .patch(&csp_name, &PatchParams::default(), &Patch::Merge(&patch))
@@ -606,114 +617,6 @@ async fn relabel_replicas(m: &Migrator, csp: &str, cspi: &CStorPoolInstance) -> 
             &Patch::Merge(&patch),
         )
         .await?;
-    }
-    Ok(())
-}
-
-/// How a legacy record's spec becomes a v1 one.
-type SpecConversion = fn(&Value) -> Value;
-
-/// The legacy kinds of backup records, their `cstor.openebs.io/v1` kind, and how a legacy
-/// spec becomes a v1 one.
-const BACKUP_KINDS: [(&str, &str, SpecConversion); 3] = [
-    ("CStorBackup", "cstorbackups", backup_spec),
-    ("CStorRestore", "cstorrestores", restore_spec),
-    (
-        "CStorCompletedBackup",
-        "cstorcompletedbackups",
-        completed_backup_spec,
-    ),
-];
-
-/// Legacy `spec.name` is v1 `spec.backupName`.
-fn backup_spec(legacy: &Value) -> Value {
-    let mut spec = legacy.clone();
-    if let Some(o) = spec.as_object_mut()
-        && let Some(name) = o.remove("name")
-    {
-        o.insert("backupName".into(), name);
-    }
-    spec
-}
-
-fn restore_spec(legacy: &Value) -> Value {
-    legacy.clone()
-}
-
-/// Legacy `prevSnapName` is v1 `lastSnapName`, legacy `snapName` is `secondLastSnapName` (as
-/// upstream's migration maps them).
-fn completed_backup_spec(legacy: &Value) -> Value {
-    let mut spec = backup_spec(legacy);
-    if let Some(o) = spec.as_object_mut() {
-        if let Some(v) = o.remove("prevSnapName") {
-            o.insert("lastSnapName".into(), v);
-        }
-        if let Some(v) = o.remove("snapName") {
-            o.insert("secondLastSnapName".into(), v);
-        }
-    }
-    spec
-}
-
-/// The old pool's backup and restore records (legacy kinds, labelled with the CStorPool's uid)
-/// become `cstor.openebs.io/v1` records of the CSPI, same names; then the legacy ones go.
-async fn copy_backup_records(
-    m: &Migrator,
-    csp: &DynamicObject,
-    cspi: &CStorPoolInstance,
-) -> anyhow::Result<()> {
-    let selector = format!(
-        "{}={}",
-        label::LEGACY_CSP_UID,
-        csp.uid().unwrap_or_default()
-    );
-    for (kind, plural, convert) in BACKUP_KINDS {
-        let old: Api<DynamicObject> =
-            Api::namespaced_with(m.client.clone(), &m.namespace, &legacy(kind, plural));
-        let lp = ListParams::default().labels(&selector);
-        let records = list_or_empty(&old, &lp).await?;
-        let new: Api<DynamicObject> = Api::namespaced_with(
-            m.client.clone(),
-            &m.namespace,
-            &kube::api::ApiResource {
-                group: cstor_api::constants::group::CSTOR.into(),
-                version: cstor_api::constants::group::CSTOR_VERSION.into(),
-                api_version: cstor_api::constants::group::CSTOR_API_VERSION.into(),
-                kind: kind.into(),
-                plural: plural.into(),
-            },
-        );
-        for r in records {
-            let mut labels = r.labels().clone();
-            labels.remove(label::LEGACY_CSP_UID);
-            labels.remove("cstorpool.openebs.io/name");
-            labels.insert(label::CSPI_NAME.into(), cspi.name_any());
-            labels.insert(label::CSPI_UID.into(), cspi.uid().unwrap_or_default());
-            let mut copy = json!({
-                "apiVersion": cstor_api::constants::group::CSTOR_API_VERSION, "kind": kind,
-                "metadata": {"name": r.name_any(), "namespace": m.namespace, "labels": labels},
-                "spec": convert(r.data.get("spec").unwrap_or(&Value::Null)),
-            });
-            if let Some(status) = r.data.get("status") {
-                copy["status"] = status.clone();
-            }
-            let obj: DynamicObject = serde_json::from_value(copy)?;
-            match new.create(&PostParams::default(), &obj).await {
-                Ok(_) => {}
-                Err(e) if is_conflict(&e) => {}
-                Err(e) => {
-                    return Err(e).with_context(|| format!("copying {kind} {}", r.name_any()));
-                }
-            }
-        }
-        // A cluster without the legacy backup kinds has nothing to delete either.
-        for r in list_or_empty(&old, &lp).await? {
-            match old.delete(&r.name_any(), &DeleteParams::default()).await {
-                Ok(_) => {}
-                Err(kube::Error::Api(s)) if s.code == 404 => {}
-                Err(e) => return Err(e.into()),
-            }
-        }
     }
     Ok(())
 }

@@ -1,6 +1,7 @@
 //! A CStorPoolCluster upgrade, in upstream's order: the cspc-operator must already run this
 //! release; each CSPI in turn (pool Deployment images and labels, rollout, CSPI label and
-//! `desired`, the pool-manager's `current`), each with its UpgradeTask; then the CSPC's
+//! `desired`, the pool-manager's `current`, then its legacy `openebs.io/v1alpha1` backup
+//! records moved to `cstor.openebs.io/v1`), each with its UpgradeTask; then the CSPC's
 //! `desired`, and the cspc-operator's `current`.
 
 use anyhow::Context as _;
@@ -95,7 +96,18 @@ async fn upgrade_cspi(u: &Upgrader, name: &str, r: &Reporter) -> anyhow::Result<
                 json!({"labels": {label::VERSION: u.to}}),
             )
             .await?;
-            u.verify_current::<CStorPoolInstance>(name).await
+            u.verify_current::<CStorPoolInstance>(name).await?;
+            // Backup records an older pool-manager wrote in the legacy kinds move to v1.
+            let selector = format!("{}={name}", label::CSPI_NAME);
+            crate::migrate::backup::convert_legacy_records(
+                &u.client,
+                &u.namespace,
+                &selector,
+                |_| {},
+            )
+            .await
+            .context("failed to migrate the legacy backup records")?;
+            Ok(())
         },
     )
     .await

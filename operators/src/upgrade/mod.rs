@@ -7,8 +7,9 @@
 //!
 //! * a CStorPoolCluster ([`cspc`]): per CStorPoolInstance, its pool Deployment gets the new
 //!   images and version labels and is rolled out, then the CSPI's label and `desired` move and
-//!   the tool waits for its pool-manager to report `current`; last the CSPC's `desired`, and
-//!   the cspc-operator's `current`;
+//!   the tool waits for its pool-manager to report `current`, and its legacy backup records
+//!   (`openebs.io/v1alpha1`) become `cstor.openebs.io/v1` ones; last the CSPC's `desired`,
+//!   and the cspc-operator's `current`;
 //! * a volume ([`volume`]): its replicas (whose pools must already be upgraded), then the
 //!   target Deployment (rollout), its Service label, the CStorVolume, the CStorVolumeConfig.
 //!

@@ -3,24 +3,13 @@
 //! first use, their step list reset at each run; each step is a `Waiting` entry that becomes
 //! `Completed` (message) or `Errored` (message and the error as reason). The overall `Success`,
 //! or one more retry (`Error` once the backoff limit is reached), is written when the run
-//! ends.
+//! ends. Written by the migration's [`TaskReporter`].
 
-use std::future::Future;
-
-use cstor_api::upgrade::{
-    StepPhase, UpgradePhase, UpgradeStepStatus, UpgradeTask, UpgradeTaskSpec, UpgradeTaskStatus,
-};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kube::{
-    Api, ResourceExt,
-    api::{ListParams, PostParams},
-};
+use cstor_api::upgrade::{UpgradePhase, UpgradeTask, UpgradeTaskSpec};
+use kube::{Api, ResourceExt, api::ListParams};
 
 use super::Upgrader;
-
-fn now() -> Time {
-    Time(k8s_openapi::jiff::Timestamp::now())
-}
+use crate::migrate::task::{TaskKind, TaskRecord, TaskReporter};
 
 /// Name of the task of a CSPI.
 pub fn cspi_task_name(cspi: &str) -> String {
@@ -43,116 +32,35 @@ pub fn spec(u: &Upgrader) -> UpgradeTaskSpec {
     }
 }
 
-/// Writes the task of one resource.
-pub struct Reporter {
-    api: Api<UpgradeTask>,
-    name: String,
+impl TaskKind for UpgradeTask {
+    type Spec = UpgradeTaskSpec;
+    const STEP_ERROR_TAKES_CONTEXT: bool = true;
+
+    fn new_task(name: &str, namespace: &str, spec: Self::Spec) -> Self {
+        UpgradeTask::namespaced(name, namespace, spec)
+    }
+
+    fn record(&mut self) -> TaskRecord<'_> {
+        let st = self.status.get_or_insert_with(Default::default);
+        TaskRecord {
+            phase: &mut st.phase,
+            start_time: &mut st.start_time,
+            completed_time: &mut st.completed_time,
+            retries: &mut st.retries,
+            steps: &mut st.upgrade_detailed_statuses,
+        }
+    }
 }
 
+/// Writes the task of one resource (the migration's reporter, over `upgradeDetailedStatuses`;
+/// a failed step's error comes back with the step's context).
+pub type Reporter = TaskReporter<UpgradeTask>;
+
 impl Reporter {
-    /// Gets or creates task `name` with `spec`; a first run stamps `Started` and the start time;
-    /// every run starts with no step entries.
+    /// Gets or creates UpgradeTask `name` with `spec`; a first run stamps `Started` and the
+    /// start time; every run starts with no step entries.
     pub async fn start(u: &Upgrader, name: &str, spec: UpgradeTaskSpec) -> anyhow::Result<Self> {
-        let r = Reporter {
-            api: u.api(),
-            name: name.to_owned(),
-        };
-        if r.api.get_opt(name).await?.is_none() {
-            let task = UpgradeTask::namespaced(name, &u.namespace, spec);
-            match r.api.create(&PostParams::default(), &task).await {
-                Ok(_) => {}
-                Err(kube::Error::Api(s)) if s.code == 409 => {}
-                Err(e) => {
-                    return Err(
-                        anyhow::Error::from(e).context(format!("create UpgradeTask {name}"))
-                    );
-                }
-            }
-        }
-        r.update(|st| {
-            if st.start_time.is_none() {
-                st.phase = Some(UpgradePhase::Started);
-                st.start_time = Some(now());
-            }
-            st.upgrade_detailed_statuses.clear();
-        })
-        .await?;
-        Ok(r)
-    }
-
-    async fn update(&self, change: impl Fn(&mut UpgradeTaskStatus)) -> anyhow::Result<()> {
-        let out = cstor_api::update::modify(&self.api, &self.name, |task| {
-            change(task.status.get_or_insert_with(Default::default));
-            true
-        })
-        .await?;
-        if matches!(out, cstor_api::update::Modified::Absent) {
-            anyhow::bail!("UpgradeTask {} is gone", self.name);
-        }
-        Ok(())
-    }
-
-    /// Runs one step: a `Waiting` entry, then `Completed` with `done` or `Errored` with
-    /// `context` and the error. The step's error comes back with `context` attached.
-    pub async fn step<T, Fut>(
-        &self,
-        step: &str,
-        done: &str,
-        context: &str,
-        work: Fut,
-    ) -> anyhow::Result<T>
-    where
-        Fut: Future<Output = anyhow::Result<T>>,
-    {
-        self.update(|st| {
-            st.upgrade_detailed_statuses.push(UpgradeStepStatus {
-                step: step.into(),
-                start_time: Some(now()),
-                last_updated_at: Some(now()),
-                phase: Some(StepPhase::Waiting),
-                ..Default::default()
-            })
-        })
-        .await?;
-        let result = work.await;
-        self.update(|st| {
-            if let Some(last) = st.upgrade_detailed_statuses.last_mut() {
-                last.last_updated_at = Some(now());
-                match &result {
-                    Ok(_) => {
-                        last.phase = Some(StepPhase::Completed);
-                        last.message = Some(done.into());
-                        last.reason = None;
-                    }
-                    Err(e) => {
-                        last.phase = Some(StepPhase::Errored);
-                        last.message = Some(context.into());
-                        last.reason = Some(format!("{e:#}"));
-                    }
-                }
-            }
-        })
-        .await?;
-        result.map_err(|e| e.context(context.to_owned()))
-    }
-
-    /// The run's end: `Success`, or one more retry (and `Error` once `backoff_limit` runs
-    /// failed).
-    pub async fn finish(&self, ok: bool, backoff_limit: i64) -> anyhow::Result<()> {
-        self.update(|st| {
-            if ok {
-                st.phase = Some(UpgradePhase::Success);
-                st.completed_time = Some(now());
-            } else {
-                let retries = st.retries.unwrap_or(0) + 1;
-                st.retries = Some(retries);
-                if retries >= backoff_limit {
-                    st.phase = Some(UpgradePhase::Error);
-                    st.completed_time = Some(now());
-                }
-            }
-        })
-        .await
+        TaskReporter::open(u.client.clone(), &u.namespace, name, spec, true).await
     }
 }
 
