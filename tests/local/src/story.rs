@@ -307,7 +307,7 @@ impl<'a> Story<'a> {
         self.optional_step(
             "swap",
 
-            "the operators swapped out and back over objects as upstream leaves them: ours adopt the running cluster, no pool or target pod restarted or its template changed, the volume reads the same data",
+            "the operators swapped from upstream to ours and back: ours adopt objects as upstream leaves them with no pool or target pod restarted or pod template changed, and leave every field upstream reads as it was; handed back, the volume reads the same data",
             self.swap_operators(&pv, cspc, &data),
         )
         .await?;
