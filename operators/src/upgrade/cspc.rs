@@ -88,7 +88,9 @@ async fn upgrade_cspi(u: &Upgrader, name: &str, r: &Reporter) -> anyhow::Result<
         "Pool instance upgrade was successful",
         &format!("failed to upgrade pool instance {name}"),
         async {
-            u.upgrade_deployment(&deploy.name_any(), &[]).await?;
+            let images = u.operator_images("cspc-operator").await?;
+            u.upgrade_deployment(&deploy.name_any(), &[], &images)
+                .await?;
             let recorded = cspi.version_label();
             u.bump_desired::<CStorPoolInstance>(
                 name,

@@ -22,11 +22,11 @@ pub mod cspc;
 pub mod task;
 pub mod volume;
 
-use std::{future::Future, time::Duration};
+use std::{collections::BTreeMap, future::Future, time::Duration};
 
 use anyhow::{Context as _, bail};
-use cstor_api::constants::{label, version};
-use k8s_openapi::api::apps::v1::Deployment;
+use cstor_api::constants::{env, label, version};
+use k8s_openapi::api::{apps::v1::Deployment, core::v1::Pod};
 use kube::{
     Api, Client, Resource, ResourceExt,
     api::{ListParams, Patch, PatchParams, PostParams},
@@ -84,6 +84,11 @@ pub struct Upgrader {
     pub image_prefix: Option<String>,
     /// Tag of the new images.
     pub image_tag: String,
+    /// Whether the new images were named (`--to-version-image-prefix` / `-tag`, or an
+    /// UpgradeTask's `imagePrefix` / `imageTag`): then every image follows upstream's rule
+    /// (`<repository>:<tag>`); otherwise a container the operator deploys gets the image the
+    /// operator is configured with, so it has nothing left to roll out afterwards.
+    pub images_named: bool,
     /// The version the cspc-/cvc-operator pods must carry (label `openebs.io/version`): this
     /// tool's build, as our manifests label operator pods with the crate version.
     pub tool_version: String,
@@ -166,6 +171,8 @@ impl Upgrader {
                 .to_version_image_tag
                 .clone()
                 .unwrap_or_else(|| args.to_version.clone()),
+            images_named: args.to_version_image_tag.is_some()
+                || args.to_version_image_prefix.is_some(),
             tool_version: env!("CARGO_PKG_VERSION").to_owned(),
             deadline,
             poll: Duration::from_secs(2),
@@ -188,6 +195,51 @@ impl Upgrader {
             ..crate::migrate::Migrator::new(self.client.clone(), &self.namespace)
         };
         crate::migrate::check_operator(&m, component).await
+    }
+
+    /// The images the operator `component` deploys, by container name (the literal values of
+    /// its pod's image variables; the first pod's): what a Deployment it owns is moved to.
+    pub async fn operator_images(
+        &self,
+        component: &str,
+    ) -> anyhow::Result<BTreeMap<String, String>> {
+        let pods = self
+            .api::<Pod>()
+            .list(&ListParams::default().labels(&format!("{}={component}", label::COMPONENT_NAME)))
+            .await?;
+        let vars: BTreeMap<&str, &str> = pods
+            .items
+            .iter()
+            .filter_map(|p| p.spec.as_ref())
+            .flat_map(|s| &s.containers)
+            .flat_map(|c| c.env.iter().flatten())
+            .filter_map(|e| Some((e.name.as_str(), e.value.as_deref()?)))
+            .collect();
+        Ok(OPERATOR_IMAGES
+            .iter()
+            .filter(|(c, _, _)| *c == component)
+            .filter_map(|(_, container, var)| {
+                Some(((*container).to_owned(), (*vars.get(var)?).to_owned()))
+            })
+            .collect())
+    }
+
+    /// The image of container `name` (now `old`) after the upgrade: the operator's (from
+    /// `operator`) unless the images were named, else upstream's rule ([`new_image`]).
+    pub fn image_for(
+        &self,
+        name: &str,
+        old: &str,
+        operator: &BTreeMap<String, String>,
+    ) -> anyhow::Result<String> {
+        upgraded_image(
+            name,
+            old,
+            operator,
+            self.images_named,
+            self.image_prefix.as_deref(),
+            &self.image_tag,
+        )
     }
 
     /// Upstream's PreChecks: the object's version is `from` or `to` (suffixes ignored).
@@ -249,6 +301,7 @@ impl Upgrader {
         &self,
         name: &str,
         extra_labels: &[(&str, String)],
+        operator_images: &BTreeMap<String, String>,
     ) -> anyhow::Result<()> {
         let api = self.api::<Deployment>();
         let mut attempts = 0;
@@ -285,11 +338,7 @@ impl Upgrader {
                 .chain(pod.init_containers.iter_mut().flatten())
             {
                 let old = c.image.clone().unwrap_or_default();
-                c.image = Some(new_image(
-                    &old,
-                    self.image_prefix.as_deref(),
-                    &self.image_tag,
-                )?);
+                c.image = Some(self.image_for(&c.name, &old, operator_images)?);
             }
             match api.replace(name, &PostParams::default(), &d).await {
                 Ok(_) => {
@@ -354,6 +403,56 @@ impl Upgrader {
             },
         )
         .await
+    }
+}
+
+/// Which image variable of which operator names the image of which container (upstream's
+/// container names): `(operator component, container, variable)`.
+const OPERATOR_IMAGES: [(&str, &str, &str); 6] = [
+    (
+        "cspc-operator",
+        "cstor-pool-mgmt",
+        env::OPENEBS_IO_CSPI_MGMT_IMAGE,
+    ),
+    (
+        "cspc-operator",
+        "cstor-pool",
+        env::OPENEBS_IO_CSTOR_POOL_IMAGE,
+    ),
+    (
+        "cspc-operator",
+        "maya-exporter",
+        env::OPENEBS_IO_CSTOR_POOL_EXPORTER_IMAGE,
+    ),
+    (
+        "cvc-operator",
+        "cstor-istgt",
+        env::OPENEBS_IO_CSTOR_TARGET_IMAGE,
+    ),
+    (
+        "cvc-operator",
+        "cstor-volume-mgmt",
+        env::OPENEBS_IO_CSTOR_VOLUME_MGMT_IMAGE,
+    ),
+    (
+        "cvc-operator",
+        "maya-volume-exporter",
+        env::OPENEBS_IO_VOLUME_MONITOR_IMAGE,
+    ),
+];
+
+/// See [`Upgrader::image_for`].
+pub fn upgraded_image(
+    name: &str,
+    old: &str,
+    operator: &BTreeMap<String, String>,
+    named: bool,
+    prefix: Option<&str>,
+    tag: &str,
+) -> anyhow::Result<String> {
+    match operator.get(name) {
+        Some(img) if !named => Ok(img.clone()),
+        _ => new_image(old, prefix, tag),
     }
 }
 
@@ -443,6 +542,32 @@ pub async fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn operator_images_win_unless_images_were_named() {
+        let operator = BTreeMap::from([(
+            "cstor-pool-mgmt".to_string(),
+            "cstor-rs-pool-manager:0.1.0".to_string(),
+        )]);
+        let pick = |named: bool, container: &str, old: &str| {
+            upgraded_image(container, old, &operator, named, None, "3.6.0").unwrap()
+        };
+        // Ours: not `cstor-rs-pool-manager:3.6.0`, an image that does not exist.
+        assert_eq!(
+            pick(false, "cstor-pool-mgmt", "cstor-rs-pool-manager:0.0.9"),
+            "cstor-rs-pool-manager:0.1.0"
+        );
+        // A container the operator does not name keeps upstream's rule.
+        assert_eq!(
+            pick(false, "maya-exporter", "openebs/m-exporter:3.5.0"),
+            "openebs/m-exporter:3.6.0"
+        );
+        // Named images: upstream's rule for every container.
+        assert_eq!(
+            pick(true, "cstor-pool-mgmt", "openebs/cstor-pool-manager:3.5.0"),
+            "openebs/cstor-pool-manager:3.6.0"
+        );
+    }
 
     #[test]
     fn images_get_the_new_tag_and_prefix() {

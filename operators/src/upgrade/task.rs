@@ -101,6 +101,8 @@ pub async fn run_selected(u: &Upgrader, selector: &str) -> Result<(), String> {
         }
         tu.image_prefix = t.spec.image_prefix.clone().or(tu.image_prefix);
         tu.image_tag = t.spec.image_tag.clone().unwrap_or_else(|| tu.to.clone());
+        tu.images_named =
+            tu.images_named || t.spec.image_tag.is_some() || t.spec.image_prefix.is_some();
         let result = if let Some(v) = &t.spec.cstor_volume {
             super::volume::upgrade_task(&tu, &v.pv_name, &name)
                 .await

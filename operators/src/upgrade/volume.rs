@@ -165,7 +165,8 @@ async fn upgrade_target(u: &Upgrader, pv: &str, f: &Found) -> anyhow::Result<()>
         .iter()
         .map(|c| (label::PERSISTENT_VOLUME_CLAIM, c.clone()))
         .collect();
-    u.upgrade_deployment(&f.deploy.name_any(), &claim_labels)
+    let images = u.operator_images("cvc-operator").await?;
+    u.upgrade_deployment(&f.deploy.name_any(), &claim_labels, &images)
         .await
         .context("failed to patch target deploy")?;
     if u.should_patch(&version_label(&f.service)) {
