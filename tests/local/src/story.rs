@@ -727,13 +727,7 @@ impl<'a> Story<'a> {
         let snap = id.rsplit('@').next().unwrap_or(&id).to_string();
         let n = self.snapshots_on_replicas(pv, &snap).await?;
         ensure!(n == 3, "snapshot {snap} on {n} of 3 replicas");
-        self.csi()
-            .delete_snapshot(DeleteSnapshotRequest {
-                snapshot_id: id.clone(),
-                ..Default::default()
-            })
-            .await
-            .context("DeleteSnapshot")?;
+        self.delete_snapshot(&id).await?;
         until("the snapshot gone from every replica", || async {
             Ok((self.snapshots_on_replicas(pv, &snap).await? == 0).then_some(()))
         })
@@ -796,9 +790,14 @@ impl<'a> Story<'a> {
                 .context("DeleteVolume")?;
             self.gone(v).await?;
         }
+        self.delete_snapshot(&snap_id).await
+    }
+
+    /// DeleteSnapshot of CSI snapshot `id`.
+    async fn delete_snapshot(&self, id: &str) -> anyhow::Result<()> {
         self.csi()
             .delete_snapshot(DeleteSnapshotRequest {
-                snapshot_id: snap_id,
+                snapshot_id: id.to_owned(),
                 ..Default::default()
             })
             .await

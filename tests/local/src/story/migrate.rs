@@ -24,7 +24,7 @@ use anyhow::{Context as _, bail, ensure};
 use cstor_api::{
     cstor::{CStorPoolCluster, CStorPoolInstance, CStorVolume, CStorVolumePolicy},
     ndm::BlockDeviceClaim,
-    proto::csi::v1::{CreateSnapshotRequest, DeleteSnapshotRequest, DeleteVolumeRequest},
+    proto::csi::v1::{CreateSnapshotRequest, DeleteVolumeRequest},
 };
 use cstor_operators::migrate::{legacy, pool, volume};
 use cstor_testkit::{CrdSpec, cluster::ensure_crds};
@@ -151,13 +151,7 @@ impl Story<'_> {
         self.api::<CStorVolumePolicy>()
             .delete(&sc, &DeleteParams::default())
             .await?;
-        self.csi()
-            .delete_snapshot(DeleteSnapshotRequest {
-                snapshot_id: snap_id,
-                ..Default::default()
-            })
-            .await
-            .context("DeleteSnapshot")?;
+        self.delete_snapshot(&snap_id).await?;
         self.delete_pools(&spc, false).await
     }
 
