@@ -120,6 +120,9 @@ struct Workload {
     name: String,
     namespace: String,
     uid: String,
+    /// `metadata.generation`, reported back as `status.observedGeneration` (what rollout
+    /// checks wait for).
+    generation: Option<i64>,
     replicas: i32,
     template: PodTemplateSpec,
     /// DaemonSet: one per node.
@@ -145,6 +148,7 @@ impl Workload {
             name: obj.meta().name.clone().unwrap_or_default(),
             namespace: obj.meta().namespace.clone().unwrap_or_default(),
             uid: obj.meta().uid.clone().unwrap_or_default(),
+            generation: obj.meta().generation,
             replicas: if deleting { 0 } else { replicas },
             template,
             per_node,
@@ -362,6 +366,7 @@ async fn reconcile_namespace(client: &Client, ns: &str, node_names: &[String]) -
             "updatedReplicas": current.len(), "currentReplicas": current.len(),
             "numberReady": ready, "currentNumberScheduled": current.len(), "desiredNumberScheduled": current.len(),
             "numberAvailable": ready, "updatedNumberScheduled": current.len(), "numberMisscheduled": 0,
+            "observedGeneration": w.generation,
         }});
         let pp = PatchParams::default();
         let _ = match w.kind {

@@ -40,11 +40,12 @@ use crate::{cluster::LocalCluster, initiator, registration::unix_channel};
 mod backup;
 mod migrate;
 mod swap;
+mod upgrade;
 
 const GIB: u64 = 1 << 30;
 
 /// Names the optional steps to run (all when unset): resize, snapshot, restore, migrate,
-/// velero, scale, kill, swap.
+/// velero, scale, kill, swap, upgrade.
 pub const STEPS_ENV: &str = "CSTOR_STORY_STEPS";
 
 /// Generous deadline of each step (a 3-replica volume takes about 45 s to be fully Healthy).
@@ -309,6 +310,12 @@ impl<'a> Story<'a> {
 
             "the operators swapped from upstream to ours and back: ours adopt objects as upstream leaves them with no pool or target pod restarted or pod template changed, and leave every field upstream reads as it was; handed back, the volume reads the same data",
             self.swap_operators(&pv, cspc, &data),
+        )
+        .await?;
+        self.optional_step(
+            "upgrade",
+            "objects of an older release (3.5.0) upgraded by cstor-migrate upgrade run as its example Jobs, pools first: the CSPC and CVC frozen until then, every object moved to this release by the component owning it, no pod restarted, the volume reads the same data",
+            self.upgrade_from_older_release(&pv, cspc, &data),
         )
         .await?;
         self.step(

@@ -680,7 +680,7 @@ impl Story<'_> {
 
     /// Runs `cstor-migrate` with `args` in a Pod `name` made from the example Job `job`'s
     /// template, on the node of the cvc-operator; waits for it to end.
-    async fn run_job(&self, job: &str, args: &[&str], name: &str) -> anyhow::Result<()> {
+    pub(super) async fn run_job(&self, job: &str, args: &[&str], name: &str) -> anyhow::Result<()> {
         let text = std::fs::read_to_string(workspace_root().join(job))
             .with_context(|| format!("reading {job}"))?;
         let doc: Value = serde_yaml::from_str(&text).with_context(|| format!("parsing {job}"))?;

@@ -278,7 +278,7 @@ impl Story<'_> {
 
     /// The pool pods of `cspc` and the target pod of `pv` (uid and restarts) and their
     /// Deployments (pod template).
-    async fn data_plane(&self, pv: &str, cspc: &str) -> anyhow::Result<DataPlane> {
+    pub(super) async fn data_plane(&self, pv: &str, cspc: &str) -> anyhow::Result<DataPlane> {
         let mut out = DataPlane::new();
         let selectors = [
             format!("{}={cspc}", label::CSTOR_POOL_CLUSTER),
