@@ -45,8 +45,10 @@ impl Story<'_> {
     ) -> anyhow::Result<()> {
         let before = self.data_plane(pv, cspc).await?;
         let cspis = self.age(pv, cspc).await?;
-        self.frozen("CStorPoolCluster", cspc, "CSPC Reconcile").await?;
-        self.frozen("CStorVolumeConfig", pv, "CVC Reconcile").await?;
+        self.frozen("CStorPoolCluster", cspc, "CSPC Reconcile")
+            .await?;
+        self.frozen("CStorVolumeConfig", pv, "CVC Reconcile")
+            .await?;
 
         let short = &uuid::Uuid::new_v4().simple().to_string()[..6];
         let args = |kind: &str, name: &str| {
@@ -158,18 +160,21 @@ impl Story<'_> {
     /// Waits for the Warning `reason` the operator gives `kind` `name` at an older release.
     async fn frozen(&self, kind: &str, name: &str, reason: &str) -> anyhow::Result<()> {
         let events: Api<Event> = self.api();
-        until(&format!("the Warning {reason} on {kind} {name}"), || async {
-            Ok(events
-                .list(&ListParams::default())
-                .await?
-                .items
-                .iter()
-                .any(|e| {
-                    e.reason.as_deref() == Some(reason)
-                        && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name)
-                })
-                .then_some(()))
-        })
+        until(
+            &format!("the Warning {reason} on {kind} {name}"),
+            || async {
+                Ok(events
+                    .list(&ListParams::default())
+                    .await?
+                    .items
+                    .iter()
+                    .any(|e| {
+                        e.reason.as_deref() == Some(reason)
+                            && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name)
+                    })
+                    .then_some(()))
+            },
+        )
         .await
     }
 
