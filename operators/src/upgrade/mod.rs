@@ -198,7 +198,8 @@ impl Upgrader {
     }
 
     /// The images the operator `component` deploys, by container name (the literal values of
-    /// its pod's image variables; the first pod's): what a Deployment it owns is moved to.
+    /// the image variables of its pods, which all run one release: [`Self::check_operator`]):
+    /// what a Deployment it owns is moved to.
     pub async fn operator_images(
         &self,
         component: &str,
@@ -222,24 +223,6 @@ impl Upgrader {
                 Some(((*container).to_owned(), (*vars.get(var)?).to_owned()))
             })
             .collect())
-    }
-
-    /// The image of container `name` (now `old`) after the upgrade: the operator's (from
-    /// `operator`) unless the images were named, else upstream's rule ([`new_image`]).
-    pub fn image_for(
-        &self,
-        name: &str,
-        old: &str,
-        operator: &BTreeMap<String, String>,
-    ) -> anyhow::Result<String> {
-        upgraded_image(
-            name,
-            old,
-            operator,
-            self.images_named,
-            self.image_prefix.as_deref(),
-            &self.image_tag,
-        )
     }
 
     /// Upstream's PreChecks: the object's version is `from` or `to` (suffixes ignored).
@@ -338,7 +321,14 @@ impl Upgrader {
                 .chain(pod.init_containers.iter_mut().flatten())
             {
                 let old = c.image.clone().unwrap_or_default();
-                c.image = Some(self.image_for(&c.name, &old, operator_images)?);
+                c.image = Some(upgraded_image(
+                    &c.name,
+                    &old,
+                    operator_images,
+                    self.images_named,
+                    self.image_prefix.as_deref(),
+                    &self.image_tag,
+                )?);
             }
             match api.replace(name, &PostParams::default(), &d).await {
                 Ok(_) => {
@@ -441,7 +431,9 @@ const OPERATOR_IMAGES: [(&str, &str, &str); 6] = [
     ),
 ];
 
-/// See [`Upgrader::image_for`].
+/// The image of container `name` (now `old`) after the upgrade: the one the operator deploys
+/// for it (`operator`, from [`Upgrader::operator_images`]) unless the images were `named`,
+/// else upstream's rule ([`new_image`] with `prefix` and `tag`).
 pub fn upgraded_image(
     name: &str,
     old: &str,

@@ -409,17 +409,25 @@ impl Story<'_> {
         );
         let stream_dir = self.cluster.state_dir.join(format!("streams-{legacy_pv}"));
         std::fs::create_dir_all(&stream_dir)?;
-        for lp in pools {
-            let mut source = None;
-            for cspi in self.replica_pools(pv).await? {
-                let c = cspis.get(&cspi).await?;
-                if c.spec.host_name.as_deref() == Some(lp.node.as_str())
-                    || c.labels().get("kubernetes.io/hostname") == Some(&lp.node)
-                {
-                    source = Some(cspi);
-                }
+        // The story's replica on each node (read once).
+        let mut by_node = std::collections::BTreeMap::new();
+        for cspi in self.replica_pools(pv).await? {
+            let c = cspis.get(&cspi).await?;
+            for node in [
+                c.spec.host_name.clone(),
+                c.labels().get("kubernetes.io/hostname").cloned(),
+            ]
+            .into_iter()
+            .flatten()
+            {
+                by_node.insert(node, cspi.clone());
             }
-            let cspi = source.with_context(|| format!("no replica of {pv} on {}", lp.node))?;
+        }
+        for lp in pools {
+            let cspi = by_node
+                .get(&lp.node)
+                .cloned()
+                .with_context(|| format!("no replica of {pv} on {}", lp.node))?;
             let from = format!("{}/{pv}@{snap}", self.pool_of(&cspi).await?);
             let stream = stream_dir.join(&lp.csp);
             let src_pod = self

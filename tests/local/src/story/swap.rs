@@ -39,7 +39,7 @@ const UPSTREAM_HASH: &str = "2953539981";
 
 /// What must not change: each pool and target pod (uid, restarts), each of their
 /// Deployments' pod template.
-type DataPlane = BTreeMap<String, String>;
+pub(super) type DataPlane = BTreeMap<String, String>;
 
 impl Story<'_> {
     pub(super) async fn swap_operators(
@@ -114,14 +114,8 @@ impl Story<'_> {
             },
         )
         .await?;
-        let after = self.data_plane(pv, cspc).await?;
-        for (what, was) in &before {
-            let now = after.get(what).map(String::as_str).unwrap_or("gone");
-            ensure!(
-                was == now,
-                "swapping the operators changed {what}: {was} → {now}"
-            );
-        }
+        self.data_plane_unchanged(pv, cspc, &before, "swapping the operators")
+            .await?;
         let cvc = cvcs.get(pv).await?;
         ensure!(
             cvc.labels().get(label::TEMPLATE_HASH).map(String::as_str) == Some(UPSTREAM_HASH),
@@ -157,13 +151,23 @@ impl Story<'_> {
             "with the operators handed back the volume reads other data"
         );
         self.scale_operators(replicas).await?;
+        self.data_plane_unchanged(pv, cspc, &before, "swapping the operators back")
+            .await
+    }
+
+    /// The pool and target pods and pod templates are as in `before` ([`Self::data_plane`]);
+    /// `doing` names what would have changed them.
+    pub(super) async fn data_plane_unchanged(
+        &self,
+        pv: &str,
+        cspc: &str,
+        before: &DataPlane,
+        doing: &str,
+    ) -> anyhow::Result<()> {
         let after = self.data_plane(pv, cspc).await?;
-        for (what, was) in &before {
+        for (what, was) in before {
             let now = after.get(what).map(String::as_str).unwrap_or("gone");
-            ensure!(
-                was == now,
-                "swapping the operators back changed {what}: {was} → {now}"
-            );
+            ensure!(was == now, "{doing} changed {what}: {was} → {now}");
         }
         Ok(())
     }

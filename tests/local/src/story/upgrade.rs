@@ -93,11 +93,8 @@ impl Story<'_> {
             );
         }
 
-        let after = self.data_plane(pv, cspc).await?;
-        for (what, was) in &before {
-            let now = after.get(what).map(String::as_str).unwrap_or("gone");
-            ensure!(was == now, "the upgrade changed {what}: {was} → {now}");
-        }
+        self.data_plane_unchanged(pv, cspc, &before, "the upgrade")
+            .await?;
         self.healthy(pv, 3).await?;
         let got = self.read(pv, data.len()).await?;
         ensure!(got == data, "after the upgrade the volume reads other data");
